@@ -1,0 +1,60 @@
+"""The identity of one instance before and after de-identification.
+
+This is what the re-identification vault stores (sealed) for the way back. It is computed by
+the engine from the original and the de-identified dataset; it is the only place where
+original values leave the engine, and it must only ever be handed to the vault.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["IdentityRecord", "OriginalIdentity", "PseudonymousIdentity"]
+
+
+@dataclass(frozen=True, slots=True)
+class OriginalIdentity:
+    """Original identifiers of one instance (PHI: seal before storing, never log)."""
+
+    patient_id: str
+    patient_name: str
+    issuer_of_patient_id: str
+    patient_birth_date: str
+    study_instance_uid: str
+    accession_number: str
+    study_date: str
+    series_instance_uid: str
+    sop_instance_uid: str
+
+    def __repr__(self) -> str:  # never print PHI by accident
+        return "OriginalIdentity(<sealed>)"
+
+
+@dataclass(frozen=True, slots=True)
+class PseudonymousIdentity:
+    """The same instance's identifiers after de-identification (safe to show)."""
+
+    patient_id: str
+    study_id: str
+    study_instance_uid: str
+    accession_number: str
+    series_instance_uid: str
+    sop_instance_uid: str
+
+
+@dataclass(frozen=True, slots=True)
+class IdentityRecord:
+    """Original ↔ pseudonymous identity of one instance, with the key that produced it.
+
+    Attributes
+    ----------
+    key_id:
+        Public id of the pseudonym key (:func:`dicomveil.keystore.key_id`).
+    date_offset_days:
+        Days subtracted from every date when dates were shifted, else ``0``.
+    """
+
+    original: OriginalIdentity
+    pseudonymous: PseudonymousIdentity
+    key_id: str
+    date_offset_days: int = 0

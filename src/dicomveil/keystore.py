@@ -1,0 +1,163 @@
+"""Loading and creating dicomveil's secret keys.
+
+Three independent secrets, each one line of text:
+
+``pseudonym``
+    Keys every pseudonym, UID and date shift (HMAC-SHA256). Same key, same output, anywhere.
+``vault``
+    Seals the original identifiers in the re-identification vault (AES-256-GCM).
+``audit``
+    Authenticates each audit log entry (HMAC-SHA256).
+
+Where a key comes from, first match wins: an explicit file (``--key-file``), the environment
+(``DICOMVEIL_KEY``, ``DICOMVEIL_VAULT_KEY``, ``DICOMVEIL_AUDIT_KEY``, or ``*_FILE`` variants naming a
+file), then ``$DICOMVEIL_HOME/keys/<name>.key``, created on first use (mode 0600) with a notice.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from dicomveil.errors import ConfigError
+from dicomveil.home import state_home
+
+__all__ = ["KEY_NAMES", "KeyName", "LoadedKey", "create_key_file", "key_id", "load_key"]
+
+KeyName = Literal["pseudonym", "vault", "audit"]
+KEY_NAMES: tuple[KeyName, ...] = ("pseudonym", "vault", "audit")
+ENV_VARS: Mapping[KeyName, str] = {
+    "pseudonym": "DICOMVEIL_KEY",
+    "vault": "DICOMVEIL_VAULT_KEY",
+    "audit": "DICOMVEIL_AUDIT_KEY",
+}
+MIN_SECRET_CHARS = 16
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedKey:
+    """A secret and where it came from (the origin is safe to print; the secret is not)."""
+
+    name: KeyName
+    secret: bytes
+    origin: str
+    created: bool = False
+
+    @property
+    def id(self) -> str:
+        """A short public identifier of the key (never reveals the secret)."""
+        return key_id(self.secret)
+
+    def __repr__(self) -> str:
+        return f"LoadedKey(name={self.name!r}, id={self.id!r}, origin={self.origin!r})"
+
+
+def key_id(secret: bytes) -> str:
+    """Return a 12-hex-digit identifier derived from ``secret`` by HMAC (not reversible)."""
+    return hmac.new(secret, b"dicomveil key id", hashlib.sha256).hexdigest()[:12]
+
+
+def _read_secret(path: Path, what: str) -> bytes:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{what}: key file {path} does not exist") from None
+    except OSError as exc:
+        raise ConfigError(f"{what}: key file {path} cannot be read ({exc.strerror})") from None
+    return _validate(text, what)
+
+
+def _validate(text: str, what: str) -> bytes:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if len(lines) != 1:
+        raise ConfigError(f"{what}: a key is one line of text ({len(lines)} lines found)")
+    if len(lines[0]) < MIN_SECRET_CHARS:
+        raise ConfigError(f"{what}: key is too short (at least {MIN_SECRET_CHARS} characters)")
+    return lines[0].encode("utf-8")
+
+
+def create_key_file(path: Path, *, overwrite: bool = False) -> bytes:
+    """Write a new random key (256 bits, urlsafe base64) to ``path`` with mode 0600.
+
+    Raises
+    ------
+    ConfigError
+        If ``path`` exists and ``overwrite`` is false.
+    """
+    secret = base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"=")
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if overwrite else os.O_EXCL)
+    try:
+        fd = os.open(path, flags, 0o600)
+    except FileExistsError:
+        raise ConfigError(f"key file {path} already exists") from None
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(secret + b"\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.chmod(path, 0o600)
+    return secret
+
+
+def load_key(
+    name: KeyName,
+    *,
+    key_file: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    home: Path | None = None,
+    create: bool = True,
+    notice: Callable[[str], None] | None = None,
+) -> LoadedKey:
+    """Find the ``name`` key, creating it under the state folder on first use.
+
+    Parameters
+    ----------
+    name:
+        Which key: ``"pseudonym"``, ``"vault"`` or ``"audit"``.
+    key_file:
+        An explicit key file; wins over everything else.
+    environ:
+        The environment (defaults to :data:`os.environ`).
+    home:
+        The state folder (defaults to :func:`dicomveil.home.state_home`).
+    create:
+        Create the key in the state folder when no key is found anywhere.
+    notice:
+        Called with a one-line message when a key is created.
+    """
+    what = f"{name} key"
+    if key_file is not None:
+        return LoadedKey(name, _read_secret(Path(key_file), what), f"file {key_file}")
+    env = os.environ if environ is None else environ
+    var = ENV_VARS[name]
+    if env.get(var):
+        return LoadedKey(name, _validate(env[var], what), f"environment {var}")
+    if env.get(f"{var}_FILE"):
+        path = Path(env[f"{var}_FILE"])
+        return LoadedKey(name, _read_secret(path, what), f"file {path}")
+    folder = (home if home is not None else state_home(dict(env))) / "keys"
+    path = folder / f"{name}.key"
+    if path.exists():
+        return LoadedKey(name, _read_secret(path, what), f"file {path}")
+    if not create:
+        raise ConfigError(f"{what}: none found (set {var}, or run `dicomveil keys init`)")
+    try:
+        secret = create_key_file(path)
+        created = True
+    except ConfigError:  # another process created it first
+        secret, created = _read_secret(path, what), False
+    if created and notice is not None:
+        notice(
+            f"Created a new {name} key at {path} (mode 0600). Back it up: without it "
+            "pseudonyms cannot be reproduced."
+            if name == "pseudonym"
+            else f"Created a new {name} key at {path} (mode 0600). Back it up."
+        )
+    return LoadedKey(name, secret, f"file {path}", created=created)
