@@ -58,7 +58,9 @@ class GenerationError(Exception):
 def _edition_of(path: Path, asked: str) -> str:
     match = EDITION_RE.search(path.name)
     if match is None:
-        raise GenerationError(f"{path.name}: no edition in the file name (expected *_<edition>.json)")
+        raise GenerationError(
+            f"{path.name}: no edition in the file name (expected *_<edition>.json)"
+        )
     if match.group(1) != asked:
         raise GenerationError(
             f"{path.name}: file is edition {match.group(1)}, but edition {asked} was asked for"
@@ -107,7 +109,8 @@ def parse_e11(data: Any) -> list[tuple[str, str, bool, str, tuple[tuple[str, str
                 if col in raw
             )
         )
-        rows.append((tag, str(raw["name"]).strip(), raw["stdCompIOD"] == "Y", basic, options))
+        name = " ".join(re.sub(r"\(see Note \d+\)", "", str(raw["name"])).split())
+        rows.append((tag, name, raw["stdCompIOD"] == "Y", basic, options))
     rows.sort(key=lambda r: r[0])
     return rows
 
@@ -118,7 +121,11 @@ def parse_safe_private(data: Any) -> list[tuple[str, str, str, str, str]]:
         raise GenerationError("Table E.3.10-1 source must be an object with a 'rows' list")
     rows = []
     seen: set[tuple[str, str, str]] = set()
+    if not data["rows"]:
+        raise GenerationError("Table E.3.10-1 source has no rows")
     for raw in data["rows"]:
+        if not isinstance(raw, dict):
+            raise GenerationError(f"row is not an object: {raw!r}")
         match = SAFE_PRIVATE_TAG_RE.fullmatch(str(raw.get("tag", "")).strip())
         if match is None:
             raise GenerationError(f"malformed safe private tag {raw.get('tag')!r}")
@@ -130,7 +137,7 @@ def parse_safe_private(data: Any) -> list[tuple[str, str, str, str, str]]:
             raise GenerationError(f"{raw['tag']}: missing private creator")
         key = (creator, group, element)
         if key in seen:
-            continue  # the standard lists a few rows twice; one is enough
+            raise GenerationError(f"duplicate safe private row {raw['tag']} {creator!r}")
         seen.add(key)
         vr = str(raw.get("vr", "")).strip()
         rows.append((creator, group, element, vr, str(raw.get("name", "")).strip()))
@@ -205,7 +212,9 @@ def generate(edition: str, source: Path, safe_private: Path | None) -> dict[Path
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     parser.add_argument("--edition", required=True, help="DICOM edition, e.g. 2025b")
     parser.add_argument("--source", required=True, type=Path, help="Table E.1-1 JSON file")
     parser.add_argument("--safe-private", type=Path, help="Table E.3.10-1 JSON file")
@@ -226,7 +235,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"wrote {path.relative_to(ROOT)}")
     if stale:
         for path in stale:
-            print(f"gen_ps315: {path.relative_to(ROOT)} differs from the generator's output", file=sys.stderr)
+            print(
+                f"gen_ps315: {path.relative_to(ROOT)} differs from the generator's output",
+                file=sys.stderr,
+            )
         return 1
     return 0
 

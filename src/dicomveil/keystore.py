@@ -9,9 +9,10 @@ Three independent secrets, each one line of text:
 ``audit``
     Authenticates each audit log entry (HMAC-SHA256).
 
-Where a key comes from, first match wins: an explicit file (``--key-file``), the environment
-(``DICOMVEIL_KEY``, ``DICOMVEIL_VAULT_KEY``, ``DICOMVEIL_AUDIT_KEY``, or ``*_FILE`` variants naming a
-file), then ``$DICOMVEIL_HOME/keys/<name>.key``, created on first use (mode 0600) with a notice.
+Where a key comes from, first match wins: an explicit file (``--key-file``), the
+environment (``DICOMVEIL_KEY``, ``DICOMVEIL_VAULT_KEY``, ``DICOMVEIL_AUDIT_KEY``, or ``*_FILE``
+variants naming a file), then ``$DICOMVEIL_HOME/keys/<name>.key``, created on first use
+(mode 0600) with a notice.
 """
 
 from __future__ import annotations

@@ -487,7 +487,7 @@ ROWS: Final[tuple[Ps315Row, ...]] = (
     Ps315Row('00741234', 'Receiving AE', False, 'X', (('retain-device-identity', 'C'),)),
     Ps315Row('00741236', 'Requesting AE', False, 'X', (('retain-device-identity', 'C'),)),
     Ps315Row('00880140', 'Storage Media File-set UID', True, 'U', (('retain-uids', 'K'),)),
-    Ps315Row('00880200', 'Icon Image Sequence\n\n(see Note 11)', True, 'X', ()),
+    Ps315Row('00880200', 'Icon Image Sequence', True, 'X', ()),
     Ps315Row('00880904', 'Topic Title', False, 'X', ()),
     Ps315Row('00880906', 'Topic Subject', False, 'X', ()),
     Ps315Row('00880910', 'Topic Author', False, 'X', ()),

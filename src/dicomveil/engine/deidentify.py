@@ -1,0 +1,337 @@
+"""The de-identification engine: one dataset in, a de-identified dataset and a report out.
+
+Pure: no files, network, clock or randomness. Every value that changes is derived from the
+pseudonym key (:class:`~dicomveil.engine.keys.PseudonymKeys`), so the same input and key give
+the same output on any machine.
+
+References
+----------
+DICOM PS3.15 Annex E (Attribute Confidentiality Profiles), Table E.1-1.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from pydicom.dataelem import DataElement, RawDataElement
+from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence
+
+from dicomveil.engine.dates import date_offset_days, shift_da, shift_dt
+from dicomveil.engine.descriptors import Scrubber
+from dicomveil.engine.identity import IdentityRecord, OriginalIdentity, PseudonymousIdentity
+from dicomveil.engine.keys import PseudonymKeys
+from dicomveil.engine.method import add_method_attributes
+from dicomveil.engine.pseudonyms import (
+    accession_pseudonym,
+    hashed_value,
+    patient_key,
+    patient_pseudonym,
+    study_pseudonym,
+)
+from dicomveil.engine.report import Report
+from dicomveil.engine.rules import CompiledPolicy, Mode, Op, Rule, compile_policy, vr_of
+from dicomveil.engine.scan import check_pixels, collect_identifiers
+from dicomveil.engine.uids import remap_uid
+from dicomveil.engine.values import DUMMY_PDF, MAX_LENGTH, dummy_value, empty_value, map_strings
+from dicomveil.errors import DeidentificationError
+from dicomveil.profile.options import Option
+from dicomveil.profile.policy import Policy
+from dicomveil.profile.table import is_safe_private
+
+__all__ = ["DeidResult", "deidentify"]
+
+_ENCAPSULATED_DOCUMENT = 0x00420011
+_ENCAPSULATED_DOCUMENT_LENGTH = 0x00420015
+
+
+class DeidResult(NamedTuple):
+    """What :func:`deidentify` returns.
+
+    Attributes
+    ----------
+    dataset:
+        The de-identified dataset (the input object, modified in place).
+    report:
+        What was done, by attribute and operation; no values.
+    identity:
+        Original and pseudonymous identifiers: for the re-identification vault only.
+    """
+
+    dataset: Dataset
+    report: Report
+    identity: IdentityRecord
+
+
+def _text(ds: Dataset, keyword: str) -> str:
+    value = ds.get(keyword)
+    if value is None:
+        return ""
+    if isinstance(value, list | tuple) or type(value).__name__ == "MultiValue":
+        return "\\".join(str(v) for v in value)
+    return str(value)
+
+
+def _label(tag: int) -> str:
+    from pydicom.datadict import keyword_for_tag
+
+    if tag >> 16 & 1:
+        return f"({tag >> 16:04X},xx{tag & 0xFF:02X})"
+    return keyword_for_tag(tag) or f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
+
+
+class _Walker:
+    """Applies a compiled policy to every element at every depth of one dataset."""
+
+    def __init__(self, ds: Dataset, compiled: CompiledPolicy, keys: PseudonymKeys) -> None:
+        self.compiled = compiled
+        self.keys = keys
+        self.report = Report(options=sorted(o.value for o in compiled.policy.options))
+        self.original = OriginalIdentity(
+            patient_id=_text(ds, "PatientID"),
+            patient_name=_text(ds, "PatientName"),
+            issuer_of_patient_id=_text(ds, "IssuerOfPatientID"),
+            patient_birth_date=_text(ds, "PatientBirthDate"),
+            study_instance_uid=_text(ds, "StudyInstanceUID"),
+            accession_number=_text(ds, "AccessionNumber"),
+            study_date=_text(ds, "StudyDate"),
+            series_instance_uid=_text(ds, "SeriesInstanceUID"),
+            sop_instance_uid=_text(ds, "SOPInstanceUID"),
+        )
+        o = self.original
+        self.patient_key = patient_key(
+            o.patient_id, o.issuer_of_patient_id, o.patient_name, o.study_instance_uid
+        )
+        self.patient = patient_pseudonym(keys, self.patient_key, compiled.policy.organization)
+        self.offset = (
+            date_offset_days(keys, self.patient_key) if compiled.date_mode == "shift" else 0
+        )
+        self.scrubber: Scrubber | None = None
+        if compiled.policy.options & {
+            Option.CLEAN_DESCRIPTORS,
+            Option.CLEAN_STRUCTURED_CONTENT,
+            Option.CLEAN_GRAPHICS,
+        }:
+            self.scrubber = Scrubber(**collect_identifiers(ds))
+
+    # -- the walk ---------------------------------------------------------------------------
+
+    def walk(self, ds: Dataset, mode: Mode) -> None:
+        kept_blocks: set[int] = set()
+        creators: list[int] = []
+        for base_tag in list(ds.keys()):
+            tag = int(base_tag)
+            raw = ds.get_item(tag)
+            if raw is None:
+                continue
+            vr = vr_of(tag, raw.VR)
+            rule = self.compiled.rule(tag, vr, mode)
+            if rule.op is Op.PRIVATE:
+                private = self._private_rule(ds, tag, vr, creators, kept_blocks)
+                if private is None:
+                    continue
+                rule = private
+            self._apply(ds, tag, vr, raw, rule, mode)
+        for creator_tag in creators:
+            if creator_tag not in kept_blocks:
+                del ds[creator_tag]
+                self.report.count(_label(creator_tag), "remove")
+
+    def _private_rule(
+        self, ds: Dataset, tag: int, vr: str, creators: list[int], kept: set[int]
+    ) -> Rule | None:
+        group, element = tag >> 16, tag & 0xFFFF
+        if 0x0010 <= element <= 0x00FF:
+            creators.append(tag)  # decided once the block's elements are known
+            return None
+        if element < 0x1000:
+            return Rule(Op.REMOVE, "private: not in a block")
+        creator_tag = (group << 16) | (element >> 8)
+        creator_elem = ds.get(creator_tag)
+        creator = str(creator_elem.value).rstrip() if creator_elem is not None else ""
+        keep = False
+        if creator:
+            offset = element & 0xFF
+            for private_rule in self.compiled.policy.private_rules:
+                if private_rule.matches(creator, group, offset):
+                    keep = private_rule.action.value == "keep"
+                    break
+            else:
+                keep = self.compiled.has(Option.RETAIN_SAFE_PRIVATE) and is_safe_private(
+                    creator, group, offset
+                )
+        if not keep:
+            return Rule(Op.REMOVE, "private")
+        kept.add(creator_tag)
+        return Rule(Op.RECURSE if vr == "SQ" else Op.KEEP, "private: safe")
+
+    def _apply(
+        self,
+        ds: Dataset,
+        tag: int,
+        vr: str,
+        raw: DataElement | RawDataElement,
+        rule: Rule,
+        mode: Mode,
+    ) -> None:
+        op = rule.op
+        if op is Op.KEEP:
+            return
+        self.report.count(_label(tag), op.value)
+        if op is Op.REMOVE:
+            del ds[tag]
+            return
+        if op is Op.EMPTY:
+            ds[tag] = DataElement(tag, vr, empty_value(vr))
+            return
+        if op in (Op.RECURSE, Op.RECURSE_CLEAN, Op.RECURSE_DUMMY):
+            inner = {Op.RECURSE: mode, Op.RECURSE_CLEAN: Mode.CLEAN, Op.RECURSE_DUMMY: Mode.DUMMY}
+            value = ds[tag].value
+            if isinstance(value, Sequence):
+                for item in value:
+                    self.walk(item, inner[op])
+            else:  # an SQ rule on a non-sequence (odd file): never keep it
+                del ds[tag]
+            return
+        elem = ds[tag]
+        if op is Op.UID:
+            elem.value = map_strings(elem.value, lambda uid: remap_uid(self.keys, uid))
+        elif op is Op.DUMMY:
+            self._dummy(ds, tag, elem)
+        elif op is Op.PSEUDONYM:
+            self._pseudonym(ds, tag, elem)
+        elif op is Op.SHIFT:
+            self._shift(ds, tag, elem)
+        elif op is Op.SCRUB:
+            self._scrub(elem)
+        elif op is Op.REPLACE:
+            elem.value = rule.value
+        elif op is Op.HASH:
+            elem.value = map_strings(elem.value, lambda v: hashed_value(self.keys, tag, v))
+        else:  # pragma: no cover - every Op is handled above
+            raise DeidentificationError(f"{_label(tag)}: unknown operation {op}")
+
+    # -- operations -------------------------------------------------------------------------
+
+    def _dummy(self, ds: Dataset, tag: int, elem: DataElement) -> None:
+        if tag == _ENCAPSULATED_DOCUMENT:
+            elem.value = DUMMY_PDF
+            if _ENCAPSULATED_DOCUMENT_LENGTH in ds:
+                ds[_ENCAPSULATED_DOCUMENT_LENGTH].value = len(DUMMY_PDF)
+            if "MIMETypeOfEncapsulatedDocument" in ds:
+                ds.MIMETypeOfEncapsulatedDocument = "application/pdf"
+            return
+        if elem.VR == "UI":
+            elem.value = map_strings(elem.value, lambda uid: remap_uid(self.keys, uid))
+            return
+        ds[tag] = DataElement(tag, elem.VR, dummy_value(elem.VR))
+
+    def _pseudonym(self, ds: Dataset, tag: int, elem: DataElement) -> None:
+        value = "" if elem.value is None else str(elem.value).strip()
+        if tag == 0x00200010:  # StudyID: from the study, present or not
+            study_uid = _text(ds, "StudyInstanceUID") or self.original.study_instance_uid
+            ds[tag] = DataElement(
+                tag, "SH", study_pseudonym(self.keys, study_uid) if study_uid else ""
+            )
+            return
+        if tag == 0x00080050:  # AccessionNumber: empty stays empty
+            new = accession_pseudonym(self.keys, value) if value else ""
+            ds[tag] = DataElement(tag, "SH", new)
+            return
+        # PatientID / PatientName: the patient of this dataset level
+        item_id, item_name = _text(ds, "PatientID"), _text(ds, "PatientName")
+        if (item_id, item_name) == (self.original.patient_id, self.original.patient_name) or (
+            ds.get("PatientID") is None and ds.get("PatientName") is None
+        ):
+            new = self.patient
+        elif item_id or item_name:
+            key = patient_key(item_id, _text(ds, "IssuerOfPatientID"), item_name, "")
+            new = patient_pseudonym(self.keys, key, self.compiled.policy.organization)
+        else:
+            new = ""
+        ds[tag] = DataElement(tag, elem.VR if elem.VR in ("PN", "LO") else "LO", new)
+
+    def _shift(self, ds: Dataset, tag: int, elem: DataElement) -> None:
+        shift = shift_da if elem.VR == "DA" else shift_dt
+        before = elem.value
+        elem.value = map_strings(before, lambda v: shift(v, self.offset) if v.strip() else v)
+        if before and not elem.value:
+            self.report.flag(f"{_label(tag)}: unparseable date removed")
+
+    def _scrub(self, elem: DataElement) -> None:
+        assert self.scrubber is not None
+        scrubber = self.scrubber
+        limit = MAX_LENGTH.get(elem.VR)
+
+        def clean(text: str) -> str:
+            result = scrubber.scrub(text)
+            return result[:limit] if limit else result
+
+        if elem.VR == "PN":
+            elem.value = map_strings(elem.value, lambda v: "ANONYMOUS" if v.strip() else v)
+        else:
+            elem.value = map_strings(elem.value, clean)
+
+
+def deidentify(
+    ds: Dataset,
+    policy: Policy | CompiledPolicy,
+    keys: PseudonymKeys,
+    *,
+    has_pixels: bool | None = None,
+) -> DeidResult:
+    """De-identify ``ds`` per PS3.15 Annex E under ``policy``.
+
+    The dataset is modified in place (no copy: callers own what they pass). File meta
+    information, if any, is left to the writer.
+
+    Parameters
+    ----------
+    ds:
+        The dataset (without or with pixel data; pixel values are never read).
+    policy:
+        The policy, or a policy compiled once for many datasets (faster).
+    keys:
+        The pseudonym key.
+    has_pixels:
+        Whether the instance has pixel data, when it was not parsed into ``ds``.
+
+    Raises
+    ------
+    UnsupportedInputError
+        When the image declares burned-in annotation (or needs pixel cleaning) and the policy
+        does not allow it; nothing is emitted.
+
+    Examples
+    --------
+    >>> from pydicom.dataset import Dataset
+    >>> ds = Dataset()
+    >>> ds.PatientName, ds.PatientID, ds.Modality = "DOE^JOHN", "12345", "CT"
+    >>> ds.SOPInstanceUID = "1.2.3.4.5"
+    >>> out, report, identity = deidentify(ds, Policy(), PseudonymKeys(b"example-secret-0123"))
+    >>> str(out.PatientName) == out.PatientID != "12345", out.Modality
+    (True, 'CT')
+    >>> out.SOPInstanceUID.startswith("2.25."), out.PatientIdentityRemoved
+    (True, 'YES')
+    """
+    compiled = policy if isinstance(policy, CompiledPolicy) else compile_policy(policy)
+    if has_pixels is None:
+        has_pixels = "PixelData" in ds or "FloatPixelData" in ds or "DoubleFloatPixelData" in ds
+    walker = _Walker(ds, compiled, keys)
+    check_pixels(ds, compiled.policy, has_pixels, walker.report)
+    walker.walk(ds, Mode.NORMAL)
+    add_method_attributes(ds, compiled.policy, compiled.date_mode)
+    identity = IdentityRecord(
+        original=walker.original,
+        pseudonymous=PseudonymousIdentity(
+            patient_id=_text(ds, "PatientID"),
+            study_id=_text(ds, "StudyID"),
+            study_instance_uid=_text(ds, "StudyInstanceUID"),
+            accession_number=_text(ds, "AccessionNumber"),
+            series_instance_uid=_text(ds, "SeriesInstanceUID"),
+            sop_instance_uid=_text(ds, "SOPInstanceUID"),
+        ),
+        key_id=keys.key_id,
+        date_offset_days=walker.offset,
+    )
+    return DeidResult(ds, walker.report, identity)

@@ -1,0 +1,104 @@
+"""Looks at a dataset before it is changed: identifying values for cleaning, pixel risks."""
+
+from __future__ import annotations
+
+from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence
+
+from dicomveil.engine.report import Report
+from dicomveil.errors import UnsupportedInputError
+from dicomveil.profile.options import Option
+from dicomveil.profile.policy import Policy
+from dicomveil.profile.table import row_for
+
+__all__ = ["check_pixels", "collect_identifiers"]
+
+_IDENTIFIER_VRS = frozenset({"LO", "SH", "AE", "LT", "ST", "UC", "CS"})
+_DESCRIPTOR_OPTIONS = frozenset({"clean-descriptors", "clean-structured-content", "clean-graphics"})
+#: SOP classes that often carry burned-in text: ultrasound and secondary capture.
+_RISKY_SOP_PREFIXES = (
+    "1.2.840.10008.5.1.4.1.1.6.",  # Ultrasound Image / Multi-frame
+    "1.2.840.10008.5.1.4.1.1.3.",  # Ultrasound (retired)
+    "1.2.840.10008.5.1.4.1.1.7",  # Secondary Capture family
+)
+_RISKY_MODALITIES = frozenset({"US", "OT", "SC", "XC", "ES", "DOC"})
+
+
+def _is_identifier(tag: int) -> bool:
+    row = row_for(tag)
+    if row is None or row.basic == "K":
+        return False
+    option_names = {name for name, _ in row.options}
+    return not (option_names & _DESCRIPTOR_OPTIONS)
+
+
+def collect_identifiers(ds: Dataset) -> dict[str, list[str]]:
+    """Return the identifying values of ``ds`` (every depth) for a :class:`Scrubber`.
+
+    Names are every PN value; dates every DA value and the date part of every DT value;
+    identifiers the string values of attributes the Basic Profile does not keep and that are
+    not themselves descriptors (IDs, addresses, institution and station names, ...).
+    """
+    names: list[str] = []
+    identifiers: list[str] = []
+    dates: list[str] = []
+
+    def visit(item: Dataset) -> None:
+        for elem in item:
+            vr = elem.VR
+            value = elem.value
+            if vr == "SQ" and isinstance(value, Sequence):
+                for child in value:
+                    visit(child)
+                continue
+            if value is None or value == "" or elem.tag.is_private:
+                continue
+            values = list(value) if elem.VM > 1 else [value]
+            if vr == "PN":
+                names.extend(str(v) for v in values)
+            elif vr == "DA":
+                dates.extend(str(v) for v in values)
+            elif vr == "DT":
+                dates.extend(str(v)[:8] for v in values)
+            elif vr in _IDENTIFIER_VRS and _is_identifier(int(elem.tag)):
+                identifiers.extend(str(v) for v in values)
+
+    visit(ds)
+    return {"names": names, "identifiers": identifiers, "dates": dates}
+
+
+def check_pixels(ds: Dataset, policy: Policy, has_pixels: bool, report: Report) -> None:
+    """Refuse or flag images whose pixels may show identifying text.
+
+    Raises
+    ------
+    UnsupportedInputError
+        BurnedInAnnotation is YES and the policy does not allow it, or the image would need
+        the Clean Pixel Data Option (not available yet).
+    """
+    if not has_pixels:
+        return
+    burned_in = str(ds.get("BurnedInAnnotation", "") or "").strip().upper()
+    wants_pixel_cleaning = Option.CLEAN_PIXEL_DATA in policy.options
+    if burned_in == "YES":
+        if wants_pixel_cleaning:
+            raise UnsupportedInputError(
+                "BurnedInAnnotation is YES and clean-pixel-data is not available yet: refused"
+            )
+        if not policy.allow_burned_in_annotation:
+            raise UnsupportedInputError(
+                "BurnedInAnnotation is YES: the pixels show identifying text; refused "
+                "(set allow_burned_in_annotation in a policy file to accept such images)"
+            )
+        report.flag("burned-in-annotation-allowed")
+        return
+    sop_class = str(ds.get("SOPClassUID", "") or "")
+    modality = str(ds.get("Modality", "") or "").strip().upper()
+    risky = modality in _RISKY_MODALITIES or sop_class.startswith(_RISKY_SOP_PREFIXES)
+    if risky and burned_in != "NO":
+        if wants_pixel_cleaning:
+            raise UnsupportedInputError(
+                f"{modality or 'this SOP class'} images may carry burned-in text and "
+                "clean-pixel-data is not available yet: refused"
+            )
+        report.flag("possible-burned-in-annotation")
