@@ -106,13 +106,15 @@ class _Walker:
         self.offset = (
             date_offset_days(keys, self.patient_key) if compiled.date_mode == "shift" else 0
         )
-        self.scrubber: Scrubber | None = None
-        if compiled.policy.options & {
-            Option.CLEAN_DESCRIPTORS,
-            Option.CLEAN_STRUCTURED_CONTENT,
-            Option.CLEAN_GRAPHICS,
-        }:
-            self.scrubber = Scrubber(**collect_identifiers(ds))
+        self._top = ds
+        self._scrubber: Scrubber | None = None
+
+    @property
+    def scrubber(self) -> Scrubber:
+        """The cleaner for free text, built on first use from the top-level dataset."""
+        if self._scrubber is None:
+            self._scrubber = Scrubber(**collect_identifiers(self._top))
+        return self._scrubber
 
     # -- the walk ---------------------------------------------------------------------------
 
@@ -259,7 +261,6 @@ class _Walker:
             self.report.flag(f"{_label(tag)}: unparseable date removed")
 
     def _scrub(self, elem: DataElement) -> None:
-        assert self.scrubber is not None
         scrubber = self.scrubber
         limit = MAX_LENGTH.get(elem.VR)
 

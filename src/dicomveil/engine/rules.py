@@ -98,8 +98,12 @@ def effective_action(
 
 
 def vr_of(tag: int, vr: str | None) -> str:
-    """Return the VR of an element: the file's explicit VR, else the dictionary's, else UN."""
-    if vr:
+    """Return the VR of an element: the file's explicit VR, else the dictionary's, else UN.
+
+    An explicit ``UN`` for a tag the dictionary knows is resolved to the dictionary's VR, as
+    pydicom does when it reads the value (PS3.5 6.2.2): a sequence sent as UN is a sequence.
+    """
+    if vr and vr != "UN":
         return vr
     try:
         found = dictionary_VR(tag)

@@ -1,0 +1,5 @@
+"""``python -m dicomveil``."""
+
+from dicomveil.cli.main import run
+
+run()

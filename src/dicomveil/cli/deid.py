@@ -1,0 +1,225 @@
+"""``dicomveil deid``: de-identify a file or folder into a destination folder."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from dicomveil.cli.common import EXIT_FAILED, EXIT_OK, err_console, fail, get_key, out_console
+from dicomveil.errors import ProfileError
+from dicomveil.home import state_home
+from dicomveil.pipeline.files import FileOutcome
+from dicomveil.pipeline.run import RunSummary, default_workers, discover, run_deidentification
+from dicomveil.profile.policy import Policy, load_policy
+
+__all__ = ["register"]
+
+REPORT_NAME = "dicomveil-report.json"
+
+HELP = """De-identify DICOM files per PS3.15 Annex E (Basic Profile plus options).
+
+SOURCE is a file or a folder (searched recursively; DICOM is recognised by content). DEST
+receives only de-identified files, laid out as PATIENT/STUDY/SERIES/INSTANCE.dcm by
+pseudonym, and a PHI-free report (dicomveil-report.json). Files that cannot be made safe are
+named with a reason and copied to a quarantine folder; the others are still processed.
+
+Pseudonyms, UIDs and date shifts are keyed: the same key gives the same output on any machine.
+
+Examples:
+
+  dicomveil deid ./incoming ./deidentified
+
+  dicomveil deid study/ out/ -o retain-longitudinal-modified-dates -o clean-descriptors
+
+  dicomveil deid study/ out/ --policy teleradiology.toml --key-file /secure/pseudonym.key
+
+Exit codes: 0 all files done, 1 some files failed, 2 usage error.
+"""
+
+
+def _build_policy(options: list[str], policy_file: Path | None, organization: str | None) -> Policy:
+    try:
+        policy = load_policy(policy_file) if policy_file else Policy()
+        policy = policy.with_options(options)
+        if organization is not None:
+            policy = Policy(
+                options=policy.options,
+                overrides=policy.overrides,
+                private_rules=policy.private_rules,
+                organization=organization,
+                allow_burned_in_annotation=policy.allow_burned_in_annotation,
+                name=policy.name,
+            )
+    except ProfileError as exc:
+        fail(str(exc))
+    return policy
+
+
+def _inside(child: Path, parent: Path) -> bool:
+    try:
+        child.resolve().relative_to(parent.resolve())
+    except ValueError:
+        return False
+    return True
+
+
+def _quarantine(failures: list[FileOutcome], folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    reasons = []
+    for index, outcome in enumerate(failures):
+        target = folder / f"{index:06d}-{outcome.source.name}"
+        try:
+            shutil.copy2(outcome.source, target)
+        except OSError:
+            continue
+        reasons.append(
+            {"file": target.name, "source": str(outcome.source), "reason": outcome.reason}
+        )
+    (folder / "reasons.json").write_text(json.dumps(reasons, indent=2), encoding="utf-8")
+
+
+def summary_dict(
+    summary: RunSummary, policy: Policy, key_id: str, seconds: float
+) -> dict[str, Any]:
+    """Return the PHI-free run summary (what goes into DEST and to ``--json``)."""
+    from dicomveil import __ps315_edition__, __version__
+
+    return {
+        "tool": f"dicomveil {__version__}",
+        "ps315_edition": __ps315_edition__,
+        "run_id": summary.run_id,
+        "policy": policy.name,
+        "options": sorted(o.value for o in policy.options),
+        "key_id": key_id,
+        "files": {
+            "total": summary.total,
+            "ok": summary.ok,
+            "failed": summary.failed,
+            "skipped": summary.skipped,
+        },
+        "bytes_written": summary.bytes_written,
+        "seconds": round(seconds, 3),
+        "operations": dict(sorted(summary.operations.items())),
+        "flags": dict(sorted(summary.flags.items())),
+        "failures": [
+            {"input_sha256": _sha256_of(o.source), "reason": o.reason} for o in summary.failures
+        ],
+    }
+
+
+def _sha256_of(path: Path) -> str:
+    import hashlib
+
+    try:
+        with path.open("rb") as handle:
+            return hashlib.file_digest(handle, "sha256").hexdigest()
+    except OSError:
+        return ""
+
+
+def deid(
+    source: Path = typer.Argument(
+        ..., help="A DICOM file or a folder of them.", show_default=False
+    ),
+    dest: Path = typer.Argument(..., help="Destination folder for de-identified files."),
+    option: list[str] = typer.Option(
+        [],
+        "--option",
+        "-o",
+        help="A PS3.15 option, repeatable: retain-safe-private, retain-uids, "
+        "retain-device-identity, retain-institution-identity, retain-patient-characteristics, "
+        "retain-longitudinal-full-dates, retain-longitudinal-modified-dates, clean-descriptors, "
+        "clean-structured-content, clean-graphics, clean-pixel-data.",
+    ),
+    policy_file: Path | None = typer.Option(
+        None, "--policy", help="TOML policy file (options, per-tag overrides, private rules)."
+    ),
+    key_file: Path | None = typer.Option(
+        None,
+        "--key-file",
+        help="Pseudonym key file (one line). Default: $DICOMVEIL_KEY, else the state folder's key.",
+    ),
+    workers: int = typer.Option(
+        0, "--workers", "-j", min=0, help="Worker processes (0 = one per core)."
+    ),
+    quarantine: Path | None = typer.Option(
+        None,
+        "--quarantine",
+        help="Where failed inputs are copied (default: $DICOMVEIL_HOME/quarantine/RUN_ID).",
+    ),
+    organization: str | None = typer.Option(
+        None, "--org", help="Prefix of patient pseudonyms, e.g. an organisation code."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
+    fsync: bool = typer.Option(False, "--fsync", help="fsync every output file (slower)."),
+) -> None:
+    if not source.exists():
+        fail(f"{source}: no such file or folder")
+    if _inside(dest, source) and source.is_dir():
+        fail("DEST must not be inside SOURCE")
+    if quarantine is not None and _inside(quarantine, dest):
+        fail("the quarantine folder must not be inside DEST (it holds originals)")
+    policy = _build_policy(option, policy_file, organization)
+    key = get_key("pseudonym", key_file)
+    n_workers = workers or default_workers()
+
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    paths = list(discover(source))
+    started = time.perf_counter()
+    progress = Progress(
+        TextColumn("de-identifying"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=True,
+        disable=not err_console.is_terminal,
+    )
+    with progress:
+        task = progress.add_task("deid", total=len(paths))
+
+        def on_outcome(outcome: FileOutcome) -> None:
+            progress.update(task, advance=1)
+            if outcome.status == "failed":
+                progress.console.print(f"[red]failed:[/] {outcome.source}: {outcome.reason}")
+
+        summary = run_deidentification(
+            paths, dest, policy, key.secret, workers=n_workers, fsync=fsync, on_outcome=on_outcome
+        )
+    seconds = time.perf_counter() - started
+    if summary.failures:
+        folder = quarantine or state_home() / "quarantine" / summary.run_id
+        _quarantine(summary.failures, folder)
+        err_console.print(f"{summary.failed} failed file(s) copied to {folder}")
+    info = summary_dict(summary, policy, key.id, seconds)
+    (dest / REPORT_NAME).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    if as_json:
+        out_console.print_json(data=info)
+    else:
+        rate = summary.total / seconds if seconds else 0.0
+        err_console.print(
+            f"{summary.ok} de-identified, {summary.failed} failed, {summary.skipped} skipped "
+            f"of {summary.total} file(s) in {seconds:.1f} s ({rate:.0f} files/s) -> {dest}"
+        )
+        for flag, count in sorted(summary.flags.items()):
+            err_console.print(f"[yellow]flag:[/] {flag}: {count} file(s)")
+    raise typer.Exit(EXIT_FAILED if summary.failed else EXIT_OK)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``deid`` to ``app``."""
+    app.command("deid", help=HELP)(deid)
