@@ -45,9 +45,9 @@ def _root(
 
 
 def _register() -> None:
-    from dicomveil.cli import deid, keys, profile, verify
+    from dicomveil.cli import deid, demo, keys, profile, verify
 
-    for module in (deid, keys, profile, verify):
+    for module in (deid, verify, keys, profile, demo):
         module.register(app)
     for name in ("reidentify", "audit", "vault"):
         try:
