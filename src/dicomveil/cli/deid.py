@@ -5,15 +5,25 @@ from __future__ import annotations
 import json
 import shutil
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 import typer
 
-from dicomveil.cli.common import EXIT_FAILED, EXIT_OK, err_console, fail, get_key, out_console
-from dicomveil.errors import ProfileError
+from dicomveil.cli.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    err_console,
+    fail,
+    get_key,
+    notice,
+    out_console,
+)
+from dicomveil.errors import DicomveilError, ProfileError
 from dicomveil.home import state_home
 from dicomveil.pipeline.files import FileOutcome
+from dicomveil.pipeline.recording import RunRecorder
 from dicomveil.pipeline.run import RunSummary, default_workers, discover, run_deidentification
 from dicomveil.profile.policy import Policy, load_policy
 
@@ -81,6 +91,29 @@ def _quarantine(failures: list[FileOutcome], folder: Path) -> None:
             {"file": target.name, "source": str(outcome.source), "reason": outcome.reason}
         )
     (folder / "reasons.json").write_text(json.dumps(reasons, indent=2), encoding="utf-8")
+
+
+def _open_recorder(
+    run_id: str, policy: Policy, key_id: str, files: int, *, use_vault: bool
+) -> RunRecorder:
+    from dicomveil.audit import AuditLog
+    from dicomveil.reid import default_actor
+    from dicomveil.vault import open_vault
+
+    try:
+        vault = open_vault(notice=notice) if use_vault else None
+        audit = AuditLog.open(notice=notice)
+    except DicomveilError as exc:
+        fail(str(exc))
+    return RunRecorder(
+        vault,
+        audit,
+        run_id=run_id,
+        actor=default_actor(),
+        policy=policy,
+        pseudonym_key_id=key_id,
+        files=files,
+    )
 
 
 def summary_dict(
@@ -157,6 +190,11 @@ def deid(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
     fsync: bool = typer.Option(False, "--fsync", help="fsync every output file (slower)."),
+    no_vault: bool = typer.Option(
+        False,
+        "--no-vault",
+        help="Do not record the way back in the re-identification vault (one-way export).",
+    ),
 ) -> None:
     if not source.exists():
         fail(f"{source}: no such file or folder")
@@ -179,6 +217,8 @@ def deid(
 
     paths = list(discover(source))
     started = time.perf_counter()
+    run_id = uuid.uuid4().hex
+    recorder = _open_recorder(run_id, policy, key.id, len(paths), use_vault=not no_vault)
     progress = Progress(
         TextColumn("de-identifying"),
         BarColumn(),
@@ -194,12 +234,23 @@ def deid(
 
         def on_outcome(outcome: FileOutcome) -> None:
             progress.update(task, advance=1)
+            recorder.add(outcome)
             if outcome.status == "failed":
                 progress.console.print(f"[red]failed:[/] {outcome.source}: {outcome.reason}")
 
-        summary = run_deidentification(
-            paths, dest, policy, key.secret, workers=n_workers, fsync=fsync, on_outcome=on_outcome
-        )
+        with recorder:
+            summary = run_deidentification(
+                paths,
+                dest,
+                policy,
+                key.secret,
+                workers=n_workers,
+                fsync=fsync,
+                on_outcome=on_outcome,
+                run_id=run_id,
+            )
+            counts = {"ok": summary.ok, "failed": summary.failed, "skipped": summary.skipped}
+            recorder.finish(counts, failed=bool(summary.failed))
     seconds = time.perf_counter() - started
     if summary.failures:
         folder = quarantine or state_home() / "quarantine" / summary.run_id

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import sys
 
-import click
 import typer
 
 from dicomveil import __version__
@@ -45,16 +44,11 @@ def _root(
 
 
 def _register() -> None:
-    from dicomveil.cli import deid, demo, keys, profile, verify
+    from dicomveil.cli import audit, deid, demo, keys, profile, reidentify, vault, verify
 
-    for module in (deid, verify, keys, profile, demo):
+    for module in (deid, verify, reidentify, audit, vault, keys, profile, demo):
         module.register(app)
-    for name in ("reidentify", "audit", "vault"):
-        try:
-            module = __import__(f"dicomveil.cli.{name}", fromlist=["register"])
-        except ImportError:  # pragma: no cover - optional command group not present
-            continue
-        module.register(app)
+    vault.register_key_commands(keys.keys_app)
 
 
 _register()
@@ -63,19 +57,17 @@ _register()
 def main(argv: list[str] | None = None) -> int:
     """Run the command line with ``argv`` and return the exit code."""
     try:
-        result = app(args=argv, prog_name="dicomveil", standalone_mode=False)
-    except click.exceptions.Exit as exc:
-        return int(exc.exit_code)
-    except click.exceptions.Abort:
-        return 130
-    except click.ClickException as exc:
-        exc.show()
-        return 2
+        app(args=argv, prog_name="dicomveil")
+    except SystemExit as exc:  # typer/click end every command this way
+        code = exc.code
+        return code if isinstance(code, int) else (0 if code is None else 1)
     except DicomveilError as exc:
         from dicomveil.cli.common import report_error
 
         return report_error(exc)
-    return int(result) if isinstance(result, int) else 0
+    except KeyboardInterrupt:
+        return 130
+    return 0
 
 
 def run() -> None:

@@ -111,7 +111,9 @@ def encode_file_meta(sop_class_uid: str, sop_instance_uid: str, transfer_syntax:
             _short(0x00020002, b"UI", _uid_value(sop_class_uid, "SOPClassUID")),
             _short(0x00020003, b"UI", _uid_value(sop_instance_uid, "SOPInstanceUID")),
             _short(0x00020010, b"UI", _uid_value(transfer_syntax, "TransferSyntaxUID")),
-            _short(0x00020012, b"UI", _uid_value(IMPLEMENTATION_CLASS_UID, "ImplementationClassUID")),
+            _short(
+                0x00020012, b"UI", _uid_value(IMPLEMENTATION_CLASS_UID, "ImplementationClassUID")
+            ),
             _short(0x00020013, b"SH", name + b" " * (len(name) % 2)),
         )
     )
@@ -221,10 +223,11 @@ def encode_elements(  # noqa: PLR0912 - one hot loop, kept flat for speed
                     add(pack_long(group, element, vr.encode("ascii"), 0, len(data)))
                     add(data)
                     continue
-                if len(data) <= 0xFFFF:
-                    add(pack_short(group, element, vr.encode("ascii"), len(data)))
-                    add(data)
-                    continue
+                if len(data) > 0xFFFF:
+                    raise DeidentificationError(f"element {tag_name(tag)} is too long for its VR")
+                add(pack_short(group, element, vr.encode("ascii"), len(data)))
+                add(data)
+                continue
         add(_pydicom_encode(ds, tag, implicit, little, charset))
     parts.add(b"".join(out))
 
@@ -248,4 +251,8 @@ def _pydicom_encode(
         write_data_element(fp, elem, charset)
     except _ENCODE_ERRORS as exc:
         raise DeidentificationError(f"element {tag_name(tag)} cannot be encoded") from exc
-    return fp.getvalue()
+    data = fp.getvalue()
+    if not implicit and data[4:6] == b"UN" and elem.VR != "UN":
+        # pydicom turns an over-long short-length value into UN; a strict writer refuses
+        raise DeidentificationError(f"element {tag_name(tag)} is too long for its VR")
+    return data

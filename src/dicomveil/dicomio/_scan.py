@@ -195,7 +195,9 @@ def walk_items(
         if pos + length > end:
             raise MalformedInputError("truncated or wrong length: an item exceeds its sequence")
         if not fragments:
-            walk_elements(win, pos, pos + length, implicit, little, undefined=False, depth=depth + 1)
+            walk_elements(
+                win, pos, pos + length, implicit, little, undefined=False, depth=depth + 1
+            )
         pos += length
 
 
@@ -354,7 +356,9 @@ def _scan_one(
     _budget(result.kept, budget)
     value = win.take(vpos, length)
     if is_sq:
-        walk_items(win, vpos, vend, elem_implicit, little, undefined=False, fragments=False, depth=0)
+        walk_items(
+            win, vpos, vend, elem_implicit, little, undefined=False, fragments=False, depth=0
+        )
     result.elements[btag] = _raw(btag, vr_name, length, value, vpos, elem_implicit, little)
     return vend
 
@@ -431,7 +435,8 @@ def _fast_implicit(
             break
         tag = base_tag(key)
         elements[tag] = new_tuple(
-            raw_type, (tag, None, length, buf[rel + 8 : end], base + rel + 8, True, little, True, False)
+            raw_type,
+            (tag, None, length, buf[rel + 8 : end], base + rel + 8, True, little, True, False),
         )
         rel = end
     return base + rel

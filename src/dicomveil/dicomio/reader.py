@@ -362,9 +362,7 @@ def read_instance(
         os.close(fd)
 
 
-def _read(
-    path: Path, fd: int, require_uids: bool, defer_size: int, budget: int
-) -> Instance:
+def _read(path: Path, fd: int, require_uids: bool, defer_size: int, budget: int) -> Instance:
     stat = os.fstat(fd)
     size = stat.st_size
     if size == 0:

@@ -170,9 +170,7 @@ def _write_all(fd: int, data: bytes | memoryview) -> None:
         view = view[written:]
 
 
-def _copy_span(
-    src: int, dst: int, offset: int, length: int, hasher: hashlib._Hash | None
-) -> None:
+def _copy_span(src: int, dst: int, offset: int, length: int, hasher: hashlib._Hash | None) -> None:
     """Copy `length` bytes at `offset` of `src` to the current position of `dst`.
 
     Without hashing the kernel copies (``copy_file_range``, then ``sendfile``); with

@@ -106,15 +106,11 @@ class _Walker:
         self.offset = (
             date_offset_days(keys, self.patient_key) if compiled.date_mode == "shift" else 0
         )
-        self._top = ds
-        self._scrubber: Scrubber | None = None
-
-    @property
-    def scrubber(self) -> Scrubber:
-        """The cleaner for free text, built on first use from the top-level dataset."""
-        if self._scrubber is None:
-            self._scrubber = Scrubber(**collect_identifiers(self._top))
-        return self._scrubber
+        # Identifying values are collected before anything changes (elements are visited in
+        # the dataset's own order, not sorted), and only when the policy can clean text.
+        self.scrubber: Scrubber | None = (
+            Scrubber(**collect_identifiers(ds)) if compiled.can_clean_text else None
+        )
 
     # -- the walk ---------------------------------------------------------------------------
 
@@ -262,6 +258,8 @@ class _Walker:
 
     def _scrub(self, elem: DataElement) -> None:
         scrubber = self.scrubber
+        if scrubber is None:  # pragma: no cover - can_clean_text covers every SCRUB rule
+            raise DeidentificationError(f"{elem.keyword or elem.tag}: no cleaner available")
         limit = MAX_LENGTH.get(elem.VR)
 
         def clean(text: str) -> str:

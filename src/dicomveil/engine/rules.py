@@ -33,7 +33,7 @@ from pydicom.datadict import dictionary_has_tag, dictionary_VR
 
 from dicomveil.profile.options import Action, Option
 from dicomveil.profile.policy import OverrideAction, Policy
-from dicomveil.profile.table import row_for
+from dicomveil.profile.table import row_for, rows
 
 __all__ = ["CompiledPolicy", "Mode", "Op", "Rule", "compile_policy"]
 
@@ -115,11 +115,19 @@ def vr_of(tag: int, vr: str | None) -> str:
 class CompiledPolicy:
     """A :class:`Policy` resolved per attribute, with a cache; one per process and run."""
 
-    __slots__ = ("_cache", "date_mode", "policy")
+    __slots__ = ("_cache", "can_clean_text", "date_mode", "policy")
 
     def __init__(self, policy: Policy) -> None:
         self.policy = policy
         self._cache: dict[tuple[int, str, Mode], Rule] = {}
+        #: Whether any rule can scrub free text (so identifying values must be collected).
+        self.can_clean_text = bool(
+            policy.options & {Option.CLEAN_DESCRIPTORS, Option.CLEAN_STRUCTURED_CONTENT}
+        ) or any(
+            code == "C" and Option(name) in policy.options
+            for row in rows()
+            for name, code in row.options
+        )
         if Option.RETAIN_LONGITUDINAL_FULL_DATES in policy.options:
             self.date_mode = "keep"
         elif Option.RETAIN_LONGITUDINAL_MODIFIED_DATES in policy.options:

@@ -46,6 +46,7 @@ class FileOutcome:
     operations: dict[str, int] = field(default_factory=dict)
     flags: list[str] = field(default_factory=list)
     modality: str = ""
+    error_kind: str = ""
     identity: IdentityRecord | None = None
 
 
@@ -81,10 +82,12 @@ def deidentify_file(
             instance, result.dataset, None, target, fsync=fsync, hash_output=True
         )
     except DicomveilError as exc:
-        return FileOutcome(source, "failed", reason=str(exc))
+        return FileOutcome(source, "failed", reason=str(exc), error_kind=type(exc).__name__)
     except (OSError, MemoryError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
-        return FileOutcome(source, "failed", reason=f"I/O error: {reason}")
+        return FileOutcome(
+            source, "failed", reason=f"I/O error: {reason}", error_kind=type(exc).__name__
+        )
     return FileOutcome(
         source,
         "ok",

@@ -1,0 +1,261 @@
+"""Local file-system blob store (the default backend): ``file:///srv/out`` or a plain path.
+
+Layout under the root::
+
+    studies/2.25.1/0001.dcm                         the object itself, byte for byte
+    .dicomveil-meta/studies/2.25.1/0001.dcm.json    its content type, metadata and sha256
+
+Names starting with ``.dicomveil-`` are reserved (keys cannot use them), so listings show only
+real objects. Every write goes to a temporary file in the target's directory, is flushed with
+``fsync`` and renamed over the target with :func:`os.replace`, so readers see the old object or
+the new one, never a partial file. The sidecar records the size and modification time of the
+content it describes; when they no longer match (a crash between the two renames, a hand
+edit), :meth:`~FileBlobStore.head` reports the object without content type, metadata or sha256
+rather than stale ones. Files are created with mode 0600.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager, suppress
+from pathlib import Path
+from typing import Any
+
+from dicomveil.errors import ConfigError, DicomveilError, ObjectNotFound, StorageError
+from dicomveil.ports import BlobInfo
+from dicomveil.storage._base import BaseBlobStore, translating
+from dicomveil.storage._keys import RESERVED_PREFIX, is_valid_key
+from dicomveil.storage._values import MiB, Payload, info_from_metadata
+from dicomveil.storage.url import parse_store_url
+
+__all__ = ["META_DIR", "FileBlobStore", "map_os_errors"]
+
+META_DIR = RESERVED_PREFIX + "meta"
+_TMP_PREFIX = RESERVED_PREFIX + "tmp-"
+
+
+def _translate(exc: Exception, what: str) -> DicomveilError | None:
+    if isinstance(exc, OSError):
+        return StorageError(f"{what}: {exc.strerror or type(exc).__name__}")
+    return None
+
+
+def map_os_errors(what: str) -> AbstractContextManager[None]:
+    """Translate :class:`OSError` into :class:`~dicomveil.errors.StorageError` ``from`` it.
+
+    The message keeps the operation and the system's reason (``No space left on device``),
+    not the file name.
+    """
+    return translating(_translate, what)
+
+
+class FileBlobStore(BaseBlobStore):
+    """A :class:`~dicomveil.ports.BlobStore` in a local directory.
+
+    Parameters
+    ----------
+    root
+        The directory holding the objects.
+    create
+        Create ``root`` (and its parents) when missing; otherwise it must exist.
+    fsync
+        Flush every write to disk before renaming it into place (turn off only for throwaway
+        data, such as tests).
+
+    Raises
+    ------
+    ConfigError
+        When ``root`` is missing and ``create`` is false, or is not a directory.
+    """
+
+    scheme = "file"
+
+    def __init__(self, root: Path | str, *, create: bool = True, fsync: bool = True) -> None:
+        path = Path(root).expanduser().absolute()
+        if create:
+            with map_os_errors(f"create {path.as_uri()}"):
+                path.mkdir(parents=True, exist_ok=True)
+        if not path.is_dir():
+            raise ConfigError(f"storage root {path.as_uri()} is not a directory")
+        self.url = path.as_uri()
+        self._root = path
+        self._real_root = path.resolve()
+        self._fsync = fsync
+        self._commit_lock = threading.Lock()
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> FileBlobStore:
+        """Open ``file:///path`` (or a plain path); options as for the constructor.
+
+        Raises
+        ------
+        ConfigError
+            For a URL with a host other than ``localhost``, or an unknown option.
+        """
+        parsed = parse_store_url(url)
+        if parsed.scheme != cls.scheme or parsed.netloc not in ("", "localhost"):
+            raise ConfigError(f"expected file:///absolute/path or a path, got {url!r}")
+        return cls._construct(Path("/" + parsed.path), options=options)
+
+    @property
+    def root(self) -> Path:
+        """The directory holding the objects."""
+        return self._root
+
+    # -- paths --------------------------------------------------------------------------
+
+    def _inside(self, path: Path, key: str) -> Path:
+        real = os.path.realpath(path)
+        if os.path.commonpath([real, self._real_root]) != str(self._real_root):
+            raise ValueError(f"invalid key {key!r}: resolves outside the store root")
+        return path
+
+    def _path(self, key: str) -> Path:
+        return self._inside(self._root.joinpath(*key.split("/")), key)
+
+    def _meta_path(self, key: str) -> Path:
+        parts = key.split("/")
+        parts[-1] += ".json"
+        return self._inside(self._root.joinpath(META_DIR, *parts), key)
+
+    # -- primitives ---------------------------------------------------------------------
+
+    def _write(
+        self, key: str, payload: Payload, content_type: str, metadata: Mapping[str, str]
+    ) -> None:
+        target, sidecar = self._path(key), self._meta_path(key)
+        temporaries: list[Path] = []
+        with map_os_errors(f"put {key!r}"):
+            try:
+                data_tmp, stat = self._write_temp(target.parent, payload)
+                temporaries.append(data_tmp)
+                record = {
+                    "size": stat.st_size,
+                    "mtime_ns": stat.st_mtime_ns,
+                    "content_type": content_type,
+                    "metadata": dict(metadata),
+                }
+                encoded = json.dumps(record, sort_keys=True).encode("ascii")
+                meta_tmp, _ = self._write_temp(sidecar.parent, Payload.from_bytes(encoded))
+                temporaries.append(meta_tmp)
+                with self._commit_lock:
+                    os.replace(meta_tmp, sidecar)
+                    os.replace(data_tmp, target)
+            finally:
+                for temporary in temporaries:
+                    temporary.unlink(missing_ok=True)
+            if self._fsync:
+                _fsync_directory(sidecar.parent)
+                _fsync_directory(target.parent)
+
+    def _write_temp(self, directory: Path, payload: Payload) -> tuple[Path, os.stat_result]:
+        """Write ``payload`` to a new temporary file in ``directory``; return it and its stat."""
+        directory.mkdir(parents=True, exist_ok=True)
+        handle, name = tempfile.mkstemp(dir=directory, prefix=_TMP_PREFIX)
+        temporary = Path(name)
+        try:
+            with os.fdopen(handle, "wb") as out, payload.open() as source:
+                shutil.copyfileobj(source, out, MiB)
+                out.flush()
+                if self._fsync:
+                    os.fsync(out.fileno())
+                stat = os.fstat(out.fileno())
+        except BaseException:
+            temporary.unlink(missing_ok=True)
+            raise
+        return temporary, stat
+
+    def _read(self, key: str) -> bytes:
+        path = self._path(key)
+        with map_os_errors(f"get {key!r}"):
+            try:
+                return path.read_bytes()
+            except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+                raise ObjectNotFound(f"{self.url}: no object {key!r}") from None
+
+    def _head(self, key: str) -> BlobInfo | None:
+        path = self._path(key)
+        with map_os_errors(f"head {key!r}"):
+            try:
+                stat = path.stat()
+            except (FileNotFoundError, NotADirectoryError):
+                return None
+            if not path.is_file():
+                return None
+            record = self._read_sidecar(key)
+        if record.get("size") != stat.st_size or record.get("mtime_ns") != stat.st_mtime_ns:
+            return BlobInfo(key=key, size=stat.st_size)
+        return info_from_metadata(key, stat.st_size, record["content_type"], record["metadata"])
+
+    def _read_sidecar(self, key: str) -> dict[str, Any]:
+        """Return the sidecar record of ``key``, or ``{}`` when missing or unreadable."""
+        try:
+            record = json.loads(self._meta_path(key).read_bytes())
+        except (FileNotFoundError, NotADirectoryError, ValueError):
+            return {}
+        valid = (
+            isinstance(record, dict)
+            and isinstance(record.get("content_type"), str)
+            and isinstance(record.get("metadata"), dict)
+            and all(isinstance(v, str) for v in record["metadata"].values())
+        )
+        return record if valid else {}
+
+    def _list(self, prefix: str) -> Iterator[BlobInfo]:
+        directory, _, _ = prefix.rpartition("/")
+        start = self._path(directory) if directory else self._root
+        with map_os_errors(f"list {prefix!r}"):
+            keys: list[str] = []
+            for folder, subfolders, files in os.walk(start):
+                relative = Path(folder).relative_to(self._root).as_posix()
+                base = "" if relative == "." else relative + "/"
+                subfolders[:] = [
+                    name
+                    for name in subfolders
+                    if not name.startswith(RESERVED_PREFIX)
+                    and _could_match(base + name + "/", prefix)
+                ]
+                keys.extend(
+                    base + name
+                    for name in files
+                    if (base + name).startswith(prefix) and is_valid_key(base + name)
+                )
+            for key in sorted(keys):
+                with suppress(ValueError):  # a symbolic link leading out of the root
+                    info = self._head(key)
+                    if info is not None:
+                        yield info
+
+    def _delete(self, key: str) -> None:
+        path, sidecar = self._path(key), self._meta_path(key)
+        with map_os_errors(f"delete {key!r}"), self._commit_lock:
+            if path.is_dir() and not path.is_symlink():
+                return
+            with suppress(FileNotFoundError, NotADirectoryError):
+                path.unlink()
+            with suppress(FileNotFoundError, NotADirectoryError):
+                sidecar.unlink()
+
+
+def _could_match(folder: str, prefix: str) -> bool:
+    """Return whether keys under ``folder`` (ending in ``/``) can start with ``prefix``."""
+    return folder.startswith(prefix) or prefix.startswith(folder)
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Flush a directory entry (the rename) to disk; not every platform allows it."""
+    try:
+        handle = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(handle)
+    except OSError:
+        pass
+    finally:
+        os.close(handle)

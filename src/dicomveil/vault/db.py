@@ -1,0 +1,213 @@
+"""Database plumbing of the vault: URLs, engines, migrations and error mapping.
+
+SQLite (the embedded default, ``$DICOMVEIL_HOME/vault.sqlite``) is opened in WAL mode with a
+busy timeout and ``synchronous=FULL``; write transactions start with ``BEGIN IMMEDIATE`` so
+several processes writing at once queue on SQLite's lock instead of failing with
+"database is locked". PostgreSQL (``postgresql+psycopg://...``) is used as is; concurrent
+migrations are serialized there by an advisory lock.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, event, text
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
+
+from dicomveil.errors import ConfigError, VaultError
+from dicomveil.home import state_home
+
+__all__ = [
+    "ENV_VAULT_URL",
+    "default_vault_url",
+    "lock",
+    "make_engine",
+    "map_database_errors",
+    "migrate",
+    "public_url",
+    "write_transaction",
+]
+
+ENV_VAULT_URL = "DICOMVEIL_VAULT_URL"
+VAULT_FILE = "vault.sqlite"
+_BUSY_TIMEOUT_S = 60.0
+_WRITE = "dicomveil_write"
+_PG_LOCK = 0x6469636F6D  # an arbitrary constant: "dicom"
+
+
+def default_vault_url(url: str | None = None, environ: Mapping[str, str] | None = None) -> str:
+    """Return the vault URL: ``url``, else ``$DICOMVEIL_VAULT_URL``, else the SQLite default.
+
+    The default file is ``$DICOMVEIL_HOME/vault.sqlite`` (never a destination folder).
+    """
+    env = os.environ if environ is None else environ
+    chosen = url or env.get(ENV_VAULT_URL)
+    if chosen:
+        return chosen
+    return f"sqlite:///{state_home(dict(env)) / VAULT_FILE}"
+
+
+def public_url(url: str) -> str:
+    """Return ``url`` with any password masked (safe for messages)."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparsable vault URL>"
+
+
+def sqlite_path(url: str) -> Path | None:
+    """Return the database file of a SQLite URL, or ``None`` (other backends, memory)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(str(parsed.database))
+
+
+def make_engine(url: str, *, create: bool) -> Engine:
+    """Create the engine for ``url`` with the vault's connection settings.
+
+    Parameters
+    ----------
+    url:
+        A SQLAlchemy URL (``sqlite:///path`` or ``postgresql+psycopg://...``).
+    create:
+        For SQLite, create the database file (mode 0600) when it does not exist; when false a
+        missing file is an error.
+
+    Raises
+    ------
+    ConfigError
+        The URL is invalid or its driver is not installed.
+    VaultError
+        The SQLite file does not exist and ``create`` is false.
+    """
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigError("the vault URL is not a valid database URL") from None
+    path = sqlite_path(url)
+    if path is not None:
+        if not path.exists():
+            if not create:
+                raise VaultError(f"no vault at {path}")
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+        return _sqlite_engine(url)
+    if parsed.drivername == "postgresql":  # we ship psycopg 3, not psycopg2
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    try:
+        return create_engine(parsed, pool_pre_ping=True)
+    except (NoSuchModuleError, ImportError) as exc:
+        hint = " (pip install 'dicomveil[postgres]')" if "postgres" in url else ""
+        raise ConfigError(f"no database driver for {public_url(url)}{hint}") from exc
+
+
+def _sqlite_engine(url: str) -> Engine:
+    engine = create_engine(url, connect_args={"timeout": _BUSY_TIMEOUT_S})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we emit BEGIN ourselves (see below)
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {int(_BUSY_TIMEOUT_S * 1000)}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = FULL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        immediate = connection.get_execution_options().get(_WRITE, False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine
+
+
+@contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """Yield a connection inside a write transaction, committed on success.
+
+    On SQLite the transaction takes the write lock up front (``BEGIN IMMEDIATE``), so a
+    read-then-write never fails half-way because another process wrote in between.
+    """
+    with engine.connect() as connection:
+        connection.execution_options(**{_WRITE: True})
+        with connection.begin():
+            yield connection
+
+
+@contextmanager
+def map_database_errors(operation: str) -> Iterator[None]:
+    """Turn SQLAlchemy and driver errors into :class:`VaultError` naming ``operation`` only.
+
+    The driver's message is not repeated: it may quote statement parameters.
+    """
+    try:
+        yield
+    except SQLAlchemyError as exc:
+        reason = type(getattr(exc, "orig", None) or exc).__name__
+        raise VaultError(f"vault database error while {operation} ({reason})") from exc
+
+
+def lock(connection: Connection, *, shared: bool = False) -> None:
+    """Take the vault-wide lock for the rest of the current transaction.
+
+    PostgreSQL: a transaction-scoped advisory lock (``shared`` for ordinary writers,
+    exclusive for schema changes and key rotation steps). SQLite needs nothing more: a
+    write transaction already holds the database's single write lock.
+    """
+    if connection.dialect.name == "postgresql":
+        function = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
+        connection.execute(text(f"SELECT {function}(:k)"), {"k": _PG_LOCK})
+
+
+def _alembic_config(connection: Connection) -> Any:
+    from alembic.config import Config
+
+    config = Config()
+    location = resources.files("dicomveil.vault") / "migrations"
+    config.set_main_option("script_location", str(location))
+    config.attributes["connection"] = connection
+    return config
+
+
+def _head_revision(config: Any) -> str | None:
+    from alembic.script import ScriptDirectory
+
+    head: str | None = ScriptDirectory.from_config(config).get_current_head()
+    return head
+
+
+def _current_revision(connection: Connection) -> str | None:
+    from alembic.migration import MigrationContext
+
+    context = MigrationContext.configure(
+        connection, opts={"version_table": "vault_alembic_version"}
+    )
+    return context.get_current_revision()
+
+
+def migrate(engine: Engine) -> str | None:
+    """Bring the schema to the newest Alembic revision; return that revision.
+
+    Cheap when the schema is current (one read). Otherwise the upgrade runs in one write
+    transaction holding SQLite's write lock or a PostgreSQL advisory lock, so processes
+    opening a new vault at the same moment migrate it exactly once.
+    """
+    from alembic import command
+
+    with map_database_errors("migrating the schema"):
+        with engine.connect() as connection:
+            head = _head_revision(_alembic_config(connection))
+            if _current_revision(connection) == head:
+                return head
+        with write_transaction(engine) as connection:
+            lock(connection)
+            if _current_revision(connection) != head:
+                command.upgrade(_alembic_config(connection), "head")
+        return head
