@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from pydicom.datadict import dictionary_has_tag, dictionary_VR
+from tools import gen_ps315
 
 from dicomveil import __ps315_edition__
 from dicomveil.engine.rules import Op, compile_policy
@@ -16,7 +17,6 @@ from dicomveil.profile import _ps315, _safe_private
 from dicomveil.profile.options import Action, Option
 from dicomveil.profile.policy import Policy
 from dicomveil.profile.table import is_safe_private, row_for, rows
-from tools import gen_ps315
 
 ROOT = Path(__file__).resolve().parents[2]
 E11 = ROOT / "data/ps315/confidentiality_profile_attributes_2025b.json"
@@ -93,7 +93,7 @@ class TestLookups:
 
 OPTION_COMBOS = [
     frozenset(combo)
-    for n in range(0, 3)
+    for n in range(3)
     for combo in itertools.combinations([o for o in Option if o is not Option.CLEAN_PIXEL_DATA], n)
     if not {Option.RETAIN_LONGITUDINAL_FULL_DATES, Option.RETAIN_LONGITUDINAL_MODIFIED_DATES}
     <= set(combo)

@@ -55,8 +55,10 @@ action = "keep"
         ('[tags]\nPatientSex = "replace"', "needs a string 'value'"),
         ('colour = "blue"', "unknown policy setting"),
         ('[[private]]\ncreator = "A"\ngroup = "0x0010"\naction = "keep"', "odd"),
-        ('options = ["retain-longitudinal-full-dates", "retain-longitudinal-modified-dates"]',
-         "exclude each other"),
+        (
+            'options = ["retain-longitudinal-full-dates", "retain-longitudinal-modified-dates"]',
+            "exclude each other",
+        ),
         ("this is = not toml [", "policy file"),
     ],
 )

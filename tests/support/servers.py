@@ -47,7 +47,9 @@ def require_binary(name: str, *extra_paths: str) -> str:
     return found
 
 
-def start(cmd: Sequence[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+def start(
+    cmd: Sequence[str], log: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     """Start ``cmd`` in its own process group with output to ``log``."""
     handle = log.open("wb")
     try:

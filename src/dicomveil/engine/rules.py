@@ -227,7 +227,8 @@ class CompiledPolicy:
             cleaning = self.has(Option.CLEAN_DESCRIPTORS) or (
                 mode is Mode.CLEAN and self.has(Option.CLEAN_STRUCTURED_CONTENT)
             )
-            return Rule(Op.SCRUB if cleaning else Op.EMPTY, "default: free text")
+            # a dummy, not an empty value: free text can be Type 1C (an SR TEXT item's value)
+            return Rule(Op.SCRUB if cleaning else Op.DUMMY, "default: free text")
         return Rule(Op.KEEP, "default: identifies nobody")
 
 

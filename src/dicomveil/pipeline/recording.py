@@ -10,8 +10,8 @@ from __future__ import annotations
 from types import TracebackType
 
 from dicomveil.audit import AuditLog
-from dicomveil.audit.entry import Outcome
-from dicomveil.audit.events import AuditEvent, file_outcome, run_finished, run_started
+from dicomveil.audit.entry import AuditEvent, Outcome
+from dicomveil.audit.events import file_outcome, run_finished, run_started
 from dicomveil.engine.identity import IdentityRecord
 from dicomveil.pipeline.files import FileOutcome
 from dicomveil.profile.policy import Policy

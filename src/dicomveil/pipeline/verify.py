@@ -11,7 +11,7 @@ registry UIDs, dummy values and very short values are not needles (they would pr
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -195,20 +195,15 @@ def _encodings_of(text: str, encodings: list[str]) -> Iterator[bytes]:
                 yield option
 
 
-def _needle_pattern(needle: bytes) -> bytes:
-    """Escape ``needle`` so that it matches whole tokens only.
-
-    A number must not match inside a longer number (``9999`` in ``181.199997``), a word not
-    inside a longer word (``anon`` in ``anonymous``); needles are lower-case, like the data.
-    """
-    pattern = re.escape(needle)
-    for edge, before in ((needle[:1], True), (needle[-1:], False)):
-        cls = rb"0-9" if edge.isdigit() else rb"a-z" if edge.isalpha() else b""
-        if cls:
-            pattern = (
-                rb"(?<![" + cls + rb"])" + pattern if before else pattern + rb"(?![" + cls + rb"])"
-            )
-    return pattern
+def _found_in(text: str, corpus: bytes) -> bool:
+    """Tell whether ``text`` occurs as a whole token in ``corpus`` (lower-case bytes)."""
+    data = text.strip().lower().encode("utf-8", "replace")
+    start = corpus.find(data)
+    while start != -1:
+        if _bounded(corpus, start, start + len(data)):
+            return True
+        start = corpus.find(data, start + 1)
+    return False
 
 
 def options_from_output(ds: Dataset) -> frozenset[Option]:
@@ -242,7 +237,43 @@ def _pixel_range(path: Path) -> tuple[int, int] | None:
     return span.offset, span.offset + span.length
 
 
-def _scan(path: Path, pattern: re.Pattern[bytes], chunk: int = 64 << 20) -> set[bytes]:
+class _Matcher:
+    """Finds whole-token occurrences of many needles at once (Aho-Corasick, one pass)."""
+
+    def __init__(self, needles: Iterable[bytes]) -> None:
+        import ahocorasick
+
+        self._automaton = ahocorasick.Automaton()
+        for needle in needles:
+            # latin-1 maps each byte to one character: byte offsets are kept
+            self._automaton.add_word(needle.decode("latin-1"), needle)
+        self._automaton.make_automaton()
+
+    def find(self, data: bytes) -> set[bytes]:
+        """Return the needles found in ``data`` (already lower-case) as whole tokens."""
+        found: set[bytes] = set()
+        text = data.decode("latin-1")
+        for end, needle in self._automaton.iter(text):
+            start = end - len(needle) + 1
+            if _bounded(data, start, end + 1):
+                found.add(needle)
+        return found
+
+
+def _same_class(a: int, b: int) -> bool:
+    digits = range(0x30, 0x3A)
+    letters = range(0x61, 0x7B)
+    return (a in digits and b in digits) or (a in letters and b in letters)
+
+
+def _bounded(data: bytes, start: int, end: int) -> bool:
+    """A number must not continue a longer number, a word not a longer word."""
+    if start > 0 and _same_class(data[start - 1], data[start]):
+        return False
+    return not (end < len(data) and _same_class(data[end - 1], data[end]))
+
+
+def _scan(path: Path, matcher: _Matcher, chunk: int = 64 << 20) -> set[bytes]:
     """Return the needles found in ``path``, pixel data (never changed, not text) excepted."""
     found: set[bytes] = set()
     overlap = 4096
@@ -257,8 +288,7 @@ def _scan(path: Path, pattern: re.Pattern[bytes], chunk: int = 64 << 20) -> set[
                 lo = max(skip[0] - start, 0)
                 hi = min(skip[1] - start, len(block))
                 block = block[:lo] + bytes(hi - lo) + block[hi:]
-            data = (tail + block).lower()
-            found.update(m.group(0) for m in pattern.finditer(data))
+            found |= matcher.find((tail + block).lower())
             tail = block[-overlap:]
     return found
 
@@ -300,21 +330,13 @@ def verify_folders(
     # a value the policy keeps somewhere (a manufacturer, a code, a word of a kept
     # description) proves nothing when found
     kept_text = "\n".join(sorted(kept)).lower().encode("utf-8", "replace")
-    needles = {
-        k: n
-        for k, n in needles.items()
-        if not re.search(
-            _needle_pattern(n.text.strip().lower().encode("utf-8", "replace")), kept_text
-        )
-    }
+    needles = {k: n for k, n in needles.items() if not _found_in(n.text, kept_text)}
     result.needles = len(needles)
     if not needles:
         return result
-    pattern = re.compile(
-        b"|".join(_needle_pattern(n) for n in sorted(needles, key=len, reverse=True))
-    )
+    matcher = _Matcher(needles)
     for path in outputs:
-        for hit in sorted(_scan(path, pattern)):
+        for hit in sorted(_scan(path, matcher)):
             needle = needles[hit]
             result.leaks.append(Leak(path, needle.attribute, needle.original))
     return result
