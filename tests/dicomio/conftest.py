@@ -38,11 +38,7 @@ def comparable(ds: Dataset) -> dict[int, object]:
     """The elements that a round trip must preserve: no group lengths, no groups < 0008."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return {
-            int(tag): ds[tag]
-            for tag in ds.keys()
-            if tag.element != 0 and tag.group >= 0x0008
-        }
+        return {int(tag): ds[tag] for tag in ds.keys() if tag.element != 0 and tag.group >= 0x0008}
 
 
 def sha256_range(path: Path, offset: int, length: int) -> str:

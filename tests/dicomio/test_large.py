@@ -10,6 +10,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,12 +26,13 @@ before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 instance = read_instance(src)
 result = write_instance(instance, instance.dataset, instance.trailing, dest, hash_output=hash_output)
 after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({"growth_kib": after - before, "peak_kib": after, "size": result.size}))
+print(json.dumps({"growth_kib": after - before, "peak_kib": after, "size": result.size,
+                  "sha256": result.sha256}))
 """
 MIB = 1024
 
 
-def _probe(src: Path, dest: Path, hash_output: bool) -> dict[str, int]:
+def _probe(src: Path, dest: Path, hash_output: bool) -> dict[str, Any]:
     done = subprocess.run(
         [sys.executable, "-c", PROBE, str(src), str(dest), "1" if hash_output else "0"],
         capture_output=True,
@@ -38,7 +40,7 @@ def _probe(src: Path, dest: Path, hash_output: bool) -> dict[str, int]:
         check=True,
         timeout=300,
     )
-    report: dict[str, int] = json.loads(done.stdout)
+    report: dict[str, Any] = json.loads(done.stdout)
     return report
 
 
@@ -62,6 +64,8 @@ def test_300_mb_multiframe(tmp_path: Path, hash_output: bool) -> None:
     report = _probe(src, dest, hash_output)
     assert report["growth_kib"] < 100 * MIB, report
     assert report["size"] == dest.stat().st_size
+    if hash_output:
+        assert report["sha256"] == sha256_range(dest, 0, report["size"])
     _same_pixels(src, dest)
 
 

@@ -14,6 +14,7 @@ from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset
 from pydicom.sequence import Sequence
 
+from dicomveil.dicomio import _copy as copy_module
 from dicomveil.dicomio import read_instance, write_instance
 from dicomveil.dicomio import writer as writer_module
 from dicomveil.dicomio._encode import Parts, encode_elements, sorted_tags
@@ -35,7 +36,7 @@ class TestAtomic:
             os.write(dst, b"partial pixel bytes")
             raise OSError(errno.ENOSPC, "No space left on device")
 
-        monkeypatch.setattr(writer_module, "_copy_span", failing_copy)
+        monkeypatch.setattr(writer_module, "copy_span", failing_copy)
         instance = read_instance(ct_file)
         dest = out_dir / "ct.dcm"
         with pytest.raises(OSError, match="No space"):
@@ -52,7 +53,7 @@ class TestAtomic:
         def interrupted(*args: object) -> None:
             raise KeyboardInterrupt
 
-        monkeypatch.setattr(writer_module, "_copy_span", interrupted)
+        monkeypatch.setattr(writer_module, "copy_span", interrupted)
         instance = read_instance(ct_file)
         with pytest.raises(KeyboardInterrupt):
             write_instance(instance, instance.dataset, instance.trailing, dest)
@@ -105,7 +106,7 @@ class TestCopy:
             raise OSError(errno.EXDEV, "Invalid cross-device link")
 
         for name in broken:
-            monkeypatch.setattr(writer_module.os, name, unsupported)
+            monkeypatch.setattr(copy_module.os, name, unsupported)
         instance = read_instance(ct_file)
         dest = out_dir / "ct.dcm"
         result = write_instance(instance, instance.dataset, instance.trailing, dest)
@@ -173,9 +174,7 @@ def _modify(ds: Dataset) -> None:
 class TestModified:
     """Modified data sets are written exactly as pydicom would write them."""
 
-    @pytest.mark.parametrize(
-        ("implicit", "little"), [(False, True), (True, True), (False, False)]
-    )
+    @pytest.mark.parametrize(("implicit", "little"), [(False, True), (True, True), (False, False)])
     def test_matches_pydicom(
         self, tmp_path: Path, out_dir: Path, implicit: bool, little: bool
     ) -> None:

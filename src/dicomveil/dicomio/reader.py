@@ -14,8 +14,8 @@ import re
 import struct
 import warnings
 import zlib
-from pathlib import Path
 from collections.abc import MutableSequence
+from pathlib import Path
 from typing import Final, TypeVar
 
 from pydicom import config
@@ -23,13 +23,13 @@ from pydicom.charset import convert_encodings, python_encoding
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
 from pydicom.tag import BaseTag
-from pydicom.values import convert_string
 from pydicom.uid import (
     UID,
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
 )
+from pydicom.values import convert_string
 
 from dicomveil.dicomio._model import (
     DEFAULT_DEFER_SIZE,

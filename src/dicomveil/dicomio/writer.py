@@ -8,7 +8,6 @@ no half-written file is ever visible at the destination.
 from __future__ import annotations
 
 import bisect
-import errno
 import hashlib
 import os
 import secrets
@@ -21,23 +20,23 @@ from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.tag import BaseTag
 
+from dicomveil.dicomio._copy import copy_span, write_all
 from dicomveil.dicomio._encode import (
     Parts,
     SourceSpan,
+    alignment_padding,
     encode_elements,
     encode_file_meta,
     sorted_tags,
 )
 from dicomveil.dicomio._model import PIXEL_DATA_TAGS, Instance, PixelSpan, WriteResult
 from dicomveil.dicomio._scan import UNDEFINED
-from dicomveil.errors import DeidentificationError, MalformedInputError
+from dicomveil.errors import DeidentificationError
 
 __all__ = ["write_instance"]
 
-_CHUNK: Final = 1024 * 1024
-_NO_FAST_COPY: Final = frozenset(
-    {errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EPERM, errno.EBADF}
-)
+ALIGN_ABOVE: Final = 8 * 1024 * 1024
+"""Pixel data at least this long is page-aligned like its source (see alignment_padding)."""
 
 
 def _uid(ds: Dataset, tag: int, keyword: str) -> str:
@@ -132,15 +131,9 @@ def _assemble(
     instance: Instance, dataset: Dataset, trailing: Dataset | None
 ) -> list[bytes | SourceSpan]:
     """Return the output as parts: meta, header, pixel data, trailing elements."""
-    parts = Parts()
-    parts.add(
-        encode_file_meta(
-            _uid(dataset, 0x00080016, "SOPClassUID"),
-            _uid(dataset, 0x00080018, "SOPInstanceUID"),
-            instance.transfer_syntax,
-        )
-    )
-    body = Parts() if instance.is_deflated else parts
+    sop_class = _uid(dataset, 0x00080016, "SOPClassUID")
+    sop_instance = _uid(dataset, 0x00080018, "SOPInstanceUID")
+    body = Parts()
     implicit, little = output_encoding(instance)
     pixel = instance.pixel
     own_pixels = any(t in dataset._dict for t in PIXEL_DATA_TAGS)
@@ -151,57 +144,22 @@ def _assemble(
     spans = not instance.is_deflated
     for source, tags in before:
         encode_elements(source, tags, implicit, little, body, allow_spans=spans)
+    padding = 0
     if split is not None and pixel is not None:
         _add_pixel(body, instance, pixel, implicit, little)
+        span = body.items[-1] if body.items else None
+        if isinstance(span, SourceSpan) and span.length >= ALIGN_ABOVE:
+            meta_size = len(encode_file_meta(sop_class, sop_instance, instance.transfer_syntax))
+            padding = alignment_padding(meta_size + body.size - span.length, span.offset)
         for source, tags in after:
             encode_elements(source, tags, implicit, little, body, allow_spans=spans)
-    if instance.is_deflated:
-        deflater = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
-        chunks = [deflater.compress(part) for part in body.finish() if isinstance(part, bytes)]
-        chunks.append(deflater.flush())
-        parts.add(b"".join(chunks))
-    return parts.finish()
-
-
-def _write_all(fd: int, data: bytes | memoryview) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
-
-
-def _copy_span(src: int, dst: int, offset: int, length: int, hasher: hashlib._Hash | None) -> None:
-    """Copy `length` bytes at `offset` of `src` to the current position of `dst`.
-
-    Without hashing the kernel copies (``copy_file_range``, then ``sendfile``); with
-    hashing, or when neither is available, the bytes pass through a 1 MiB buffer once.
-    """
-    done = 0
-    if hasher is None:
-        for method in ("copy_file_range", "sendfile"):
-            try:
-                while done < length:
-                    if method == "copy_file_range":
-                        n = os.copy_file_range(src, dst, length - done, offset + done)
-                    else:
-                        n = os.sendfile(dst, src, offset + done, length - done)
-                    if n == 0:
-                        raise MalformedInputError("truncated: the source file shrank")
-                    done += n
-                return
-            except OSError as exc:
-                if exc.errno not in _NO_FAST_COPY:
-                    raise
-    buf = bytearray(min(_CHUNK, length - done) or 1)
-    view = memoryview(buf)
-    while done < length:
-        n = os.preadv(src, [view[: min(len(buf), length - done)]], offset + done)
-        if n == 0:
-            raise MalformedInputError("truncated: the source file shrank")
-        if hasher is not None:
-            hasher.update(view[:n])
-        _write_all(dst, view[:n])
-        done += n
+    meta = encode_file_meta(sop_class, sop_instance, instance.transfer_syntax, padding=padding)
+    if not instance.is_deflated:
+        return [meta, *body.finish()]
+    deflater = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
+    chunks = [deflater.compress(part) for part in body.finish() if isinstance(part, bytes)]
+    chunks.append(deflater.flush())
+    return [meta, b"".join(chunks)]
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -281,12 +239,12 @@ def write_instance(
             if isinstance(part, SourceSpan):
                 if src < 0:
                     src = os.open(instance.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-                _copy_span(src, out, part.offset, part.length, hasher)
+                copy_span(src, out, part.offset, part.length, hasher)
                 size += part.length
             else:
                 if hasher is not None:
                     hasher.update(part)
-                _write_all(out, part)
+                write_all(out, part)
                 size += len(part)
         if fsync:
             os.fsync(out)
