@@ -135,10 +135,10 @@ def ct_header(index: int, rows: int = 512, cols: int = 512) -> Dataset:
 def file_meta(ds: Dataset, transfer_syntax: str = ExplicitVRLittleEndian) -> FileMetaDataset:
     """Return a File Meta Information group for `ds`."""
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = ds.get("SOPClassUID", CT_IMAGE_STORAGE)
-    meta.MediaStorageSOPInstanceUID = ds.get("SOPInstanceUID", f"{_ROOT}.0")
-    meta.TransferSyntaxUID = transfer_syntax
-    meta.ImplementationClassUID = f"{_ROOT}.9"
+    meta.MediaStorageSOPClassUID = UID(ds.get("SOPClassUID", CT_IMAGE_STORAGE))
+    meta.MediaStorageSOPInstanceUID = UID(ds.get("SOPInstanceUID", f"{_ROOT}.0"))
+    meta.TransferSyntaxUID = UID(transfer_syntax)
+    meta.ImplementationClassUID = UID(f"{_ROOT}.9")
     meta.ImplementationVersionName = "SYNTH_1"
     meta.SourceApplicationEntityTitle = "CANARY_AE"
     return meta

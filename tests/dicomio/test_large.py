@@ -24,7 +24,9 @@ from dicomveil.dicomio import read_instance, write_instance
 src, dest, hash_output = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 instance = read_instance(src)
-result = write_instance(instance, instance.dataset, instance.trailing, dest, hash_output=hash_output)
+result = write_instance(
+    instance, instance.dataset, instance.trailing, dest, hash_output=hash_output
+)
 after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 print(json.dumps({"growth_kib": after - before, "peak_kib": after, "size": result.size,
                   "sha256": result.sha256}))

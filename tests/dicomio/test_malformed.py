@@ -23,18 +23,30 @@ def _write(path: Path, data: bytes) -> Path:
     return path
 
 
-def _small_ct(**changes: object) -> bytes:
+def _small_ct(changes: dict[str, str | None] | None = None, *, implicit: bool = False) -> bytes:
     ds = ct_header(3, 4, 4)
-    for keyword, value in changes.items():
+    for keyword, value in (changes or {}).items():
         if value is None:
             delattr(ds, keyword)
         else:
             setattr(ds, keyword, value)
-    return encode_header(ds) + pixel_header(32) + bytes(range(32))
+    header = encode_header(ds, implicit=implicit)
+    return header + pixel_header(32, implicit=implicit) + bytes(range(32))
 
 
-def _assert_clean(exc: pytest.ExceptionInfo[BaseException]) -> None:
-    message = str(exc.value)
+def _nested(implicit: bool) -> bytes:
+    """A CT header whose ReferencedImageSequence item holds a nested sequence."""
+    ds = ct_header(2, 4, 4)
+    inner = Dataset()
+    inner.CodeValue = "NESTED"
+    inner.CodingSchemeDesignator = "99X"
+    ds.ReferencedImageSequence[0].PurposeOfReferenceCodeSequence = Sequence([inner])
+    header = encode_header(ds, implicit=implicit)
+    return header + pixel_header(32, implicit=implicit) + bytes(32)
+
+
+def _assert_clean(exc: pytest.ExceptionInfo[BaseException] | BaseException) -> None:
+    message = str(exc.value if isinstance(exc, pytest.ExceptionInfo) else exc)
     assert message
     for canary in CANARIES:
         assert canary not in message
@@ -72,14 +84,14 @@ class TestRefused:
         "keyword", ["SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID"]
     )
     def test_missing_uid(self, tmp_path: Path, keyword: str) -> None:
-        path = _write(tmp_path / "m.dcm", _small_ct(**{keyword: None}))
+        path = _write(tmp_path / "m.dcm", _small_ct({keyword: None}))
         with pytest.raises(MalformedInputError, match=f"missing {keyword}") as exc:
             read_instance(path)
         _assert_clean(exc)
         assert read_instance(path, require_uids=False).pixel is not None
 
     def test_empty_uid_counts_as_missing(self, tmp_path: Path) -> None:
-        path = _write(tmp_path / "m.dcm", _small_ct(StudyInstanceUID=""))
+        path = _write(tmp_path / "m.dcm", _small_ct({"StudyInstanceUID": ""}))
         with pytest.raises(MalformedInputError, match="missing StudyInstanceUID"):
             read_instance(path)
 
@@ -113,6 +125,19 @@ class TestRefused:
         path = _write(tmp_path / "s.dcm", bytes(data))
         with pytest.raises(MalformedInputError, match="wrong length"):
             read_instance(path)
+
+    @pytest.mark.parametrize("implicit", [False, True], ids=["explicit", "implicit"])
+    def test_wrong_length_in_nested_sequence(self, tmp_path: Path, implicit: bool) -> None:
+        data = bytearray(_nested(implicit))
+        assert read_instance(_write(tmp_path / "ok.dcm", bytes(data))).pixel is not None
+        at = data.index(b"NESTED")
+        if implicit:
+            struct.pack_into("<L", data, at - 4, 0x7000)
+        else:
+            struct.pack_into("<H", data, at - 2, 0x7000)
+        with pytest.raises(MalformedInputError, match="wrong length") as exc:
+            read_instance(_write(tmp_path / "bad.dcm", bytes(data)))
+        _assert_clean(exc)
 
     def test_unknown_vr(self, tmp_path: Path) -> None:
         data = bytearray(_small_ct())
@@ -216,11 +241,12 @@ class TestFuzz:
             try:
                 read_instance(path)
             except (MalformedInputError, UnsupportedInputError) as exc:
-                _assert_clean(pytest.ExceptionInfo.from_exc_info((type(exc), exc, None)))
+                _assert_clean(exc)
 
-    def test_random_corruption(self, tmp_path: Path, out_dir: Path) -> None:
+    @pytest.mark.parametrize("implicit", [False, True], ids=["explicit", "implicit"])
+    def test_random_corruption(self, tmp_path: Path, out_dir: Path, implicit: bool) -> None:
         rng = random.Random(5)
-        original = _small_ct()
+        original = _nested(implicit)
         path = tmp_path / "fuzz.dcm"
         outcomes = {"read": 0, "refused": 0}
         for i in range(400):

@@ -17,7 +17,7 @@ from dicomveil.dicomio import (
     read_instance,
     write_instance,
 )
-from dicomveil.errors import MalformedInputError
+from dicomveil.errors import MalformedInputError, UnsupportedInputError
 from tests.dicomio.conftest import (
     comparable,
     dcmread_quiet,
@@ -48,6 +48,12 @@ BROKEN = {
 }
 REQUIRED = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
 ALL_FILES = pydicom_files()
+
+
+def _testdata(name: str) -> Path:
+    found = pydicom.data.get_testdata_file(name)
+    assert isinstance(found, str)
+    return Path(found)
 
 
 def _missing_uids(path: Path) -> list[str]:
@@ -123,7 +129,10 @@ def test_pydicom_file(path: Path, out_dir: Path) -> None:
             read_instance(path, require_uids=False)
         return
     missing = _missing_uids(path)
-    if missing:
+    if "DICOMDIR" in name:
+        with pytest.raises(UnsupportedInputError, match="DICOMDIR"):
+            read_instance(path)
+    elif missing:
         with pytest.raises(MalformedInputError, match="missing " + missing[0]):
             read_instance(path)
     else:
@@ -150,7 +159,7 @@ class TestTransferSyntax:
         ],
     )
     def test_syntax_kept(self, name: str, syntax: str, out_dir: Path) -> None:
-        src = Path(pydicom.data.get_testdata_file(name))
+        src = _testdata(name)
         instance = read_instance(src)
         assert instance.transfer_syntax == syntax
         dest = out_dir / name
@@ -160,7 +169,7 @@ class TestTransferSyntax:
         assert output.PixelData == dcmread_quiet(src).PixelData
 
     def test_deflated_is_redeflated(self, out_dir: Path) -> None:
-        src = Path(pydicom.data.get_testdata_file("image_dfl.dcm"))
+        src = _testdata("image_dfl.dcm")
         instance = read_instance(src)
         assert instance.is_deflated
         assert instance.pixel is not None and instance.pixel.data is not None
@@ -172,7 +181,7 @@ class TestTransferSyntax:
 
     def test_implicit_data_set_under_jpeg_syntax_is_made_explicit(self, out_dir: Path) -> None:
         """SC_rgb_jpeg.dcm declares JPEG Baseline but encodes its data set implicitly."""
-        src = Path(pydicom.data.get_testdata_file("SC_rgb_jpeg.dcm"))
+        src = _testdata("SC_rgb_jpeg.dcm")
         instance = read_instance(src)
         assert instance.is_implicit_vr
         assert instance.transfer_syntax == UID("1.2.840.10008.1.2.4.50")
@@ -190,7 +199,7 @@ class TestTransferSyntax:
             ("ExplVR_LitEndNoMeta.dcm", "1.2.840.10008.1.2.1"),
             ("rtstruct.dcm", "1.2.840.10008.1.2"),
         ):
-            src = Path(pydicom.data.get_testdata_file(name))
+            src = _testdata(name)
             instance = read_instance(src)
             assert not instance.has_file_meta and not instance.has_preamble
             assert instance.transfer_syntax == syntax
@@ -218,13 +227,25 @@ class TestSynthetic:
         assert first == second
 
     def test_trailing_elements_are_kept_after_pixels(self, tmp_path: Path) -> None:
-        src = Path(pydicom.data.get_testdata_file("CT_small.dcm"))
+        src = _testdata("CT_small.dcm")
         instance = read_instance(src)
         assert [int(t) for t in instance.trailing.keys()] == [0xFFFCFFFC]
         dest = tmp_path / "ct.dcm"
         write_instance(instance, instance.dataset, instance.trailing, dest)
         again = read_instance(dest)
         assert [int(t) for t in again.trailing.keys()] == [0xFFFCFFFC]
+
+    def test_datasets_look_constructed(self, ct_file: Path) -> None:
+        """Data sets are built without pydicom's constructor but must not differ from one."""
+        instance = read_instance(ct_file)
+        reference = pydicom.dcmread(ct_file)
+        ours = set(instance.dataset.__dict__) - {"_dicomveil_source_window"}
+        assert ours == set(reference.__dict__)
+        assert set(instance.trailing.__dict__) - {"_dicomveil_source_window"} == ours
+        assert set(instance.dataset.file_meta.__dict__) == set(reference.file_meta.__dict__)
+        assert instance.dataset.filename == str(ct_file)
+        assert instance.dataset.original_encoding == reference.original_encoding
+        assert instance.dataset.original_character_set == reference.original_character_set
 
     def test_dropping_pixel_data(self, ct_file: Path, out_dir: Path) -> None:
         instance = read_instance(ct_file)

@@ -9,34 +9,31 @@ writer without passing through memory.
 
 from __future__ import annotations
 
-import re
 import struct
-from typing import Final, NamedTuple
+from typing import Any, Final, NamedTuple
 
-from pydicom.dataelem import RawDataElement, convert_raw_data_element
+from pydicom.dataelem import DataElement, RawDataElement, convert_raw_data_element
 from pydicom.dataset import Dataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import correct_ambiguous_vr_element, write_data_element
+from pydicom.multival import MultiValue
+from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag
-from pydicom.valuerep import AMBIGUOUS_VR
+from pydicom.valuerep import AMBIGUOUS_VR, PersonName
 
-from dicomveil.dicomio._model import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
-from dicomveil.dicomio._scan import _LONG_VRS, UNDEFINED, tag_name
+from dicomveil.dicomio._window import LONG_VRS, UNDEFINED, VR_NAMES, tag_name
 from dicomveil.errors import DeidentificationError
 
 __all__ = [
-    "MIN_PADDING",
-    "PADDING_CREATOR_UID",
     "Parts",
     "SourceSpan",
-    "alignment_padding",
+    "attach_source_window",
     "character_set",
     "encode_elements",
-    "encode_file_meta",
     "sorted_tags",
+    "source_window",
 ]
 
-_PREFIX: Final = b"\0" * 128 + b"DICM"
 _ENCODE_ERRORS: Final = (
     ValueError,
     TypeError,
@@ -89,85 +86,6 @@ class Parts:
         return self.items
 
 
-_UID_CHARS: Final = re.compile(r"[0-9][0-9.]{0,63}")
-
-
-def _uid_value(value: str, keyword: str) -> bytes:
-    text = value.strip("\0 ")
-    if not _UID_CHARS.fullmatch(text):
-        raise DeidentificationError(f"{keyword} is not a valid UID")
-    data = text.encode("ascii")
-    return data + b"\0" if len(data) % 2 else data
-
-
-def _short(tag: int, vr: bytes, value: bytes) -> bytes:
-    return struct.pack("<HH2sH", tag >> 16, tag & 0xFFFF, vr, len(value)) + value
-
-
-def encode_file_meta(
-    sop_class_uid: str, sop_instance_uid: str, transfer_syntax: str, *, padding: int = 0
-) -> bytes:
-    """Return preamble, ``DICM`` and a fresh File Meta Information group.
-
-    The preamble is zeroed; the group holds only the version, the SOP Class and
-    Instance UIDs of the data set, the transfer syntax and dicomveil's implementation
-    identity. Source/sending/receiving AE titles and private information are never
-    copied, and the group length is computed.
-
-    With `padding`, the group is made exactly that many bytes longer by a zero-filled
-    (0002,0102) Private Information whose (0002,0100) creator is :data:`PADDING_CREATOR_UID`
-    (see :func:`alignment_padding`); `padding` must then be at least :data:`MIN_PADDING`
-    and even.
-
-    References
-    ----------
-    PS3.10 section 7.1.
-    """
-    version = struct.pack("<HH2sHL", 0x0002, 0x0001, b"OB", 0, 2) + b"\x00\x01"
-    name = IMPLEMENTATION_VERSION_NAME.encode("ascii")
-    elements = [
-        version,
-        _short(0x00020002, b"UI", _uid_value(sop_class_uid, "SOPClassUID")),
-        _short(0x00020003, b"UI", _uid_value(sop_instance_uid, "SOPInstanceUID")),
-        _short(0x00020010, b"UI", _uid_value(transfer_syntax, "TransferSyntaxUID")),
-        _short(0x00020012, b"UI", _uid_value(IMPLEMENTATION_CLASS_UID, "ImplementationClassUID")),
-        _short(0x00020013, b"SH", name + b" " * (len(name) % 2)),
-    ]
-    if padding:
-        if padding < MIN_PADDING or padding % 2:
-            raise ValueError("padding must be even and at least MIN_PADDING bytes")
-        elements.append(_PADDING_CREATOR)
-        size = padding - MIN_PADDING
-        elements.append(struct.pack("<HH2sHL", 0x0002, 0x0102, b"OB", 0, size) + bytes(size))
-    body = b"".join(elements)
-    group_length = struct.pack("<HH2sHL", 0x0002, 0x0000, b"UL", 4, len(body))
-    return _PREFIX + group_length + body
-
-
-PADDING_CREATOR_UID: Final = IMPLEMENTATION_CLASS_UID + ".1"
-"""(0002,0100) creator of the zero-filled alignment padding dicomveil may add to the meta."""
-_PADDING_CREATOR: Final = _short(0x00020100, b"UI", _uid_value(PADDING_CREATOR_UID, "creator"))
-MIN_PADDING: Final = len(_PADDING_CREATOR) + 12
-_PAGE: Final = 4096
-
-
-def alignment_padding(header_end: int, source_offset: int) -> int:
-    """Return the meta padding that puts `header_end` at the page offset of `source_offset`.
-
-    Kernel copies (``copy_file_range``/``sendfile``) of a large span run about 1.7 times
-    faster when the span starts at the same offset within a page in the output as in
-    the source, so the writer pads the File Meta Information of instances with large
-    pixel data by up to 4 KiB to line them up. Returns 0 when no padding can do it
-    (odd offsets).
-    """
-    pad = (source_offset - header_end) % _PAGE
-    if pad % 2:
-        return 0
-    while pad and pad < MIN_PADDING:
-        pad += _PAGE
-    return pad
-
-
 _PADDING: Final = {
     **dict.fromkeys(
         ("AE", "AS", "CS", "DA", "DT", "TM", "LO", "LT", "SH", "ST", "UC", "UR", "UT"), b" "
@@ -175,7 +93,8 @@ _PADDING: Final = {
     "UI": b"\0",
 }
 """String VRs whose single ``str`` value pydicom writes verbatim, and their padding."""
-_LONG_NAMES: Final = frozenset(vr.decode("ascii") for vr in _LONG_VRS)
+_LONG_NAMES: Final = frozenset(vr.decode("ascii") for vr in LONG_VRS)
+_VR_BYTES: Final[dict[str | None, bytes]] = {name: raw for raw, name in VR_NAMES.items()}
 
 
 def character_set(ds: Dataset) -> str | list[str]:
@@ -185,6 +104,25 @@ def character_set(ds: Dataset) -> str | list[str]:
     if original and isinstance(elem, RawDataElement):
         return original if isinstance(original, str) else list(original)
     return ds._character_set
+
+
+_WINDOW_ATTR: Final = "_dicomveil_source_window"
+
+
+def attach_source_window(ds: Dataset, base: int, buf: bytes) -> None:
+    """Remember the source bytes ``buf`` (at offset `base`) that `ds` was read from.
+
+    :func:`encode_elements` copies runs of untouched raw elements straight from them. The
+    raw elements of `ds` must have been read from that same source (their ``value_tell``
+    is an offset in it), which holds for every data set :func:`read_instance` returns.
+    """
+    ds.__dict__[_WINDOW_ATTR] = (base, buf)
+
+
+def source_window(ds: Dataset) -> tuple[int, bytes]:
+    """Return the source window attached to `ds`, or ``(0, b"")``."""
+    window: tuple[int, bytes] = ds.__dict__.get(_WINDOW_ATTR, (0, b""))
+    return window
 
 
 def sorted_tags(ds: Dataset) -> list[BaseTag]:
@@ -200,13 +138,17 @@ def encode_elements(  # noqa: PLR0912 - one hot loop, kept flat for speed
     parts: Parts,
     *,
     allow_spans: bool = True,
+    charset: str | list[str] | None = None,
 ) -> None:
     """Append the encoded elements `tags` of `ds`, in the given order, to `parts`.
 
-    Raw elements in the output encoding are re-emitted from their bytes; single ASCII
-    string values of string VRs are encoded directly; every other element goes through
-    pydicom's :func:`~pydicom.filewriter.write_data_element`. Group length elements and
-    groups 0000-0007 are not written (PS3.5 section 7.2).
+    Raw elements in the output encoding are re-emitted from their bytes (runs of
+    untouched elements as one slice of the source); single ASCII values of string and
+    person name VRs are encoded directly, sequences item by item with this same
+    function; every other element goes through pydicom's
+    :func:`~pydicom.filewriter.write_data_element`. Group length elements and groups
+    0000-0007 are not written (PS3.5 section 7.2). `charset` is the character set
+    inherited from an enclosing data set (for sequence items).
 
     Raises
     ------
@@ -218,10 +160,15 @@ def encode_elements(  # noqa: PLR0912 - one hot loop, kept flat for speed
     pack_short = struct.Struct(order + "HH2sH").pack
     pack_long = struct.Struct(order + "HH2sHL").pack
     delimiter = pack_implicit(0xFFFE, 0xE0DD, 0)
-    charset = character_set(ds)
+    if charset is None or BaseTag(0x00080005) in ds._dict:
+        charset = character_set(ds)
     fast = ds.original_character_set == charset and ds.original_encoding == (implicit, little)
     elements = ds._dict
-    raw_type, padding, long_names = RawDataElement, _PADDING, _LONG_NAMES
+    raw_type, padding, long_names, vr_bytes = RawDataElement, _PADDING, _LONG_NAMES, _VR_BYTES
+    numbers = _NUMBERS
+    win_base, win_buf = source_window(ds)
+    win_end = win_base + len(win_buf) if win_buf else -1
+    run_start = run_end = -1
     out: list[bytes] = []
     add = out.append
     for tag in tags:
@@ -233,12 +180,26 @@ def encode_elements(  # noqa: PLR0912 - one hot loop, kept flat for speed
         if type(elem) is raw_type:
             _, vr, length, value, tell, elem_implicit, elem_little, _, _ = elem
             if fast and elem_implicit == implicit and elem_little == little and (implicit or vr):
+                if value is not None:
+                    # untouched elements contiguous in the source are copied as one slice
+                    start = tell - (12 if not implicit and vr in long_names else 8)
+                    end = tell + (length if length != UNDEFINED else len(value) + 8)
+                    if win_base <= start and end <= win_end:
+                        if start != run_end:
+                            if run_end >= 0:
+                                add(win_buf[run_start - win_base : run_end - win_base])
+                            run_start = start
+                        run_end = end
+                        continue
+                if run_end >= 0:
+                    add(win_buf[run_start - win_base : run_end - win_base])
+                    run_end = -1
                 if implicit:
                     add(pack_implicit(group, element, length))
                 elif vr in long_names:
-                    add(pack_long(group, element, vr.encode("ascii"), 0, length))
+                    add(pack_long(group, element, vr_bytes[vr], 0, length))
                 else:
-                    add(pack_short(group, element, vr.encode("ascii"), length))
+                    add(pack_short(group, element, vr_bytes[vr], length))
                 if value is None and length:
                     if not allow_spans:
                         raise DeidentificationError(f"element {tag_name(tag)} was never read")
@@ -250,7 +211,10 @@ def encode_elements(  # noqa: PLR0912 - one hot loop, kept flat for speed
                 if length == UNDEFINED:
                     add(delimiter)
                 continue
-        else:
+        if run_end >= 0:
+            add(win_buf[run_start - win_base : run_end - win_base])
+            run_end = -1
+        if not isinstance(elem, raw_type):
             vr = elem.VR
             value = elem.value
             pad = padding.get(vr)
@@ -261,22 +225,114 @@ def encode_elements(  # noqa: PLR0912 - one hot loop, kept flat for speed
                     data += pad
             elif value is None and vr != "SQ":
                 data = b""
+            elif vr == "SQ" and isinstance(value, Sequence):
+                add(_encode_sequence(group, element, elem, implicit, little, charset))
+                continue
+            elif type(value) is PersonName and value.original_string is None:
+                text = str(value)
+                if text.isascii():
+                    data = text.encode("ascii") + b" " * (len(text) & 1)
+            elif vr in numbers and type(value) in (int, float):
+                data = _pack_number(numbers[vr], value, order)
+            elif isinstance(value, MultiValue):
+                data = _multi_value(value, vr, pad, numbers.get(vr), order)
             if data is not None:
                 if implicit:
                     add(pack_implicit(group, element, len(data)))
                     add(data)
                     continue
                 if vr in long_names:
-                    add(pack_long(group, element, vr.encode("ascii"), 0, len(data)))
+                    add(pack_long(group, element, vr_bytes[vr], 0, len(data)))
                     add(data)
                     continue
                 if len(data) > 0xFFFF:
                     raise DeidentificationError(f"element {tag_name(tag)} is too long for its VR")
-                add(pack_short(group, element, vr.encode("ascii"), len(data)))
+                add(pack_short(group, element, vr_bytes[vr], len(data)))
                 add(data)
                 continue
         add(_pydicom_encode(ds, tag, implicit, little, charset))
+    if run_end >= 0:
+        add(win_buf[run_start - win_base : run_end - win_base])
     parts.add(b"".join(out))
+
+
+_NUMBERS: Final = {
+    "US": "H",
+    "SS": "h",
+    "UL": "L",
+    "SL": "l",
+    "UV": "Q",
+    "SV": "q",
+    "FL": "f",
+    "FD": "d",
+}
+"""Binary number VRs and their ``struct`` format, as pydicom writes them."""
+
+
+def _pack_number(code: str, value: float, order: str) -> bytes | None:
+    try:
+        return struct.pack(order + code, value)
+    except struct.error:
+        return None  # out of range: pydicom reports it
+
+
+def _multi_value(
+    value: MultiValue[Any], vr: str, pad: bytes | None, code: str | None, order: str
+) -> bytes | None:
+    """Encode a multi-valued string or binary number element directly, when simple."""
+    if pad is not None and all(type(v) is str for v in value):
+        text = "\\".join(value)
+        if text.isascii():
+            data = text.encode("ascii")
+            return data + pad if len(data) & 1 else data
+    elif code is not None and all(type(v) in (int, float) for v in value):
+        try:
+            return struct.pack(f"{order}{len(value)}{code}", *value)
+        except struct.error:
+            return None
+    return None
+
+
+def _encode_sequence(
+    group: int,
+    element: int,
+    elem: DataElement,
+    implicit: bool,
+    little: bool,
+    charset: str | list[str],
+) -> bytes:
+    """Encode a sequence element, its items through :func:`encode_elements`.
+
+    Lengths are defined unless the element or item was read with undefined length,
+    as pydicom does (PS3.5 section 7.5).
+    """
+    pack = struct.Struct(("<" if little else ">") + "HHL").pack
+    items = []
+    for item in elem.value:
+        item_parts = Parts()
+        encode_elements(
+            item,
+            sorted_tags(item),
+            implicit,
+            little,
+            item_parts,
+            allow_spans=False,
+            charset=charset,
+        )
+        body = b"".join(part for part in item_parts.finish() if isinstance(part, bytes))
+        if item.is_undefined_length_sequence_item:
+            items.append(pack(0xFFFE, 0xE000, UNDEFINED) + body + pack(0xFFFE, 0xE00D, 0))
+        else:
+            items.append(pack(0xFFFE, 0xE000, len(body)) + body)
+    content = b"".join(items)
+    length = UNDEFINED if elem.is_undefined_length else len(content)
+    if implicit:
+        header = pack(group, element, length)
+    else:
+        header = struct.pack(("<" if little else ">") + "HH2sHL", group, element, b"SQ", 0, length)
+    if elem.is_undefined_length:
+        return header + content + pack(0xFFFE, 0xE0DD, 0)
+    return header + content
 
 
 def _pydicom_encode(
@@ -287,6 +343,7 @@ def _pydicom_encode(
     fp.is_little_endian = little
     item = ds._dict[tag]
     original = ds.original_character_set
+    elem: DataElement | RawDataElement
     try:
         if isinstance(item, RawDataElement) and item.value is not None and original != charset:
             # decode with the character set the value was written in, encode with the new one

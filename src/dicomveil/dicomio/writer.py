@@ -20,17 +20,11 @@ from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.tag import BaseTag
 
-from dicomveil.dicomio._copy import copy_span, write_all
-from dicomveil.dicomio._encode import (
-    Parts,
-    SourceSpan,
-    alignment_padding,
-    encode_elements,
-    encode_file_meta,
-    sorted_tags,
-)
+from dicomveil.dicomio._copy import write_parts
+from dicomveil.dicomio._encode import Parts, SourceSpan, encode_elements, sorted_tags
+from dicomveil.dicomio._meta import alignment_padding, encode_file_meta
 from dicomveil.dicomio._model import PIXEL_DATA_TAGS, Instance, PixelSpan, WriteResult
-from dicomveil.dicomio._scan import UNDEFINED
+from dicomveil.dicomio._window import UNDEFINED
 from dicomveil.errors import DeidentificationError
 
 __all__ = ["write_instance"]
@@ -181,10 +175,15 @@ def write_instance(
 ) -> WriteResult:
     """Write `dataset` (and `trailing`) with the pixel data of `instance` to `dest`.
 
-    The output has a zeroed preamble, a fresh File Meta Information group (see
-    :func:`encode_file_meta`), the header data set in the transfer syntax of the input
+    The output has a zeroed preamble, a fresh File Meta Information group (version,
+    Media Storage SOP Class/Instance UIDs taken from `dataset`, the input's transfer
+    syntax, dicomveil's implementation UID and version name; no AE titles, no private
+    information of the source), the header data set in the transfer syntax of the input
     (re-deflated when the input was deflated), the pixel data element copied byte for
-    byte from the source file, then the trailing elements. Elements of `dataset` that
+    byte from the source file, then the trailing elements. For pixel data of 8 MiB or
+    more the meta also holds up to 4 KiB of zero-filled (0002,0102) Private Information
+    (creator ``IMPLEMENTATION_CLASS_UID + ".1"``) that aligns the copy with the source's
+    pages, which makes the kernel copy about 1.7 times faster. Elements of `dataset` that
     sort after the pixel data, and elements of `trailing` that sort before it, are
     placed by tag. When `dataset` holds its own pixel data element the source pixel
     data is not copied; to drop it, pass ``dataclasses.replace(instance, pixel=None)``.
@@ -205,8 +204,9 @@ def write_instance(
         The output path; its folder must exist.
     fsync
         Flush the file and its folder to stable storage before returning. Off by
-        default for speed: a crash may then lose recent outputs, but never leaves a
-        partial file at `dest`.
+        default for speed: a process that dies never leaves a partial file at `dest`
+        (at most a ``.part`` file, after SIGKILL), but without `fsync` a power loss may
+        leave recent outputs empty or short.
     hash_output
         Compute the SHA-256 of the output. This reads the pixel data through user
         space (about 1.7 GB/s per core) instead of a kernel copy, so it is off by
@@ -231,21 +231,9 @@ def write_instance(
     hasher = hashlib.sha256() if hash_output else None
     tmp = dest.parent / f".{dest.name}.{secrets.token_hex(6)}.part"
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
-    src = -1
     out = os.open(tmp, flags, 0o666)
     try:
-        size = 0
-        for part in parts:
-            if isinstance(part, SourceSpan):
-                if src < 0:
-                    src = os.open(instance.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-                copy_span(src, out, part.offset, part.length, hasher)
-                size += part.length
-            else:
-                if hasher is not None:
-                    hasher.update(part)
-                write_all(out, part)
-                size += len(part)
+        size = write_parts(out, parts, instance.path, hasher)
         if fsync:
             os.fsync(out)
         os.close(out)
@@ -256,9 +244,6 @@ def write_instance(
             os.close(out)
         tmp.unlink(missing_ok=True)
         raise
-    finally:
-        if src >= 0:
-            os.close(src)
     if fsync:
         _fsync_dir(dest.parent)
     return WriteResult(size=size, sha256=None if hasher is None else hasher.hexdigest())
