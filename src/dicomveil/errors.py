@@ -7,6 +7,7 @@
     │   └── ProfileError       bad policy: unknown option, action or tag
     ├── DeidentificationError  the output could not be made safe; nothing is emitted
     │   ├── UnsupportedInputError   input the engine will not handle (e.g. burned-in text)
+    │   │   └── NotAnInstanceError  a readable DICOM file that is no instance (DICOMDIR)
     │   └── MalformedInputError     input that is not readable DICOM
     ├── StorageError
     │   ├── ObjectNotFound
@@ -29,6 +30,7 @@ __all__ = [
     "DeidentificationError",
     "DicomveilError",
     "MalformedInputError",
+    "NotAnInstanceError",
     "ObjectNotFound",
     "ProfileError",
     "QueueError",
@@ -62,6 +64,10 @@ class DeidentificationError(DicomveilError):
 
 class UnsupportedInputError(DeidentificationError):
     """The input is readable but the engine will not de-identify it as configured."""
+
+
+class NotAnInstanceError(UnsupportedInputError):
+    """The file is DICOM but not a composite instance (a DICOMDIR media directory)."""
 
 
 class MalformedInputError(DeidentificationError):

@@ -1,18 +1,15 @@
 """Fixtures for the storage tests: every backend, the cloud ones on emulators on loopback.
 
-Each emulator is started once per session on a free port, only when a test asks for it, and
-stopped in ``finally``. Each test gets a fresh key prefix in the shared bucket or container.
-On a developer's machine a missing SDK or emulator skips the cloud tests; under ``CI=true`` it
-fails them (see :mod:`tests.support.servers`).
+The emulators themselves (``s3_endpoint``, ``azurite``, ``gcs_endpoint``) are session fixtures
+in ``tests/conftest.py``, shared with the other test packages. Each test gets a fresh key
+prefix in the shared bucket or container. On a developer's machine a missing SDK or emulator
+skips the cloud tests; under ``CI=true`` it fails them (see :mod:`tests.support.servers`).
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib.util
-import logging
 import os
-import sys
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -23,129 +20,16 @@ import pytest
 
 from dicomveil.ports import BlobStore
 from dicomveil.storage import FileBlobStore, MemoryBlobStore, open_store
-from tests.support.servers import (
-    free_port,
-    require,
-    require_binary,
-    start,
-    stop,
-    wait_http,
-    wait_tcp,
+from tests.support.cloud import (  # noqa: F401 - re-exported for the storage tests
+    AWS_OPTIONS,
+    AZURITE_ACCOUNT,
+    AZURITE_KEY,
+    BUCKET,
+    azurite_connection_string,
+    require_module,
 )
 
-REPO = Path(__file__).resolve().parents[2]
-BUCKET = "dicomveil-test"
 BIG_SIZE = 20 * 1024 * 1024
-AWS_OPTIONS = {
-    "aws_access_key_id": "testing",
-    "aws_secret_access_key": "testing",
-    "region_name": "us-east-1",
-}
-# The Azurite emulator's well-known development account key (public, documented by Microsoft).
-AZURITE_ACCOUNT = "devstoreaccount1"
-AZURITE_KEY = (
-    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
-)
-
-
-def require_module(name: str, install: str) -> None:
-    """Skip (or fail under CI) when the Python package providing ``name`` is missing."""
-    require(f"{install} (Python package)", importlib.util.find_spec(name.partition(".")[0]))
-    require(f"{install} (Python package)", importlib.util.find_spec(name))
-
-
-def azurite_connection_string(port: int) -> str:
-    """Return the connection string of an Azurite listening on ``port``."""
-    return (
-        f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
-        f"BlobEndpoint=http://127.0.0.1:{port}/{AZURITE_ACCOUNT};"
-    )
-
-
-@pytest.fixture(scope="session")
-def s3_endpoint() -> Iterator[str]:
-    """An in-process moto S3 server with the test bucket; yields its endpoint URL."""
-    require_module("boto3", "boto3")
-    require_module("moto.server", "moto[server]")
-    import boto3
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        endpoint = f"http://127.0.0.1:{port}"
-        wait_http(endpoint + "/", timeout=15)
-        client = boto3.client("s3", endpoint_url=endpoint, **AWS_OPTIONS)
-        client.create_bucket(Bucket=BUCKET)
-        client.close()
-        yield endpoint
-    finally:
-        server.stop()
-
-
-@pytest.fixture(scope="session")
-def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """An Azurite blob service with the test container; yields its connection string."""
-    require_module("azure.storage.blob", "azure-storage-blob")
-    prefixes = [os.environ.get("NPM_PREFIX", ""), str(REPO / ".ci" / "node")]
-    binary = require_binary(
-        "azurite-blob",
-        *(str(Path(p) / "node_modules" / ".bin" / "azurite-blob") for p in prefixes if p),
-    )
-    from azure.storage.blob import BlobServiceClient
-
-    workdir = tmp_path_factory.mktemp("azurite")
-    port = free_port()
-    command = [
-        binary,
-        "--blobHost", "127.0.0.1",
-        "--blobPort", str(port),
-        "--inMemoryPersistence",
-        "--disableTelemetry",
-        "--skipApiVersionCheck",
-        "--loose",
-        "--silent",
-    ]  # fmt: skip
-    proc = start(command, workdir / "azurite.log")
-    try:
-        wait_tcp(port, timeout=30, proc=proc)
-        connection_string = azurite_connection_string(port)
-        with BlobServiceClient.from_connection_string(connection_string) as service:
-            service.create_container(BUCKET)
-        yield connection_string
-    finally:
-        stop(proc)
-
-
-@pytest.fixture(scope="session")
-def gcs_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A gcp-storage-emulator with the test bucket; yields its endpoint URL."""
-    require_module("google.cloud.storage", "google-cloud-storage")
-    binary = require_binary(
-        "gcp-storage-emulator", str(Path(sys.executable).parent / "gcp-storage-emulator")
-    )
-    from google.auth.credentials import AnonymousCredentials
-    from google.cloud import storage
-
-    workdir = tmp_path_factory.mktemp("gcs")
-    port = free_port()
-    command = [binary, "start", "--host", "127.0.0.1", "--port", str(port), "--in-memory", "-q"]
-    proc = start(command, workdir / "gcs.log", env={"PYTHONWARNINGS": "ignore"})
-    try:
-        endpoint = f"http://127.0.0.1:{port}"
-        wait_http(endpoint + "/", timeout=15, proc=proc)
-        client = storage.Client(
-            project="test",
-            credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
-            client_options={"api_endpoint": endpoint},
-        )
-        client.create_bucket(BUCKET)
-        client.close()
-        yield endpoint
-    finally:
-        stop(proc)
 
 
 @dataclass

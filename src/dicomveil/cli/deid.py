@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import time
 import uuid
 from pathlib import Path
@@ -11,21 +10,13 @@ from typing import Any
 
 import typer
 
-from dicomveil.cli.common import (
-    EXIT_FAILED,
-    EXIT_OK,
-    err_console,
-    fail,
-    get_key,
-    notice,
-    out_console,
-)
-from dicomveil.errors import DicomveilError, ProfileError
+from dicomveil.cli.common import EXIT_FAILED, EXIT_OK, err_console, fail, get_key, out_console
+from dicomveil.cli.runs import build_policy, inside, open_recorder
 from dicomveil.home import state_home
 from dicomveil.pipeline.files import FileOutcome
-from dicomveil.pipeline.recording import RunRecorder
+from dicomveil.pipeline.quarantine import input_sha256, quarantine_failures
 from dicomveil.pipeline.run import RunSummary, default_workers, discover, run_deidentification
-from dicomveil.profile.policy import Policy, load_policy
+from dicomveil.profile.policy import Policy
 
 __all__ = ["register"]
 
@@ -52,70 +43,6 @@ Exit codes: 0 all files done, 1 some files failed, 2 usage error.
 """
 
 
-def _build_policy(options: list[str], policy_file: Path | None, organization: str | None) -> Policy:
-    try:
-        policy = load_policy(policy_file) if policy_file else Policy()
-        policy = policy.with_options(options)
-        if organization is not None:
-            policy = Policy(
-                options=policy.options,
-                overrides=policy.overrides,
-                private_rules=policy.private_rules,
-                organization=organization,
-                allow_burned_in_annotation=policy.allow_burned_in_annotation,
-                name=policy.name,
-            )
-    except ProfileError as exc:
-        fail(str(exc))
-    return policy
-
-
-def _inside(child: Path, parent: Path) -> bool:
-    try:
-        child.resolve().relative_to(parent.resolve())
-    except ValueError:
-        return False
-    return True
-
-
-def _quarantine(failures: list[FileOutcome], folder: Path) -> None:
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    reasons = []
-    for index, outcome in enumerate(failures):
-        target = folder / f"{index:06d}-{outcome.source.name}"
-        try:
-            shutil.copy2(outcome.source, target)
-        except OSError:
-            continue
-        reasons.append(
-            {"file": target.name, "source": str(outcome.source), "reason": outcome.reason}
-        )
-    (folder / "reasons.json").write_text(json.dumps(reasons, indent=2), encoding="utf-8")
-
-
-def _open_recorder(
-    run_id: str, policy: Policy, key_id: str, files: int, *, use_vault: bool
-) -> RunRecorder:
-    from dicomveil.audit import AuditLog
-    from dicomveil.reid import default_actor
-    from dicomveil.vault import open_vault
-
-    try:
-        vault = open_vault(notice=notice) if use_vault else None
-        audit = AuditLog.open(notice=notice)
-    except DicomveilError as exc:
-        fail(str(exc))
-    return RunRecorder(
-        vault,
-        audit,
-        run_id=run_id,
-        actor=default_actor(),
-        policy=policy,
-        pseudonym_key_id=key_id,
-        files=files,
-    )
-
-
 def summary_dict(
     summary: RunSummary, policy: Policy, key_id: str, seconds: float
 ) -> dict[str, Any]:
@@ -140,19 +67,9 @@ def summary_dict(
         "operations": dict(sorted(summary.operations.items())),
         "flags": dict(sorted(summary.flags.items())),
         "failures": [
-            {"input_sha256": _sha256_of(o.source), "reason": o.reason} for o in summary.failures
+            {"input_sha256": input_sha256(o.source), "reason": o.reason} for o in summary.failures
         ],
     }
-
-
-def _sha256_of(path: Path) -> str:
-    import hashlib
-
-    try:
-        with path.open("rb") as handle:
-            return hashlib.file_digest(handle, "sha256").hexdigest()
-    except OSError:
-        return ""
 
 
 def deid(
@@ -198,11 +115,11 @@ def deid(
 ) -> None:
     if not source.exists():
         fail(f"{source}: no such file or folder")
-    if _inside(dest, source) and source.is_dir():
+    if inside(dest, source) and source.is_dir():
         fail("DEST must not be inside SOURCE")
-    if quarantine is not None and _inside(quarantine, dest):
+    if quarantine is not None and inside(quarantine, dest):
         fail("the quarantine folder must not be inside DEST (it holds originals)")
-    policy = _build_policy(option, policy_file, organization)
+    policy = build_policy(option, policy_file, organization)
     key = get_key("pseudonym", key_file)
     n_workers = workers or default_workers()
 
@@ -218,7 +135,7 @@ def deid(
     paths = list(discover(source))
     started = time.perf_counter()
     run_id = uuid.uuid4().hex
-    recorder = _open_recorder(run_id, policy, key.id, len(paths), use_vault=not no_vault)
+    recorder = open_recorder(run_id, policy, key.id, len(paths), use_vault=not no_vault)
     progress = Progress(
         TextColumn("de-identifying"),
         BarColumn(),
@@ -254,7 +171,7 @@ def deid(
     seconds = time.perf_counter() - started
     if summary.failures:
         folder = quarantine or state_home() / "quarantine" / summary.run_id
-        _quarantine(summary.failures, folder)
+        quarantine_failures(summary.failures, folder)
         err_console.print(f"{summary.failed} failed file(s) copied to {folder}")
     info = summary_dict(summary, policy, key.id, seconds)
     (dest / REPORT_NAME).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")

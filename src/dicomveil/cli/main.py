@@ -44,9 +44,19 @@ def _root(
 
 
 def _register() -> None:
-    from dicomveil.cli import audit, deid, demo, keys, profile, reidentify, vault, verify
+    from dicomveil.cli import (
+        audit,
+        batch,
+        deid,
+        demo,
+        keys,
+        profile,
+        reidentify,
+        vault,
+        verify,
+    )
 
-    for module in (deid, verify, reidentify, audit, vault, keys, profile, demo):
+    for module in (deid, batch, verify, reidentify, audit, vault, keys, profile, demo):
         module.register(app)
     vault.register_key_commands(keys.keys_app)
 

@@ -39,7 +39,7 @@ from dicomveil.dicomio._model import (
 from dicomveil.dicomio._scan import scan_dataset
 from dicomveil.dicomio._walk import pixel_extent
 from dicomveil.dicomio._window import Window
-from dicomveil.errors import MalformedInputError, UnsupportedInputError
+from dicomveil.errors import MalformedInputError, NotAnInstanceError, UnsupportedInputError
 
 __all__ = ["REQUIRED_UIDS", "is_dicom", "read_instance"]
 
@@ -61,7 +61,7 @@ def _check_uids(
     """Refuse DICOMDIRs, and instances without the UIDs that tie them to a study."""
     if text_value(meta.get(BaseTag(0x00020002))) == _MEDIA_DIRECTORY:
         # a DICOMDIR indexes a file set (patient names included); it is not an instance
-        raise UnsupportedInputError("a DICOMDIR (Media Storage Directory) is not an instance")
+        raise NotAnInstanceError("a DICOMDIR (Media Storage Directory) is not an instance")
     missing = []
     for tag, keyword in REQUIRED_UIDS:
         raw = elements.get(BaseTag(tag))

@@ -11,11 +11,15 @@ DICOM PS3.15 Annex E (Attribute Confidentiality Profiles), Table E.1-1.
 
 from __future__ import annotations
 
+from functools import cache
 from typing import NamedTuple
 
+from pydicom import config
+from pydicom.datadict import keyword_for_tag, tag_for_keyword
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
+from pydicom.tag import BaseTag
 
 from dicomveil.engine.dates import date_offset_days, shift_da, shift_dt
 from dicomveil.engine.descriptors import Scrubber
@@ -63,8 +67,25 @@ class DeidResult(NamedTuple):
     identity: IdentityRecord
 
 
+_TAGS: dict[str, BaseTag] = {
+    keyword: BaseTag(tag_for_keyword(keyword) or 0)
+    for keyword in (
+        "PatientID", "PatientName", "IssuerOfPatientID", "PatientBirthDate", "StudyInstanceUID",
+        "AccessionNumber", "StudyDate", "SeriesInstanceUID", "SOPInstanceUID", "StudyID",
+    )
+}  # fmt: skip
+
+
 def _text(ds: Dataset, keyword: str) -> str:
-    value = ds.get(keyword)
+    """Return an element's value as text ('' when absent), cheaply when it is raw ASCII."""
+    tag = _TAGS[keyword]
+    elem = ds._dict.get(tag)  # noqa: SLF001 - the hot path avoids pydicom's lookups
+    if elem is None:
+        return ""
+    if isinstance(elem, RawDataElement) and isinstance(elem.value, bytes):
+        if elem.value.isascii():  # identical in every DICOM character set
+            return elem.value.decode("ascii").strip(" \0")
+    value = ds[tag].value
     if value is None:
         return ""
     if isinstance(value, list | tuple) or type(value).__name__ == "MultiValue":
@@ -72,12 +93,16 @@ def _text(ds: Dataset, keyword: str) -> str:
     return str(value)
 
 
+@cache
 def _label(tag: int) -> str:
-    from pydicom.datadict import keyword_for_tag
-
     if tag >> 16 & 1:
         return f"({tag >> 16:04X},xx{tag & 0xFF:02X})"
     return keyword_for_tag(tag) or f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
+
+
+def _put(ds: Dataset, key: BaseTag, vr: str, value: object) -> None:
+    """Replace an element by one of our own values (valid by construction: no re-validation)."""
+    ds._dict[key] = DataElement(key, vr, value, validation_mode=config.IGNORE)  # noqa: SLF001
 
 
 class _Walker:
@@ -117,19 +142,19 @@ class _Walker:
     def walk(self, ds: Dataset, mode: Mode) -> None:
         kept_blocks: set[int] = set()
         creators: list[int] = []
-        for base_tag in list(ds.keys()):
+        rule_for = self.compiled.rule
+        for base_tag, raw in list(ds._dict.items()):  # noqa: SLF001 - hot path
             tag = int(base_tag)
-            raw = ds.get_item(tag)
-            if raw is None:
-                continue
             vr = vr_of(tag, raw.VR)
-            rule = self.compiled.rule(tag, vr, mode)
+            rule = rule_for(tag, vr, mode)
+            if rule.op is Op.KEEP:
+                continue
             if rule.op is Op.PRIVATE:
                 private = self._private_rule(ds, tag, vr, creators, kept_blocks)
-                if private is None:
+                if private is None or private.op is Op.KEEP:
                     continue
                 rule = private
-            self._apply(ds, tag, vr, raw, rule, mode)
+            self._apply(ds, base_tag, vr, raw, rule, mode)
         for creator_tag in creators:
             if creator_tag not in kept_blocks:
                 del ds[creator_tag]
@@ -166,21 +191,32 @@ class _Walker:
     def _apply(
         self,
         ds: Dataset,
-        tag: int,
+        key: BaseTag,
         vr: str,
         raw: DataElement | RawDataElement,
         rule: Rule,
         mode: Mode,
     ) -> None:
         op = rule.op
-        if op is Op.KEEP:
-            return
+        tag = int(key)
         self.report.count(_label(tag), op.value)
         if op is Op.REMOVE:
-            del ds[tag]
+            if tag >> 16 & 1:
+                del ds[tag]  # pydicom also forgets the private block
+            else:
+                del ds._dict[key]  # noqa: SLF001 - hot path
             return
         if op is Op.EMPTY:
-            ds[tag] = DataElement(tag, vr, empty_value(vr))
+            _put(ds, key, vr, empty_value(vr))
+            return
+        if op is Op.UID and isinstance(raw, RawDataElement) and isinstance(raw.value, bytes):
+            # UIDs are ASCII: map them without pydicom's conversion and validation
+            uids = raw.value.decode("ascii", "replace").strip(" \0").split("\\")
+            new = [remap_uid(self.keys, uid) for uid in uids]
+            _put(ds, key, "UI", new[0] if len(new) == 1 else new)
+            return
+        if op is Op.DUMMY and vr not in ("UI", "SQ") and tag != _ENCAPSULATED_DOCUMENT:
+            _put(ds, key, vr, dummy_value(vr))
             return
         if op in (Op.RECURSE, Op.RECURSE_CLEAN, Op.RECURSE_DUMMY):
             inner = {Op.RECURSE: mode, Op.RECURSE_CLEAN: Mode.CLEAN, Op.RECURSE_DUMMY: Mode.DUMMY}

@@ -14,11 +14,9 @@ from dicomveil.engine.deidentify import deidentify
 from dicomveil.engine.identity import IdentityRecord
 from dicomveil.engine.keys import PseudonymKeys
 from dicomveil.engine.rules import CompiledPolicy
-from dicomveil.errors import DicomveilError
+from dicomveil.errors import DicomveilError, NotAnInstanceError
 
 __all__ = ["FileOutcome", "deidentify_file", "output_key"]
-
-DICOMDIR_CLASS = "1.2.840.10008.1.3.10"
 
 
 @dataclass(slots=True)
@@ -63,14 +61,16 @@ def deidentify_file(
     keys: PseudonymKeys,
     *,
     fsync: bool = False,
+    hash_output: bool = False,
 ) -> FileOutcome:
-    """De-identify ``source`` into ``dest_root`` under its pseudonymous path."""
+    """De-identify ``source`` into ``dest_root`` under its pseudonymous path.
+
+    ``hash_output`` computes the output's SHA-256 (batches need it for their manifest; it
+    costs about a third of a millisecond per 0.5 MB file).
+    """
     try:
         instance = read_instance(source)
         ds = instance.dataset
-        sop_class = str(getattr(ds, "file_meta", {}).get("MediaStorageSOPClassUID", "") or "")
-        if sop_class == DICOMDIR_CLASS:
-            return FileOutcome(source, "skipped", reason="DICOMDIR (media directory) not copied")
         modality = str(ds.get("Modality", "") or "")
         result = deidentify(ds, compiled, keys, has_pixels=instance.pixel is not None)
         # Whatever followed the pixel data (digital signatures, which de-identification
@@ -79,8 +79,10 @@ def deidentify_file(
         target = dest_root / key
         target.parent.mkdir(parents=True, exist_ok=True)
         written = write_instance(
-            instance, result.dataset, None, target, fsync=fsync, hash_output=True
+            instance, result.dataset, None, target, fsync=fsync, hash_output=hash_output
         )
+    except NotAnInstanceError:
+        return FileOutcome(source, "skipped", reason="DICOMDIR (media directory) not copied")
     except DicomveilError as exc:
         return FileOutcome(source, "failed", reason=str(exc), error_kind=type(exc).__name__)
     except (OSError, MemoryError) as exc:

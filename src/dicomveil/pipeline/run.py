@@ -87,18 +87,20 @@ class RunSummary:
 _STATE: dict[str, Any] = {}
 
 
-def _init_worker(secret: bytes, policy: Policy, dest: str, fsync: bool) -> None:
+def _init_worker(secret: bytes, policy: Policy, dest: str, fsync: bool, hash_output: bool) -> None:
     _STATE["keys"] = PseudonymKeys(secret)
     _STATE["compiled"] = compile_policy(policy)
     _STATE["dest"] = Path(dest)
     _STATE["fsync"] = fsync
+    _STATE["hash_output"] = hash_output
 
 
 def _process_chunk(paths: Sequence[str]) -> list[FileOutcome]:
     compiled: CompiledPolicy = _STATE["compiled"]
     keys: PseudonymKeys = _STATE["keys"]
     dest: Path = _STATE["dest"]
-    return [deidentify_file(Path(p), dest, compiled, keys, fsync=_STATE["fsync"]) for p in paths]
+    options = {"fsync": _STATE["fsync"], "hash_output": _STATE["hash_output"]}
+    return [deidentify_file(Path(p), dest, compiled, keys, **options) for p in paths]
 
 
 def _chunks(paths: Iterable[Path], size: int) -> Iterator[list[str]]:
@@ -123,6 +125,7 @@ def run_deidentification(
     *,
     workers: int | None = None,
     fsync: bool = False,
+    hash_output: bool = False,
     on_outcome: Callable[[FileOutcome], None] | None = None,
     run_id: str | None = None,
 ) -> RunSummary:
@@ -138,6 +141,8 @@ def run_deidentification(
         The policy and the pseudonym secret.
     workers:
         Processes to use (default: every core); ``1`` runs in this process.
+    hash_output:
+        Compute each output's SHA-256 (batches need it; ``deid`` does not by default).
     on_outcome:
         Called in this process for each file, as it finishes (progress, vault, audit).
     """
@@ -152,7 +157,7 @@ def run_deidentification(
                 on_outcome(outcome)
 
     if workers == 1:
-        _init_worker(secret, policy, str(dest), fsync)
+        _init_worker(secret, policy, str(dest), fsync, hash_output)
         for chunk in _chunks(paths, 1):
             handle(_process_chunk(chunk))
         return summary
@@ -160,7 +165,7 @@ def run_deidentification(
     with ProcessPoolExecutor(
         max_workers=workers,
         initializer=_init_worker,
-        initargs=(secret, policy, str(dest), fsync),
+        initargs=(secret, policy, str(dest), fsync, hash_output),
     ) as pool:
         pending: set[Future[list[FileOutcome]]] = set()
         for chunk in _chunks(paths, CHUNK_SIZE):

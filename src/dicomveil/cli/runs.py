@@ -1,0 +1,92 @@
+"""What the commands that de-identify share: the policy from flags, the recorder, path checks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from dicomveil.cli.common import fail, notice
+from dicomveil.errors import DicomveilError, ProfileError
+from dicomveil.pipeline.recording import RunRecorder
+from dicomveil.profile.policy import Policy, load_policy
+
+if TYPE_CHECKING:
+    from dicomveil.audit import AuditLog
+    from dicomveil.vault import Vault
+
+__all__ = ["build_policy", "inside", "open_recorder", "open_records"]
+
+
+def build_policy(options: list[str], policy_file: Path | None, organization: str | None) -> Policy:
+    """Return the policy of ``--policy``, ``--option`` and ``--org``, or exit 2.
+
+    Parameters
+    ----------
+    options
+        Option names given with ``--option`` (added to the file's).
+    policy_file
+        A TOML policy file, or ``None`` for the Basic Profile.
+    organization
+        The prefix of patient pseudonyms, overriding the file's; ``None`` keeps it.
+    """
+    try:
+        policy = load_policy(policy_file) if policy_file else Policy()
+        policy = policy.with_options(options)
+        if organization is not None:
+            policy = Policy(
+                options=policy.options,
+                overrides=policy.overrides,
+                private_rules=policy.private_rules,
+                organization=organization,
+                allow_burned_in_annotation=policy.allow_burned_in_annotation,
+                name=policy.name,
+            )
+    except ProfileError as exc:
+        fail(str(exc))
+    return policy
+
+
+def inside(child: Path, parent: Path) -> bool:
+    """Tell whether ``child`` is ``parent`` or lies below it (after resolving links)."""
+    try:
+        child.resolve().relative_to(parent.resolve())
+    except ValueError:
+        return False
+    return True
+
+
+def open_records(*, use_vault: bool = True) -> tuple[Vault | None, AuditLog]:
+    """Open the vault (unless ``use_vault`` is false) and the audit log, or exit 2.
+
+    Both are created on first use, with their keys, in the state folder.
+    """
+    from dicomveil.audit import AuditLog
+    from dicomveil.vault import open_vault
+
+    try:
+        vault = open_vault(notice=notice) if use_vault else None
+        audit = AuditLog.open(notice=notice)
+    except DicomveilError as exc:
+        fail(str(exc))
+    return vault, audit
+
+
+def open_recorder(
+    run_id: str, policy: Policy, key_id: str, files: int, *, use_vault: bool = True
+) -> RunRecorder:
+    """Open the vault and the audit log of the state folder and return a run's recorder.
+
+    Exits 2 when the vault or the audit log cannot be opened (missing or wrong key).
+    """
+    from dicomveil.reid import default_actor
+
+    vault, audit = open_records(use_vault=use_vault)
+    return RunRecorder(
+        vault,
+        audit,
+        run_id=run_id,
+        actor=default_actor(),
+        policy=policy,
+        pseudonym_key_id=key_id,
+        files=files,
+    )
