@@ -2,18 +2,41 @@
 
 ``main(argv)`` returns the exit code instead of exiting, so tests call it directly:
 0 success, 1 some work failed, 2 usage error.
+
+Command modules are imported on demand: ``dicomveil deid ...`` registers (and imports) only
+``deid``, so a command pays for its own dependencies and nothing else (the batch machinery,
+the vault's database layer or a web stack stay unimported). Help, ``--version`` and unknown
+commands register every command.
 """
 
 from __future__ import annotations
 
+import importlib
 import sys
+from collections.abc import Sequence
+from typing import Final
 
 import typer
 
 from dicomveil import __version__
 from dicomveil.errors import DicomveilError
 
-__all__ = ["app", "main", "run"]
+__all__ = ["COMMANDS", "app", "main", "register_commands", "run"]
+
+COMMANDS: Final = (
+    "deid",
+    "batch",
+    "verify",
+    "reidentify",
+    "audit",
+    "vault",
+    "keys",
+    "profile",
+    "demo",
+    "serve",
+    "tokens",
+)
+"""Command and group names, each registered by the module of the same name in ``cli``."""
 
 app = typer.Typer(
     name="dicomveil",
@@ -43,31 +66,45 @@ def _root(
     """dicomveil: de-identification for DICOM."""
 
 
-def _register() -> None:
-    from dicomveil.cli import (
-        audit,
-        batch,
-        deid,
-        demo,
-        keys,
-        profile,
-        reidentify,
-        vault,
-        verify,
-    )
-
-    for module in (deid, batch, verify, reidentify, audit, vault, keys, profile, demo):
-        module.register(app)
-    vault.register_key_commands(keys.keys_app)
+def _registered() -> set[str]:
+    commands = {info.name for info in app.registered_commands}
+    groups = {info.name for info in app.registered_groups}
+    return {name for name in commands | groups if name}
 
 
-_register()
+def register_commands(names: Sequence[str] = COMMANDS) -> None:
+    """Register the commands ``names`` on :data:`app` (those not registered yet).
+
+    Registering is idempotent, so code that registered a command itself (tests) can still
+    call :func:`main`.
+    """
+    done = _registered()
+    for name in names:
+        if name in done:
+            continue
+        importlib.import_module(f"dicomveil.cli.{name}").register(app)
+        done.add(name)
+        if name == "keys":
+            from dicomveil.cli import keys, vault
+
+            if not any(info.name == "rotate-vault" for info in keys.keys_app.registered_commands):
+                vault.register_key_commands(keys.keys_app)
+
+
+def _command_of(argv: Sequence[str]) -> str | None:
+    """Return the command ``argv`` runs when it names one directly, else ``None``."""
+    if argv and argv[0] in COMMANDS:
+        return argv[0]
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line with ``argv`` and return the exit code."""
+    args = sys.argv[1:] if argv is None else argv
+    command = _command_of(args)
     try:
-        app(args=argv, prog_name="dicomveil")
+        register_commands(COMMANDS if command is None else (command,))
+        app(args=args, prog_name="dicomveil")
     except SystemExit as exc:  # typer/click end every command this way
         code = exc.code
         return code if isinstance(code, int) else (0 if code is None else 1)

@@ -1,0 +1,153 @@
+"""``dicomveil serve``: the de-identifying gateway and DICOMweb archive (FastAPI on uvicorn).
+
+The web stack is imported only when the command runs; without it the command names the
+``pip install 'dicomveil[server]'`` that fixes it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from dicomveil.cli.common import err_console, fail, get_key
+from dicomveil.errors import DicomveilError
+
+__all__ = ["register", "serve"]
+
+HELP = """Serve the gateway: de-identify over HTTP, batches, re-identification, DICOMweb.
+
+Needs no other server: SQLite index and archive folder under $DICOMVEIL_HOME by default;
+--storage and --index (or a --config TOML file, or DICOMVEIL_STORAGE_URL /
+DICOMVEIL_INDEX_URL) select S3/Azure/GCS and PostgreSQL. Every route but /healthz and
+/readyz needs a bearer token from `dicomveil tokens create --role ROLE`.
+
+DICOMweb root: /dicomweb   API: /api/v1   OpenAPI: /docs
+
+Examples:
+
+  dicomveil serve --port 8080
+
+  dicomveil serve --host 0.0.0.0 --port 8443 --ssl-certfile cert.pem --ssl-keyfile key.pem
+"""
+
+
+def _require_server_stack() -> None:
+    from dicomveil._optional import require
+
+    for module, dist in (
+        ("fastapi", "fastapi"),
+        ("uvicorn", "uvicorn"),
+        ("python_multipart", "python-multipart"),
+        ("prometheus_client", "prometheus-client"),
+    ):
+        require(module, "dicomveil serve", "server", distribution=dist)
+
+
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
+    port: int = typer.Option(8000, "--port", min=0, max=65535, help="Port to listen on."),
+    key_file: Path | None = typer.Option(
+        None,
+        "--key-file",
+        help="Pseudonym key file. Default: $DICOMVEIL_KEY, else the state folder's key.",
+    ),
+    config: Path | None = typer.Option(
+        None, "--config", help="TOML file with a [server] table of settings."
+    ),
+    storage: str | None = typer.Option(
+        None, "--storage", help="Archive URL (default: file://$DICOMVEIL_HOME/archive)."
+    ),
+    index: str | None = typer.Option(
+        None, "--index", help="Index database URL (default: SQLite under $DICOMVEIL_HOME)."
+    ),
+    vault: str | None = typer.Option(None, "--vault", help="Vault database URL."),
+    option: list[str] = typer.Option(
+        [], "--option", "-o", help="A PS3.15 option, repeatable (as for `deid`)."
+    ),
+    policy_file: Path | None = typer.Option(None, "--policy", help="TOML policy file."),
+    organization: str | None = typer.Option(None, "--org", help="Patient pseudonym prefix."),
+    import_root: Path | None = typer.Option(
+        None, "--import-root", help="The only folder server-side batches may read."
+    ),
+    batch_dest: str | None = typer.Option(
+        None, "--batch-dest", help="Where batches go (default: $DICOMVEIL_HOME-outbox)."
+    ),
+    max_body_bytes: int | None = typer.Option(
+        None, "--max-body-bytes", min=1, help="Largest request body (413 beyond)."
+    ),
+    public_url: str | None = typer.Option(
+        None, "--public-url", help="External base URL (behind a proxy), for RetrieveURL."
+    ),
+    no_vault: bool = typer.Option(False, "--no-vault", help="Do not record the way back."),
+    no_archive_fsync: bool = typer.Option(
+        False,
+        "--no-archive-fsync",
+        help="Do not fsync archived files (faster ingest; a power loss may lose the newest).",
+    ),
+    ssl_certfile: Path | None = typer.Option(None, "--ssl-certfile", help="TLS certificate."),
+    ssl_keyfile: Path | None = typer.Option(None, "--ssl-keyfile", help="TLS private key."),
+    workers: int = typer.Option(1, "--workers", min=1, help="Server processes."),
+    log_level: str = typer.Option("info", "--log-level", help="debug, info, warning, error."),
+) -> None:
+    if (ssl_certfile is None) != (ssl_keyfile is None):
+        fail("--ssl-certfile and --ssl-keyfile go together")
+    try:
+        _require_server_stack()
+        from dicomveil.web.settings import ENV_SETTINGS, Settings
+
+        settings = Settings.load(
+            config=config,
+            storage_url=storage,
+            index_url=index,
+            vault_url=vault,
+            key_file=key_file,
+            policy_file=policy_file,
+            options=tuple(option) or None,
+            organization=organization,
+            import_root=import_root,
+            batch_url=batch_dest,
+            max_body_bytes=max_body_bytes,
+            public_url=public_url,
+            use_vault=False if no_vault else None,
+            archive_fsync=False if no_archive_fsync else None,
+        )
+        settings.policy()
+    except DicomveilError as exc:
+        fail(str(exc))
+    get_key("pseudonym", key_file)  # created now, once, before any worker starts
+    import uvicorn
+
+    logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    scheme = "https" if ssl_certfile else "http"
+    err_console.print(f"dicomveil gateway on {scheme}://{host}:{port} (DICOMweb at /dicomweb)")
+    common: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "ssl_certfile": str(ssl_certfile) if ssl_certfile else None,
+        "ssl_keyfile": str(ssl_keyfile) if ssl_keyfile else None,
+        "access_log": False,  # ours names route templates, never paths or queries
+        "log_level": log_level.lower(),
+        "server_header": False,
+        "http": "dicomveil.web.server:NoDelayH11Protocol",
+    }
+    if workers == 1:
+        from dicomveil.web.app import create_app, quiet_pydicom
+
+        quiet_pydicom()
+        try:
+            app = create_app(settings)
+        except DicomveilError as exc:
+            fail(str(exc))
+        uvicorn.run(app, **common)
+        return
+    os.environ[ENV_SETTINGS] = settings.to_json()
+    uvicorn.run("dicomveil.web.app:app_from_environment", factory=True, workers=workers, **common)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``serve`` to ``app``."""
+    app.command("serve", help=HELP)(serve)

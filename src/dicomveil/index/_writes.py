@@ -1,0 +1,182 @@
+"""Inserting and replacing instances inside one write transaction, counts kept in step."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.engine import Connection
+
+from dicomveil.index.matching import normalize_date, normalize_time
+from dicomveil.index.records import InstanceRecord
+from dicomveil.index.schema import instances, patients, series, studies
+
+__all__ = ["Writer"]
+
+
+def _date(value: str) -> str | None:
+    return normalize_date(value) if value else None
+
+
+def _upper(value: str) -> str | None:
+    return value.upper() if value else None
+
+
+class Writer:
+    """Upserts records on one connection, remembering the rows it has seen in this batch."""
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+        self._patients: dict[str, tuple[int, dict[str, Any]]] = {}
+        self._studies: dict[str, tuple[int, dict[str, Any]]] = {}
+        self._series: dict[str, tuple[int, dict[str, Any]]] = {}
+
+    def _ensure(
+        self,
+        cache: dict[str, tuple[int, dict[str, Any]]],
+        table: Any,
+        key_column: str,
+        key: str,
+        values: dict[str, Any],
+    ) -> tuple[int, bool, set[str]]:
+        """Insert the row keyed ``key`` or update its changed columns.
+
+        Returns the primary key, whether the row is new, and the names of changed columns.
+        """
+        known = cache.get(key)
+        if known is None:
+            columns = [table.c.pk, *(table.c[name] for name in values)]
+            found = self.connection.execute(
+                select(*columns).where(table.c[key_column] == key)
+            ).first()
+            if found is None:
+                inserted = self.connection.execute(
+                    table.insert().values(**{key_column: key}, **values)
+                ).inserted_primary_key
+                assert inserted is not None
+                pk = inserted[0]
+                cache[key] = (int(pk), dict(values))
+                return int(pk), True, set(values)
+            known = (int(found[0]), dict(zip(values, found[1:], strict=True)))
+            cache[key] = known
+        pk, current = known
+        changed = {name: value for name, value in values.items() if current.get(name) != value}
+        if changed:
+            self.connection.execute(table.update().where(table.c.pk == pk).values(**changed))
+            current.update(changed)
+        return pk, False, set(changed)
+
+    def upsert(self, record: InstanceRecord) -> bool:
+        """Insert or replace one instance; return whether it was new."""
+        text = record.text
+        patient_pk, _, _ = self._ensure(
+            self._patients,
+            patients,
+            "patient_id",
+            text("PatientID"),
+            {
+                "patient_name": text("PatientName") or None,
+                "patient_name_key": _upper(text("PatientName")),
+                "birth_date": _date(text("PatientBirthDate")),
+                "sex": text("PatientSex") or None,
+            },
+        )
+        study_pk, _, _ = self._ensure(
+            self._studies,
+            studies,
+            "study_instance_uid",
+            text("StudyInstanceUID"),
+            {
+                "patient_pk": patient_pk,
+                "study_date": _date(text("StudyDate")),
+                "study_time": text("StudyTime") or None,
+                "study_time_key": normalize_time(text("StudyTime")) if text("StudyTime") else None,
+                "accession_number": text("AccessionNumber") or None,
+                "study_id": text("StudyID") or None,
+                "referring_physician_name": text("ReferringPhysicianName") or None,
+                "referring_physician_name_key": _upper(text("ReferringPhysicianName")),
+                "study_description": text("StudyDescription") or None,
+            },
+        )
+        series_pk, new_series, changed = self._ensure(
+            self._series,
+            series,
+            "series_instance_uid",
+            text("SeriesInstanceUID"),
+            {
+                "study_pk": study_pk,
+                "modality": text("Modality") or None,
+                "series_number": record.values.get("SeriesNumber"),
+                "series_description": text("SeriesDescription") or None,
+            },
+        )
+        if new_series:
+            self._bump_study(study_pk, series=1, instances=0)
+        if "modality" in changed:
+            self._refresh_modalities(study_pk)
+        values = {
+            "series_pk": series_pk,
+            "study_pk": study_pk,
+            "sop_class_uid": text("SOPClassUID") or None,
+            "instance_number": record.values.get("InstanceNumber"),
+            "rows": record.values.get("Rows"),
+            "columns": record.values.get("Columns"),
+            "number_of_frames": record.values.get("NumberOfFrames"),
+            "transfer_syntax_uid": record.transfer_syntax_uid,
+            "storage_key": record.storage_key,
+            "size": record.size,
+            "sha256": record.sha256,
+            "dicom_json": record.metadata,
+        }
+        uid = text("SOPInstanceUID")
+        found = self.connection.execute(
+            select(instances.c.pk, instances.c.series_pk).where(instances.c.sop_instance_uid == uid)
+        ).first()
+        if found is not None and found[1] == series_pk:
+            self.connection.execute(
+                instances.update().where(instances.c.pk == found[0]).values(**values)
+            )
+            return False
+        if found is not None:  # the same instance moved to another series: move it
+            self._remove(int(found[0]))
+        self.connection.execute(instances.insert().values(sop_instance_uid=uid, **values))
+        self.connection.execute(
+            series.update()
+            .where(series.c.pk == series_pk)
+            .values(num_instances=series.c.num_instances + 1)
+        )
+        self._bump_study(study_pk, series=0, instances=1)
+        return found is None
+
+    def _bump_study(self, study_pk: int, *, series: int, instances: int) -> None:
+        self.connection.execute(
+            studies.update()
+            .where(studies.c.pk == study_pk)
+            .values(
+                num_series=studies.c.num_series + series,
+                num_instances=studies.c.num_instances + instances,
+            )
+        )
+
+    def _refresh_modalities(self, study_pk: int) -> None:
+        found = self.connection.execute(
+            select(series.c.modality)
+            .where(series.c.study_pk == study_pk, series.c.modality.is_not(None))
+            .distinct()
+        ).scalars()
+        joined = "\\".join(sorted(str(m) for m in found))
+        self.connection.execute(
+            studies.update().where(studies.c.pk == study_pk).values(modalities=joined or None)
+        )
+
+    def _remove(self, instance_pk: int) -> None:
+        row = self.connection.execute(
+            select(instances.c.series_pk, instances.c.study_pk).where(instances.c.pk == instance_pk)
+        ).one()
+        self.connection.execute(instances.delete().where(instances.c.pk == instance_pk))
+        self.connection.execute(
+            series.update()
+            .where(series.c.pk == row[0])
+            .values(num_instances=series.c.num_instances - 1)
+        )
+        self._bump_study(int(row[1]), series=0, instances=-1)

@@ -1,0 +1,108 @@
+"""The index's tables: patients, studies, series, instances (SQLAlchemy Core).
+
+Only pseudonymous values are stored. Person names are also kept upper-cased (``*_key``) so
+case-insensitive matching uses an index; times are kept padded to ``HHMMSS.FFFFFF``
+(``study_time_key``) so range matching is a string comparison. Counts of series and instances
+are maintained on insert, so QIDO-RS returns them without counting.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+__all__ = ["SCHEMA_VERSION", "instances", "metadata", "patients", "series", "settings", "studies"]
+
+SCHEMA_VERSION: Final = "1"
+
+metadata = MetaData()
+
+_UID = String(64)
+
+patients = Table(
+    "index_patients",
+    metadata,
+    Column("pk", Integer, primary_key=True),
+    Column("patient_id", String(64), nullable=False, unique=True),
+    Column("patient_name", String(324)),
+    Column("patient_name_key", String(324)),
+    Column("birth_date", String(8)),
+    Column("sex", String(16)),
+    Index("ix_index_patients_name_key", "patient_name_key"),
+)
+
+studies = Table(
+    "index_studies",
+    metadata,
+    Column("pk", Integer, primary_key=True),
+    Column("study_instance_uid", _UID, nullable=False, unique=True),
+    Column("patient_pk", Integer, ForeignKey("index_patients.pk"), nullable=False),
+    Column("study_date", String(8)),
+    Column("study_time", String(16)),
+    Column("study_time_key", String(13)),
+    Column("accession_number", String(16)),
+    Column("study_id", String(16)),
+    Column("referring_physician_name", String(324)),
+    Column("referring_physician_name_key", String(324)),
+    Column("study_description", String(64)),
+    Column("modalities", String(256)),
+    Column("num_series", Integer, nullable=False, default=0),
+    Column("num_instances", Integer, nullable=False, default=0),
+    Index("ix_index_studies_patient", "patient_pk"),
+    Index("ix_index_studies_date", "study_date"),
+    Index("ix_index_studies_accession", "accession_number"),
+)
+
+series = Table(
+    "index_series",
+    metadata,
+    Column("pk", Integer, primary_key=True),
+    Column("series_instance_uid", _UID, nullable=False, unique=True),
+    Column("study_pk", Integer, ForeignKey("index_studies.pk"), nullable=False),
+    Column("modality", String(16)),
+    Column("series_number", BigInteger),
+    Column("series_description", String(64)),
+    Column("num_instances", Integer, nullable=False, default=0),
+    Index("ix_index_series_study", "study_pk"),
+    Index("ix_index_series_modality", "modality", "study_pk"),
+)
+
+instances = Table(
+    "index_instances",
+    metadata,
+    Column("pk", Integer, primary_key=True),
+    Column("sop_instance_uid", _UID, nullable=False, unique=True),
+    Column("series_pk", Integer, ForeignKey("index_series.pk"), nullable=False),
+    Column("study_pk", Integer, ForeignKey("index_studies.pk"), nullable=False),
+    Column("sop_class_uid", _UID),
+    Column("instance_number", BigInteger),
+    Column("rows", Integer),
+    Column("columns", Integer),
+    Column("number_of_frames", Integer),
+    Column("transfer_syntax_uid", _UID),
+    Column("storage_key", String(1024), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("dicom_json", Text, nullable=False),
+    Index("ix_index_instances_series", "series_pk"),
+    Index("ix_index_instances_study", "study_pk"),
+    Index("ix_index_instances_class", "sop_class_uid"),
+)
+
+settings = Table(
+    "index_settings",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", String(256), nullable=False),
+)

@@ -1,0 +1,90 @@
+"""The gateway application: ``create_app(settings)`` builds one FastAPI app.
+
+Routes: health and metrics at the root, the gateway API under ``/api/v1``, DICOMweb
+(STOW-RS, QIDO-RS, WADO-RS) under ``/dicomweb``; OpenAPI at ``/docs`` and ``/openapi.json``.
+Resources (store, index, vault, audit log, tokens) are opened when the app is created and
+closed when it shuts down (or by ``app.state.services.close()``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from dicomveil import __version__
+from dicomveil.web.errors import install_error_handlers
+from dicomveil.web.middleware import Observe
+from dicomveil.web.routes import gateway, health, qido, reid, rendered, stow, wado
+from dicomveil.web.services import Services
+from dicomveil.web.settings import ENV_SETTINGS, Settings
+
+__all__ = ["app_from_environment", "create_app", "quiet_pydicom"]
+
+DESCRIPTION = """De-identifying DICOM gateway and DICOMweb archive of de-identified studies.
+
+Every route but `/healthz` and `/readyz` needs a bearer token (`dicomveil tokens create
+--role ROLE`): `ingest` (de-identify, STOW-RS, batches), `read` (QIDO-RS, WADO-RS),
+`reidentify` (the way back, audited), `admin` (ingest, read, metrics).
+"""
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """Build the gateway for ``settings``.
+
+    Raises
+    ------
+    ConfigError, ProfileError
+        Bad settings, policy or key; storage, index or vault cannot be opened.
+    """
+    services = Services.open(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            services.close()
+
+    app = FastAPI(
+        title="dicomveil gateway",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    install_error_handlers(app)
+    for module in (health, gateway, reid, stow, qido, wado, rendered):
+        app.include_router(module.router)
+    _include_batches(app)
+    app.add_middleware(Observe, max_body_bytes=settings.max_body_bytes, metrics=services.metrics)
+    return app
+
+
+def _include_batches(app: FastAPI) -> None:
+    """Add the batch routes when the batch pipeline is installed."""
+    try:
+        batches = importlib.import_module("dicomveil.web.routes.batches")
+    except ImportError:  # the batch pipeline is not part of this build
+        return
+    app.include_router(batches.router)
+
+
+def quiet_pydicom() -> None:
+    """Stop pydicom from warning about invalid values it reads (its warnings quote them).
+
+    Called once by the server's entry points, never by library code (pydicom's
+    configuration is global).
+    """
+    from pydicom import config
+
+    config.settings.reading_validation_mode = config.IGNORE
+
+
+def app_from_environment() -> FastAPI:
+    """Build the app from :data:`~dicomveil.web.settings.ENV_SETTINGS` (``serve`` workers)."""
+    quiet_pydicom()
+    return create_app(Settings.from_json(os.environ[ENV_SETTINGS]))

@@ -1,0 +1,174 @@
+"""De-identifying uploaded instances: the one path every HTTP entry point takes.
+
+Each upload goes through :func:`dicomveil.pipeline.files.deidentify_file` (the same function
+as ``deid`` and batches), then, when archiving, into the blob store and the index. The way
+back goes to the vault and every outcome to the audit log through
+:class:`~dicomveil.pipeline.recording.RunRecorder`, one run per request. Order: de-identify,
+store, record (vault + audit), index; an instance becomes visible over DICOMweb only when its
+way back is recorded.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from dicomveil.engine.uids import remap_uid
+from dicomveil.errors import DicomveilError
+from dicomveil.index import InstanceRecord, record_from_file
+from dicomveil.pipeline.files import FileOutcome, deidentify_file
+from dicomveil.pipeline.recording import RunRecorder
+from dicomveil.profile.options import Option
+from dicomveil.web.services import Services
+
+__all__ = ["Ingested", "deidentify_uploads"]
+
+DICOM = "application/dicom"
+
+
+@dataclass(slots=True)
+class Ingested:
+    """One upload's fate.
+
+    Attributes
+    ----------
+    outcome:
+        The pipeline's outcome (``source`` is an opaque upload name, never a path).
+    staged:
+        The de-identified file in the request's workspace (``"ok"`` only).
+    record:
+        What was indexed (archiving requests only).
+    sop_class_uid, sop_instance_uid:
+        SOP Class UID and the *pseudonymous* SOP Instance UID, for STOW-RS answers (empty
+        when the upload is not readable DICOM).
+    """
+
+    outcome: FileOutcome
+    staged: Path | None = None
+    record: InstanceRecord | None = None
+    sop_class_uid: str = ""
+    sop_instance_uid: str = ""
+
+    @property
+    def ok(self) -> bool:
+        """Whether the instance was de-identified (and stored, when archiving)."""
+        return self.outcome.status == "ok"
+
+
+def _failed(source: Path, exc: DicomveilError) -> FileOutcome:
+    return FileOutcome(source, "failed", reason=str(exc), error_kind=type(exc).__name__)
+
+
+def _references(path: Path, services: Services) -> tuple[str, str]:
+    """SOP Class UID and pseudonymous SOP Instance UID of an upload that failed."""
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(
+            path,
+            stop_before_pixels=True,
+            force=True,
+            specific_tags=["SOPClassUID", "SOPInstanceUID"],
+        )
+        sop_class = str(ds.get("SOPClassUID", "") or "")
+        original = str(ds.get("SOPInstanceUID", "") or "")
+    except Exception:  # noqa: BLE001 - unreadable: nothing to refer to
+        return "", ""
+    if not original:
+        return sop_class, ""
+    if services.compiled.has(Option.RETAIN_UIDS):
+        return sop_class, original
+    return sop_class, remap_uid(services.keys, original)
+
+
+def _store(services: Services, staged: Path, outcome: FileOutcome) -> InstanceRecord:
+    identity = outcome.identity
+    assert identity is not None
+    pseudo = identity.pseudonymous
+    labels = {"study_uid": pseudo.study_instance_uid, "patient_id": pseudo.patient_id}
+    services.store.put_file(
+        outcome.output,
+        staged,
+        content_type=DICOM,
+        metadata={name: value for name, value in labels.items() if value},
+    )
+    return record_from_file(
+        staged, storage_key=outcome.output, size=outcome.size, sha256=outcome.sha256
+    )
+
+
+def deidentify_uploads(
+    services: Services,
+    uploads: list[Path],
+    workspace: Path,
+    *,
+    actor: str,
+    entry: str,
+    archive: bool,
+) -> list[Ingested]:
+    """De-identify ``uploads`` (files in ``workspace``), optionally archive and index them.
+
+    Parameters
+    ----------
+    uploads:
+        The uploaded files, one instance each.
+    workspace:
+        The request's private folder; de-identified files are written under
+        ``workspace/out``.
+    actor:
+        Who sent them (the token's actor), for the audit log.
+    entry:
+        The entry point, for metrics (``stow``, ``api``).
+    archive:
+        Store the results in the archive and index them.
+
+    Returns
+    -------
+    list of Ingested
+        One per upload, in order. Failures carry a PHI-free reason.
+
+    Raises
+    ------
+    VaultError, AuditError, StudyIndexError
+        The way back, the audit trail or the index could not be written: nothing of the
+        request is indexed then.
+    """
+    out = workspace / "out"
+    results: list[Ingested] = []
+    recorder = RunRecorder(
+        services.vault,
+        services.audit,
+        run_id=uuid.uuid4().hex,
+        actor=actor,
+        policy=services.policy,
+        pseudonym_key_id=services.keys.key_id,
+        files=len(uploads),
+    )
+    with recorder:
+        for number, path in enumerate(uploads, start=1):
+            outcome = deidentify_file(path, out, services.compiled, services.keys)
+            outcome.source = Path(f"upload-{number}")
+            outcome.reason = outcome.reason.replace(str(path), outcome.source.name)
+            result = Ingested(outcome)
+            if outcome.status == "ok" and outcome.identity is not None:
+                result.staged = out / outcome.output
+                result.sop_instance_uid = outcome.identity.pseudonymous.sop_instance_uid
+                if archive:
+                    try:
+                        result.record = _store(services, result.staged, outcome)
+                    except DicomveilError as exc:
+                        result.outcome = _failed(outcome.source, exc)
+            if result.record is not None:
+                result.sop_class_uid = result.record.text("SOPClassUID")
+            elif result.outcome.status != "ok":
+                result.sop_class_uid, result.sop_instance_uid = _references(path, services)
+            recorder.add(result.outcome)
+            results.append(result)
+        counts = Counter(r.outcome.status for r in results)
+        recorder.finish(dict(counts), failed=bool(counts["failed"]))
+    services.metrics.count_instances(entry, dict(counts))
+    if archive:
+        services.index.add([r.record for r in results if r.record is not None])
+    return results

@@ -1,0 +1,253 @@
+"""Batches over HTTP: create (202 + opaque id), follow, fetch the manifest.
+
+A batch's inputs are uploaded files (``multipart/form-data``: ``files`` fields, or one
+``zip`` field) or a server-side folder under the configured import root (JSON
+``{"folder": ...}``). The batch then runs in the background through
+:mod:`dicomveil.pipeline.batch` (the same service as ``dicomveil batch``) to the server's
+batch destination, with the priority asked for. Batch ids are opaque (no UID, no name).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Annotated, Any, Final
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from dicomveil.errors import ConfigError
+from dicomveil.pipeline.batch import create_batch, resume_batch
+from dicomveil.pipeline.batch_state import Priority, batch_status, list_batches
+from dicomveil.pipeline.destination import local_root, open_destination
+from dicomveil.web.deps import ServicesDep, require
+from dicomveil.web.errors import BadRequest, HttpError, NotFound, UnsupportedMediaType
+from dicomveil.web.imports import extract_zip, move_into, resolve_import
+from dicomveil.web.multipart import media_type, spool_related
+from dicomveil.web.services import Services
+from dicomveil.web.tokens import Token
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/api/v1", tags=["batches"])
+
+Ingest = Annotated[Token, Depends(require("ingest"))]
+_PRIVATE: Final = ("staging", "quarantine")
+
+
+class Conflict(HttpError):
+    """The resource is not in a state that allows this (409)."""
+
+    status = 409
+
+
+class FolderBatch(BaseModel):
+    """A batch of the files under a folder of the import root."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    folder: str = Field(min_length=1, max_length=4096, description="Relative to the root.")
+    priority: str = Field("ROUTINE", description="STAT, URGENT or ROUTINE.")
+
+
+_CREATE_BODY: Final[dict[str, Any]] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": FolderBatch.model_json_schema()},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "files": {
+                            "type": "array",
+                            "items": {"type": "string", "format": "binary"},
+                        },
+                        "zip": {"type": "string", "format": "binary"},
+                        "priority": {"type": "string"},
+                    },
+                }
+            },
+        },
+    }
+}
+
+
+def _public(status: dict[str, Any]) -> dict[str, Any]:
+    """A status without server-side paths."""
+    return {key: value for key, value in status.items() if key not in _PRIVATE}
+
+
+def _status(services: Services, batch_id: str) -> dict[str, Any]:
+    try:
+        return _public(batch_status(batch_id, services.settings.home).to_dict())
+    except ConfigError:
+        raise NotFound("no such batch") from None
+
+
+async def _uploaded(request: Request, services: Services, folder: Path) -> tuple[Path, str]:
+    """Spool a multipart form of ``files`` (or one ``zip``) into ``folder``/inputs."""
+    spool = folder / "parts"
+    spool.mkdir(parents=True)
+    parts = await spool_related(
+        request.headers.get("content-type"),
+        request.stream(),
+        spool,
+        max_part=services.settings.max_body_bytes,
+        kind="multipart/form-data",
+    )
+    inputs, priority = folder / "inputs", "ROUTINE"
+    files: list[Path] = []
+    zips: list[Path] = []
+    for part in parts:
+        name = media_type(part.headers.get("content-disposition"))[1].get("name", "")
+        if name == "files":
+            files.append(part.path)
+        elif name == "zip":
+            zips.append(part.path)
+        elif name == "priority":
+            priority = part.path.read_text(encoding="ascii", errors="replace").strip()
+    if bool(files) == bool(zips) or len(zips) > 1:
+        raise BadRequest("send 'files' fields, or exactly one 'zip' field")
+    if zips:
+        inputs.mkdir()
+        limit = services.settings.max_body_bytes * 4
+        if not await run_in_threadpool(extract_zip, zips[0], inputs, max_bytes=limit):
+            raise BadRequest("the zip holds no file")
+    else:
+        move_into(files, inputs)
+    shutil.rmtree(spool, ignore_errors=True)
+    return inputs, priority
+
+
+def _start(
+    services: Services, source: Path, priority: str, actor: str, cleanup: Path | None
+) -> str:
+    """Create the batch (journal) now and run it in the background; return its id."""
+    settings = services.settings
+    try:
+        chosen = Priority.parse(priority)
+    except (ConfigError, ValueError):
+        raise BadRequest("priority is STAT, URGENT or ROUTINE") from None
+    destination = settings.batch_destination
+    try:
+        info = create_batch(
+            source,
+            destination,
+            policy=services.policy,
+            key_id=services.keys.key_id,
+            priority=chosen,
+            home=settings.home,
+            local_dest=local_root(destination),
+        )
+    except ConfigError as exc:  # its message may name the folder: not for the client
+        no_files = "no files found" in str(exc)
+        raise BadRequest("the batch has no input files" if no_files else "no batch") from None
+
+    def run() -> None:
+        try:
+            with open_destination(destination) as store:
+                resume_batch(
+                    info.batch_id,
+                    store=store,
+                    secret=services.secret,
+                    home=settings.home,
+                    vault=services.vault,
+                    audit=services.audit,
+                    actor=actor,
+                    workers=settings.batch_workers,
+                )
+        finally:
+            if cleanup is not None:
+                shutil.rmtree(cleanup, ignore_errors=True)
+
+    services.submit(run)
+    return info.batch_id
+
+
+@router.post(
+    "/batches",
+    summary="Create a batch (uploaded files, a zip, or a folder under the import root)",
+    status_code=202,
+    openapi_extra=_CREATE_BODY,
+    responses={
+        202: {"description": "Created; follow it at the Location"},
+        400: {"description": "Malformed request, empty input"},
+        403: {"description": "Folder outside the import root, or no import root"},
+        413: {"description": "Too large"},
+        415: {"description": "Neither JSON nor multipart/form-data"},
+    },
+)
+async def create(request: Request, services: ServicesDep, token: Ingest) -> JSONResponse:
+    """Create a batch and start it; answer 202 with its opaque id at once."""
+    kind, _ = media_type(request.headers.get("content-type"))
+    cleanup = None
+    if kind == "application/json":
+        try:
+            body = FolderBatch.model_validate_json(await request.body())
+        except ValueError:
+            raise BadRequest("the body must be {'folder': ..., 'priority': ...}") from None
+        source = resolve_import(services.settings.import_root, body.folder)
+        priority = body.priority
+    elif kind == "multipart/form-data":
+        cleanup = services.workspace()
+        try:
+            source, priority = await _uploaded(request, services, cleanup)
+        except BaseException:
+            shutil.rmtree(cleanup, ignore_errors=True)
+            raise
+    else:
+        raise UnsupportedMediaType("send application/json or multipart/form-data")
+    try:
+        batch_id = await run_in_threadpool(_start, services, source, priority, token.actor, cleanup)
+    except BaseException:
+        if cleanup is not None:
+            shutil.rmtree(cleanup, ignore_errors=True)
+        raise
+    location = f"/api/v1/batches/{batch_id}"
+    return JSONResponse(
+        {"batch_id": batch_id, "state": "created", "status_url": location},
+        status_code=202,
+        headers={"Location": location},
+    )
+
+
+@router.get("/batches", summary="List batches")
+def list_all(services: ServicesDep, _: Ingest) -> list[dict[str, Any]]:
+    """Every batch of this server, oldest first (state, counts; no paths)."""
+    return [_public(s.to_dict()) for s in list_batches(services.settings.home)]
+
+
+@router.get(
+    "/batches/{batch_id}",
+    summary="A batch's state, counts and errors",
+    responses={404: {"description": "No such batch"}},
+)
+def status(batch_id: str, services: ServicesDep, _: Ingest) -> dict[str, Any]:
+    """State (created, running, complete, stopped, failed...), counts, failures (reasons)."""
+    return _status(services, batch_id)
+
+
+@router.get(
+    "/batches/{batch_id}/manifest",
+    summary="A complete batch's manifest",
+    response_class=Response,
+    responses={
+        200: {"content": {"application/json": {}}},
+        404: {"description": "No such batch"},
+        409: {"description": "The batch is not complete"},
+    },
+)
+def manifest(batch_id: str, services: ServicesDep, _: Ingest) -> Response:
+    """The ``manifest.json`` the batch uploaded (PHI-free by construction)."""
+    found = _status(services, batch_id)
+    key = (found.get("manifest") or {}).get("key")
+    if found["state"] != "complete" or not key:
+        raise Conflict(f"the batch is {found['state']}: no manifest yet")
+    with open_destination(found["destination"]) as store:
+        data = store.get_bytes(key)
+    json.loads(data)  # a manifest is JSON; anything else is an error, not an answer
+    return Response(data, media_type="application/json")

@@ -1,0 +1,167 @@
+"""WADO-RS rendered resources: an instance or frame as JPEG or PNG, and thumbnails.
+
+``window=center,width[,linear]``, ``viewport=width,height`` and ``quality`` are honoured;
+without a window, the instance's own Window Center/Width applies (else the frame's range).
+``Accept`` picks the format: ``image/jpeg`` (default) or ``image/png``. Thumbnails are the
+rendered representative frame (the middle instance of a series, the first series' middle
+instance of a study) fitted into 128×128 unless a viewport is given.
+
+References
+----------
+PS3.18 §8.3.5 (rendered query parameters), §10.4.1.1.3-4 (rendered and thumbnail resources).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Final
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import Response
+
+from dicomveil.index import StoredInstance
+from dicomveil.web.deps import DICOMWEB_PREFIX, ServicesDep, require
+from dicomveil.web.errors import BadRequest
+from dicomveil.web.negotiation import negotiate
+from dicomveil.web.pixels import RenderOptions, parse_render_options, render
+from dicomveil.web.routes.wado import load_dataset, stored_instances
+from dicomveil.web.services import Services
+from dicomveil.web.tokens import Token
+
+__all__ = ["router"]
+
+router = APIRouter(prefix=DICOMWEB_PREFIX, tags=["WADO-RS rendered"])
+
+Reader = Annotated[Token, Depends(require("read"))]
+Window = Annotated[str | None, Query(description="center,width[,linear]")]
+Viewport = Annotated[str | None, Query(description="width,height")]
+Quality = Annotated[int | None, Query(description="JPEG quality 1..100")]
+
+_IMAGES: Final[list[tuple[str, str | None]]] = [("image/jpeg", None), ("image/png", None)]
+_THUMBNAIL: Final = (128, 128)
+_INSTANCE: Final = "/studies/{study}/series/{series}/instances/{instance}"
+_RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
+    200: {"content": {"image/jpeg": {}, "image/png": {}}},
+    400: {"description": "Malformed window, viewport or quality"},
+    404: {"description": "Not in the archive, or no such frame"},
+    406: {"description": "Only image/jpeg and image/png are produced"},
+}
+
+
+def _options(
+    request: Request,
+    window: str | None,
+    viewport: str | None,
+    quality: int | None,
+    thumbnail: bool = False,
+) -> RenderOptions:
+    kind, _ = negotiate(request, _IMAGES)
+    options = parse_render_options(kind, window, viewport, quality)
+    if thumbnail and options.viewport is None:
+        options = RenderOptions(options.media_type, options.window, _THUMBNAIL, options.quality)
+    return options
+
+
+def _rendered(
+    services: Services, found: StoredInstance, frame: int, options: RenderOptions
+) -> bytes:
+    return render(load_dataset(services, found), frame, options)
+
+
+async def _answer(
+    services: Services, found: StoredInstance, frame: int, options: RenderOptions
+) -> Response:
+    data = await run_in_threadpool(_rendered, services, found, frame, options)
+    return Response(data, media_type=options.media_type)
+
+
+def _frame(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise BadRequest("a rendered frame is one frame number, from 1")
+    return int(text)
+
+
+@router.get(_INSTANCE + "/rendered", summary="Rendered instance", responses=_RESPONSES)
+async def rendered_instance(
+    request: Request,
+    services: ServicesDep,
+    _: Reader,
+    study: str,
+    series: str,
+    instance: str,
+    window: Window = None,
+    viewport: Viewport = None,
+    quality: Quality = None,
+) -> Response:
+    """The instance's first frame as an image."""
+    options = _options(request, window, viewport, quality)
+    (found,) = await run_in_threadpool(stored_instances, services, study, series, instance)
+    return await _answer(services, found, 1, options)
+
+
+@router.get(_INSTANCE + "/frames/{frame}/rendered", summary="Rendered frame", responses=_RESPONSES)
+async def rendered_frame(
+    request: Request,
+    services: ServicesDep,
+    _: Reader,
+    study: str,
+    series: str,
+    instance: str,
+    frame: str,
+    window: Window = None,
+    viewport: Viewport = None,
+    quality: Quality = None,
+) -> Response:
+    """One frame (1-based) as an image."""
+    options = _options(request, window, viewport, quality)
+    number = _frame(frame)
+    (found,) = await run_in_threadpool(stored_instances, services, study, series, instance)
+    return await _answer(services, found, number, options)
+
+
+@router.get(_INSTANCE + "/thumbnail", summary="Instance thumbnail", responses=_RESPONSES)
+async def instance_thumbnail(
+    request: Request,
+    services: ServicesDep,
+    _: Reader,
+    study: str,
+    series: str,
+    instance: str,
+    viewport: Viewport = None,
+) -> Response:
+    """A small image of the instance's first frame."""
+    options = _options(request, None, viewport, None, thumbnail=True)
+    (found,) = await run_in_threadpool(stored_instances, services, study, series, instance)
+    return await _answer(services, found, 1, options)
+
+
+@router.get(
+    "/studies/{study}/series/{series}/thumbnail", summary="Series thumbnail", responses=_RESPONSES
+)
+async def series_thumbnail(
+    request: Request,
+    services: ServicesDep,
+    _: Reader,
+    study: str,
+    series: str,
+    viewport: Viewport = None,
+) -> Response:
+    """A small image of the series' middle instance."""
+    options = _options(request, None, viewport, None, thumbnail=True)
+    found = await run_in_threadpool(stored_instances, services, study, series)
+    return await _answer(services, found[len(found) // 2], 1, options)
+
+
+@router.get("/studies/{study}/thumbnail", summary="Study thumbnail", responses=_RESPONSES)
+async def study_thumbnail(
+    request: Request,
+    services: ServicesDep,
+    _: Reader,
+    study: str,
+    viewport: Viewport = None,
+) -> Response:
+    """A small image of the study's first series' middle instance."""
+    options = _options(request, None, viewport, None, thumbnail=True)
+    found = await run_in_threadpool(stored_instances, services, study)
+    first_series = [i for i in found if i.series_instance_uid == found[0].series_instance_uid]
+    return await _answer(services, first_series[len(first_series) // 2], 1, options)

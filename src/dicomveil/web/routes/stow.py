@@ -1,0 +1,143 @@
+"""STOW-RS ``POST /dicomweb/studies``: every instance de-identified on the way in.
+
+Instances are stored only de-identified (through the same pipeline as ``deid``), recorded in
+the vault and the audit log, and indexed. The answer is a Store Instances Response Module
+dataset: the pseudonymous instances stored (ReferencedSOPSequence) and the ones refused
+(FailedSOPSequence, with a FailureReason per instance); 200 when all were stored, 202 when
+some were, 409 when none was.
+
+References
+----------
+PS3.18 §10.5 (Store Transaction) and Table 10.5.3-1; PS3.4 Annex GG (failure reasons).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Final
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+
+from dicomveil.web.deps import DICOMWEB_PREFIX, ServicesDep, dicomweb_root, require
+from dicomveil.web.dicomjson import element
+from dicomveil.web.ingest import Ingested, deidentify_uploads
+from dicomveil.web.tokens import Token
+from dicomveil.web.uploads import Workspace, receive_instances
+
+__all__ = ["FAILURE_REASONS", "router"]
+
+router = APIRouter(prefix=DICOMWEB_PREFIX, tags=["STOW-RS"])
+
+DICOM_JSON: Final = "application/dicom+json"
+
+PROCESSING_FAILURE: Final = 0x0110
+CANNOT_UNDERSTAND: Final = 0xC000
+OUT_OF_RESOURCES: Final = 0xA700
+SOP_CLASS_NOT_SUPPORTED: Final = 0x0122
+
+FAILURE_REASONS: Final[dict[str, int]] = {
+    "MalformedInputError": CANNOT_UNDERSTAND,
+    "UnsupportedInputError": PROCESSING_FAILURE,
+    "DeidentificationError": PROCESSING_FAILURE,
+    "StorageError": OUT_OF_RESOURCES,
+    "StorageUnavailable": OUT_OF_RESOURCES,
+    "OSError": OUT_OF_RESOURCES,
+}
+"""Error kind of a failed instance → FailureReason (0110 processing failure by default)."""
+
+_STOW_BODY: Final[dict[str, Any]] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            'multipart/related; type="application/dicom"': {
+                "schema": {"type": "string", "format": "binary"}
+            }
+        },
+    }
+}
+
+
+def _reason(result: Ingested) -> int:
+    if result.outcome.status == "skipped":
+        return SOP_CLASS_NOT_SUPPORTED
+    return FAILURE_REASONS.get(result.outcome.error_kind, PROCESSING_FAILURE)
+
+
+def _item(sop_class: str, sop_instance: str) -> dict[str, Any]:
+    item = {"00081150": element("UI", sop_class)}
+    if sop_instance:
+        item["00081155"] = element("UI", sop_instance)
+    return item
+
+
+def _response(results: list[Ingested], unsupported: int, root: str) -> JSONResponse:
+    stored: list[dict[str, Any]] = []
+    failed: list[dict[str, Any]] = []
+    studies = set()
+    for result in results:
+        if result.record is not None:
+            values = result.record.values
+            url = (
+                f"{root}/studies/{values['StudyInstanceUID']}/series/"
+                f"{values['SeriesInstanceUID']}/instances/{values['SOPInstanceUID']}"
+            )
+            studies.add(str(values["StudyInstanceUID"]))
+            item = _item(result.sop_class_uid, result.sop_instance_uid)
+            item["00081190"] = element("UR", url)
+            stored.append(item)
+        else:
+            item = _item(result.sop_class_uid, result.sop_instance_uid)
+            item["00081197"] = element("US", _reason(result))
+            failed.append(item)
+    failed += [{"00081197": element("US", CANNOT_UNDERSTAND)}] * unsupported
+    body: dict[str, Any] = {}
+    if len(studies) == 1:
+        body["00081190"] = element("UR", f"{root}/studies/{studies.pop()}")
+    if failed:
+        body["00081198"] = {"vr": "SQ", "Value": failed}
+    if stored:
+        body["00081199"] = {"vr": "SQ", "Value": stored}
+    status = 200 if not failed else 202 if stored else 409
+    return JSONResponse(body, status_code=status, media_type=DICOM_JSON)
+
+
+@router.post(
+    "/studies",
+    summary="STOW-RS: store instances (de-identified on the way in)",
+    openapi_extra=_STOW_BODY,
+    response_class=JSONResponse,
+    responses={
+        200: {"content": {DICOM_JSON: {}}, "description": "All instances stored"},
+        202: {"content": {DICOM_JSON: {}}, "description": "Some instances stored"},
+        400: {"description": "Malformed or truncated multipart body"},
+        409: {"content": {DICOM_JSON: {}}, "description": "No instance stored"},
+        413: {"description": "Too large"},
+        415: {"description": "Not multipart/related with application/dicom parts"},
+    },
+)
+async def store_instances(
+    request: Request,
+    services: ServicesDep,
+    token: Annotated[Token, Depends(require("ingest"))],
+) -> JSONResponse:
+    """Store the instances of a ``multipart/related; type="application/dicom"`` body.
+
+    Each part is one instance; parts of another media type are reported as failed.
+    """
+    workspace = Workspace(services)
+    try:
+        parts = await receive_instances(request, workspace, services, single=False)
+        dicom = [p.path for p in parts if p.content_type in ("", "application/dicom")]
+        results = await run_in_threadpool(
+            deidentify_uploads,
+            services,
+            dicom,
+            workspace.path,
+            actor=token.actor,
+            entry="stow",
+            archive=True,
+        )
+    finally:
+        workspace.remove()
+    return _response(results, len(parts) - len(dicom), dicomweb_root(request))

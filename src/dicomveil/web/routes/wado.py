@@ -1,0 +1,236 @@
+"""WADO-RS: retrieve de-identified studies, series and instances, metadata, bulk data, frames.
+
+References
+----------
+PS3.18 §10.4 (Retrieve Transaction): instance resources (multipart/related;
+type="application/dicom"), metadata resources (application/dicom+json with BulkDataURI),
+bulk data and frame resources (multipart/related; type="application/octet-stream" or the
+compressed frames' own media type).
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Iterator
+from typing import Annotated, Any, Final
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import Response, StreamingResponse
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+
+from dicomveil.index import StoredInstance
+from dicomveil.web.deps import DICOMWEB_PREFIX, ServicesDep, dicomweb_root, require
+from dicomveil.web.dicomjson import rewrite_bulk
+from dicomveil.web.errors import BadRequest, NotFound
+from dicomveil.web.multipart import multipart_body, new_boundary, related_content_type
+from dicomveil.web.negotiation import negotiate
+from dicomveil.web.pixels import OCTET, frame_media_type, frames, parse_frame_numbers
+from dicomveil.web.services import Services
+from dicomveil.web.tokens import Token
+
+__all__ = ["load_dataset", "router", "stored_instances"]
+
+router = APIRouter(prefix=DICOMWEB_PREFIX, tags=["WADO-RS"])
+
+DICOM: Final = "application/dicom"
+DICOM_JSON: Final = "application/dicom+json"
+Reader = Annotated[Token, Depends(require("read"))]
+_TAG: Final = re.compile(r"[0-9A-Fa-f]{8}")
+_INSTANCE: Final = "/studies/{study}/series/{series}/instances/{instance}"
+
+
+def stored_instances(
+    services: Services, study: str, series: str | None = None, sop: str | None = None
+) -> list[StoredInstance]:
+    """The archived instances named by the URL; raise :class:`NotFound` when there are none."""
+    found = services.index.instances(study, series, sop)
+    if not found:
+        what = "instance" if sop else "series" if series else "study"
+        raise NotFound(f"no such {what} in the archive")
+    return found
+
+
+def load_dataset(services: Services, instance: StoredInstance) -> Dataset:
+    """Read one archived instance completely (pixel data included)."""
+    return dcmread(io.BytesIO(services.store.get_bytes(instance.storage_key)))
+
+
+def _instance_url(root: str, instance: StoredInstance) -> str:
+    return (
+        f"{root}/studies/{instance.study_instance_uid}/series/"
+        f"{instance.series_instance_uid}/instances/{instance.sop_instance_uid}"
+    )
+
+
+async def _retrieve(
+    request: Request, services: Services, found: list[StoredInstance], single: bool
+) -> Response:
+    offers: list[tuple[str, str | None]] = [("multipart/related", DICOM)]
+    if single:
+        offers.append((DICOM, None))
+    kind, _ = negotiate(request, offers)
+    first = await run_in_threadpool(services.store.get_bytes, found[0].storage_key)
+    if kind == DICOM:
+        return Response(first, media_type=DICOM)
+
+    def parts() -> Iterator[tuple[dict[str, str], bytes]]:
+        yield {"Content-Type": DICOM}, first
+        for instance in found[1:]:
+            yield {"Content-Type": DICOM}, services.store.get_bytes(instance.storage_key)
+
+    boundary = new_boundary()
+    return StreamingResponse(
+        multipart_body(parts(), boundary), media_type=related_content_type(DICOM, boundary)
+    )
+
+
+def _metadata(request: Request, found: list[StoredInstance]) -> Response:
+    negotiate(request, [(DICOM_JSON, None), ("application/json", None)])
+    root = dicomweb_root(request)
+    body = ",".join(rewrite_bulk(i.metadata, _instance_url(root, i)) for i in found)
+    return Response(f"[{body}]", media_type=DICOM_JSON)
+
+
+_RETRIEVE: Final[dict[int | str, dict[str, Any]]] = {
+    200: {"content": {'multipart/related; type="application/dicom"': {}}},
+    404: {"description": "Not in the archive"},
+    406: {"description": "Only DICOM instances are produced"},
+}
+_METADATA: Final[dict[int | str, dict[str, Any]]] = {
+    200: {"content": {DICOM_JSON: {}}},
+    404: {"description": "Not in the archive"},
+}
+
+
+@router.get("/studies/{study}", summary="WADO-RS: retrieve a study", responses=_RETRIEVE)
+async def retrieve_study(
+    request: Request, services: ServicesDep, _: Reader, study: str
+) -> Response:
+    """Every instance of the study, as ``multipart/related; type="application/dicom"``."""
+    found = await run_in_threadpool(stored_instances, services, study)
+    return await _retrieve(request, services, found, single=False)
+
+
+@router.get(
+    "/studies/{study}/series/{series}", summary="WADO-RS: retrieve a series", responses=_RETRIEVE
+)
+async def retrieve_series(
+    request: Request, services: ServicesDep, _: Reader, study: str, series: str
+) -> Response:
+    """Every instance of the series."""
+    found = await run_in_threadpool(stored_instances, services, study, series)
+    return await _retrieve(request, services, found, single=False)
+
+
+@router.get(_INSTANCE, summary="WADO-RS: retrieve an instance", responses=_RETRIEVE)
+async def retrieve_instance(
+    request: Request, services: ServicesDep, _: Reader, study: str, series: str, instance: str
+) -> Response:
+    """One instance (multipart, or ``application/dicom`` alone when that is asked for)."""
+    found = await run_in_threadpool(stored_instances, services, study, series, instance)
+    return await _retrieve(request, services, found, single=True)
+
+
+@router.get("/studies/{study}/metadata", summary="WADO-RS: a study's metadata", responses=_METADATA)
+async def study_metadata(
+    request: Request, services: ServicesDep, _: Reader, study: str
+) -> Response:
+    """The headers of every instance of the study, bulk data by URI."""
+    return _metadata(request, await run_in_threadpool(stored_instances, services, study))
+
+
+@router.get(
+    "/studies/{study}/series/{series}/metadata",
+    summary="WADO-RS: a series' metadata",
+    responses=_METADATA,
+)
+async def series_metadata(
+    request: Request, services: ServicesDep, _: Reader, study: str, series: str
+) -> Response:
+    """The headers of every instance of the series."""
+    found = await run_in_threadpool(stored_instances, services, study, series)
+    return _metadata(request, found)
+
+
+@router.get(_INSTANCE + "/metadata", summary="WADO-RS: an instance's metadata", responses=_METADATA)
+async def instance_metadata(
+    request: Request, services: ServicesDep, _: Reader, study: str, series: str, instance: str
+) -> Response:
+    """The header of one instance."""
+    found = await run_in_threadpool(stored_instances, services, study, series, instance)
+    return _metadata(request, found)
+
+
+def _octets(chunks: list[bytes], part_type: str, syntax: str | None = None) -> Response:
+    boundary = new_boundary()
+    header = part_type if syntax is None else f"{part_type}; transfer-syntax={syntax}"
+    params = {} if syntax is None else {"transfer_syntax": syntax}
+    parts = (({"Content-Type": header}, chunk) for chunk in chunks)
+    return Response(
+        b"".join(multipart_body(parts, boundary)),
+        media_type=related_content_type(part_type, boundary, **params),
+    )
+
+
+@router.get(
+    _INSTANCE + "/bulkdata/{tag}",
+    summary="WADO-RS: a bulk data element of an instance",
+    responses={200: {"content": {'multipart/related; type="application/octet-stream"': {}}}},
+)
+async def bulkdata(
+    request: Request,
+    services: ServicesDep,
+    _: Reader,
+    study: str,
+    series: str,
+    instance: str,
+    tag: str,
+) -> Response:
+    """The value of one top-level element, as referenced by a metadata BulkDataURI."""
+    if not _TAG.fullmatch(tag):
+        raise BadRequest("a bulk data tag is eight hexadecimal digits")
+    negotiate(request, [("multipart/related", OCTET)])
+    (found,) = await run_in_threadpool(stored_instances, services, study, series, instance)
+    ds = await run_in_threadpool(load_dataset, services, found)
+    element = ds.get(int(tag, 16))
+    if element is None or not isinstance(element.value, bytes):
+        raise NotFound("the instance has no bulk data under this tag")
+    return _octets([element.value], OCTET)
+
+
+@router.get(
+    _INSTANCE + "/frames/{frame_list}",
+    summary="WADO-RS: frames of an instance",
+    responses={
+        200: {"content": {'multipart/related; type="application/octet-stream"': {}}},
+        404: {"description": "No such instance or frame"},
+        406: {"description": "The frames cannot be produced in an accepted media type"},
+    },
+)
+async def retrieve_frames(
+    request: Request,
+    services: ServicesDep,
+    _: Reader,
+    study: str,
+    series: str,
+    instance: str,
+    frame_list: str,
+) -> Response:
+    """Frames (``1,2,3``, 1-based) as stored, or decoded to raw bytes when only
+    ``application/octet-stream`` is accepted for compressed pixel data."""
+    (found,) = await run_in_threadpool(stored_instances, services, study, series, instance)
+    numbers = parse_frame_numbers(frame_list, found.number_of_frames or 1)
+    native = frame_media_type(found.transfer_syntax_uid)
+    offers: list[tuple[str, str | None]] = [("multipart/related", native)]
+    if native != OCTET:
+        offers.append(("multipart/related", OCTET))
+    _kind, part = negotiate(request, offers)
+    ds = await run_in_threadpool(load_dataset, services, found)
+    decode = native != OCTET and part == OCTET
+    chunks = await run_in_threadpool(frames, ds, numbers, decode=decode)
+    if decode or native == OCTET:
+        return _octets(chunks, OCTET)
+    return _octets(chunks, native, found.transfer_syntax_uid)

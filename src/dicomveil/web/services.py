@@ -1,0 +1,131 @@
+"""What the routes work with, opened once per app: store, index, keys, vault, audit, tokens."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dicomveil.audit import AuditLog
+from dicomveil.engine.keys import PseudonymKeys
+from dicomveil.engine.rules import CompiledPolicy, compile_policy
+from dicomveil.index import StudyIndex, open_index
+from dicomveil.keystore import load_key
+from dicomveil.profile.policy import Policy
+from dicomveil.storage import BaseBlobStore, open_store, parse_store_url
+from dicomveil.vault import Vault, open_vault
+from dicomveil.web.metrics import Metrics
+from dicomveil.web.settings import Settings
+from dicomveil.web.tokens import TokenStore, token_store
+
+__all__ = ["Services"]
+
+
+@dataclass
+class Services:
+    """The gateway's open resources (one per app, shared by every request).
+
+    Attributes
+    ----------
+    secret:
+        The pseudonym secret (batches take it; never logged or shown).
+    staging:
+        A private folder (mode 0700, under ``<home>/spool``: uploads hold PHI) for uploads
+        and de-identified files on their way to the store; removed on close.
+    """
+
+    settings: Settings
+    store: BaseBlobStore
+    index: StudyIndex
+    keys: PseudonymKeys
+    policy: Policy
+    compiled: CompiledPolicy
+    vault: Vault | None
+    audit: AuditLog
+    tokens: TokenStore
+    metrics: Metrics
+    staging: Path
+    secret: bytes = field(default=b"", repr=False)
+    _closers: list[Callable[[], None]] = field(default_factory=list, repr=False)
+    _jobs: ThreadPoolExecutor | None = field(default=None, repr=False)
+
+    @classmethod
+    def open(cls, settings: Settings) -> Services:
+        """Open everything ``settings`` names (creating keys, vault and index on first use).
+
+        Raises
+        ------
+        ConfigError, ProfileError
+            Bad settings, policy or key.
+        """
+        environ = {**os.environ, "DICOMVEIL_HOME": str(settings.home)}
+        settings.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        policy = settings.policy()
+        key = load_key("pseudonym", key_file=settings.key_file, environ=environ)
+        closers: list[Callable[[], None]] = []
+        try:
+            local = parse_store_url(settings.archive_url).scheme == "file"
+            options = {"fsync": settings.archive_fsync} if local else {}
+            store = open_store(settings.archive_url, **options)
+            closers.append(store.close)
+            index = open_index(settings.database_url)
+            closers.append(index.close)
+            vault = None
+            if settings.use_vault:
+                vault = open_vault(settings.vault_url, environ=environ)
+                closers.append(vault.close)
+            audit = AuditLog.open(settings.home, environ=environ)
+        except BaseException:
+            for close in reversed(closers):
+                close()
+            raise
+        spool = settings.home / "spool"
+        spool.mkdir(exist_ok=True, mode=0o700)
+        staging = Path(tempfile.mkdtemp(prefix="gateway-", dir=spool))
+        closers.append(lambda: shutil.rmtree(staging, ignore_errors=True))
+        return cls(
+            settings=settings,
+            store=store,
+            index=index,
+            keys=PseudonymKeys(key.secret),
+            policy=policy,
+            compiled=compile_policy(policy),
+            vault=vault,
+            audit=audit,
+            tokens=token_store(settings.home),
+            metrics=Metrics(index.counts),
+            staging=staging,
+            secret=key.secret,
+            _closers=closers,
+        )
+
+    def vault_opener(self) -> Vault | Callable[[], Vault]:
+        """The vault for re-identification: the open one, or a function opening it."""
+        if self.vault is not None:
+            return self.vault
+        environ = {**os.environ, "DICOMVEIL_HOME": str(self.settings.home)}
+        url = self.settings.vault_url
+        return lambda: open_vault(url, environ=environ, create=False)
+
+    def workspace(self) -> Path:
+        """Return a new private folder under the staging folder (the caller removes it)."""
+        return Path(tempfile.mkdtemp(dir=self.staging))
+
+    def submit(self, job: Callable[[], object]) -> Future[object]:
+        """Run ``job`` in the background (one at a time: batches use every core already)."""
+        if self._jobs is None:
+            self._jobs = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dicomveil-job")
+        return self._jobs.submit(job)
+
+    def close(self) -> None:
+        """Wait for a running job (queued ones are dropped), then close everything."""
+        if self._jobs is not None:
+            self._jobs.shutdown(wait=True, cancel_futures=True)
+            self._jobs = None
+        closers, self._closers = self._closers, []
+        for close in reversed(closers):
+            close()

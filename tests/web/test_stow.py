@@ -1,0 +1,205 @@
+"""STOW-RS: instances are de-identified on the way in, stored, recorded and indexed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+
+from dicomveil.pipeline.verify import verify_folders
+from dicomveil.storage import FileBlobStore
+from dicomveil.web.services import Services
+from tests.web.conftest import auth
+from tests.web.support import DICOM_JSON, files_bytes, first, related_body
+
+pytestmark = pytest.mark.anyio
+
+
+async def stow(client: httpx.AsyncClient, token: str, parts: list[bytes]) -> httpx.Response:
+    content_type, body = related_body(parts)
+    return await client.post(
+        "/dicomweb/studies", content=body, headers={**auth(token), "Content-Type": content_type}
+    )
+
+
+def archived(services: Services) -> list[Path]:
+    store = services.store
+    assert isinstance(store, FileBlobStore)
+    return sorted(p for p in store.root.rglob("*.dcm") if ".dicomveil-" not in str(p))
+
+
+class TestStore:
+    async def test_all_stored_and_deidentified(
+        self,
+        client: httpx.AsyncClient,
+        tokens: dict[str, str],
+        demo_files: list[Path],
+        services: Services,
+    ) -> None:
+        answer = await stow(client, tokens["ingest"], files_bytes(demo_files))
+        assert answer.status_code == 200, answer.text
+        assert answer.headers["content-type"].startswith(DICOM_JSON)
+        body = answer.json()
+        stored = body["00081199"]["Value"]
+        assert len(stored) == len(demo_files) and "00081198" not in body
+        item = stored[0]
+        assert first(item["00081150"]) == "1.2.840.10008.5.1.4.1.1.2"
+        assert str(first(item["00081155"])).startswith("2.25.")
+        assert str(first(item["00081190"])).startswith("http://testserver/dicomweb/studies/2.25.")
+        counts = services.index.counts()
+        assert (counts.patients, counts.studies, counts.instances) == (2, 2, 12)
+        # only de-identified data was stored: no identifying value of the originals in it
+        files = archived(services)
+        assert len(files) == 12
+        result = verify_folders(demo_files[0].parents[2], files[0].parents[3])
+        assert result.originals == 12 and result.outputs == 12 and result.needles > 0
+        assert result.leaks == []
+        # the answer itself names nothing of the originals
+        for path in demo_files:
+            assert path.parent.parent.name.split("_")[-1] not in answer.text
+
+    async def test_same_instances_again_are_not_duplicated(
+        self,
+        client: httpx.AsyncClient,
+        tokens: dict[str, str],
+        demo_files: list[Path],
+        services: Services,
+    ) -> None:
+        parts = files_bytes(demo_files[:3])
+        assert (await stow(client, tokens["ingest"], parts)).status_code == 200
+        assert (await stow(client, tokens["ingest"], parts)).status_code == 200
+        assert services.index.counts().instances == 3
+        assert len(archived(services)) == 3
+
+    async def test_way_back_recorded(
+        self,
+        client: httpx.AsyncClient,
+        tokens: dict[str, str],
+        demo_files: list[Path],
+        services: Services,
+    ) -> None:
+        await stow(client, tokens["ingest"], files_bytes(demo_files[:1]))
+        assert services.vault is not None
+        assert services.vault.stats().instances == 1
+        events = [entry.event for entry in services.audit.entries()]
+        assert events == ["deid.run.start", "deid.file", "deid.run.end"]
+        actors = {entry.actor for entry in services.audit.entries()}
+        assert actors == {"token:test-ingest"}
+
+
+class TestFailures:
+    async def test_partial_failure_is_202(
+        self,
+        client: httpx.AsyncClient,
+        tokens: dict[str, str],
+        demo_files: list[Path],
+        services: Services,
+    ) -> None:
+        answer = await stow(client, tokens["ingest"], [*files_bytes(demo_files[:2]), b"not dicom"])
+        assert answer.status_code == 202
+        body = answer.json()
+        assert len(body["00081199"]["Value"]) == 2
+        (failed,) = body["00081198"]["Value"]
+        assert first(failed["00081197"]) == 0xC000
+        assert services.index.counts().instances == 2
+
+    async def test_all_failed_is_409(
+        self, client: httpx.AsyncClient, tokens: dict[str, str], services: Services
+    ) -> None:
+        answer = await stow(client, tokens["ingest"], [b"DICM nothing", b"\x00" * 300])
+        assert answer.status_code == 409
+        assert len(answer.json()["00081198"]["Value"]) == 2
+        assert services.index.counts().instances == 0
+        assert archived(services) == []
+
+    async def test_unsupported_part_type_reported(
+        self, client: httpx.AsyncClient, tokens: dict[str, str], demo_files: list[Path]
+    ) -> None:
+        content_type, body = related_body(
+            [demo_files[0].read_bytes(), ("application/dicom+json", b"[]")]
+        )
+        answer = await client.post(
+            "/dicomweb/studies",
+            content=body,
+            headers={**auth(tokens["ingest"]), "Content-Type": content_type},
+        )
+        assert answer.status_code == 202
+        assert len(answer.json()["00081198"]["Value"]) == 1
+
+    async def test_truncated_multipart_stores_nothing(
+        self,
+        client: httpx.AsyncClient,
+        tokens: dict[str, str],
+        demo_files: list[Path],
+        services: Services,
+    ) -> None:
+        content_type, body = related_body(files_bytes(demo_files[:3]))
+        answer = await client.post(
+            "/dicomweb/studies",
+            content=body[: len(body) - 40],
+            headers={**auth(tokens["ingest"]), "Content-Type": content_type},
+        )
+        assert answer.status_code == 400
+        assert "truncated" in answer.json()["error"]["message"]
+        assert services.index.counts().instances == 0 and archived(services) == []
+        assert services.vault is not None and services.vault.stats().instances == 0
+
+    @pytest.mark.parametrize(
+        ("content_type", "status"),
+        [
+            ("application/json", 415),
+            ('multipart/related; type="application/dicom+xml"; boundary=x', 415),
+            ('multipart/related; type="application/dicom"', 400),
+            ("multipart/related; boundary=abc", 400),
+        ],
+    )
+    async def test_bad_content_type(
+        self,
+        client: httpx.AsyncClient,
+        tokens: dict[str, str],
+        content_type: str,
+        status: int,
+        services: Services,
+    ) -> None:
+        answer = await client.post(
+            "/dicomweb/studies",
+            content=b"--abc\r\n\r\nxyz\r\n",
+            headers={**auth(tokens["ingest"]), "Content-Type": content_type},
+        )
+        assert answer.status_code == status
+        assert set(answer.json()) == {"error"}
+        assert services.index.counts().instances == 0
+
+    async def test_oversized_body_stores_nothing(
+        self,
+        home: Path,
+        key_file: Path,
+        tokens: dict[str, str],
+        demo_files: list[Path],
+    ) -> None:
+        from dicomveil.web import Settings, create_app
+
+        small = create_app(Settings(home=home, key_file=key_file, max_body_bytes=20_000))
+        try:
+            transport = httpx.ASGITransport(app=small, raise_app_exceptions=False)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                answer = await stow(client, tokens["ingest"], files_bytes(demo_files[:4]))
+                assert answer.status_code == 413
+                # also when the length is not declared up front (streamed body)
+                content_type, body = related_body(files_bytes(demo_files[:4]))
+
+                async def chunks() -> object:
+                    for start in range(0, len(body), 4096):
+                        yield body[start : start + 4096]
+
+                answer = await client.post(
+                    "/dicomweb/studies",
+                    content=chunks(),  # type: ignore[arg-type]
+                    headers={**auth(tokens["ingest"]), "Content-Type": content_type},
+                )
+                assert answer.status_code == 413
+            services = small.state.services
+            assert services.index.counts().instances == 0 and archived(services) == []
+        finally:
+            small.state.services.close()
