@@ -9,17 +9,16 @@ timeout, case-sensitive ``LIKE`` (DICOM matching is case-sensitive, and a case-s
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
-from sqlalchemy import create_engine, event
-from sqlalchemy.engine import Connection, Engine, make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
-from dicomveil.errors import ConfigError, DicomveilError, Retryable
+from dicomveil import database
+from dicomveil.errors import DicomveilError, Retryable
 
 __all__ = [
     "INDEX_FILE",
@@ -33,8 +32,6 @@ __all__ = [
 ]
 
 INDEX_FILE: Final = "index.sqlite"
-_BUSY_TIMEOUT_S: Final = 60.0
-_WRITE: Final = "dicomveil_index_write"
 
 
 class StudyIndexError(DicomveilError):
@@ -52,10 +49,7 @@ def default_index_url(home: Path) -> str:
 
 def public_url(url: str) -> str:
     """Return ``url`` with any password masked (safe for messages and logs)."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return "<unparsable index URL>"
+    return database.public_url(url, "index")
 
 
 def make_engine(url: str) -> Engine:
@@ -66,56 +60,15 @@ def make_engine(url: str) -> Engine:
     ConfigError
         The URL is invalid or its driver is not installed.
     """
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
-        raise ConfigError("the index URL is not a valid database URL") from None
-    if parsed.get_backend_name() == "sqlite":
-        database = parsed.database
-        if database and database != ":memory:":
-            path = Path(database)
-            if not path.exists():
-                path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-                os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
-        return _sqlite_engine(url)
-    if parsed.drivername == "postgresql":  # we ship psycopg 3, not psycopg2
-        parsed = parsed.set(drivername="postgresql+psycopg")
-    try:
-        return create_engine(parsed, pool_pre_ping=True, pool_size=10, max_overflow=10)
-    except (NoSuchModuleError, ImportError) as exc:
-        hint = " (pip install 'dicomveil[postgres]')" if "postgres" in url else ""
-        raise ConfigError(f"no database driver for {public_url(url)}{hint}") from exc
+    return database.make_engine(
+        url,
+        what="index",
+        pragmas=("case_sensitive_like = ON", "foreign_keys = ON"),
+        pool={"pool_size": 10, "max_overflow": 10},
+    )
 
 
-def _sqlite_engine(url: str) -> Engine:
-    engine = create_engine(url, connect_args={"timeout": _BUSY_TIMEOUT_S})
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None  # BEGIN is emitted below
-        cursor = dbapi_connection.cursor()
-        cursor.execute(f"PRAGMA busy_timeout = {int(_BUSY_TIMEOUT_S * 1000)}")
-        cursor.execute("PRAGMA journal_mode = WAL")
-        cursor.execute("PRAGMA synchronous = NORMAL")
-        cursor.execute("PRAGMA case_sensitive_like = ON")
-        cursor.execute("PRAGMA foreign_keys = ON")
-        cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(connection: Connection) -> None:
-        immediate = connection.get_execution_options().get(_WRITE, False)
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
-
-    return engine
-
-
-@contextmanager
-def write_transaction(engine: Engine) -> Iterator[Connection]:
-    """Yield a connection inside a write transaction, committed on success."""
-    with engine.connect() as connection:
-        connection.execution_options(**{_WRITE: True})
-        with connection.begin():
-            yield connection
+write_transaction = database.write_transaction
 
 
 @contextmanager

@@ -13,13 +13,13 @@ import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, event, text
-from sqlalchemy.engine import Connection, Engine, make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
+from sqlalchemy import text
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
+from dicomveil import database
 from dicomveil.errors import ConfigError, VaultError
 from dicomveil.home import state_home
 
@@ -36,8 +36,6 @@ __all__ = [
 
 ENV_VAULT_URL = "DICOMVEIL_VAULT_URL"
 VAULT_FILE = "vault.sqlite"
-_BUSY_TIMEOUT_S = 60.0
-_WRITE = "dicomveil_write"
 _PG_LOCK = 0x6469636F6D  # an arbitrary constant: "dicom"
 
 
@@ -55,18 +53,10 @@ def default_vault_url(url: str | None = None, environ: Mapping[str, str] | None 
 
 def public_url(url: str) -> str:
     """Return ``url`` with any password masked (safe for messages)."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return "<unparsable vault URL>"
+    return database.public_url(url, "vault")
 
 
-def sqlite_path(url: str) -> Path | None:
-    """Return the database file of a SQLite URL, or ``None`` (other backends, memory)."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
-        return None
-    return Path(str(parsed.database))
+sqlite_path = database.sqlite_path
 
 
 def make_engine(url: str, *, create: bool) -> Engine:
@@ -88,57 +78,15 @@ def make_engine(url: str, *, create: bool) -> Engine:
         The SQLite file does not exist and ``create`` is false.
     """
     try:
-        parsed = make_url(url)
+        path = sqlite_path(url)
     except ArgumentError:
         raise ConfigError("the vault URL is not a valid database URL") from None
-    path = sqlite_path(url)
-    if path is not None:
-        if not path.exists():
-            if not create:
-                raise VaultError(f"no vault at {path}")
-            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
-        return _sqlite_engine(url)
-    if parsed.drivername == "postgresql":  # we ship psycopg 3, not psycopg2
-        parsed = parsed.set(drivername="postgresql+psycopg")
-    try:
-        return create_engine(parsed, pool_pre_ping=True)
-    except (NoSuchModuleError, ImportError) as exc:
-        hint = " (pip install 'dicomveil[postgres]')" if "postgres" in url else ""
-        raise ConfigError(f"no database driver for {public_url(url)}{hint}") from exc
+    if path is not None and not path.exists() and not create:
+        raise VaultError(f"no vault at {path}")
+    return database.make_engine(url, what="vault", synchronous="FULL")
 
 
-def _sqlite_engine(url: str) -> Engine:
-    engine = create_engine(url, connect_args={"timeout": _BUSY_TIMEOUT_S})
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None  # we emit BEGIN ourselves (see below)
-        cursor = dbapi_connection.cursor()
-        cursor.execute(f"PRAGMA busy_timeout = {int(_BUSY_TIMEOUT_S * 1000)}")
-        cursor.execute("PRAGMA journal_mode = WAL")
-        cursor.execute("PRAGMA synchronous = FULL")
-        cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(connection: Connection) -> None:
-        immediate = connection.get_execution_options().get(_WRITE, False)
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
-
-    return engine
-
-
-@contextmanager
-def write_transaction(engine: Engine) -> Iterator[Connection]:
-    """Yield a connection inside a write transaction, committed on success.
-
-    On SQLite the transaction takes the write lock up front (``BEGIN IMMEDIATE``), so a
-    read-then-write never fails half-way because another process wrote in between.
-    """
-    with engine.connect() as connection:
-        connection.execution_options(**{_WRITE: True})
-        with connection.begin():
-            yield connection
+write_transaction = database.write_transaction
 
 
 @contextmanager
