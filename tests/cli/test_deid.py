@@ -174,3 +174,15 @@ def test_keys_init_and_show(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     for name in ("pseudonym", "vault", "audit"):
         assert oct((folder / f"{name}.key").stat().st_mode & 0o777) == "0o600"
     assert main(["keys", "init", "--dir", str(folder)]) == 2  # no silent overwrite
+
+
+def test_no_value_reaches_the_terminal(tmp_path: Path, key_file: Path) -> None:
+    """pydicom's validation warnings quote values; the command line must silence them."""
+    source = Path(pydicom.data.__file__).parent / "test_files" / "badVR.dcm"
+    exe = shutil.which("dicomveil", path=os.path.dirname(sys.executable))
+    assert exe is not None
+    result = subprocess.run(
+        [exe, "deid", str(source), str(tmp_path / "out"), "--key-file", str(key_file), "-j", "1"],
+        capture_output=True, text=True, check=False, env={**os.environ, "DICOMVEIL_HOME": str(tmp_path / "h")},
+    )  # fmt: skip
+    assert "1.2.123.456.78.9.0123.4567.89012345678901" not in result.stdout + result.stderr

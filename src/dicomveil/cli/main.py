@@ -98,8 +98,23 @@ def _command_of(argv: Sequence[str]) -> str | None:
     return None
 
 
+def _quiet_pydicom() -> None:
+    """Stop pydicom's validation warnings: they quote attribute values (PHI) on stderr.
+
+    The one place dicomveil touches pydicom's global settings: a process entry point. Input
+    problems are reported by dicomveil itself, by tag and keyword only.
+    """
+    import warnings
+
+    from pydicom import config
+
+    config.settings.reading_validation_mode = config.IGNORE
+    warnings.filterwarnings("ignore", module=r"pydicom(\.|$)")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line with ``argv`` and return the exit code."""
+    _quiet_pydicom()
     args = sys.argv[1:] if argv is None else argv
     command = _command_of(args)
     try:
