@@ -183,6 +183,7 @@ def test_no_value_reaches_the_terminal(tmp_path: Path, key_file: Path) -> None:
     assert exe is not None
     result = subprocess.run(
         [exe, "deid", str(source), str(tmp_path / "out"), "--key-file", str(key_file), "-j", "1"],
-        capture_output=True, text=True, check=False, env={**os.environ, "DICOMVEIL_HOME": str(tmp_path / "h")},
+        capture_output=True, text=True, check=False,
+        env={**os.environ, "DICOMVEIL_HOME": str(tmp_path / "h")},
     )  # fmt: skip
     assert "1.2.123.456.78.9.0123.4567.89012345678901" not in result.stdout + result.stderr
