@@ -724,8 +724,7 @@ def ensure_corpus(
     folder = work / f"corpus-{files}-{key}"
     manifest = _read_manifest(folder)
     if manifest is not None and manifest.get("key") == key:
-        info = dict(manifest["info"])
-        return CorpusInfo(**info)
+        return CorpusInfo(**manifest["info"])
     work.mkdir(parents=True, exist_ok=True)
     for stale in work.glob(f"corpus-{files}-*"):
         if stale != folder and stale.is_dir() and _read_manifest(stale) is not None:
@@ -743,8 +742,8 @@ def ensure_corpus(
         if log is not None and done % 500 == 0:
             log(f"  {done}/{total} files")
 
-    info = build_corpus(data_dir, files, seed=seed, progress=report)
-    info = CorpusInfo(**{**asdict(info), "root": str(folder / "data"), "key": key})
+    built = build_corpus(data_dir, files, seed=seed, progress=report)
+    info = CorpusInfo(**{**asdict(built), "root": str(folder / "data"), "key": key})
     manifest_text = json.dumps({"generator": "dicomveil-bench", "key": key, "info": asdict(info)})
     (partial / MANIFEST).write_text(manifest_text, encoding="utf-8")
     partial.rename(folder)

@@ -453,7 +453,7 @@ def run_tool(tool: Tool, ctx: Context, source: Source, tag: str, *, digest: bool
     row.returncodes.append(run.returncodes)
     if run.timed_out:
         row.notes.append(f"timed out after {TIMEOUT:.0f} s")
-    if digest and out.exists():
+    if digest and out.exists() and row.failed == [0]:  # a partial tree says nothing
         row.digests.append(tree_digest(out))
     _remove(out)
     _remove(home)
@@ -497,7 +497,11 @@ def corpus_rounds(
 
 
 def startup(ctx: Context, one_file: Path, runs: int) -> list[Row]:
-    """Start-up: ``dicomveil deid`` on one file (defaults, then -j1 --no-vault), python floor."""
+    """Start-up: ``dicomveil deid`` on one file (defaults, then -j1 --no-vault), python floor.
+
+    Each variant keeps one ``$DICOMVEIL_HOME``, set up by an untimed first run, so what is
+    timed is an ordinary start, not the one-off creation of keys and the vault.
+    """
     key = ["--key-file", str(ctx.key_file)]
     variants = [
         ("startup-default", "`dicomveil deid FILE OUT` (defaults: vault, one worker per core)", []),
@@ -505,23 +509,30 @@ def startup(ctx: Context, one_file: Path, runs: int) -> list[Row]:
     ]
     rows = [Row(name, label, 1) for name, label, _ in variants]
     floor = Row("python", "`python -c pass` (interpreter floor)", 1)
-    out, home = ctx.work / "runs" / "startup", ctx.work / "runs" / "startup-home"
-    for number in range(runs):
-        for row, (_, _, extra) in zip(rows, variants, strict=True):
+    out = ctx.work / "runs" / "startup"
+    homes = [ctx.work / "runs" / f"{name}-home" for name, _, _ in variants]
+    for home in homes:
+        _remove(home)
+    for number in range(-1, runs):  # -1: the untimed run that sets the state folder up
+        for row, (_, _, extra), home in zip(rows, variants, homes, strict=True):
             _remove(out)
-            _remove(home)
             argv = [*ctx.dicomveil, "deid", str(one_file), str(out), *key, *extra]
             run = measure([argv], _env(home), ctx.logs / f"{row.id}-{number}")
+            if number < 0:
+                continue
             row.seconds.append(run.seconds)
             row.rss_mb.append(run.rss_kb / 1024)
             row.returncodes.append(run.returncodes)
             row.failed.append(0 if run.returncodes == [0] else 1)
+        if number < 0:
+            continue
         run = measure([[sys.executable, "-c", "pass"]], _env(None), ctx.logs / f"python-{number}")
         floor.seconds.append(run.seconds)
         floor.rss_mb.append(run.rss_kb / 1024)
         floor.failed.append(0)
     _remove(out)
-    _remove(home)
+    for home in homes:
+        _remove(home)
     return [*rows, floor]
 
 
@@ -587,15 +598,39 @@ def machine() -> dict[str, str]:
         except importlib.metadata.PackageNotFoundError:
             versions[name] = "-"
     load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
+    filesystem = "?"
+    try:  # the longest mount point holding the work folder
+        mounts = [line.split() for line in Path("/proc/mounts").read_text().splitlines()]
+        here = str(REPO)
+        best = max((m for m in mounts if here.startswith(m[1])), key=lambda m: len(m[1]))
+        filesystem = f"{best[2]} on {best[0]}"
+    except (OSError, ValueError, IndexError):
+        pass
     return {
         "cpu": cpu,
         "nproc": str(len(os.sched_getaffinity(0))),
         "memory": memory,
         "os": f"{platform.system()} {platform.release()}",
+        "filesystem": filesystem,
         "python": platform.python_version(),
         **versions,
         "load_at_start": load,
     }
+
+
+def source_state() -> dict[str, str]:
+    """The git commit and a digest of ``src/`` (dirty trees differ), to catch a moving tree."""
+    digest = hashlib.sha256()
+    for path in sorted((REPO / "src").rglob("*.py")):
+        digest.update(path.relative_to(REPO).as_posix().encode() + b"\0" + path.read_bytes())
+    done = subprocess.run(
+        ["git", "-C", str(REPO), "describe", "--always", "--dirty"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    commit = done.stdout.strip() if done.returncode == 0 else "?"
+    return {"commit": commit, "src_sha256": digest.hexdigest()[:16]}
 
 
 def _ratio(rows: dict[str, Row], numerator: str, denominator: str) -> float | None:
@@ -695,9 +730,9 @@ def checks(
             (len(digests) == 1) if runs > 1 else None,
         )
     )
-    failed = {row.id: max(row.failed) for row in corpus_rows if row.id.startswith("dicomveil")}
-    if failed:
-        worst_failed = max(failed.values())
+    deid_failed = [max(row.failed) for row in corpus_rows if row.id.startswith("dicomveil")]
+    if deid_failed:
+        worst_failed = max(deid_failed)
         result.append(
             Check(
                 "`deid` de-identifies every file of the corpus (no failures)",
@@ -761,10 +796,13 @@ def render(result: dict[str, Any]) -> str:
     lines = [
         f"Command: `{result['command']}`",
         "",
-        f"Machine: {m['cpu']}, nproc {m['nproc']}, {m['memory']} RAM, {m['os']}; Python "
+        f"Machine: {m['cpu']}, nproc {m['nproc']}, {m['memory']} RAM, {m['os']}, "
+        f"{m.get('filesystem', '?')}; Python "
         f"{m['python']}, pydicom {m['pydicom']}, numpy {m['numpy']}, dicomveil "
-        f"{m['dicomveil']}; load average at start {m['load_at_start']}. The 2 cores are shared "
-        "with other work, so absolute times are noisy; the ratios come from runs side by side.",
+        f"{m['dicomveil']} (tree {result['source']['commit']}, src/ "
+        f"{result['source']['src_sha256']}); load average at start {m['load_at_start']}. The 2 "
+        "cores are shared with other work, so absolute times are noisy; the ratios come from "
+        "runs side by side.",
         "",
         f"Corpus (`benchmarks/corpus.py`, built in code): {info['files']:,} files, "
         f"{info['bytes'] / 1e6:,.0f} MB ({kinds}); JPEG 2000 by {info['j2k_encoder']}. "
@@ -776,7 +814,7 @@ def render(result: dict[str, Any]) -> str:
     ]
     if start_rows:
         lines += [
-            "Start-up on one CT file (fresh `$DICOMVEIL_HOME` each run):",
+            "Start-up on one CT file (state folder set up by an untimed first run):",
             "",
             "| command | median s | range s | peak RSS MB | failed |",
             "|---|---:|---:|---:|---:|",
@@ -922,6 +960,7 @@ def main(argv: list[str] | None = None) -> int:
     _remove(logs)
     tools = _select(args.tools)
     about = machine()
+    state_before = source_state()
     needs_peers = any(tool.needs not in ("system", "main", "dicomveil") for tool in tools)
     found = peers.ensure_peers(work, install=not args.no_install) if needs_peers else peers.Peers()
     key_file = work / "bench.key"
@@ -951,9 +990,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.big_mb > 0:
         big_path, big_size = corpus.ensure_big(work, args.big_mb, log=log)
         big_rows = big_instance(ctx, big_path, big_size, args.rounds)
+    state_after = source_state()
+    if state_after != state_before:
+        notes.append(
+            f"src/ changed during the run ({state_before['src_sha256']} -> "
+            f"{state_after['src_sha256']}): rows mix code versions, run again"
+        )
     result: dict[str, Any] = {
         "command": command,
         "machine": about,
+        "source": state_before,
         "corpus": asdict(info),
         "rounds": args.rounds,
         "peers": {"versions": found.versions, "notes": notes},

@@ -215,7 +215,7 @@ def _operation(mode: str, out: Path, seed: str) -> Callable[[Path, Path], None]:
 
         return naive
     if mode == "dcmanon":
-        from dcmanon import Anonymizer
+        from dcmanon import Anonymizer  # type: ignore[import-not-found,unused-ignore]
 
         anonymizer = Anonymizer()
 
@@ -225,7 +225,7 @@ def _operation(mode: str, out: Path, seed: str) -> Callable[[Path, Path], None]:
         return dcmanon
     if mode == "dicognito":
         import pydicom
-        from dicognito.anonymizer import Anonymizer as Dicognito
+        from dicognito.anonymizer import Anonymizer as Dicognito  # type: ignore[import-not-found,unused-ignore]
 
         # the same seed in every process keeps pseudonyms consistent across processes
         dicognito = Dicognito(seed=seed)
@@ -238,7 +238,9 @@ def _operation(mode: str, out: Path, seed: str) -> Callable[[Path, Path], None]:
 
         return cognito
     if mode == "dicom-anonymizer":
-        from dicomanonymizer.simpledicomanonymizer import anonymize_dicom_file
+        from dicomanonymizer.simpledicomanonymizer import (  # type: ignore[import-not-found,unused-ignore]
+            anonymize_dicom_file,
+        )
 
         def kitware(source: Path, relative: Path) -> None:
             anonymize_dicom_file(str(source), str(_target(out, relative)))

@@ -10,8 +10,6 @@ typed an original identifier.
 from __future__ import annotations
 
 import copy
-import getpass
-import os
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 
@@ -19,6 +17,7 @@ from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
+from dicomveil.actor import default_actor
 from dicomveil.audit import events
 from dicomveil.audit.entry import Outcome
 from dicomveil.audit.log import AuditLog
@@ -31,14 +30,6 @@ VaultSource = Vault | Callable[[], Vault]
 """An open vault, or a function opening one (so a missing or wrong key is audited)."""
 
 _MAX_PURPOSE = 500
-
-
-def default_actor() -> str:
-    """The operating-system user running this process (the default actor)."""
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return f"uid:{os.getuid()}"
 
 
 def _deny(

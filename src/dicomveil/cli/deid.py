@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from dicomveil.cli.common import EXIT_FAILED, EXIT_OK, err_console, fail, get_key, out_console
 from dicomveil.cli.runs import build_policy, inside, open_recorder
 from dicomveil.home import state_home
-from dicomveil.pipeline.files import FileOutcome
-from dicomveil.pipeline.quarantine import input_sha256, quarantine_failures
 from dicomveil.pipeline.run import RunSummary, default_workers, discover, run_deidentification
-from dicomveil.profile.policy import Policy
+
+if TYPE_CHECKING:  # the engine and the vault are imported by whoever runs them, not here
+    from dicomveil.pipeline.outcome import FileOutcome
+    from dicomveil.pipeline.recording import RunRecorder
+    from dicomveil.profile.policy import Policy
 
 __all__ = ["register"]
 
@@ -48,6 +52,7 @@ def summary_dict(
 ) -> dict[str, Any]:
     """Return the PHI-free run summary (what goes into DEST and to ``--json``)."""
     from dicomveil import __ps315_edition__, __version__
+    from dicomveil.pipeline.quarantine import input_sha256
 
     return {
         "tool": f"dicomveil {__version__}",
@@ -123,39 +128,27 @@ def deid(
     key = get_key("pseudonym", key_file)
     n_workers = workers or default_workers()
 
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-        TransferSpeedColumn,
-    )
-
     paths = list(discover(source))
     started = time.perf_counter()
     run_id = uuid.uuid4().hex
-    recorder = open_recorder(run_id, policy, key.id, len(paths), use_vault=not no_vault)
-    progress = Progress(
-        TextColumn("de-identifying"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-        console=err_console,
-        transient=True,
-        disable=not err_console.is_terminal,
-    )
-    with progress:
-        task = progress.add_task("deid", total=len(paths))
+    recorder: RunRecorder | None = None
+    advance, progress = _progress(len(paths))
+    shown = contextlib.ExitStack()
 
-        def on_outcome(outcome: FileOutcome) -> None:
-            progress.update(task, advance=1)
-            recorder.add(outcome)
-            if outcome.status == "failed":
-                progress.console.print(f"[red]failed:[/] {outcome.source}: {outcome.reason}")
+    def open_records() -> None:  # runs while the workers start (nothing is processed yet)
+        nonlocal recorder
+        recorder = open_recorder(run_id, policy, key.id, len(paths), use_vault=not no_vault)
+        shown.enter_context(progress)  # its refresh thread starts after the workers fork
 
-        with recorder:
+    def on_outcome(outcome: FileOutcome) -> None:
+        advance()
+        assert recorder is not None
+        recorder.add(outcome)
+        if outcome.status == "failed":
+            err_console.print(f"[red]failed:[/] {outcome.source}: {outcome.reason}")
+
+    with shown:
+        try:
             summary = run_deidentification(
                 paths,
                 dest,
@@ -165,11 +158,19 @@ def deid(
                 fsync=fsync,
                 on_outcome=on_outcome,
                 run_id=run_id,
+                before=open_records,
             )
-            counts = {"ok": summary.ok, "failed": summary.failed, "skipped": summary.skipped}
-            recorder.finish(counts, failed=bool(summary.failed))
+        except BaseException as exc:  # an interrupted run still records what it finished
+            if recorder is not None:
+                recorder.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+        assert recorder is not None
+        counts = {"ok": summary.ok, "failed": summary.failed, "skipped": summary.skipped}
+        recorder.finish(counts, failed=bool(summary.failed))
     seconds = time.perf_counter() - started
     if summary.failures:
+        from dicomveil.pipeline.quarantine import quarantine_failures
+
         folder = quarantine or state_home() / "quarantine" / summary.run_id
         quarantine_failures(summary.failures, folder)
         err_console.print(f"{summary.failed} failed file(s) copied to {folder}")
@@ -186,6 +187,32 @@ def deid(
         for flag, count in sorted(summary.flags.items()):
             err_console.print(f"[yellow]flag:[/] {flag}: {count} file(s)")
     raise typer.Exit(EXIT_FAILED if summary.failed else EXIT_OK)
+
+
+def _progress(total: int) -> tuple[Callable[[], None], contextlib.AbstractContextManager[Any]]:
+    """A progress bar on stderr when it is a terminal (rich is imported only then)."""
+    if not err_console.is_terminal:
+        return lambda: None, contextlib.nullcontext()
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    progress = Progress(
+        TextColumn("de-identifying"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=True,
+    )
+    task = progress.add_task("deid", total=total)
+    return lambda: progress.update(task, advance=1), progress
 
 
 def register(app: typer.Typer) -> None:

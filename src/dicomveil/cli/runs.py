@@ -7,11 +7,11 @@ from typing import TYPE_CHECKING
 
 from dicomveil.cli.common import fail, notice
 from dicomveil.errors import DicomveilError, ProfileError
-from dicomveil.pipeline.recording import RunRecorder
 from dicomveil.profile.policy import Policy, load_policy
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the vault (SQLAlchemy) and the audit log are imported when opened
     from dicomveil.audit import AuditLog
+    from dicomveil.pipeline.recording import RunRecorder
     from dicomveil.vault import Vault
 
 __all__ = ["build_policy", "inside", "open_recorder", "open_records"]
@@ -61,10 +61,13 @@ def open_records(*, use_vault: bool = True) -> tuple[Vault | None, AuditLog]:
     Both are created on first use, with their keys, in the state folder.
     """
     from dicomveil.audit import AuditLog
-    from dicomveil.vault import open_vault
 
     try:
-        vault = open_vault(notice=notice) if use_vault else None
+        vault = None
+        if use_vault:
+            from dicomveil.vault import open_vault  # SQLAlchemy: only when recording
+
+            vault = open_vault(notice=notice)
         audit = AuditLog.open(notice=notice)
     except DicomveilError as exc:
         fail(str(exc))
@@ -78,7 +81,8 @@ def open_recorder(
 
     Exits 2 when the vault or the audit log cannot be opened (missing or wrong key).
     """
-    from dicomveil.reid import default_actor
+    from dicomveil.actor import default_actor
+    from dicomveil.pipeline.recording import RunRecorder
 
     vault, audit = open_records(use_vault=use_vault)
     return RunRecorder(

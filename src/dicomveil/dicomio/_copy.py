@@ -16,11 +16,16 @@ __all__ = ["copy_span", "write_all", "write_parts"]
 
 _CHUNK: Final = 1024 * 1024
 KERNEL_COPY_ABOVE: Final = 8 * 1024 * 1024
-"""Spans at least this long are copied by the kernel; shorter ones through a buffer.
+"""Spans at least this long are copied by :func:`copy_span` in the kernel (and hashed in
+parallel when asked); shorter ones it copies through a buffer (see :data:`KERNEL_COPY_MIN`
+for what :func:`write_parts` does without a hash)."""
+KERNEL_COPY_MIN: Final = 64 * 1024
+"""Spans at least this long that need no hashing are copied in the kernel by write_parts.
 
-For a few hundred kilobytes one ``pread`` into a reused buffer and one gathered write
-beat ``copy_file_range``, which on file systems without reflinks splices page by page
-and slows down when source and destination are not aligned alike.
+``copy_file_range`` (what ``cp`` uses) copies page cache to page cache once, where a read
+into a buffer and a write copy the bytes twice through user space. Measured on 2,000 files
+of 0.5 MB, alternating runs on a busy 2-core machine: ``deid -j2`` took 1.29x the time of
+``cp -r`` with the kernel copy, 1.87x with the buffer (median of 4).
 """
 _HASH_CHUNK: Final = 8 * 1024 * 1024
 PARALLEL_HASH_ABOVE: Final = 16 * 1024 * 1024
@@ -70,24 +75,40 @@ def _read_exactly(src: int, view: memoryview, offset: int) -> None:
 
 
 def write_parts(
-    out: int, parts: list[bytes | SourceSpan], source: Path, hasher: hashlib._Hash | None
+    out: int,
+    parts: list[bytes | SourceSpan],
+    source: Path | str | int,
+    hasher: hashlib._Hash | None,
 ) -> int:
     """Write `parts` to `out`, copying spans of `source`; return the number of bytes.
 
-    Bytes and one span of up to 1 MiB are gathered into a single ``writev``; longer
-    spans go through :func:`copy_span`. The source is opened only if a span needs it.
+    Bytes and short spans are gathered into a single ``writev``; spans of at least
+    :data:`KERNEL_COPY_MIN` are copied in the kernel (unless hashed: then up to 1 MiB
+    through the buffer, longer through :func:`copy_span`). The source (a path, or a
+    descriptor open for reading, left open) is opened only if a span needs it.
     """
     pending: list[bytes | memoryview] = []
     buffer_free = True
     size = 0
-    src = -1
+    src = source if isinstance(source, int) else -1
+    opened = False
     try:
         for part in parts:
             if isinstance(part, bytes):
                 piece: bytes | memoryview = part
             else:
-                if src < 0:
+                if src < 0 and not isinstance(source, int):
                     src = os.open(source, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+                    opened = True
+                if hasher is None and part.length >= KERNEL_COPY_MIN:
+                    if pending:
+                        _writev_all(out, pending)
+                        pending, buffer_free = [], True
+                    done = _kernel_copy(src, out, part.offset, part.length)
+                    if done < part.length:
+                        _buffered_copy(src, out, part.offset + done, part.length - done, None)
+                    size += part.length
+                    continue
                 if not (buffer_free and part.length <= _CHUNK):
                     if pending:
                         _writev_all(out, pending)
@@ -105,7 +126,7 @@ def write_parts(
         if pending:
             _writev_all(out, pending)
     finally:
-        if src >= 0:
+        if opened:
             os.close(src)
     return size
 

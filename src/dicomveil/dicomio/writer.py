@@ -8,6 +8,7 @@ no half-written file is ever visible at the destination.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import hashlib
 import os
 import secrets
@@ -27,7 +28,7 @@ from dicomveil.dicomio._model import PIXEL_DATA_TAGS, Instance, PixelSpan, Write
 from dicomveil.dicomio._window import UNDEFINED
 from dicomveil.errors import DeidentificationError
 
-__all__ = ["write_instance"]
+__all__ = ["encoded_parts", "write_file", "write_instance"]
 
 ALIGN_ABOVE: Final = 8 * 1024 * 1024
 """Pixel data at least this long is page-aligned like its source (see alignment_padding)."""
@@ -226,14 +227,31 @@ def write_instance(
     OSError
         The destination cannot be written.
     """
-    dest = Path(dest)
     parts = _assemble(instance, dataset, trailing)
+    return write_file(Path(dest), parts, instance.path, fsync=fsync, hash_output=hash_output)
+
+
+def write_file(
+    dest: Path | str,
+    parts: list[bytes | SourceSpan],
+    source: Path | str | int,
+    *,
+    fsync: bool = False,
+    hash_output: bool = False,
+) -> WriteResult:
+    """Write ``parts`` (bytes, and spans copied from ``source``) atomically to ``dest``.
+
+    The file is written to ``.<name>.<random>.part`` next to `dest` and renamed over it
+    only when complete (see :func:`write_instance` for `fsync` and `hash_output`).
+    ``source`` is a path, or a file descriptor open for reading (left open).
+    """
     hasher = hashlib.sha256() if hash_output else None
-    tmp = dest.parent / f".{dest.name}.{secrets.token_hex(6)}.part"
+    folder, name = os.path.split(os.fspath(dest))
+    tmp = os.path.join(folder, f".{name}.{secrets.token_hex(6)}.part")
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
     out = os.open(tmp, flags, 0o666)
     try:
-        size = write_parts(out, parts, instance.path, hasher)
+        size = write_parts(out, parts, source, hasher)
         if fsync:
             os.fsync(out)
         os.close(out)
@@ -242,8 +260,39 @@ def write_instance(
     except BaseException:
         if out >= 0:
             os.close(out)
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
         raise
     if fsync:
-        _fsync_dir(dest.parent)
+        _fsync_dir(Path(folder))
     return WriteResult(size=size, sha256=None if hasher is None else hasher.hexdigest())
+
+
+def encoded_parts(
+    body: list[bytes],
+    pixel: PixelSpan | None,
+    sop_class: str,
+    sop_instance: str,
+    transfer_syntax: str,
+) -> list[bytes | SourceSpan]:
+    """Return the parts of an output whose header data set is already encoded.
+
+    The same layout as :func:`write_instance` gives: preamble and fresh File Meta
+    Information (aligned like the source for large pixel data), `body`, then the pixel
+    data element copied from the source, in the source's encoding.
+
+    Raises
+    ------
+    DeidentificationError
+        A UID for the File Meta Information is not a valid UID.
+    """
+    padding = 0
+    size = sum(len(part) for part in body)
+    if pixel is not None and pixel.length >= ALIGN_ABOVE:
+        meta_size = len(encode_file_meta(sop_class, sop_instance, transfer_syntax))
+        padding = alignment_padding(meta_size + size, pixel.offset)
+    meta = encode_file_meta(sop_class, sop_instance, transfer_syntax, padding=padding)
+    parts: list[bytes | SourceSpan] = [meta, *body]
+    if pixel is not None:
+        parts.append(SourceSpan(pixel.offset, pixel.length))
+    return parts

@@ -14,7 +14,7 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
-from dicomveil.pipeline.files import FileOutcome
+from dicomveil.pipeline.outcome import FileOutcome
 
 __all__ = ["REASONS_NAME", "input_sha256", "quarantine_failures"]
 

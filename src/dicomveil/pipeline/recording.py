@@ -8,14 +8,17 @@ recording costs one transaction and one ``fsync`` per batch, not per file.
 from __future__ import annotations
 
 from types import TracebackType
+from typing import TYPE_CHECKING
 
-from dicomveil.audit import AuditLog
 from dicomveil.audit.entry import AuditEvent, Outcome
 from dicomveil.audit.events import file_outcome, run_finished, run_started
 from dicomveil.engine.identity import IdentityRecord
-from dicomveil.pipeline.files import FileOutcome
-from dicomveil.profile.policy import Policy
-from dicomveil.vault import Vault
+
+if TYPE_CHECKING:  # neither the engine nor SQLAlchemy is needed to record a run
+    from dicomveil.audit import AuditLog
+    from dicomveil.pipeline.outcome import FileOutcome
+    from dicomveil.profile.policy import Policy
+    from dicomveil.vault import Vault
 
 __all__ = ["RunRecorder"]
 

@@ -4,10 +4,16 @@ The same function serves the ``deid`` command and every later entry point. Worke
 processes that each compile the policy and derive the keys once, then take files in chunks (to
 amortise the cost of handing work over). Pseudonyms come from the key alone, so the output does
 not depend on the number of workers or the order files are processed in.
+
+Start-up is kept off the critical path: this module imports neither the engine nor pydicom, so
+a parent that does not need them forks its workers first; they import the engine while the
+parent does its own preparation (``before``: opening the vault, for ``deid``), and only then
+are files handed out.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import uuid
 from collections import Counter
@@ -15,16 +21,16 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from dicomveil.engine.keys import PseudonymKeys
-from dicomveil.engine.rules import CompiledPolicy, compile_policy
-from dicomveil.pipeline.files import FileOutcome, deidentify_file
-from dicomveil.profile.policy import Policy
+if TYPE_CHECKING:
+    from dicomveil.pipeline.outcome import FileOutcome
+    from dicomveil.profile.policy import Policy
 
-__all__ = ["RunSummary", "default_workers", "discover", "run_deidentification"]
+__all__ = ["RunSummary", "chunk_size", "default_workers", "discover", "run_deidentification"]
 
-CHUNK_SIZE = 16
+MAX_CHUNK = 64
+"""Most files handed to a worker at once (fewer hand-overs; still balanced at the end)."""
 
 
 def default_workers() -> int:
@@ -33,6 +39,14 @@ def default_workers() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - not Linux
         return max(1, os.cpu_count() or 1)
+
+
+def chunk_size(files: int | None, workers: int) -> int:
+    """Return how many files to hand a worker at once: about eight chunks per worker, so
+    the last ones keep every worker busy, and at most :data:`MAX_CHUNK`."""
+    if files is None:
+        return 16
+    return max(1, min(MAX_CHUNK, files // (workers * 8)))
 
 
 def discover(source: Path) -> Iterator[Path]:
@@ -88,19 +102,30 @@ _STATE: dict[str, Any] = {}
 
 
 def _init_worker(secret: bytes, policy: Policy, dest: str, fsync: bool, hash_output: bool) -> None:
+    from dicomveil.engine.keys import PseudonymKeys
+    from dicomveil.engine.rules import compile_policy
+    from dicomveil.pipeline.files import deidentify_file
+
     _STATE["keys"] = PseudonymKeys(secret)
     _STATE["compiled"] = compile_policy(policy)
     _STATE["dest"] = Path(dest)
-    _STATE["fsync"] = fsync
-    _STATE["hash_output"] = hash_output
+    _STATE["options"] = {"fsync": fsync, "hash_output": hash_output}
+    _STATE["run"] = deidentify_file
+
+
+def _ready() -> None:
+    """A no-op task: handing it out starts the workers."""
 
 
 def _process_chunk(paths: Sequence[str]) -> list[FileOutcome]:
-    compiled: CompiledPolicy = _STATE["compiled"]
-    keys: PseudonymKeys = _STATE["keys"]
-    dest: Path = _STATE["dest"]
-    options = {"fsync": _STATE["fsync"], "hash_output": _STATE["hash_output"]}
-    return [deidentify_file(Path(p), dest, compiled, keys, **options) for p in paths]
+    run = _STATE["run"]
+    compiled, keys, dest, options = (
+        _STATE["compiled"],
+        _STATE["keys"],
+        _STATE["dest"],
+        _STATE["options"],
+    )
+    return [run(Path(p), dest, compiled, keys, **options) for p in paths]
 
 
 def _chunks(paths: Iterable[Path], size: int) -> Iterator[list[str]]:
@@ -112,6 +137,12 @@ def _chunks(paths: Iterable[Path], size: int) -> Iterator[list[str]]:
             chunk = []
     if chunk:
         yield chunk
+
+
+def _context() -> Any:
+    """Fork where available: workers start in milliseconds and share what is imported."""
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("fork" if "fork" in methods else None)
 
 
 # -- parent side ------------------------------------------------------------------------------
@@ -128,6 +159,7 @@ def run_deidentification(
     hash_output: bool = False,
     on_outcome: Callable[[FileOutcome], None] | None = None,
     run_id: str | None = None,
+    before: Callable[[], None] | None = None,
 ) -> RunSummary:
     """De-identify every file of ``paths`` into ``dest``.
 
@@ -140,15 +172,24 @@ def run_deidentification(
     policy, secret:
         The policy and the pseudonym secret.
     workers:
-        Processes to use (default: every core); ``1`` runs in this process.
+        Processes to use (default: every core; never more than files); ``1`` runs in this
+        process.
     hash_output:
         Compute each output's SHA-256 (batches need it; ``deid`` does not by default).
     on_outcome:
         Called in this process for each file, as it finishes (progress, vault, audit).
+    before:
+        Called once the workers are starting and before any file is processed (open what
+        records the run here: it runs while the workers get ready). If it raises, nothing
+        is processed.
     """
     summary = RunSummary(run_id=run_id or uuid.uuid4().hex)
     dest.mkdir(parents=True, exist_ok=True)
     workers = workers or default_workers()
+    files = len(paths) if isinstance(paths, Sequence) else None
+    in_process = workers == 1
+    if files is not None:  # even one file goes to a worker: it starts while ``before`` runs
+        workers = max(1, min(workers, files))
 
     def handle(outcomes: list[FileOutcome]) -> None:
         for outcome in outcomes:
@@ -156,7 +197,9 @@ def run_deidentification(
             if on_outcome is not None:
                 on_outcome(outcome)
 
-    if workers == 1:
+    if in_process:
+        if before is not None:
+            before()
         _init_worker(secret, policy, str(dest), fsync, hash_output)
         for chunk in _chunks(paths, 1):
             handle(_process_chunk(chunk))
@@ -164,16 +207,25 @@ def run_deidentification(
 
     with ProcessPoolExecutor(
         max_workers=workers,
+        mp_context=_context(),
         initializer=_init_worker,
         initargs=(secret, policy, str(dest), fsync, hash_output),
     ) as pool:
+        pool.submit(_ready)  # forks the workers now: they get ready while ``before`` runs
+        if before is not None:
+            before()
         pending: set[Future[list[FileOutcome]]] = set()
-        for chunk in _chunks(paths, CHUNK_SIZE):
+        # A list is handed out at once, so workers never wait for this process (busy
+        # recording, or in an fsync); a generator is followed a few chunks ahead.
+        ahead = None if files is not None else workers * 4
+        for chunk in _chunks(paths, chunk_size(files, workers)):
             pending.add(pool.submit(_process_chunk, chunk))
-            if len(pending) >= workers * 4:  # bounded: discovery never runs far ahead
+            if ahead is not None and len(pending) >= ahead:
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for future in done:
                     handle(future.result())
-        for future in pending:
-            handle(future.result())
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                handle(future.result())
     return summary

@@ -33,8 +33,6 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from pydicom.datadict import tag_for_keyword
-
 from dicomveil.errors import ProfileError
 from dicomveil.profile.options import Option
 
@@ -161,6 +159,8 @@ def parse_tag(text: str) -> int:
     match = _TAG_RE.fullmatch(text.strip())
     if match:
         return int(match.group(1) + match.group(2), 16)
+    from pydicom.datadict import tag_for_keyword  # pydicom only for keywords: fast start-up
+
     tag = tag_for_keyword(text.strip())
     if tag is None:
         raise ProfileError(f"unknown attribute {text!r} (use a DICOM keyword or '(gggg,eeee)')")

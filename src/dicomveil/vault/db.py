@@ -13,7 +13,7 @@ import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from importlib import resources
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
@@ -131,31 +131,66 @@ def _head_revision(config: Any) -> str | None:
     return head
 
 
-def _current_revision(connection: Connection) -> str | None:
-    from alembic.migration import MigrationContext
+HEAD_REVISION: Final = "0001"
+"""The newest revision in ``migrations/versions`` (a test keeps it equal to Alembic's head).
 
-    context = MigrationContext.configure(
-        connection, opts={"version_table": "vault_alembic_version"}
+Knowing it lets :func:`migrate` check a vault without importing Alembic, and create a new
+SQLite vault from :mod:`~dicomveil.vault.schema` (the same tables and indexes as replaying
+the revisions, which a test also checks): opening the vault is on every ``deid``'s path.
+"""
+_VERSION_TABLE = "vault_alembic_version"
+
+
+def _stamped(connection: Connection) -> str | None:
+    """The revision recorded in the vault (plain SQL, as Alembic reads it), or ``None``."""
+    from sqlalchemy import inspect
+
+    if not inspect(connection).has_table(_VERSION_TABLE):
+        return None
+    row = connection.execute(text(f"SELECT version_num FROM {_VERSION_TABLE}")).first()
+    return None if row is None else str(row[0])
+
+
+def _create(connection: Connection) -> None:
+    """Create the schema of a new SQLite vault at :data:`HEAD_REVISION`, stamped as Alembic
+    would have left it."""
+    from sqlalchemy import Column, MetaData, PrimaryKeyConstraint, String, Table, inspect
+
+    from dicomveil.vault.schema import metadata
+
+    if inspect(connection).get_table_names():
+        raise VaultError("the vault database holds tables but no schema revision")
+    metadata.create_all(connection)
+    version = Table(
+        _VERSION_TABLE,
+        MetaData(),
+        Column("version_num", String(32), nullable=False),
+        PrimaryKeyConstraint("version_num", name=f"{_VERSION_TABLE}_pkc"),
     )
-    return context.get_current_revision()
+    version.create(connection)
+    connection.execute(version.insert().values(version_num=HEAD_REVISION))
 
 
 def migrate(engine: Engine) -> str | None:
     """Bring the schema to the newest Alembic revision; return that revision.
 
-    Cheap when the schema is current (one read). Otherwise the upgrade runs in one write
-    transaction holding SQLite's write lock or a PostgreSQL advisory lock, so processes
-    opening a new vault at the same moment migrate it exactly once.
+    Cheap when the schema is current (one read, without importing Alembic). Otherwise the
+    upgrade runs in one write transaction holding SQLite's write lock or a PostgreSQL
+    advisory lock, so processes opening a new vault at the same moment migrate it exactly
+    once. A new SQLite vault is created from the schema directly (Alembic replays the
+    revisions for PostgreSQL and for older vaults).
     """
-    from alembic import command
-
     with map_database_errors("migrating the schema"):
         with engine.connect() as connection:
-            head = _head_revision(_alembic_config(connection))
-            if _current_revision(connection) == head:
-                return head
+            if _stamped(connection) == HEAD_REVISION:
+                return HEAD_REVISION
         with write_transaction(engine) as connection:
             lock(connection)
-            if _current_revision(connection) != head:
+            current = _stamped(connection)
+            if current is None and connection.dialect.name == "sqlite":
+                _create(connection)
+            elif current != HEAD_REVISION:
+                from alembic import command
+
                 command.upgrade(_alembic_config(connection), "head")
-        return head
+        return HEAD_REVISION

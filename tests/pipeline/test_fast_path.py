@@ -1,0 +1,212 @@
+"""The byte-level fast path against the reference path: same bytes, counts, flags, identity.
+
+:func:`~dicomveil.pipeline.files.deidentify_file` de-identifies most instances without pydicom
+objects (:mod:`dicomveil.engine.encoded`) and hands the rest to the reference engine and
+writer. Both must give the same output for every input and policy: these tests run every file
+both ways and compare everything, and check that the fast path is really taken where it should
+be.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pydicom
+import pytest
+
+from dicomveil.demo import write_demo_study
+from dicomveil.engine._encoding import dummy_bytes, method_elements
+from dicomveil.engine.keys import PseudonymKeys
+from dicomveil.engine.rules import compile_policy
+from dicomveil.engine.values import dummy_value
+from dicomveil.pipeline import files
+from dicomveil.pipeline.files import FileOutcome, deidentify_file
+from dicomveil.profile.options import Option
+from dicomveil.profile.policy import Override, OverrideAction, Policy, PrivateRule
+from tests.pipeline.fast_cases import write_cases
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+KEYS = PseudonymKeys(b"fast-path-test-secret-0123456789")
+PYDICOM_DATA = Path(pydicom.data.__file__).parent
+PYDICOM_FILES = sorted(
+    path
+    for path in [
+        *(PYDICOM_DATA / "test_files").rglob("*"),
+        *(PYDICOM_DATA / "charset_files").glob("*.dcm"),
+    ]
+    if path.is_file()
+)
+
+POLICIES = {
+    "basic": Policy(),
+    "burned-in-allowed": Policy(allow_burned_in_annotation=True),
+    "retain-uids": Policy.from_names(["retain-uids"]),
+    "full-dates": Policy.from_names(["retain-longitudinal-full-dates"]),
+    "institution": Policy.from_names(["retain-institution-identity", "clean-pixel-data"]),
+    # options that clean text: the reference engine converts every element (never fast)
+    "retain-more": Policy.from_names(
+        ["retain-device-identity", "retain-institution-identity", "retain-patient-characteristics"]
+    ),
+    "overrides": Policy(
+        overrides={
+            0x00101010: Override(OverrideAction.KEEP),  # Patient's Age
+            0x00080080: Override(OverrideAction.REMOVE),  # Institution Name
+            0x00081010: Override(OverrideAction.EMPTY),  # Station Name
+            0x00100020: Override(OverrideAction.KEEP),  # Patient ID kept, Patient's Name not
+        },
+        private_rules=(
+            PrivateRule("SYNTHETIC PRIVATE", OverrideAction.KEEP),
+            PrivateRule("OTHER VENDOR", OverrideAction.KEEP),
+        ),
+        organization="ORG1",
+        allow_burned_in_annotation=True,
+    ),
+    "modified-dates": Policy.from_names(["retain-longitudinal-modified-dates"]),
+}
+
+
+def _both(source: Path, root: Path, policy: Policy) -> tuple[FileOutcome, FileOutcome, bool]:
+    """De-identify ``source`` the reference way and the fast way; report if fast was taken."""
+    compiled = compile_policy(policy)
+    reference = deidentify_file(source, root / "reference", compiled, KEYS, fast=False)
+    taken: list[bool] = []
+    fast = files._fast
+
+    def spy(*args: object) -> FileOutcome | None:
+        outcome = fast(*args)  # type: ignore[arg-type]
+        taken.append(outcome is not None)
+        return outcome
+
+    files._fast = spy  # type: ignore[assignment]
+    try:
+        quick = deidentify_file(source, root / "fast", compile_policy(policy), KEYS)
+    finally:
+        files._fast = fast
+    return reference, quick, bool(taken and taken[0])
+
+
+def _same(reference: FileOutcome, quick: FileOutcome, root: Path) -> None:
+    fields = ("status", "output", "reason", "size", "operations", "flags", "modality", "identity")
+    for name in fields:
+        assert getattr(quick, name) == getattr(reference, name), name
+    if reference.status == "ok":
+        expected = (root / "reference" / reference.output).read_bytes()
+        assert (root / "fast" / quick.output).read_bytes() == expected
+
+
+def _run(paths: list[Path], root: Path, policy: Policy) -> int:
+    taken = 0
+    for index, source in enumerate(paths):
+        folder = root / str(index)
+        reference, quick, fast = _both(source, folder, policy)
+        try:
+            _same(reference, quick, folder)
+        except AssertionError as exc:
+            raise AssertionError(f"{source.name}: {exc}") from exc
+        taken += fast
+    return taken
+
+
+@pytest.fixture(scope="module")
+def cases(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    return write_cases(tmp_path_factory.mktemp("fast-cases"))
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    folder = tmp_path_factory.mktemp("fast-demo")
+    return write_demo_study(folder, patients=2, series_per_study=2, images_per_series=2)
+
+
+NEVER_FAST = ("modified-dates", "retain-more")
+
+
+@pytest.mark.parametrize("policy", list(POLICIES), ids=list(POLICIES))
+class TestSameAsReference:
+    def test_probing_cases(self, policy: str, cases: list[Path], tmp_path: Path) -> None:
+        taken = _run(cases, tmp_path, POLICIES[policy])
+        if policy not in NEVER_FAST:
+            assert taken >= len(cases) // 2  # most cases are the fast path's to handle
+
+    def test_pydicom_files(self, policy: str, tmp_path: Path) -> None:
+        taken = _run(PYDICOM_FILES, tmp_path, POLICIES[policy])
+        if policy == "basic":
+            assert taken > 60
+
+    def test_demo_study(self, policy: str, demo: list[Path], tmp_path: Path) -> None:
+        taken = _run(demo, tmp_path, POLICIES[policy])
+        if policy not in NEVER_FAST:
+            assert taken == len(demo)
+
+
+def test_worker_counts_give_the_same_tree(demo: list[Path], tmp_path: Path) -> None:
+    """Pseudonyms are remembered per process: a second pass gives the same bytes."""
+    compiled = compile_policy(Policy())
+    for run in ("a", "b"):
+        for source in [*demo, *reversed(demo)]:
+            assert deidentify_file(source, tmp_path / run, compiled, KEYS).status == "ok"
+    left = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*.dcm"))
+    right = sorted(p.relative_to(tmp_path / "b") for p in (tmp_path / "b").rglob("*.dcm"))
+    assert left == right
+    for name in left:
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+
+
+class TestEncodings:
+    """The values the fast path encodes itself, against the reference writer."""
+
+    @pytest.mark.parametrize(
+        "vr",
+        ["AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM", "UC",
+         "UR", "UT", "FL", "FD", "SL", "SS", "UL", "US", "SV", "UV", "OB", "OW", "UN", "AT"],
+    )  # fmt: skip
+    def test_dummy_values(self, vr: str) -> None:
+        from pydicom import config
+        from pydicom.dataelem import DataElement
+        from pydicom.dataset import Dataset
+
+        from dicomveil.dicomio._encode import Parts, encode_elements, sorted_tags
+
+        ds = Dataset()
+        ds._dict[pydicom.tag.BaseTag(0x00091010)] = DataElement(
+            0x00091010, vr, dummy_value(vr), validation_mode=config.IGNORE
+        )
+        parts = Parts()
+        encode_elements(ds, sorted_tags(ds), False, True, parts)
+        encoded = b"".join(p for p in parts.finish() if isinstance(p, bytes))
+        header = 12 if vr in ("OB", "OW", "UN", "UC", "UR", "UT", "UV", "SV") else 8
+        assert encoded[header:] == dummy_bytes(vr)
+
+    @pytest.mark.parametrize("implicit", [False, True])
+    @pytest.mark.parametrize("options", [[], ["retain-uids", "clean-graphics"]])
+    def test_method_attributes(self, implicit: bool, options: list[str]) -> None:
+        from pydicom.dataset import Dataset
+
+        from dicomveil.dicomio._encode import Parts, encode_elements, sorted_tags
+        from dicomveil.engine.method import add_method_attributes
+
+        policy = Policy.from_names(options)
+        ds = Dataset()
+        add_method_attributes(ds, policy, "remove")
+        parts = Parts()
+        encode_elements(ds, sorted_tags(ds), implicit, True, parts)
+        expected = b"".join(p for p in parts.finish() if isinstance(p, bytes))
+        ours = b"".join(data for _, data in method_elements(policy, "remove", implicit))
+        assert ours == expected
+
+
+def test_options_that_keep_the_fast_path() -> None:
+    """Options whose rules can clean text need the reference engine's scrubber, which reads
+    (and so re-encodes) every element: only the others can take the fast path."""
+    fast = {
+        option
+        for option in Option
+        if not compile_policy(Policy(options=frozenset({option}))).can_clean_text
+    }
+    assert fast == {
+        Option.RETAIN_UIDS,
+        Option.RETAIN_INSTITUTION_IDENTITY,
+        Option.RETAIN_LONGITUDINAL_FULL_DATES,
+        Option.CLEAN_PIXEL_DATA,
+    }
