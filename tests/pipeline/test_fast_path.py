@@ -210,3 +210,49 @@ def test_options_that_keep_the_fast_path() -> None:
         Option.RETAIN_LONGITUDINAL_FULL_DATES,
         Option.CLEAN_PIXEL_DATA,
     }
+
+
+POOL_SCRIPT = """
+import sys
+from pathlib import Path
+from dicomveil.pipeline.run import run_deidentification
+from dicomveil.profile.policy import Policy
+assert "pydicom" not in sys.modules  # the workers import it, without pixel codecs
+sources = [Path(line) for line in Path(sys.argv[1]).read_text().splitlines()]
+policy = Policy(allow_burned_in_annotation=True)
+summary = run_deidentification(sources, Path(sys.argv[2]), policy, b"x" * 32, workers=2)
+assert summary.total == len(sources)
+"""
+
+
+def test_pool_workers_give_the_same_outputs(tmp_path: Path) -> None:
+    """Pool workers import pydicom without its pixel codecs; every output is the same as in
+    this process, reference path included (the pydicom files that need it)."""
+    import subprocess
+    import sys
+
+    from dicomveil.pipeline.run import run_deidentification
+
+    compiled = compile_policy(Policy(allow_burned_in_annotation=True))
+    outputs: dict[str, list[Path]] = {}
+    for source in PYDICOM_FILES[:100]:  # several share a SOP Instance UID: one of each
+        outcome = deidentify_file(source, tmp_path / "probe", compiled, KEYS)
+        outputs.setdefault(outcome.output or str(source), []).append(source)
+    sources = [paths[0] for paths in outputs.values()]
+    listing = tmp_path / "sources.txt"
+    listing.write_text("\n".join(str(path) for path in sources))
+    done = subprocess.run(
+        [sys.executable, "-c", POOL_SCRIPT, str(listing), str(tmp_path / "pool")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    policy = Policy(allow_burned_in_annotation=True)
+    run_deidentification(sources, tmp_path / "here", policy, b"x" * 32, workers=1)
+    folders = [
+        {path.relative_to(dest): path.read_bytes() for path in dest.rglob("*.dcm")}
+        for dest in (tmp_path / "here", tmp_path / "pool")
+    ]
+    assert folders[0] == folders[1]
+    assert len(folders[0]) > 40

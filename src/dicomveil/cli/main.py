@@ -152,7 +152,6 @@ class _OnImport(importlib.abc.MetaPathFinder):
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line with ``argv`` and return the exit code."""
-    _quiet_pydicom()
     args = sys.argv[1:] if argv is None else argv
     command = _command_of(args)
     try:
@@ -171,5 +170,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run() -> None:
-    """Console-script entry point."""
+    """Console-script entry point (the process's: global settings are made here only, so
+    calling :func:`main` in a test process leaves pydicom's settings alone)."""
+    _quiet_pydicom()
     sys.exit(main())
