@@ -76,3 +76,26 @@ def test_workers_do_not_print_values(tmp_path: Path, key_file: Path) -> None:
         env={**os.environ, "DICOMVEIL_HOME": str(tmp_path / "h")},
     )
     assert "1.2.123.456.78.9.0123.4567.89012345678901" not in result.stdout + result.stderr
+
+
+EXIT_PROBE = """
+import atexit, sys
+atexit.register(lambda: print("exit handler ran"))
+sys.argv = ["dicomveil", "deid", sys.argv[1], sys.argv[2]]
+from dicomveil.cli.main import run
+run()
+"""
+
+
+def test_the_entry_point_exits_with_the_code_after_exit_handlers(tmp_path: Path) -> None:
+    """``run`` skips the interpreter's teardown but keeps exit code, handlers and output."""
+    done = subprocess.run(
+        [sys.executable, "-c", EXIT_PROBE, str(tmp_path / "missing"), str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "DICOMVEIL_HOME": str(tmp_path / "home")},
+    )
+    assert done.returncode == 2
+    assert done.stdout.strip() == "exit handler ran"
+    assert "no such file or folder" in done.stderr

@@ -11,14 +11,18 @@ commands register every command.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import importlib
 import importlib.abc
 import importlib.util
+import os
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from importlib.machinery import ModuleSpec
 from types import ModuleType
-from typing import Final
+from typing import Final, NoReturn
 
 import typer
 
@@ -173,4 +177,23 @@ def run() -> None:
     """Console-script entry point (the process's: global settings are made here only, so
     calling :func:`main` in a test process leaves pydicom's settings alone)."""
     _quiet_pydicom()
-    sys.exit(main())
+    _exit(main())
+
+
+def _exit(code: int) -> NoReturn:
+    """End the process without tearing the interpreter down.
+
+    Everything a command writes is flushed and closed when it returns; what is left at exit
+    is freeing every imported module, which costs a short command up to a fifth of its time
+    (SQLAlchemy's alone takes 0.1 s). Exit handlers still run and the standard streams are
+    flushed. While a non-daemon thread is alive (an executor someone did not shut down), the
+    usual exit is taken, which waits for it.
+    """
+    main_thread = threading.main_thread()
+    if any(t is not main_thread and not t.daemon for t in threading.enumerate()):
+        sys.exit(code)
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe or stream
+            stream.flush()
+    os._exit(code)
