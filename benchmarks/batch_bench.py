@@ -26,6 +26,7 @@ import argparse
 import os
 import platform
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -191,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--write-docs", action="store_true")
     args = parser.parse_args(argv)
+    # ``kill`` ends the run through ``finally`` too, so the moto server does not outlive it.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     work = Path(tempfile.mkdtemp(prefix="dicomveil-batch-bench-"))
     env = {**CREDENTIALS}
     moto = None
