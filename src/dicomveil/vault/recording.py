@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Table
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from dicomveil.engine.identity import IdentityRecord
@@ -103,11 +103,12 @@ def insert_new(connection: Connection, table: Table, rows: list[dict[str, Any]])
     """Insert ``rows``, skipping those whose pseudonymous key exists; return how many were new."""
     if not rows:
         return 0
-    dialect_insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
-    natural = natural_column(table)
+    # The dialect's own INSERT (SQLite's and PostgreSQL's both have ON CONFLICT DO NOTHING),
+    # imported when that dialect is in use only.
+    dialect = importlib.import_module(f"sqlalchemy.dialects.{connection.dialect.name}")
     statement = (
-        dialect_insert(table)
-        .on_conflict_do_nothing(index_elements=[natural, "pseudonym_key_id"])
+        dialect.insert(table)
+        .on_conflict_do_nothing(index_elements=[natural_column(table), "pseudonym_key_id"])
         .returning(table.c.id)
     )
     return len(connection.execute(statement, rows).all())
