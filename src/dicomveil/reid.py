@@ -211,7 +211,8 @@ def reidentify_dataset(
     date) is set back to the original; if the object belongs to the de-identified study,
     its Study Instance UID, Accession Number and Study Date too; every UI value at any
     sequence depth (and in the file meta) that the vault knows as a pseudonymous study,
-    series or instance UID is mapped back, as are nested Patient ID and Accession Number
+    series, instance or frame of reference UID is mapped back (so a returned segmentation
+    overlays the original images), as are nested Patient ID and Accession Number
     values equal to the study's pseudonyms. UIDs the vault does not know (new objects made
     by the reader) stay as they are. Patient Identity Removed, if present, becomes ``NO``.
 

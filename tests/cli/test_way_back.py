@@ -105,6 +105,52 @@ def test_returned_report_is_mapped_back(demo_study: Path, tmp_path: Path, key_fi
     assert back.SOPInstanceUID == report.SOPInstanceUID  # the reader's new UID stays new
 
 
+def _segmentation_on(deidentified: Path) -> Dataset:
+    """What a remote AI service returns: a segmentation in the image's frame of reference,
+    referring to the image's series and instance (only the parts the way back reads)."""
+    image = pydicom.dcmread(deidentified, stop_before_pixels=True)
+    seg = _report_on(deidentified)
+    seg.SOPClassUID = seg.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.66.4"
+    seg.Modality = "SEG"
+    del seg.ContentSequence
+    seg.FrameOfReferenceUID = image.FrameOfReferenceUID
+    instance = Dataset()
+    instance.ReferencedSOPClassUID = image.SOPClassUID
+    instance.ReferencedSOPInstanceUID = image.SOPInstanceUID
+    referenced = Dataset()
+    referenced.SeriesInstanceUID = image.SeriesInstanceUID
+    referenced.ReferencedInstanceSequence = Sequence([instance])
+    seg.ReferencedSeriesSequence = Sequence([referenced])
+    return seg
+
+
+def test_returned_segmentation_overlays_the_original_images(
+    demo_study: Path, tmp_path: Path, key_file: Path
+) -> None:
+    """Frame of reference, series and instance references all point at the originals."""
+    dest = tmp_path / "out"
+    assert main(["deid", str(demo_study), str(dest), "--key-file", str(key_file)]) == 0
+    deidentified = next(dest.rglob("*.dcm"))
+    seg = _segmentation_on(deidentified)
+    returned, restored = tmp_path / "seg.dcm", tmp_path / "seg-reid.dcm"
+    seg.save_as(returned, enforce_file_format=True)
+    code = main(["reidentify", "--dicom", str(returned), "--out", str(restored),
+                 "--purpose", "import segmentation"])  # fmt: skip
+    assert code == 0
+    back = pydicom.dcmread(restored)
+    referenced = back.ReferencedSeriesSequence[0]
+    image_uid = referenced.ReferencedInstanceSequence[0].ReferencedSOPInstanceUID
+    sources = {
+        ds.SOPInstanceUID: ds
+        for ds in (pydicom.dcmread(p, stop_before_pixels=True) for p in demo_study.rglob("*.dcm"))
+    }
+    source = sources[image_uid]
+    assert source.FrameOfReferenceUID != seg.FrameOfReferenceUID  # it was pseudonymous
+    assert back.FrameOfReferenceUID == source.FrameOfReferenceUID
+    assert referenced.SeriesInstanceUID == source.SeriesInstanceUID
+    assert back.StudyInstanceUID == source.StudyInstanceUID
+
+
 def _deid_worker(args: tuple[str, str, str]) -> int:
     source, dest, key = args
     return main(["deid", source, dest, "--key-file", key, "-j", "1"])

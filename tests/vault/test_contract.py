@@ -217,5 +217,5 @@ def test_schema_matches_the_migrations(vault: Vault) -> None:
             connection, opts={"version_table": "vault_alembic_version"}
         )
         assert compare_metadata(context, metadata) == []
-    assert vault.stats().revision == "0001"
+    assert vault.stats().revision == "0002"
     assert pseudo_uid("x") != pseudo_uid("y")

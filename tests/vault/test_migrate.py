@@ -55,3 +55,26 @@ def test_opening_a_current_vault_does_not_import_alembic(tmp_path: Path) -> None
     for _ in range(2):  # create, then reopen
         done = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True)
         assert done.returncode == 0, done.stderr.decode()
+
+
+def test_a_vault_at_the_first_revision_is_upgraded_on_open(tmp_path: Path) -> None:
+    """An existing vault keeps its rows and gains the newer tables when next opened."""
+    from alembic import command
+
+    from tests.vault.corpus import make_records
+
+    path = tmp_path / "old.sqlite"
+    engine = vault_db.make_engine(f"sqlite:///{path}", create=True)
+    with vault_db.write_transaction(engine) as connection:
+        command.upgrade(vault_db._alembic_config(connection), "0001")
+    engine.dispose()
+    with sqlite3.connect(path) as connection:
+        tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master")}
+    assert "vault_frame_of_reference" not in tables
+    records = make_records(1)
+    with Vault.open(f"sqlite:///{path}", SECRET) as vault:
+        assert vault.stats().revision == vault_db.HEAD_REVISION == "0002"
+        vault.record(records, run_id="run-1")
+    with Vault.open(f"sqlite:///{path}", SECRET) as vault:
+        study = records[0].pseudonymous.study_instance_uid
+        assert [m.pseudo_study_uid for m in vault.find(study=study)] == [study]

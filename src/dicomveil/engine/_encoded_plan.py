@@ -38,6 +38,7 @@ BIRTH_DATE: Final = 0x00100030
 STUDY_UID: Final = 0x0020000D
 SERIES_UID: Final = 0x0020000E
 STUDY_ID: Final = 0x00200010
+FRAME_OF_REFERENCE: Final = 0x00200052
 BURNED_IN: Final = 0x00280301
 METHOD_CODES: Final = 0x00120064
 ENCAPSULATED_DOCUMENT: Final = 0x00420011
@@ -45,12 +46,12 @@ ENCAPSULATED_DOCUMENT: Final = 0x00420011
 #: Top-level elements of the original identity (read before anything changes).
 ORIGINAL: Final = frozenset(
     {SOP_INSTANCE, STUDY_DATE, ACCESSION, PATIENT_NAME, PATIENT_ID, ISSUER, BIRTH_DATE,
-     STUDY_UID, SERIES_UID}
+     STUDY_UID, SERIES_UID, FRAME_OF_REFERENCE}
 )  # fmt: skip
 #: Elements whose current text the reference reads (``_text``): pseudonym rules, identity.
 TRACKED: Final = frozenset(
     {PATIENT_NAME, PATIENT_ID, ISSUER, STUDY_UID, STUDY_ID, ACCESSION, SERIES_UID,
-     SOP_INSTANCE, SOP_CLASS}
+     SOP_INSTANCE, SOP_CLASS, FRAME_OF_REFERENCE}
 )  # fmt: skip
 #: Top-level elements the reference reads through pydicom before the walk (pixel checks).
 CHECKED: Final = frozenset({SOP_CLASS, MODALITY, BURNED_IN})

@@ -72,6 +72,7 @@ _TAGS: dict[str, BaseTag] = {
     for keyword in (
         "PatientID", "PatientName", "IssuerOfPatientID", "PatientBirthDate", "StudyInstanceUID",
         "AccessionNumber", "StudyDate", "SeriesInstanceUID", "SOPInstanceUID", "StudyID",
+        "FrameOfReferenceUID",
     )
 }  # fmt: skip
 
@@ -122,6 +123,7 @@ class _Walker:
             study_date=_text(ds, "StudyDate"),
             series_instance_uid=_text(ds, "SeriesInstanceUID"),
             sop_instance_uid=_text(ds, "SOPInstanceUID"),
+            frame_of_reference_uid=_text(ds, "FrameOfReferenceUID"),
         )
         o = self.original
         self.patient_key = patient_key(
@@ -365,6 +367,7 @@ def deidentify(
             accession_number=_text(ds, "AccessionNumber"),
             series_instance_uid=_text(ds, "SeriesInstanceUID"),
             sop_instance_uid=_text(ds, "SOPInstanceUID"),
+            frame_of_reference_uid=_text(ds, "FrameOfReferenceUID"),
         ),
         key_id=keys.key_id,
         date_offset_days=walker.offset,

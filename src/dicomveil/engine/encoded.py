@@ -23,6 +23,7 @@ from dicomveil.engine._encoded_plan import (
     ACCESSION,
     BIRTH_DATE,
     BURNED_IN,
+    FRAME_OF_REFERENCE,
     ISSUER,
     MODALITY,
     PATIENT_ID,
@@ -85,7 +86,7 @@ def _result(walker: Walker, body: bytes, stop: int, pixels: bool) -> EncodedResu
     o = OriginalIdentity(
         *walker.original(
             PATIENT_ID, PATIENT_NAME, ISSUER, BIRTH_DATE, STUDY_UID, ACCESSION,
-            STUDY_DATE, SERIES_UID, SOP_INSTANCE,
+            STUDY_DATE, SERIES_UID, SOP_INSTANCE, FRAME_OF_REFERENCE,
         )
     )  # fmt: skip
     seen = walker.seen.get
@@ -111,6 +112,7 @@ def _result(walker: Walker, body: bytes, stop: int, pixels: bool) -> EncodedResu
             accession_number=texts(ACCESSION, ""),
             series_instance_uid=texts(SERIES_UID, ""),
             sop_instance_uid=sop_instance,
+            frame_of_reference_uid=texts(FRAME_OF_REFERENCE, ""),
         ),
         key_id=walker.keys.key_id,
         date_offset_days=offset,

@@ -25,6 +25,7 @@ class OriginalIdentity:
     study_date: str
     series_instance_uid: str
     sop_instance_uid: str
+    frame_of_reference_uid: str = ""
 
     def __repr__(self) -> str:  # never print PHI by accident
         return "OriginalIdentity(<sealed>)"
@@ -40,6 +41,7 @@ class PseudonymousIdentity:
     accession_number: str
     series_instance_uid: str
     sop_instance_uid: str
+    frame_of_reference_uid: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -131,7 +131,7 @@ def _head_revision(config: Any) -> str | None:
     return head
 
 
-HEAD_REVISION: Final = "0001"
+HEAD_REVISION: Final = "0002"
 """The newest revision in ``migrations/versions`` (a test keeps it equal to Alembic's head).
 
 Knowing it lets :func:`migrate` check a vault without importing Alembic, and create a new

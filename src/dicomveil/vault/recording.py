@@ -13,7 +13,7 @@ from sqlalchemy.engine import Connection
 from dicomveil.engine.identity import IdentityRecord
 from dicomveil.vault.crypto import VaultKey
 from dicomveil.vault.models import OriginalStudy
-from dicomveil.vault.schema import SEALED_TABLES, instances, series, studies
+from dicomveil.vault.schema import SEALED_TABLES, frames_of_reference, instances, series, studies
 from dicomveil.vault.sealing import natural_column, patient_index, seal_row
 
 __all__ = ["RowBuilder", "check_record", "insert_new"]
@@ -80,6 +80,16 @@ class RowBuilder:
             },
             {"SOPInstanceUID": o.sop_instance_uid},
         )
+        if p.frame_of_reference_uid and o.frame_of_reference_uid:
+            self._add(
+                frames_of_reference,
+                {
+                    "pseudo_frame_of_reference_uid": p.frame_of_reference_uid,
+                    "pseudonym_key_id": kid,
+                    "pseudo_study_uid": p.study_instance_uid,
+                },
+                {"FrameOfReferenceUID": o.frame_of_reference_uid},
+            )
 
     def _add(
         self,

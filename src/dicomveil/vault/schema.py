@@ -26,7 +26,15 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-__all__ = ["SEALED_TABLES", "instances", "keys", "metadata", "series", "studies"]
+__all__ = [
+    "SEALED_TABLES",
+    "frames_of_reference",
+    "instances",
+    "keys",
+    "metadata",
+    "series",
+    "studies",
+]
 
 metadata = MetaData()
 
@@ -102,5 +110,25 @@ instances = Table(
     Index("ix_vault_instance_vault_key", "vault_key_id"),
 )
 
+frames_of_reference = Table(
+    "vault_frame_of_reference",
+    metadata,
+    Column("id", _ROW_ID, primary_key=True, autoincrement=True),
+    Column("pseudonym_key_id", _KEY_ID, nullable=False),
+    Column("pseudo_frame_of_reference_uid", _UID, nullable=False),
+    Column("pseudo_study_uid", _UID, nullable=False),
+    Column("vault_key_id", _KEY_ID, nullable=False),
+    Column("sealed", LargeBinary, nullable=False),
+    UniqueConstraint(
+        "pseudo_frame_of_reference_uid",
+        "pseudonym_key_id",
+        name="uq_vault_frame_of_reference_pseudo",
+    ),
+    Index("ix_vault_frame_of_reference_study", "pseudo_study_uid"),
+    Index("ix_vault_frame_of_reference_vault_key", "vault_key_id"),
+)
+"""Frames of reference (the study of first sight): a returned segmentation or registration
+refers to its images' frame of reference, which must map back for it to overlay them."""
+
 #: The tables holding sealed values, parents first.
-SEALED_TABLES: tuple[Table, Table, Table] = (studies, series, instances)
+SEALED_TABLES: tuple[Table, ...] = (studies, series, instances, frames_of_reference)

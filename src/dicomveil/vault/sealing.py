@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import Table
 
 from dicomveil.vault.crypto import VaultKey, associated_data, normalize_patient
-from dicomveil.vault.schema import instances, series, studies
+from dicomveil.vault.schema import frames_of_reference, instances, series, studies
 
 __all__ = ["BOUND_COLUMNS", "natural_column", "open_row", "patient_index", "seal_row"]
 
@@ -31,6 +31,11 @@ BOUND_COLUMNS: Mapping[str, tuple[str, ...]] = {
         "pseudo_sop_instance_uid",
         "pseudonym_key_id",
         "pseudo_series_uid",
+        "pseudo_study_uid",
+    ),
+    frames_of_reference.name: (
+        "pseudo_frame_of_reference_uid",
+        "pseudonym_key_id",
         "pseudo_study_uid",
     ),
 }

@@ -36,7 +36,14 @@ from dicomveil.vault.crypto import VaultKey
 from dicomveil.vault.keyring import Keyring
 from dicomveil.vault.models import OriginalStudy, RecordResult, StudyMatch, VaultStats
 from dicomveil.vault.recording import RowBuilder, check_record, insert_new
-from dicomveil.vault.schema import SEALED_TABLES, instances, keys, series, studies
+from dicomveil.vault.schema import (
+    SEALED_TABLES,
+    frames_of_reference,
+    instances,
+    keys,
+    series,
+    studies,
+)
 from dicomveil.vault.sealing import open_row, patient_index
 
 __all__ = ["Vault"]
@@ -46,6 +53,7 @@ _UID_SOURCES: tuple[tuple[Table, str, str], ...] = (
     (studies, "pseudo_study_uid", "StudyInstanceUID"),
     (series, "pseudo_series_uid", "SeriesInstanceUID"),
     (instances, "pseudo_sop_instance_uid", "SOPInstanceUID"),
+    (frames_of_reference, "pseudo_frame_of_reference_uid", "FrameOfReferenceUID"),
 )
 
 
