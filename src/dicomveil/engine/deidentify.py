@@ -11,8 +11,9 @@ DICOM PS3.15 Annex E (Attribute Confidentiality Profiles), Table E.1-1.
 
 from __future__ import annotations
 
+from dataclasses import fields
 from functools import cache
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 from pydicom import config
 from pydicom.datadict import keyword_for_tag, tag_for_keyword
@@ -23,7 +24,12 @@ from pydicom.tag import BaseTag
 
 from dicomveil.engine.dates import date_offset_days, shift_da, shift_dt
 from dicomveil.engine.descriptors import Scrubber
-from dicomveil.engine.identity import IdentityRecord, OriginalIdentity, PseudonymousIdentity
+from dicomveil.engine.identity import (
+    KEYWORDS,
+    IdentityRecord,
+    OriginalIdentity,
+    PseudonymousIdentity,
+)
 from dicomveil.engine.keys import PseudonymKeys
 from dicomveil.engine.method import add_method_attributes
 from dicomveil.engine.pseudonyms import (
@@ -68,13 +74,15 @@ class DeidResult(NamedTuple):
 
 
 _TAGS: dict[str, BaseTag] = {
-    keyword: BaseTag(tag_for_keyword(keyword) or 0)
-    for keyword in (
-        "PatientID", "PatientName", "IssuerOfPatientID", "PatientBirthDate", "StudyInstanceUID",
-        "AccessionNumber", "StudyDate", "SeriesInstanceUID", "SOPInstanceUID", "StudyID",
-        "FrameOfReferenceUID",
-    )
-}  # fmt: skip
+    keyword: BaseTag(tag_for_keyword(keyword) or 0) for keyword in KEYWORDS.values()
+}
+
+_Identity = TypeVar("_Identity", OriginalIdentity, PseudonymousIdentity)
+
+
+def _identity(ds: Dataset, kind: type[_Identity]) -> _Identity:
+    """Read ``kind`` (original or pseudonymous identity) from the top level of ``ds``."""
+    return kind(**{field.name: _text(ds, KEYWORDS[field.name]) for field in fields(kind)})
 
 
 def _text(ds: Dataset, keyword: str) -> str:
@@ -113,18 +121,7 @@ class _Walker:
         self.compiled = compiled
         self.keys = keys
         self.report = Report(options=sorted(o.value for o in compiled.policy.options))
-        self.original = OriginalIdentity(
-            patient_id=_text(ds, "PatientID"),
-            patient_name=_text(ds, "PatientName"),
-            issuer_of_patient_id=_text(ds, "IssuerOfPatientID"),
-            patient_birth_date=_text(ds, "PatientBirthDate"),
-            study_instance_uid=_text(ds, "StudyInstanceUID"),
-            accession_number=_text(ds, "AccessionNumber"),
-            study_date=_text(ds, "StudyDate"),
-            series_instance_uid=_text(ds, "SeriesInstanceUID"),
-            sop_instance_uid=_text(ds, "SOPInstanceUID"),
-            frame_of_reference_uid=_text(ds, "FrameOfReferenceUID"),
-        )
+        self.original = _identity(ds, OriginalIdentity)
         o = self.original
         self.patient_key = patient_key(
             o.patient_id, o.issuer_of_patient_id, o.patient_name, o.study_instance_uid
@@ -360,15 +357,7 @@ def deidentify(
     add_method_attributes(ds, compiled.policy, compiled.date_mode)
     identity = IdentityRecord(
         original=walker.original,
-        pseudonymous=PseudonymousIdentity(
-            patient_id=_text(ds, "PatientID"),
-            study_id=_text(ds, "StudyID"),
-            study_instance_uid=_text(ds, "StudyInstanceUID"),
-            accession_number=_text(ds, "AccessionNumber"),
-            series_instance_uid=_text(ds, "SeriesInstanceUID"),
-            sop_instance_uid=_text(ds, "SOPInstanceUID"),
-            frame_of_reference_uid=_text(ds, "FrameOfReferenceUID"),
-        ),
+        pseudonymous=_identity(ds, PseudonymousIdentity),
         key_id=keys.key_id,
         date_offset_days=walker.offset,
     )

@@ -7,9 +7,26 @@ original values leave the engine, and it must only ever be handed to the vault.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Final
 
-__all__ = ["IdentityRecord", "OriginalIdentity", "PseudonymousIdentity"]
+__all__ = ["KEYWORDS", "IdentityRecord", "OriginalIdentity", "PseudonymousIdentity"]
+
+#: The DICOM keyword (top level) each field of the identities below is read from.
+KEYWORDS: Final[Mapping[str, str]] = {
+    "patient_id": "PatientID",
+    "patient_name": "PatientName",
+    "issuer_of_patient_id": "IssuerOfPatientID",
+    "patient_birth_date": "PatientBirthDate",
+    "study_instance_uid": "StudyInstanceUID",
+    "study_id": "StudyID",
+    "accession_number": "AccessionNumber",
+    "study_date": "StudyDate",
+    "series_instance_uid": "SeriesInstanceUID",
+    "sop_instance_uid": "SOPInstanceUID",
+    "frame_of_reference_uid": "FrameOfReferenceUID",
+}
 
 
 @dataclass(frozen=True, slots=True)
