@@ -82,17 +82,22 @@ def _report_on(deidentified: Path) -> Dataset:
     return sr
 
 
+def _returned(dataset: Dataset, folder: Path, purpose: str) -> Dataset:
+    """Save ``dataset`` as a returned file, re-identify it with the CLI, read the result."""
+    returned, restored = folder / "returned.dcm", folder / "restored.dcm"
+    dataset.save_as(returned, enforce_file_format=True)
+    code = main(["reidentify", "--dicom", str(returned), "--out", str(restored),
+                 "--purpose", purpose])  # fmt: skip
+    assert code == 0
+    return pydicom.dcmread(restored)
+
+
 def test_returned_report_is_mapped_back(demo_study: Path, tmp_path: Path, key_file: Path) -> None:
     dest = tmp_path / "out"
     main(["deid", str(demo_study), str(dest), "--key-file", str(key_file)])
     deidentified = next(dest.rglob("*.dcm"))
     report = _report_on(deidentified)
-    returned, restored = tmp_path / "sr.dcm", tmp_path / "sr-reid.dcm"
-    report.save_as(returned, enforce_file_format=True)
-    code = main(["reidentify", "--dicom", str(returned), "--out", str(restored),
-                 "--purpose", "import report"])  # fmt: skip
-    assert code == 0
-    back = pydicom.dcmread(restored)
+    back = _returned(report, tmp_path, "import report")
     originals = {
         pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID: p
         for p in demo_study.rglob("*.dcm")
@@ -132,12 +137,7 @@ def test_returned_segmentation_overlays_the_original_images(
     assert main(["deid", str(demo_study), str(dest), "--key-file", str(key_file)]) == 0
     deidentified = next(dest.rglob("*.dcm"))
     seg = _segmentation_on(deidentified)
-    returned, restored = tmp_path / "seg.dcm", tmp_path / "seg-reid.dcm"
-    seg.save_as(returned, enforce_file_format=True)
-    code = main(["reidentify", "--dicom", str(returned), "--out", str(restored),
-                 "--purpose", "import segmentation"])  # fmt: skip
-    assert code == 0
-    back = pydicom.dcmread(restored)
+    back = _returned(seg, tmp_path, "import segmentation")
     referenced = back.ReferencedSeriesSequence[0]
     image_uid = referenced.ReferencedInstanceSequence[0].ReferencedSOPInstanceUID
     sources = {

@@ -17,6 +17,16 @@ def _schema(path: Path) -> list[tuple[str, str, str, str | None]]:
         return sorted(rows)
 
 
+def _replay(path: Path, revision: str = "head") -> None:
+    """Build a SQLite vault at ``path`` by replaying the Alembic revisions up to ``revision``."""
+    from alembic import command
+
+    engine = vault_db.make_engine(f"sqlite:///{path}", create=True)
+    with vault_db.write_transaction(engine) as connection:
+        command.upgrade(vault_db._alembic_config(connection), revision)
+    engine.dispose()
+
+
 def test_head_revision_is_alembics_head(tmp_path: Path) -> None:
     engine = vault_db.make_engine(f"sqlite:///{tmp_path / 'v.sqlite'}", create=True)
     with engine.connect() as connection:
@@ -27,13 +37,8 @@ def test_head_revision_is_alembics_head(tmp_path: Path) -> None:
 
 def test_new_vault_has_the_schema_alembic_builds(tmp_path: Path) -> None:
     """A new SQLite vault created from the schema equals one built by replaying revisions."""
-    from alembic import command
-
     replayed = tmp_path / "replayed.sqlite"
-    engine = vault_db.make_engine(f"sqlite:///{replayed}", create=True)
-    with vault_db.write_transaction(engine) as connection:
-        command.upgrade(vault_db._alembic_config(connection), "head")
-    engine.dispose()
+    _replay(replayed)
     created = tmp_path / "created.sqlite"
     Vault.open(f"sqlite:///{created}", SECRET).close()
     assert _schema(created) == _schema(replayed)
@@ -58,16 +63,11 @@ def test_opening_a_current_vault_does_not_import_alembic(tmp_path: Path) -> None
 
 
 def test_a_vault_at_the_first_revision_is_upgraded_on_open(tmp_path: Path) -> None:
-    """An existing vault keeps its rows and gains the newer tables when next opened."""
-    from alembic import command
-
+    """An existing vault gains the newer tables when next opened, then records as usual."""
     from tests.vault.corpus import make_records
 
     path = tmp_path / "old.sqlite"
-    engine = vault_db.make_engine(f"sqlite:///{path}", create=True)
-    with vault_db.write_transaction(engine) as connection:
-        command.upgrade(vault_db._alembic_config(connection), "0001")
-    engine.dispose()
+    _replay(path, "0001")
     with sqlite3.connect(path) as connection:
         tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master")}
     assert "vault_frame_of_reference" not in tables
