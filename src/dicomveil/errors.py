@@ -15,6 +15,9 @@
     ├── VaultError             the re-identification vault refused or failed
     │   └── AccessDenied
     ├── AuditError             the audit log could not be written or does not verify
+    ├── StudyIndexError        the de-identified archive's index failed
+    │   └── StudyIndexUnavailable (Retryable)
+    ├── QueryError             a search (QIDO-RS) that cannot be understood
     └── QueueError
 
 Messages name tags, keywords and opaque ids, never attribute values: an exception
@@ -33,10 +36,13 @@ __all__ = [
     "NotAnInstanceError",
     "ObjectNotFound",
     "ProfileError",
+    "QueryError",
     "QueueError",
     "Retryable",
     "StorageError",
     "StorageUnavailable",
+    "StudyIndexError",
+    "StudyIndexUnavailable",
     "UnsupportedInputError",
     "VaultError",
 ]
@@ -96,6 +102,21 @@ class AccessDenied(VaultError):
 
 class AuditError(DicomveilError):
     """The audit log could not be written, or does not verify."""
+
+
+class StudyIndexError(DicomveilError):
+    """The index database failed (the message names the operation, never a value)."""
+
+
+class StudyIndexUnavailable(StudyIndexError, Retryable):
+    """The index database cannot be reached right now."""
+
+
+class QueryError(DicomveilError):
+    """A query cannot be understood: malformed value, unknown attribute, bad paging.
+
+    The message names the attribute, never the value (a client may have typed PHI).
+    """
 
 
 class QueueError(DicomveilError):

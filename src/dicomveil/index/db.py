@@ -18,7 +18,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from dicomveil import database
-from dicomveil.errors import DicomveilError, Retryable
+from dicomveil.errors import StudyIndexError, StudyIndexUnavailable
 
 __all__ = [
     "INDEX_FILE",
@@ -32,14 +32,6 @@ __all__ = [
 ]
 
 INDEX_FILE: Final = "index.sqlite"
-
-
-class StudyIndexError(DicomveilError):
-    """The index database failed (the message names the operation, never a value)."""
-
-
-class StudyIndexUnavailable(StudyIndexError, Retryable):
-    """The index database cannot be reached right now."""
 
 
 def default_index_url(home: Path) -> str:

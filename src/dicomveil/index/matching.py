@@ -24,7 +24,7 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
-from dicomveil.errors import DicomveilError
+from dicomveil.errors import QueryError
 from dicomveil.index.attributes import Attribute, MatchKind
 
 __all__ = [
@@ -46,13 +46,6 @@ _TIME_LOW: Final = "000000.000000"
 _TIME_HIGH: Final = "235959.999999"
 _MAX_VALUE: Final = 1024
 _MAX_UIDS: Final = 1000
-
-
-class QueryError(DicomveilError):
-    """A query cannot be understood: malformed value, unknown attribute, bad paging.
-
-    The message names the attribute, never the value (a client may have typed PHI).
-    """
 
 
 @dataclass(frozen=True, slots=True)

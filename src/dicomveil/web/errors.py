@@ -27,14 +27,14 @@ from dicomveil.errors import (
     DicomveilError,
     MalformedInputError,
     ObjectNotFound,
+    QueryError,
     QueueError,
     StorageError,
     StorageUnavailable,
+    StudyIndexError,
     UnsupportedInputError,
     VaultError,
 )
-from dicomveil.index.db import StudyIndexError
-from dicomveil.index.matching import QueryError
 
 __all__ = [
     "STATUS",
