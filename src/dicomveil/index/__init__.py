@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dicomveil.index.attributes import ATTRIBUTES, Attribute, Level, MatchKind, matchable_at
 from dicomveil.index.base import (
+    HeaderSource,
     IndexCounts,
     Query,
     Row,
@@ -25,7 +26,12 @@ from dicomveil.index.base import (
 )
 from dicomveil.index.db import StudyIndexError, StudyIndexUnavailable, default_index_url
 from dicomveil.index.matching import Condition, QueryError, parse_condition
-from dicomveil.index.records import BULK_PREFIX, InstanceRecord, record_from_file
+from dicomveil.index.records import (
+    BULK_PREFIX,
+    InstanceRecord,
+    metadata_from_file,
+    record_from_file,
+)
 from dicomveil.index.sql import SqlStudyIndex
 
 __all__ = [
@@ -33,6 +39,7 @@ __all__ = [
     "BULK_PREFIX",
     "Attribute",
     "Condition",
+    "HeaderSource",
     "IndexCounts",
     "InstanceRecord",
     "Level",
@@ -49,6 +56,7 @@ __all__ = [
     "StudyIndexUnavailable",
     "default_index_url",
     "matchable_at",
+    "metadata_from_file",
     "open_index",
     "parse_condition",
     "record_from_file",

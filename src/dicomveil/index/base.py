@@ -11,6 +11,7 @@ from dicomveil.index.matching import Condition, QueryError
 from dicomveil.index.records import InstanceRecord
 
 __all__ = [
+    "HeaderSource",
     "IndexCounts",
     "Query",
     "Row",
@@ -60,6 +61,14 @@ class Query:
 
 
 @dataclass(frozen=True, slots=True)
+class HeaderSource:
+    """The instance a row's header comes from, to build the header when the index has none."""
+
+    sop_instance_uid: str
+    storage_key: str
+
+
+@dataclass(frozen=True, slots=True)
 class Row:
     """One search result.
 
@@ -70,12 +79,16 @@ class Row:
         ``ModalitiesInStudy`` (a list) at the study level.
     metadata:
         The DICOM JSON text of a representative instance (the row's own instance at the
-        instance level), when the query asked for it.
+        instance level), when the query asked for it; ``""`` when the index does not hold
+        it yet (see :meth:`StudyIndex.set_metadata`).
+    source:
+        That representative instance, when the query asked for metadata.
     """
 
     level: Level
     values: dict[str, RowValue]
     metadata: str | None = None
+    source: HeaderSource | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +113,7 @@ class StoredInstance:
     sha256: str
     number_of_frames: int | None
     metadata: str = field(repr=False)
+    """The header as DICOM JSON; ``""`` when the index does not hold it yet."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +137,13 @@ class StudyIndex(Protocol):
 
     def add(self, records: Sequence[InstanceRecord]) -> int:
         """Insert or replace instances (by SOP Instance UID); return how many were new."""
+        ...
+
+    def set_metadata(self, headers: Mapping[str, str]) -> None:
+        """Keep the DICOM JSON of instances added without it, by SOP Instance UID.
+
+        Instances that already have their header, or are not indexed, are left as they are.
+        """
         ...
 
     def search(self, query: Query) -> SearchResult:

@@ -13,11 +13,14 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from pydicom.dataset import Dataset
 
 from dicomveil.index.attributes import ATTRIBUTES, MatchKind
+
+if TYPE_CHECKING:
+    from dicomveil.dicomio import Instance
 
 __all__ = [
     "BULK_PREFIX",
@@ -25,6 +28,7 @@ __all__ = [
     "InstanceRecord",
     "dataset_json",
     "indexed_values",
+    "metadata_from_file",
     "record_from_file",
 ]
 
@@ -56,7 +60,8 @@ class InstanceRecord:
     transfer_syntax_uid:
         The transfer syntax it is stored in.
     metadata:
-        The header as DICOM JSON text (bulk data by placeholder URI).
+        The header as DICOM JSON text (bulk data by placeholder URI); ``""`` when it is
+        left to the first read.
     """
 
     values: Mapping[str, Value]
@@ -131,8 +136,14 @@ def dataset_json(ds: Dataset, *, pixel_vr: str | None = None, pixel_tag: int = 0
     return json.dumps(dict(sorted(document.items())), separators=(",", ":"))
 
 
-def record_from_file(path: Path, *, storage_key: str, size: int, sha256: str) -> InstanceRecord:
+def record_from_file(
+    path: Path, *, storage_key: str, size: int, sha256: str, with_metadata: bool = True
+) -> InstanceRecord:
     """Read a de-identified instance's header and return its record.
+
+    Without ``with_metadata`` the record's ``metadata`` is ``""``: building the DICOM JSON
+    costs more than the rest of the record, so ingest leaves it to the first read (see
+    :meth:`~dicomveil.index.StudyIndex.set_metadata`).
 
     Raises
     ------
@@ -142,15 +153,32 @@ def record_from_file(path: Path, *, storage_key: str, size: int, sha256: str) ->
     from dicomveil.dicomio import read_instance
 
     instance = read_instance(path)
-    pixel = instance.pixel
-    pixel_vr, pixel_tag = None, 0x7FE00010
-    if pixel is not None:
-        pixel_vr, pixel_tag = pixel.vr or ("OB" if pixel.encapsulated else "OW"), pixel.tag
     return InstanceRecord(
         values=indexed_values(instance.dataset),
         storage_key=storage_key,
         size=size,
         sha256=sha256,
         transfer_syntax_uid=str(instance.transfer_syntax),
-        metadata=dataset_json(instance.dataset, pixel_vr=pixel_vr, pixel_tag=pixel_tag),
+        metadata=_metadata(instance) if with_metadata else "",
     )
+
+
+def metadata_from_file(path: Path) -> str:
+    """Return the DICOM JSON of a de-identified instance's header (bulk data by placeholder).
+
+    Raises
+    ------
+    MalformedInputError
+        The file is not readable DICOM.
+    """
+    from dicomveil.dicomio import read_instance
+
+    return _metadata(read_instance(path))
+
+
+def _metadata(instance: Instance) -> str:
+    pixel = instance.pixel
+    pixel_vr, pixel_tag = None, 0x7FE00010
+    if pixel is not None:
+        pixel_vr, pixel_tag = pixel.vr or ("OB" if pixel.encapsulated else "OW"), pixel.tag
+    return dataset_json(instance.dataset, pixel_vr=pixel_vr, pixel_tag=pixel_tag)

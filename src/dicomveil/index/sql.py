@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Select, Table, func, select
+from sqlalchemy import Select, Table, bindparam, func, select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
@@ -20,7 +20,15 @@ from dicomveil.index.attributes import (
     attributes_for,
     matchable_at,
 )
-from dicomveil.index.base import IndexCounts, Query, Row, RowValue, SearchResult, StoredInstance
+from dicomveil.index.base import (
+    HeaderSource,
+    IndexCounts,
+    Query,
+    Row,
+    RowValue,
+    SearchResult,
+    StoredInstance,
+)
 from dicomveil.index.db import make_engine, map_index_errors, public_url, write_transaction
 from dicomveil.index.matching import QueryError
 from dicomveil.index.records import InstanceRecord
@@ -98,6 +106,19 @@ class SqlStudyIndex:
                         raise
         return 0  # pragma: no cover - the loop returns or raises
 
+    def set_metadata(self, headers: Mapping[str, str]) -> None:
+        """Keep the DICOM JSON of instances indexed without it (one transaction)."""
+        if not headers:
+            return
+        statement = (
+            instances.update()
+            .where(instances.c.sop_instance_uid == bindparam("uid"), instances.c.dicom_json == "")
+            .values(dicom_json=bindparam("header"))
+        )
+        rows = [{"uid": uid, "header": text} for uid, text in headers.items()]
+        with map_index_errors("keeping metadata"), write_transaction(self._engine) as connection:
+            connection.execute(statement, rows)
+
     # -- reading -------------------------------------------------------------------------
 
     def search(self, query: Query) -> SearchResult:
@@ -108,9 +129,10 @@ class SqlStudyIndex:
             more = len(fetched) > query.limit
             fetched = fetched[: query.limit]
             extra = self._metadata(connection, query, fetched) if query.with_metadata else {}
-        rows = [
-            Row(query.level, _values(query, record), extra.get(record["_pk"])) for record in fetched
-        ]
+        rows = []
+        for record in fetched:
+            text, source = extra.get(record["_pk"], (None, None))
+            rows.append(Row(query.level, _values(query, record), text, source))
         return SearchResult(rows, more)
 
     def _select(self, query: Query) -> Select[Any]:
@@ -147,21 +169,25 @@ class SqlStudyIndex:
             statement = statement.where(series.c.series_instance_uid == query.series_uid)
         return statement.order_by(own.c.pk).limit(query.limit + 1).offset(query.offset)
 
-    def _metadata(self, connection: Connection, query: Query, fetched: list[Any]) -> dict[int, str]:
+    def _metadata(
+        self, connection: Connection, query: Query, fetched: list[Any]
+    ) -> dict[int, tuple[str, HeaderSource]]:
         keys = [record["_pk"] for record in fetched]
         if not keys:
             return {}
+        header = (instances.c.dicom_json, instances.c.sop_instance_uid, instances.c.storage_key)
         if query.level is Level.INSTANCE:
-            statement = select(instances.c.pk, instances.c.dicom_json).where(
-                instances.c.pk.in_(keys)
-            )
-            return {int(pk): str(text) for pk, text in connection.execute(statement)}
-        parent = instances.c.study_pk if query.level is Level.STUDY else instances.c.series_pk
-        first = (
-            select(func.min(instances.c.pk)).where(parent.in_(keys)).group_by(parent)
-        ).scalar_subquery()
-        statement = select(parent, instances.c.dicom_json).where(instances.c.pk.in_(first))
-        return {int(pk): str(text) for pk, text in connection.execute(statement)}
+            statement = select(instances.c.pk, *header).where(instances.c.pk.in_(keys))
+        else:
+            parent = instances.c.study_pk if query.level is Level.STUDY else instances.c.series_pk
+            first = (
+                select(func.min(instances.c.pk)).where(parent.in_(keys)).group_by(parent)
+            ).scalar_subquery()
+            statement = select(parent, *header).where(instances.c.pk.in_(first))
+        return {
+            int(pk): (str(text), HeaderSource(uid, storage_key))
+            for pk, text, uid, storage_key in connection.execute(statement)
+        }
 
     def instances(
         self,

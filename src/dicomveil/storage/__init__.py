@@ -19,7 +19,7 @@ consoles. Use pseudonyms, opaque ids and hashes.
 from __future__ import annotations
 
 from dicomveil.storage._base import BaseBlobStore
-from dicomveil.storage._values import StoreSettings, Transfer
+from dicomveil.storage._values import FileUpload, StoreSettings, Transfer
 from dicomveil.storage.azure import AzureBlobStore
 from dicomveil.storage.file import FileBlobStore
 from dicomveil.storage.gcs import GcsBlobStore
@@ -31,6 +31,7 @@ __all__ = [
     "AzureBlobStore",
     "BaseBlobStore",
     "FileBlobStore",
+    "FileUpload",
     "GcsBlobStore",
     "MemoryBlobStore",
     "S3BlobStore",

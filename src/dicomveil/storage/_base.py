@@ -10,10 +10,11 @@ reported, so a store never keeps a partial or mismatched object it knows about.
 
 from __future__ import annotations
 
+import builtins
 import inspect
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import fields
 from pathlib import Path
@@ -30,7 +31,7 @@ from dicomveil.storage._keys import (
     check_prefix,
     is_valid_key,
 )
-from dicomveil.storage._values import Payload, StoreSettings, Transfer
+from dicomveil.storage._values import FileUpload, Payload, StoreSettings, Transfer
 from dicomveil.storage.url import split_bucket_url
 
 __all__ = [
@@ -167,6 +168,49 @@ class BaseBlobStore(ABC):
         key, metadata = self._check_put(key, content_type, metadata)
         return self._put(key, Payload.from_bytes(data), content_type, metadata)
 
+    def put_files(
+        self, uploads: Sequence[FileUpload], *, consume: bool = False
+    ) -> list[BlobInfo | StorageError]:
+        """Store several local files; return each one's verified info, or why it failed.
+
+        One failed upload does not stop the others. Local stores write the group together:
+        one ``fsync`` per folder rather than per object, and with ``consume`` the files are
+        moved into the store instead of copied (when they are on the same file system).
+
+        Parameters
+        ----------
+        uploads
+            What to store, in order.
+        consume
+            The caller gives the files up: the store may move them, and they may be gone
+            afterwards, whatever the outcome.
+
+        Raises
+        ------
+        ValueError, TypeError
+            For an invalid key, content type or metadata (nothing is uploaded).
+        OSError
+            When a local file cannot be read (nothing is uploaded).
+        """
+        checked = [self._check_put(u.key, u.content_type, u.metadata) for u in uploads]
+        payloads = [Payload.from_file(u.path) for u in uploads]
+        items = [
+            (key, payload, upload.content_type, {**metadata, SHA256_KEY: payload.sha256})
+            for (key, metadata), payload, upload in zip(checked, payloads, uploads, strict=True)
+        ]
+        results: list[BlobInfo | StorageError] = []
+        for (key, payload, _, _), error in zip(
+            items, self._write_many(items, consume=consume), strict=True
+        ):
+            if error is not None:
+                results.append(error)
+                continue
+            try:
+                results.append(self._verified(key, payload))
+            except StorageError as exc:
+                results.append(exc)
+        return results
+
     def get_bytes(self, key: str) -> bytes:
         """Return the object's content.
 
@@ -226,6 +270,10 @@ class BaseBlobStore(ABC):
         self, key: str, payload: Payload, content_type: str, metadata: dict[str, str]
     ) -> BlobInfo:
         self._write(key, payload, content_type, {**metadata, SHA256_KEY: payload.sha256})
+        return self._verified(key, payload)
+
+    def _verified(self, key: str, payload: Payload) -> BlobInfo:
+        """The info of the object just written, checked against ``payload`` (or deleted)."""
         info = self._head(key)
         if info is None or info.size != payload.size or info.sha256 != payload.sha256:
             with suppress(StorageError):
@@ -241,6 +289,26 @@ class BaseBlobStore(ABC):
         self, key: str, payload: Payload, content_type: str, metadata: Mapping[str, str]
     ) -> None:
         """Store ``payload`` atomically with ``content_type`` and ``metadata`` (incl. sha256)."""
+
+    def _write_many(
+        self,
+        items: Sequence[tuple[str, Payload, str, Mapping[str, str]]],
+        *,
+        consume: bool,
+    ) -> builtins.list[StorageError | None]:
+        """Store ``(key, payload, content_type, metadata)`` items; ``None`` for each success.
+
+        By default one :meth:`_write` after the other (``consume`` changes nothing).
+        """
+        errors: builtins.list[StorageError | None] = []
+        for key, payload, content_type, metadata in items:
+            try:
+                self._write(key, payload, content_type, metadata)
+            except StorageError as exc:
+                errors.append(exc)
+            else:
+                errors.append(None)
+        return errors
 
     @abstractmethod
     def _read(self, key: str) -> bytes:

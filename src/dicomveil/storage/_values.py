@@ -14,7 +14,7 @@ from dicomveil.errors import ConfigError
 from dicomveil.ports import BlobInfo
 from dicomveil.storage._keys import SHA256_KEY
 
-__all__ = ["MiB", "Payload", "StoreSettings", "Transfer", "info_from_metadata"]
+__all__ = ["FileUpload", "MiB", "Payload", "StoreSettings", "Transfer", "info_from_metadata"]
 
 MiB = 1024 * 1024
 
@@ -121,6 +121,16 @@ class Payload:
     def read(self) -> bytes:
         """Return the whole content."""
         return self.source if isinstance(self.source, bytes) else self.source.read_bytes()
+
+
+@dataclass(frozen=True, slots=True)
+class FileUpload:
+    """One local file to store with :meth:`~dicomveil.storage.BaseBlobStore.put_files`."""
+
+    key: str
+    path: Path
+    content_type: str
+    metadata: Mapping[str, str] | None = None
 
 
 def info_from_metadata(

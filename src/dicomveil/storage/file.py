@@ -16,12 +16,14 @@ rather than stale ones. Files are created with mode 0600.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import secrets
 import shutil
 import tempfile
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, suppress
 from pathlib import Path
 from typing import Any
@@ -128,34 +130,112 @@ class FileBlobStore(BaseBlobStore):
     def _write(
         self, key: str, payload: Payload, content_type: str, metadata: Mapping[str, str]
     ) -> None:
-        target, sidecar = self._path(key), self._meta_path(key)
-        temporaries: list[Path] = []
-        with map_os_errors(f"put {key!r}"):
-            try:
-                data_tmp, stat = self._write_temp(target.parent, payload)
-                temporaries.append(data_tmp)
-                record = {
-                    "size": stat.st_size,
-                    "mtime_ns": stat.st_mtime_ns,
-                    "content_type": content_type,
-                    "metadata": dict(metadata),
-                }
-                encoded = json.dumps(record, sort_keys=True).encode("ascii")
-                meta_tmp, _ = self._write_temp(sidecar.parent, Payload.from_bytes(encoded))
-                temporaries.append(meta_tmp)
-                with self._commit_lock:
-                    os.replace(meta_tmp, sidecar)
-                    os.replace(data_tmp, target)
-            finally:
-                for temporary in temporaries:
-                    temporary.unlink(missing_ok=True)
+        (error,) = self._write_many([(key, payload, content_type, metadata)], consume=False)
+        if error is not None:
+            raise error
+
+    def _write_many(
+        self,
+        items: Sequence[tuple[str, Payload, str, Mapping[str, str]]],
+        *,
+        consume: bool,
+    ) -> list[StorageError | None]:
+        """Write every object and its sidecar to temporary files, rename them all into place,
+        then flush each folder touched once (not once per object)."""
+        errors: list[StorageError | None] = []
+        pending: list[tuple[int, str, list[tuple[Path, Path]]]] = []
+        made: set[Path] = set()
+        try:
+            for number, (key, payload, content_type, metadata) in enumerate(items):
+                try:
+                    with map_os_errors(f"put {key!r}"):
+                        renames = self._stage(key, payload, content_type, metadata, consume, made)
+                except StorageError as exc:
+                    errors.append(exc)
+                    continue
+                errors.append(None)
+                pending.append((number, key, renames))
+            folders: set[Path] = set()
+            with self._commit_lock:
+                for number, key, renames in pending:
+                    try:
+                        with map_os_errors(f"put {key!r}"):
+                            for temporary, final in renames:  # sidecar first, then the object
+                                os.replace(temporary, final)
+                                folders.add(final.parent)
+                    except StorageError as exc:
+                        errors[number] = exc
             if self._fsync:
-                _fsync_directory(sidecar.parent)
-                _fsync_directory(target.parent)
+                for folder in sorted(folders):
+                    _fsync_directory(folder)
+        finally:
+            for _, _, renames in pending:
+                for temporary, _ in renames:
+                    temporary.unlink(missing_ok=True)
+        return errors
+
+    def _stage(
+        self,
+        key: str,
+        payload: Payload,
+        content_type: str,
+        metadata: Mapping[str, str],
+        consume: bool,
+        made: set[Path],
+    ) -> list[tuple[Path, Path]]:
+        """Write ``key``'s content and sidecar beside their places; return the renames due."""
+        target, sidecar = self._path(key), self._meta_path(key)
+        for folder in (target.parent, sidecar.parent):
+            if folder not in made:
+                folder.mkdir(parents=True, exist_ok=True)
+                made.add(folder)
+        if consume and isinstance(payload.source, Path):
+            data_tmp, stat = self._adopt(target.parent, payload)
+        else:
+            data_tmp, stat = self._write_temp(target.parent, payload)
+        try:
+            record = {
+                "size": stat.st_size,
+                "mtime_ns": stat.st_mtime_ns,
+                "content_type": content_type,
+                "metadata": dict(metadata),
+            }
+            encoded = json.dumps(record, sort_keys=True).encode("ascii")
+            meta_tmp, _ = self._write_temp(sidecar.parent, Payload.from_bytes(encoded))
+        except BaseException:
+            data_tmp.unlink(missing_ok=True)
+            raise
+        return [(meta_tmp, sidecar), (data_tmp, target)]
+
+    def _adopt(self, directory: Path, payload: Payload) -> tuple[Path, os.stat_result]:
+        """Move the payload's file to a temporary name in ``directory`` (copy it when it lies
+        on another file system); flush it; return it and its stat."""
+        assert isinstance(payload.source, Path)
+        temporary = directory / f"{_TMP_PREFIX}{secrets.token_hex(8)}"
+        try:
+            os.replace(payload.source, temporary)
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                raise
+            return self._write_temp(directory, payload)
+        try:
+            os.chmod(temporary, 0o600)
+            handle = os.open(temporary, os.O_RDONLY)
+            try:
+                if self._fsync:
+                    os.fsync(handle)
+                stat = os.fstat(handle)
+            finally:
+                os.close(handle)
+            if stat.st_size != payload.size:
+                raise StorageError("a file changed while it was being stored")
+        except BaseException:
+            temporary.unlink(missing_ok=True)
+            raise
+        return temporary, stat
 
     def _write_temp(self, directory: Path, payload: Payload) -> tuple[Path, os.stat_result]:
         """Write ``payload`` to a new temporary file in ``directory``; return it and its stat."""
-        directory.mkdir(parents=True, exist_ok=True)
         handle, name = tempfile.mkstemp(dir=directory, prefix=_TMP_PREFIX)
         temporary = Path(name)
         try:

@@ -16,11 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dicomveil.engine.uids import remap_uid
-from dicomveil.errors import DicomveilError
+from dicomveil.errors import DicomveilError, StorageError
 from dicomveil.index import InstanceRecord, record_from_file
 from dicomveil.pipeline.files import FileOutcome, deidentify_file
 from dicomveil.pipeline.recording import RunRecorder
 from dicomveil.profile.options import Option
+from dicomveil.storage import FileUpload
 from dicomveil.web.services import Services
 
 __all__ = ["Ingested", "deidentify_uploads"]
@@ -37,7 +38,8 @@ class Ingested:
     outcome:
         The pipeline's outcome (``source`` is an opaque upload name, never a path).
     staged:
-        The de-identified file in the request's workspace (``"ok"`` only).
+        The de-identified file in the request's workspace (``"ok"`` only; ``None`` once
+        archived: the archive may have taken the file).
     record:
         What was indexed (archiving requests only).
     sop_class_uid, sop_instance_uid:
@@ -83,20 +85,47 @@ def _references(path: Path, services: Services) -> tuple[str, str]:
     return sop_class, remap_uid(services.keys, original)
 
 
-def _store(services: Services, staged: Path, outcome: FileOutcome) -> InstanceRecord:
-    identity = outcome.identity
-    assert identity is not None
-    pseudo = identity.pseudonymous
-    labels = {"study_uid": pseudo.study_instance_uid, "patient_id": pseudo.patient_id}
-    services.store.put_file(
-        outcome.output,
-        staged,
-        content_type=DICOM,
-        metadata={name: value for name, value in labels.items() if value},
-    )
-    return record_from_file(
-        staged, storage_key=outcome.output, size=outcome.size, sha256=outcome.sha256
-    )
+def _archive(services: Services, results: list[Ingested]) -> None:
+    """Store the de-identified files of ``results`` in one group and take their records.
+
+    The staged files are moved into the archive when it is local (``staged`` is then
+    ``None``). An instance that cannot be stored becomes a failure.
+    """
+    uploads: list[FileUpload] = []
+    records: list[InstanceRecord] = []
+    for result in results:
+        outcome, staged = result.outcome, result.staged
+        assert outcome.identity is not None and staged is not None
+        pseudo = outcome.identity.pseudonymous
+        labels = {"study_uid": pseudo.study_instance_uid, "patient_id": pseudo.patient_id}
+        records.append(
+            record_from_file(
+                staged,
+                storage_key=outcome.output,
+                size=outcome.size,
+                sha256=outcome.sha256,
+                with_metadata=False,  # built on first read (see dicomveil.web.headers)
+            )
+        )
+        uploads.append(
+            FileUpload(
+                outcome.output,
+                staged,
+                DICOM,
+                {name: value for name, value in labels.items() if value},
+            )
+        )
+    stored = services.store.put_files(uploads, consume=True)
+    for result, record, info in zip(results, records, stored, strict=True):
+        result.staged = None
+        if isinstance(info, DicomveilError):
+            result.outcome = _failed(result.outcome.source, info)
+        elif (info.size, info.sha256) != (record.size, record.sha256):
+            result.outcome = _failed(
+                result.outcome.source, StorageError("the archived object does not match")
+            )
+        else:
+            result.record = record
 
 
 def deidentify_uploads(
@@ -148,24 +177,24 @@ def deidentify_uploads(
     )
     with recorder:
         for number, path in enumerate(uploads, start=1):
-            outcome = deidentify_file(path, out, services.compiled, services.keys)
+            outcome = deidentify_file(
+                path, out, services.compiled, services.keys, hash_output=archive
+            )
             outcome.source = Path(f"upload-{number}")
             outcome.reason = outcome.reason.replace(str(path), outcome.source.name)
             result = Ingested(outcome)
             if outcome.status == "ok" and outcome.identity is not None:
                 result.staged = out / outcome.output
                 result.sop_instance_uid = outcome.identity.pseudonymous.sop_instance_uid
-                if archive:
-                    try:
-                        result.record = _store(services, result.staged, outcome)
-                    except DicomveilError as exc:
-                        result.outcome = _failed(outcome.source, exc)
+            results.append(result)
+        if archive:
+            _archive(services, [result for result in results if result.ok])
+        for path, result in zip(uploads, results, strict=True):
             if result.record is not None:
                 result.sop_class_uid = result.record.text("SOPClassUID")
             elif result.outcome.status != "ok":
                 result.sop_class_uid, result.sop_instance_uid = _references(path, services)
             recorder.add(result.outcome)
-            results.append(result)
         counts = Counter(r.outcome.status for r in results)
         recorder.finish(dict(counts), failed=bool(counts["failed"]))
     services.metrics.count_instances(entry, dict(counts))

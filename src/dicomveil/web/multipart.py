@@ -1,8 +1,9 @@
 """Multipart bodies: spooling a streamed ``multipart/related`` request, writing answers.
 
 Requests are parsed as they stream in (python-multipart's push parser); each part goes to
-its own file in the request's workspace, so memory stays bounded whatever the body size. A
-body that ends before its closing boundary is refused as truncated: nothing of it is used.
+its own file of a :class:`~dicomveil.web.spool.Spool` (in memory within the request's
+budget, in its workspace beyond), so memory stays bounded whatever the body size. A body
+that ends before its closing boundary is refused as truncated: nothing of it is used.
 
 References
 ----------
@@ -15,12 +16,13 @@ import secrets
 from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Final
+from typing import Final
 
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from dicomveil.web.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from dicomveil.web.spool import Spool, SpoolFile
 
 __all__ = [
     "Part",
@@ -36,7 +38,7 @@ MAX_PARTS: Final = 10_000
 
 @dataclass(slots=True)
 class Part:
-    """One spooled part: its file, declared content type and size."""
+    """One spooled part: where to read it, declared content type and size."""
 
     path: Path
     content_type: str = ""
@@ -55,20 +57,19 @@ def media_type(header: str | None) -> tuple[str, dict[str, str]]:
 class _Spooler:
     """Callbacks of the push parser: headers into a dict, data into one file per part."""
 
-    def __init__(self, folder: Path, max_part: int) -> None:
-        self.folder, self.max_part = folder, max_part
+    def __init__(self, spool: Spool, max_part: int) -> None:
+        self.spool, self.max_part = spool, max_part
         self.parts: list[Part] = []
         self.ended = False
-        self._handle: IO[bytes] | None = None
+        self._file: SpoolFile | None = None
         self._field = b""
         self._value = b""
 
     def on_part_begin(self) -> None:
         if len(self.parts) >= MAX_PARTS:
             raise BadRequest(f"more than {MAX_PARTS} parts in one request")
-        part = Part(self.folder / f"part-{len(self.parts) + 1:05d}")
-        self.parts.append(part)
-        self._handle = part.path.open("wb")
+        self._file = self.spool.create(f"part-{len(self.parts) + 1:05d}")
+        self.parts.append(Part(self._file.path))
 
     def on_header_field(self, data: bytes, start: int, end: int) -> None:
         self._field += data[start:end]
@@ -90,8 +91,8 @@ class _Spooler:
         part.size += end - start
         if part.size > self.max_part:
             raise PayloadTooLarge(f"a part exceeds {self.max_part} bytes")
-        assert self._handle is not None
-        self._handle.write(data[start:end])
+        assert self._file is not None
+        self._file.write(memoryview(data)[start:end])
 
     def on_part_end(self) -> None:
         self.close()
@@ -100,15 +101,16 @@ class _Spooler:
         self.ended = True
 
     def close(self) -> None:
-        if self._handle is not None:
-            self._handle.close()
-            self._handle = None
+        if self._file is not None:
+            self._file.finish()
+            self.parts[-1].path = self._file.path  # moved to disk on the way, perhaps
+            self._file = None
 
 
 async def spool_related(
     content_type: str | None,
     body: AsyncIterator[bytes],
-    folder: Path,
+    spool: Spool,
     *,
     max_part: int,
     accepted: frozenset[str] = frozenset({"application/dicom"}),
@@ -122,8 +124,8 @@ async def spool_related(
         The request's Content-Type header.
     body:
         The request body as it streams in.
-    folder:
-        Where the parts go (the request's workspace).
+    spool:
+        Where the parts go (the caller releases it).
     max_part:
         Largest part, in bytes.
     accepted:
@@ -149,7 +151,7 @@ async def spool_related(
     boundary = params.get("boundary", "")
     if not boundary or len(boundary) > 200:
         raise BadRequest("the multipart/related Content-Type has no valid boundary")
-    spooler = _Spooler(folder, max_part)
+    spooler = _Spooler(spool, max_part)
     callbacks = {name: getattr(spooler, name) for name in dir(spooler) if name.startswith("on_")}
     parser = MultipartParser(boundary, callbacks)  # type: ignore[arg-type]
     try:

@@ -1,8 +1,9 @@
 """Receiving uploaded instances: a raw ``application/dicom`` body, or multipart.
 
-Uploads are written to the request's private workspace as they stream in (never into
-memory as a whole, never into the system's temporary folder: they hold PHI), and the
-workspace is removed when the answer has been sent.
+Uploads are spooled as they stream in: multipart parts into anonymous memory within the
+request's budget (see :mod:`dicomveil.web.spool`), everything else into the request's
+private workspace (never into the system's temporary folder: they hold PHI). The memory is
+released and the workspace removed when the answer has been sent.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from fastapi import Request
 from dicomveil.web.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 from dicomveil.web.multipart import Part, media_type, spool_related
 from dicomveil.web.services import Services
+from dicomveil.web.spool import Spool
 
 __all__ = ["Workspace", "receive_instances"]
 
@@ -23,14 +25,22 @@ DICOM_TYPES = frozenset({"application/dicom", "application/octet-stream"})
 
 
 class Workspace:
-    """A request's private folder, removed by :meth:`remove` (or as a background task)."""
+    """A request's private folder and spool, removed by :meth:`remove` (or as a background
+    task). The ``in`` folder (parts that do not stay in memory) is made when first needed."""
 
     def __init__(self, services: Services) -> None:
         self.path = services.workspace()
-        (self.path / "in").mkdir()
+        self.spool = Spool(self.path / "in")
+
+    def inbox(self) -> Path:
+        """The folder for uploads spooled to disk (made on first use)."""
+        folder = self.path / "in"
+        folder.mkdir(exist_ok=True)
+        return folder
 
     def remove(self) -> None:
-        """Delete the folder and everything in it."""
+        """Release the spool, then delete the folder and everything in it."""
+        self.spool.close()
         shutil.rmtree(self.path, ignore_errors=True)
 
 
@@ -71,23 +81,22 @@ async def receive_instances(
         As the body's media type, form and size demand.
     """
     kind, _ = media_type(request.headers.get("content-type"))
-    folder = workspace.path / "in"
     limit = services.settings.max_instance_bytes
     if kind in DICOM_TYPES:
-        path = await _spool_raw(request.stream(), folder / "upload", limit)
+        path = await _spool_raw(request.stream(), workspace.inbox() / "upload", limit)
         return [Part(path, "application/dicom", path.stat().st_size)]
     if kind == "multipart/form-data":
         parts = await spool_related(
             request.headers.get("content-type"),
             request.stream(),
-            folder,
+            workspace.spool,
             max_part=limit,
             kind="multipart/form-data",
         )
         return [_form_file(parts)]
     if kind == "multipart/related" and not single:
         parts = await spool_related(
-            request.headers.get("content-type"), request.stream(), folder, max_part=limit
+            request.headers.get("content-type"), request.stream(), workspace.spool, max_part=limit
         )
         return parts
     raise UnsupportedMediaType("send application/dicom or multipart/form-data with a 'file'")

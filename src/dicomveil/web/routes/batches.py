@@ -28,6 +28,7 @@ from dicomveil.web.errors import BadRequest, HttpError, NotFound, UnsupportedMed
 from dicomveil.web.imports import extract_zip, move_into, resolve_import
 from dicomveil.web.multipart import media_type, spool_related
 from dicomveil.web.services import Services
+from dicomveil.web.spool import Spool
 from dicomveil.web.tokens import Token
 
 __all__ = ["router"]
@@ -95,7 +96,7 @@ async def _uploaded(request: Request, services: Services, folder: Path) -> tuple
     parts = await spool_related(
         request.headers.get("content-type"),
         request.stream(),
-        spool,
+        Spool(spool, budget=0),  # the batch reads its inputs later: files, not memory
         max_part=services.settings.max_body_bytes,
         kind="multipart/form-data",
     )

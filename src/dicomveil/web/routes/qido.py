@@ -25,6 +25,7 @@ from dicomveil.index import Query as IndexQuery
 from dicomveil.index.attributes import MatchKind
 from dicomveil.web.deps import DICOMWEB_PREFIX, ServicesDep, dicomweb_root, require
 from dicomveil.web.dicomjson import parse_includefield, resolve_tag, row_json
+from dicomveil.web.headers import complete_rows
 from dicomveil.web.negotiation import negotiate
 from dicomveil.web.tokens import Token
 
@@ -110,8 +111,11 @@ async def _search(
         with_metadata=bool(include),
     )
     result = await run_in_threadpool(services.index.search, query)
+    rows = result.rows
+    if include:
+        rows = await run_in_threadpool(complete_rows, services, rows)
     root = dicomweb_root(request)
-    body = [row_json(row, include, root) for row in result.rows]
+    body = [row_json(row, include, root) for row in rows]
     if unsupported:
         names = ", ".join(sorted(unsupported))
         warnings.append(f"The following attributes are not supported for matching: {names}")

@@ -25,6 +25,7 @@ from dicomveil.index import StoredInstance
 from dicomveil.web.deps import DICOMWEB_PREFIX, ServicesDep, dicomweb_root, require
 from dicomveil.web.dicomjson import rewrite_bulk
 from dicomveil.web.errors import BadRequest, NotFound
+from dicomveil.web.headers import complete_instances
 from dicomveil.web.multipart import multipart_body, new_boundary, related_content_type
 from dicomveil.web.negotiation import negotiate
 from dicomveil.web.pixels import OCTET, frame_media_type, frames, parse_frame_numbers
@@ -87,8 +88,9 @@ async def _retrieve(
     )
 
 
-def _metadata(request: Request, found: list[StoredInstance]) -> Response:
+async def _metadata(request: Request, services: Services, found: list[StoredInstance]) -> Response:
     negotiate(request, [(DICOM_JSON, None), ("application/json", None)])
+    found = await run_in_threadpool(complete_instances, services, found)
     root = dicomweb_root(request)
     body = ",".join(rewrite_bulk(i.metadata, _instance_url(root, i)) for i in found)
     return Response(f"[{body}]", media_type=DICOM_JSON)
@@ -139,7 +141,9 @@ async def study_metadata(
     request: Request, services: ServicesDep, _: Reader, study: str
 ) -> Response:
     """The headers of every instance of the study, bulk data by URI."""
-    return _metadata(request, await run_in_threadpool(stored_instances, services, study))
+    return await _metadata(
+        request, services, await run_in_threadpool(stored_instances, services, study)
+    )
 
 
 @router.get(
@@ -152,7 +156,7 @@ async def series_metadata(
 ) -> Response:
     """The headers of every instance of the series."""
     found = await run_in_threadpool(stored_instances, services, study, series)
-    return _metadata(request, found)
+    return await _metadata(request, services, found)
 
 
 @router.get(_INSTANCE + "/metadata", summary="WADO-RS: an instance's metadata", responses=_METADATA)
@@ -161,7 +165,7 @@ async def instance_metadata(
 ) -> Response:
     """The header of one instance."""
     found = await run_in_threadpool(stored_instances, services, study, series, instance)
-    return _metadata(request, found)
+    return await _metadata(request, services, found)
 
 
 def _octets(chunks: list[bytes], part_type: str, syntax: str | None = None) -> Response:
