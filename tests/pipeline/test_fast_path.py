@@ -17,11 +17,10 @@ import pytest
 from dicomveil.demo import write_demo_study
 from dicomveil.engine._encoding import dummy_bytes, method_elements
 from dicomveil.engine.keys import PseudonymKeys
-from dicomveil.engine.rules import compile_policy
+from dicomveil.engine.rules import Op, compile_policy
 from dicomveil.engine.values import dummy_value
 from dicomveil.pipeline import files
 from dicomveil.pipeline.files import FileOutcome, deidentify_file
-from dicomveil.profile.options import Option
 from dicomveil.profile.policy import Override, OverrideAction, Policy, PrivateRule
 from tests.pipeline.fast_cases import write_cases
 
@@ -44,10 +43,13 @@ POLICIES = {
     "retain-uids": Policy.from_names(["retain-uids"]),
     "full-dates": Policy.from_names(["retain-longitudinal-full-dates"]),
     "institution": Policy.from_names(["retain-institution-identity", "clean-pixel-data"]),
-    # options that clean text: the reference engine converts every element (never fast)
+    # options whose rules can clean text: fast until an element to clean is met
     "retain-more": Policy.from_names(
         ["retain-device-identity", "retain-institution-identity", "retain-patient-characteristics"]
     ),
+    "safe-private": Policy.from_names(["retain-safe-private"]),
+    "clean-descriptors": Policy.from_names(["clean-descriptors"]),
+    "clean-content": Policy.from_names(["clean-structured-content", "clean-graphics"]),
     "overrides": Policy(
         overrides={
             0x00101010: Override(OverrideAction.KEEP),  # Patient's Age
@@ -119,7 +121,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     return write_demo_study(folder, patients=2, series_per_study=2, images_per_series=2)
 
 
-NEVER_FAST = ("modified-dates", "retain-more")
+NEVER_FAST = ("modified-dates", "clean-descriptors")
 
 
 @pytest.mark.parametrize("policy", list(POLICIES), ids=list(POLICIES))
@@ -196,20 +198,24 @@ class TestEncodings:
         assert ours == expected
 
 
-def test_options_that_keep_the_fast_path() -> None:
-    """Options whose rules can clean text need the reference engine's scrubber, which reads
-    (and so re-encodes) every element: only the others can take the fast path."""
-    fast = {
-        option
-        for option in Option
-        if not compile_policy(Policy(options=frozenset({option}))).can_clean_text
-    }
-    assert fast == {
-        Option.RETAIN_UIDS,
-        Option.RETAIN_INSTITUTION_IDENTITY,
-        Option.RETAIN_LONGITUDINAL_FULL_DATES,
-        Option.CLEAN_PIXEL_DATA,
-    }
+def test_text_to_clean_sends_an_instance_the_reference_way(
+    demo: list[Path], tmp_path: Path
+) -> None:
+    """Under a cleaning option, only instances holding an element to clean need the
+    reference engine's scrubber; the others take the fast path, with the same output."""
+    policy = POLICIES["clean-descriptors"]
+    with_text = pydicom.dcmread(demo[0])
+    assert "SeriesDescription" in with_text
+    without = tmp_path / "without.dcm"
+    compiled = compile_policy(policy)
+    for elem in list(with_text):
+        if compiled.rule(int(elem.tag), elem.VR).op in (Op.SCRUB, Op.RECURSE_CLEAN):
+            del with_text[elem.tag]
+    with_text.save_as(without)
+    assert _both(demo[0], tmp_path / "with", policy)[2] is False
+    reference, quick, fast = _both(without, tmp_path / "without", policy)
+    assert fast
+    _same(reference, quick, tmp_path / "without")
 
 
 POOL_SCRIPT = """

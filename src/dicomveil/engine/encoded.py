@@ -168,8 +168,6 @@ def deidentify_encoded(
     NeedMoreData
         The data set continues past ``limit``: call again with more bytes.
     """
-    if compiled.can_clean_text:
-        return None
     walker = Walker(data, limit, eof, implicit, compiled, keys)
     try:
         body, stop = walker.dataset(start, limit, 0, 0, walker.top, False, True)

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
+from pydicom.charset import default_encoding
+from pydicom.dataelem import DataElement, RawDataElement, convert_raw_data_element
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
+from pydicom.tag import BaseTag
 
 from dicomveil.engine.report import Report
 from dicomveil.errors import UnsupportedInputError
@@ -13,6 +18,7 @@ from dicomveil.profile.table import row_for
 
 __all__ = ["check_pixels", "collect_identifiers"]
 
+_CHARSET = BaseTag(0x00080005)
 _IDENTIFIER_VRS = frozenset({"LO", "SH", "AE", "LT", "ST", "UC", "CS"})
 _DESCRIPTOR_OPTIONS = frozenset({"clean-descriptors", "clean-structured-content", "clean-graphics"})
 #: SOP classes that often carry burned-in text: ultrasound and secondary capture.
@@ -32,6 +38,24 @@ def _is_identifier(tag: int) -> bool:
     return not (option_names & _DESCRIPTOR_OPTIONS)
 
 
+def _elements(item: Dataset) -> Iterator[DataElement]:
+    """The elements of ``item`` in its own order, converted without changing ``item``.
+
+    Reading every element through ``item[tag]`` would store the converted elements, and the
+    writer would then encode all of them anew instead of copying the bytes of those the
+    policy keeps (and the byte-level fast path would no longer give the same output).
+    """
+    encoding = item.original_character_set or item._character_set  # noqa: SLF001
+    for tag, elem in list(item._dict.items()):  # noqa: SLF001 - read, not converted in place
+        if not isinstance(elem, RawDataElement):
+            yield elem
+        elif elem.value is None and elem.length != 0:
+            yield item[tag]  # a deferred value: read as the dataset reads it
+        else:
+            charset = default_encoding if tag == _CHARSET else encoding
+            yield convert_raw_data_element(elem, encoding=charset, ds=item)
+
+
 def collect_identifiers(ds: Dataset) -> dict[str, list[str]]:
     """Return the identifying values of ``ds`` (every depth) for a :class:`Scrubber`.
 
@@ -44,7 +68,7 @@ def collect_identifiers(ds: Dataset) -> dict[str, list[str]]:
     dates: list[str] = []
 
     def visit(item: Dataset) -> None:
-        for elem in item:
+        for elem in _elements(item):
             vr = elem.VR
             value = elem.value
             if vr == "SQ" and isinstance(value, Sequence):
