@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -252,3 +253,18 @@ class TestSeriesAndInstances:
         assert one.number_of_frames == 3 and one.size == 100
         assert index.instances("2.25.9") == []
         assert index.instances("2.25.1", "2.25.4.1") == []
+
+
+class TestSetMetadata:
+    def test_fills_only_headers_left_to_first_read(self, index: StudyIndex) -> None:
+        lazy = dataclasses.replace(make_record(SOPInstanceUID="2.25.1.1.1"), metadata="")
+        eager = make_record(SOPInstanceUID="2.25.1.1.2", InstanceNumber=2)
+        index.add([lazy, eager])
+        query = Query(Level.INSTANCE, study_uid="2.25.1", with_metadata=True)
+        rows = index.search(query).rows
+        assert [r.metadata == "" for r in rows] == [True, False]
+        assert rows[0].source is not None and rows[0].source.storage_key == lazy.storage_key
+        index.set_metadata({"2.25.1.1.1": '{"x":1}', "2.25.1.1.2": '{"y":2}', "2.25.9": "{}"})
+        found = {i.sop_instance_uid: i.metadata for i in index.instances("2.25.1")}
+        assert found == {"2.25.1.1.1": '{"x":1}', "2.25.1.1.2": eager.metadata}
+        index.set_metadata({})  # nothing to do

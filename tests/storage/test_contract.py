@@ -9,6 +9,7 @@ import pytest
 
 from dicomveil.errors import ObjectNotFound
 from dicomveil.ports import BlobInfo, BlobStore
+from dicomveil.storage import FileUpload
 from tests.storage.conftest import BIG_SIZE, Backend
 
 DICOM = "application/dicom"
@@ -233,3 +234,32 @@ class TestMetadataRules:
     def test_bad_content_type_is_rejected(self, backend: Backend, content_type: str) -> None:
         with pytest.raises(ValueError, match="content_type"):
             backend.store.put_bytes("k", b"x", content_type=content_type)
+
+
+class TestPutFiles:
+    def test_group_round_trips_in_order(self, backend: Backend, tmp_path: Path) -> None:
+        uploads = []
+        for n in range(3):
+            source = tmp_path / f"in-{n}.dcm"
+            source.write_bytes(b"DICM" + bytes([n]) * (100 + n))
+            uploads.append(FileUpload(f"g/{n}.dcm", source, DICOM, {"study": f"2.25.{n}"}))
+        expected = [u.path.read_bytes() for u in uploads]
+        infos = backend.store.put_files(uploads, consume=True)
+        assert [i.key for i in infos if isinstance(i, BlobInfo)] == [
+            "g/0.dcm",
+            "g/1.dcm",
+            "g/2.dcm",
+        ]
+        for info, data in zip(infos, expected, strict=True):
+            assert isinstance(info, BlobInfo)
+            assert (info.size, info.sha256, info.content_type) == (len(data), sha256(data), DICOM)
+            assert backend.store.get_bytes(info.key) == data
+        assert backend.store.head("g/1.dcm") == infos[1]
+
+    def test_bad_key_stores_nothing(self, backend: Backend, tmp_path: Path) -> None:
+        source = tmp_path / "in.dcm"
+        source.write_bytes(b"DICM")
+        uploads = [FileUpload("g/ok.dcm", source, DICOM), FileUpload("../out.dcm", source, DICOM)]
+        with pytest.raises(ValueError, match="key"):
+            backend.store.put_files(uploads)
+        assert backend.store.head("g/ok.dcm") is None

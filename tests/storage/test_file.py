@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from dicomveil.errors import ConfigError, StorageError
-from dicomveil.storage import FileBlobStore, open_store
+from dicomveil.storage import FileBlobStore, FileUpload, open_store
 from dicomveil.storage.file import META_DIR
 
 DICOM = "application/dicom"
@@ -127,3 +127,39 @@ class TestBoundary:
         store = open_store(str(tmp_path / "alias"))
         store.put_bytes("k", b"x", content_type=DICOM)
         assert (tmp_path / "real" / "k").read_bytes() == b"x"
+
+
+class TestPutFiles:
+    def test_consumed_files_are_moved_in(self, store: FileBlobStore, tmp_path: Path) -> None:
+        source = tmp_path / "staged.dcm"
+        source.write_bytes(b"DICM" * 100)
+        inode = source.stat().st_ino
+        (info,) = store.put_files(
+            [FileUpload("s/1.dcm", source, "application/dicom")], consume=True
+        )
+        assert not isinstance(info, StorageError)
+        target = store.root / "s" / "1.dcm"
+        assert not source.exists() and target.stat().st_ino == inode
+        assert target.stat().st_mode & 0o777 == 0o600
+        assert all(".dicomveil-tmp" not in name for name in all_files(store.root))
+
+    def test_copies_unless_consumed(self, store: FileBlobStore, tmp_path: Path) -> None:
+        source = tmp_path / "kept.dcm"
+        source.write_bytes(b"DICM")
+        store.put_files([FileUpload("s/1.dcm", source, "application/dicom")])
+        assert source.read_bytes() == b"DICM" == store.get_bytes("s/1.dcm")
+
+    def test_one_failure_leaves_the_others_stored(
+        self, store: FileBlobStore, tmp_path: Path
+    ) -> None:
+        (store.root / "s" / "blocked.dcm").mkdir(parents=True)  # a folder where the object goes
+        uploads = []
+        for name in ("a", "blocked", "b"):
+            source = tmp_path / f"{name}.dcm"
+            source.write_bytes(name.encode() * 10)
+            uploads.append(FileUpload(f"s/{name}.dcm", source, "application/dicom"))
+        first, blocked, last = store.put_files(uploads, consume=True)
+        assert isinstance(blocked, StorageError)
+        assert store.get_bytes("s/a.dcm") == b"a" * 10 and store.get_bytes("s/b.dcm") == b"b" * 10
+        assert not isinstance(first, StorageError) and not isinstance(last, StorageError)
+        assert all(".dicomveil-tmp" not in name for name in all_files(store.root))

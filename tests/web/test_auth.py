@@ -23,6 +23,7 @@ ROUTES: list[tuple[str, str, str | None]] = [
     ("POST", "/api/v1/reidentify", "reidentify"),
     ("POST", "/api/v1/reidentify/instance", "reidentify"),
     ("POST", "/dicomweb/studies", "ingest"),
+    ("POST", f"/dicomweb/studies/{_S}", "ingest"),
     ("GET", "/dicomweb/studies", "read"),
     ("GET", "/dicomweb/series", "read"),
     ("GET", "/dicomweb/instances", "read"),

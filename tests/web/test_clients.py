@@ -6,6 +6,7 @@ import datetime
 import ipaddress
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -90,6 +91,41 @@ class TestDicomwebClient:
         )
         assert rendered[:8] == b"\x89PNG\r\n\x1a\n"
 
+    def test_store_to_a_study_url(self, gateway: Gateway, originals: list[Path]) -> None:
+        writer = client(gateway, "ingest")
+        sent = [pydicom.dcmread(path) for path in originals]
+        studies: dict[str, list[pydicom.Dataset]] = {}
+        for ds in sent:
+            studies.setdefault(str(ds.StudyInstanceUID), []).append(ds)
+        mine, theirs = studies.values()
+        answer = writer.store_instances(datasets=mine[:1])  # type: ignore[attr-defined]
+        pseudo = str(answer.RetrieveURL).rsplit("/", 1)[1]
+        assert pseudo.startswith("2.25.") and pseudo not in studies
+        answer = writer.store_instances(  # type: ignore[attr-defined]
+            datasets=[*mine[1:], theirs[0]], study_instance_uid=pseudo
+        )
+        assert len(answer.ReferencedSOPSequence) == len(mine) - 1
+        (failed,) = answer.FailedSOPSequence
+        assert failed.FailureReason == 0xA900
+        assert failed.ReferencedSOPInstanceUID != theirs[0].SOPInstanceUID
+        reader = client(gateway, "read")
+        found = reader.search_for_instances(study_instance_uid=pseudo)  # type: ignore[attr-defined]
+        assert len(found) == len(mine)
+
+    def test_study_url_needs_the_ingest_role(self, gateway: Gateway, originals: list[Path]) -> None:
+        from requests.exceptions import HTTPError
+
+        ds = pydicom.dcmread(originals[0])
+        with pytest.raises(HTTPError) as caught:
+            client(gateway, "read").store_instances(datasets=[ds], study_instance_uid="2.25.1")  # type: ignore[attr-defined]
+        assert caught.value.response.status_code == 403
+        anonymous = httpx.post(
+            f"{gateway.url}/dicomweb/studies/2.25.1",
+            content=b"--x--\r\n",
+            headers={"Content-Type": 'multipart/related; type="application/dicom"; boundary=x'},
+        )
+        assert anonymous.status_code == 401
+
     def test_wrong_role_is_refused(self, gateway: Gateway, originals: list[Path]) -> None:
         from requests.exceptions import HTTPError
 
@@ -103,7 +139,11 @@ class TestDicomwebClient:
             params={"PatientName": "MUSTERMANN^ERIKA"},
             headers={"Authorization": f"Bearer {gateway.tokens['read']}"},
         )
+        deadline = time.monotonic() + 10  # the access line is written once the answer is sent
         text = gateway.log.read_text()
+        while "GET /dicomweb/studies 200" not in text and time.monotonic() < deadline:
+            time.sleep(0.05)
+            text = gateway.log.read_text()
         assert "MUSTERMANN" not in text and "GET /dicomweb/studies 200" in text
         for path in originals:
             original = pydicom.dcmread(path, stop_before_pixels=True)

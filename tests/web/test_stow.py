@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
+import pydicom
 import pytest
 
 from dicomveil.pipeline.verify import verify_folders
@@ -16,11 +17,23 @@ from tests.web.support import DICOM_JSON, files_bytes, first, related_body
 pytestmark = pytest.mark.anyio
 
 
-async def stow(client: httpx.AsyncClient, token: str, parts: list[bytes]) -> httpx.Response:
+async def stow(
+    client: httpx.AsyncClient, token: str, parts: list[bytes], study: str | None = None
+) -> httpx.Response:
     content_type, body = related_body(parts)
+    url = "/dicomweb/studies" if study is None else f"/dicomweb/studies/{study}"
     return await client.post(
-        "/dicomweb/studies", content=body, headers={**auth(token), "Content-Type": content_type}
+        url, content=body, headers={**auth(token), "Content-Type": content_type}
     )
+
+
+def by_study(paths: list[Path]) -> dict[str, list[Path]]:
+    """The original files grouped by their (original) Study Instance UID."""
+    groups: dict[str, list[Path]] = {}
+    for path in paths:
+        uid = str(pydicom.dcmread(path, stop_before_pixels=True).StudyInstanceUID)
+        groups.setdefault(uid, []).append(path)
+    return groups
 
 
 def archived(services: Services) -> list[Path]:
@@ -203,3 +216,96 @@ class TestFailures:
             assert services.index.counts().instances == 0 and archived(services) == []
         finally:
             small.state.services.close()
+
+
+class TestStudyUrl:
+    """STOW-RS to ``/studies/{study}``: only instances of that (pseudonymous) study."""
+
+    async def test_other_study_refused_the_rest_stored(
+        self,
+        client: httpx.AsyncClient,
+        tokens: dict[str, str],
+        demo_files: list[Path],
+        services: Services,
+    ) -> None:
+        (first_study, mine), (_, theirs) = by_study(demo_files).items()
+        answer = await stow(client, tokens["ingest"], files_bytes(mine[:1]))
+        assert answer.status_code == 200
+        pseudo = str(first(answer.json()["00081190"])).rsplit("/", 1)[1]
+        assert pseudo.startswith("2.25.") and pseudo != first_study
+
+        answer = await stow(client, tokens["ingest"], files_bytes([*mine[1:], theirs[0]]), pseudo)
+        assert answer.status_code == 202, answer.text
+        body = answer.json()
+        assert len(body["00081199"]["Value"]) == len(mine) - 1
+        assert str(first(body["00081190"])).endswith(f"/dicomweb/studies/{pseudo}")
+        (failed,) = body["00081198"]["Value"]
+        assert first(failed["00081197"]) == 0xA900
+        assert first(failed["00081150"]) == "1.2.840.10008.5.1.4.1.1.2"
+        refused = str(first(failed["00081155"]))
+        other = pydicom.dcmread(theirs[0], stop_before_pixels=True)
+        assert refused.startswith("2.25.") and refused != other.SOPInstanceUID
+        # nothing of the other study was stored, recorded for the way back or indexed
+        assert services.index.counts().studies == 1
+        assert services.index.counts().instances == len(mine)
+        assert len(archived(services)) == len(mine)
+        assert services.vault is not None and services.vault.stats().instances == len(mine)
+        errors = [
+            e.details.get("error") for e in services.audit.entries() if e.event == "deid.file"
+        ]
+        assert errors.count("StudyMismatch") == 1
+        # the answer names nothing of the originals
+        for path in theirs[:1] + mine:
+            original = pydicom.dcmread(path, stop_before_pixels=True)
+            for value in (original.PatientID, str(original.PatientName), original.StudyInstanceUID):
+                assert value not in answer.text
+
+    async def test_only_other_studies_is_409(
+        self,
+        client: httpx.AsyncClient,
+        tokens: dict[str, str],
+        demo_files: list[Path],
+        services: Services,
+    ) -> None:
+        (_, mine), (_, theirs) = by_study(demo_files).items()
+        answer = await stow(client, tokens["ingest"], files_bytes(mine[:1]))
+        pseudo = str(first(answer.json()["00081190"])).rsplit("/", 1)[1]
+        answer = await stow(client, tokens["ingest"], files_bytes(theirs), pseudo)
+        assert answer.status_code == 409
+        reasons = [first(item["00081197"]) for item in answer.json()["00081198"]["Value"]]
+        assert reasons == [0xA900] * len(theirs)
+        assert services.index.counts().instances == 1 and len(archived(services)) == 1
+
+    async def test_stored_bytes_hold_no_planted_phi(
+        self,
+        client: httpx.AsyncClient,
+        tokens: dict[str, str],
+        demo_files: list[Path],
+        services: Services,
+    ) -> None:
+        (_, mine), _ = by_study(demo_files).items()
+        answer = await stow(client, tokens["ingest"], files_bytes(mine[:1]))
+        pseudo = str(first(answer.json()["00081190"])).rsplit("/", 1)[1]
+        answer = await stow(client, tokens["ingest"], files_bytes(mine[1:]), pseudo)
+        assert answer.status_code == 200
+        files = archived(services)
+        assert len(files) == len(mine)
+        result = verify_folders(demo_files[0].parents[2], files[0].parents[3])
+        assert result.outputs == len(mine) and result.needles > 0
+        assert result.leaks == []
+        stored = b"".join(path.read_bytes() for path in files)
+        for path in mine:
+            original = pydicom.dcmread(path, stop_before_pixels=True)
+            for value in (original.PatientID, str(original.PatientName)):
+                assert value.encode() not in stored
+
+    async def test_unknown_study_url_takes_nothing(
+        self,
+        client: httpx.AsyncClient,
+        tokens: dict[str, str],
+        demo_files: list[Path],
+        services: Services,
+    ) -> None:
+        answer = await stow(client, tokens["ingest"], files_bytes(demo_files[:2]), "2.25.999")
+        assert answer.status_code == 409
+        assert services.index.counts().instances == 0 and archived(services) == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import httpx
@@ -13,6 +14,7 @@ from PIL import Image
 from pydicom.data import get_testdata_file
 
 from dicomveil.pipeline.verify import verify_folders
+from dicomveil.web.services import Services
 from tests.web.conftest import auth
 from tests.web.support import DICOM_JSON, datasets, first, related_body, split_related
 
@@ -128,6 +130,46 @@ class TestMetadata:
         instance = uri.rsplit("/bulkdata/", 1)[0].removeprefix("http://testserver")
         (one,) = (await client.get(instance + "/metadata", headers=auth(tokens["read"]))).json()
         assert first(one["00120062"]) == "YES"
+
+    async def test_headers_built_on_first_read_and_kept(
+        self,
+        client: httpx.AsyncClient,
+        tokens: dict[str, str],
+        archive: Archive,
+        services: Services,
+    ) -> None:
+        study = archive["studies"][0]
+        assert {i.metadata for i in services.index.instances(study)} == {""}  # ingest left it
+        url = f"/dicomweb/studies/{study}/metadata"
+        built = (await client.get(url, headers=auth(tokens["read"]))).json()
+        kept = [json.loads(i.metadata) for i in services.index.instances(study)]
+        assert len(kept) == 6 and all(k["0020000D"]["Value"] == [study] for k in kept)
+        again = (await client.get(url, headers=auth(tokens["read"]))).json()
+        assert again == built
+        # includefield takes the same headers
+        search = await client.get(
+            "/dicomweb/studies",
+            params={"StudyInstanceUID": study, "includefield": "00120062"},
+            headers=auth(tokens["read"]),
+        )
+        assert first(search.json()[0]["00120062"]) == "YES"
+
+    async def test_includefield_builds_missing_headers(
+        self,
+        client: httpx.AsyncClient,
+        tokens: dict[str, str],
+        archive: Archive,
+        services: Services,
+    ) -> None:
+        answer = await client.get(
+            "/dicomweb/instances",
+            params={"includefield": "all"},
+            headers=auth(tokens["read"]),
+        )
+        assert answer.status_code == 200 and len(answer.json()) == 12
+        assert all(first(row["00120062"]) == "YES" for row in answer.json())
+        study = archive["studies"][1]
+        assert "" not in {i.metadata for i in services.index.instances(study)}
 
 
 class TestFrames:

@@ -24,9 +24,11 @@ from dicomveil.profile.options import Option
 from dicomveil.storage import FileUpload
 from dicomveil.web.services import Services
 
-__all__ = ["Ingested", "deidentify_uploads"]
+__all__ = ["STUDY_MISMATCH_KIND", "Ingested", "deidentify_uploads"]
 
 DICOM = "application/dicom"
+STUDY_MISMATCH_KIND = "StudyMismatch"
+"""Error kind of an instance refused because it belongs to another study than asked."""
 
 
 @dataclass(slots=True)
@@ -136,6 +138,7 @@ def deidentify_uploads(
     actor: str,
     entry: str,
     archive: bool,
+    study: str | None = None,
 ) -> list[Ingested]:
     """De-identify ``uploads`` (files in ``workspace``), optionally archive and index them.
 
@@ -152,6 +155,10 @@ def deidentify_uploads(
         The entry point, for metrics (``stow``, ``api``).
     archive:
         Store the results in the archive and index them.
+    study:
+        Take only instances of this study (pseudonymous Study Instance UID); the others
+        fail with the error kind :data:`STUDY_MISMATCH_KIND` and are neither stored nor
+        recorded in the vault.
 
     Returns
     -------
@@ -184,8 +191,17 @@ def deidentify_uploads(
             outcome.reason = outcome.reason.replace(str(path), outcome.source.name)
             result = Ingested(outcome)
             if outcome.status == "ok" and outcome.identity is not None:
-                result.staged = out / outcome.output
-                result.sop_instance_uid = outcome.identity.pseudonymous.sop_instance_uid
+                pseudo = outcome.identity.pseudonymous
+                result.sop_instance_uid = pseudo.sop_instance_uid
+                if study is None or pseudo.study_instance_uid == study:
+                    result.staged = out / outcome.output
+                else:
+                    result.outcome = FileOutcome(
+                        outcome.source,
+                        "failed",
+                        reason="the instance belongs to another study than the request's",
+                        error_kind=STUDY_MISMATCH_KIND,
+                    )
             results.append(result)
         if archive:
             _archive(services, [result for result in results if result.ok])

@@ -1,4 +1,4 @@
-"""STOW-RS ``POST /dicomweb/studies``: every instance de-identified on the way in.
+"""STOW-RS ``POST /dicomweb/studies[/{study}]``: every instance de-identified on the way in.
 
 Instances are stored only de-identified (through the same pipeline as ``deid``), recorded in
 the vault and the audit log, and indexed. The answer is a Store Instances Response Module
@@ -6,9 +6,16 @@ dataset: the pseudonymous instances stored (ReferencedSOPSequence) and the ones 
 (FailedSOPSequence, with a FailureReason per instance); 200 when all were stored, 202 when
 some were, 409 when none was.
 
+Posted to a study's URL, only instances of that study are stored. The study is named by its
+pseudonymous Study Instance UID (the only one the archive knows), so the check is made on
+each instance after de-identification; the others are refused with FailureReason A900H.
+PS3.18 leaves the code to the implementation; A9xx (the data set does not match what the
+request says) is the family of Table I.2-2 that fits, and A7xx would tell the client the
+server is out of resources.
+
 References
 ----------
-PS3.18 §10.5 (Store Transaction) and Table 10.5.3-1; PS3.4 Annex GG (failure reasons).
+PS3.18 §10.5 (Store Transaction), Table 10.5.3-1 and Table I.2-2 (failure reasons).
 """
 
 from __future__ import annotations
@@ -21,7 +28,8 @@ from fastapi.responses import JSONResponse
 
 from dicomveil.web.deps import DICOMWEB_PREFIX, ServicesDep, dicomweb_root, require
 from dicomveil.web.dicomjson import element
-from dicomveil.web.ingest import Ingested, deidentify_uploads
+from dicomveil.web.ingest import STUDY_MISMATCH_KIND, Ingested, deidentify_uploads
+from dicomveil.web.services import Services
 from dicomveil.web.tokens import Token
 from dicomveil.web.uploads import Workspace, receive_instances
 
@@ -35,6 +43,7 @@ PROCESSING_FAILURE: Final = 0x0110
 CANNOT_UNDERSTAND: Final = 0xC000
 OUT_OF_RESOURCES: Final = 0xA700
 SOP_CLASS_NOT_SUPPORTED: Final = 0x0122
+STUDY_MISMATCH: Final = 0xA900
 
 FAILURE_REASONS: Final[dict[str, int]] = {
     "MalformedInputError": CANNOT_UNDERSTAND,
@@ -43,6 +52,7 @@ FAILURE_REASONS: Final[dict[str, int]] = {
     "StorageError": OUT_OF_RESOURCES,
     "StorageUnavailable": OUT_OF_RESOURCES,
     "OSError": OUT_OF_RESOURCES,
+    STUDY_MISMATCH_KIND: STUDY_MISMATCH,
 }
 """Error kind of a failed instance → FailureReason (0110 processing failure by default)."""
 
@@ -102,29 +112,19 @@ def _response(results: list[Ingested], unsupported: int, root: str) -> JSONRespo
     return JSONResponse(body, status_code=status, media_type=DICOM_JSON)
 
 
-@router.post(
-    "/studies",
-    summary="STOW-RS: store instances (de-identified on the way in)",
-    openapi_extra=_STOW_BODY,
-    response_class=JSONResponse,
-    responses={
-        200: {"content": {DICOM_JSON: {}}, "description": "All instances stored"},
-        202: {"content": {DICOM_JSON: {}}, "description": "Some instances stored"},
-        400: {"description": "Malformed or truncated multipart body"},
-        409: {"content": {DICOM_JSON: {}}, "description": "No instance stored"},
-        413: {"description": "Too large"},
-        415: {"description": "Not multipart/related with application/dicom parts"},
-    },
-)
-async def store_instances(
-    request: Request,
-    services: ServicesDep,
-    token: Annotated[Token, Depends(require("ingest"))],
-) -> JSONResponse:
-    """Store the instances of a ``multipart/related; type="application/dicom"`` body.
+_RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
+    200: {"content": {DICOM_JSON: {}}, "description": "All instances stored"},
+    202: {"content": {DICOM_JSON: {}}, "description": "Some instances stored"},
+    400: {"description": "Malformed or truncated multipart body"},
+    409: {"content": {DICOM_JSON: {}}, "description": "No instance stored"},
+    413: {"description": "Too large"},
+    415: {"description": "Not multipart/related with application/dicom parts"},
+}
 
-    Each part is one instance; parts of another media type are reported as failed.
-    """
+
+async def _store(
+    request: Request, services: Services, token: Token, study: str | None
+) -> JSONResponse:
     workspace = Workspace(services)
     try:
         parts = await receive_instances(request, workspace, services, single=False)
@@ -137,7 +137,45 @@ async def store_instances(
             actor=token.actor,
             entry="stow",
             archive=True,
+            study=study,
         )
     finally:
         workspace.remove()
     return _response(results, len(parts) - len(dicom), dicomweb_root(request))
+
+
+@router.post(
+    "/studies",
+    summary="STOW-RS: store instances (de-identified on the way in)",
+    openapi_extra=_STOW_BODY,
+    response_class=JSONResponse,
+    responses=_RESPONSES,
+)
+async def store_instances(
+    request: Request,
+    services: ServicesDep,
+    token: Annotated[Token, Depends(require("ingest"))],
+) -> JSONResponse:
+    """Store the instances of a ``multipart/related; type="application/dicom"`` body.
+
+    Each part is one instance; parts of another media type are reported as failed.
+    """
+    return await _store(request, services, token, None)
+
+
+@router.post(
+    "/studies/{study}",
+    summary="STOW-RS: store instances of one study (de-identified on the way in)",
+    openapi_extra=_STOW_BODY,
+    response_class=JSONResponse,
+    responses=_RESPONSES,
+)
+async def store_study_instances(
+    request: Request,
+    services: ServicesDep,
+    token: Annotated[Token, Depends(require("ingest"))],
+    study: str,
+) -> JSONResponse:
+    """Store the instances of the body that belong to ``study`` (a pseudonymous Study
+    Instance UID); the others are reported as failed (FailureReason A900H)."""
+    return await _store(request, services, token, study)
