@@ -234,6 +234,29 @@ def _big_header() -> Dataset:
     return ds
 
 
+def _dates() -> Dataset:
+    """Dates in every form a shift must read and write as pydicom does: several values, a
+    blank value, ACR-NEMA dots, padding, DT with fraction and offset, nested."""
+    ds = base()
+    ds.add(DataElement(0x00080023, "DA", "20210304\\\\20200229"))  # ContentDate: 3 values
+    ds.add(DataElement(0x00080021, "DA", "2021.03.04"))  # SeriesDate, old form
+    ds.add(DataElement(0x0008002A, "DT", "20210304101500.123456+0100"))  # AcquisitionDateTime
+    ds.add(DataElement(0x00181012, "DA", "20210305 "))  # DateOfSecondaryCapture, padded
+    ds.add(DataElement(0x00100030, "DA", "19700101"))
+    # PerformedProcedureStepStartDate inside an item that is kept
+    ds.ReferencedImageSequence[0].add(DataElement(0x00400244, "DA", "20210303"))
+    return ds
+
+
+def _unparseable_date() -> Dataset:
+    ds = base()
+    ds.add(DataElement(0x00080022, "DA", "yesterday"))  # AcquisitionDate
+    item = Dataset()
+    item.add(DataElement(0x00404050, "DT", "2021"))  # year only: cannot be shifted exactly
+    ds.RequestAttributesSequence = Sequence([item])
+    return ds
+
+
 BUILDERS: dict[str, Callable[[], Dataset]] = {
     "base": base,
     "latin1": _latin1,
@@ -255,6 +278,8 @@ BUILDERS: dict[str, Callable[[], Dataset]] = {
     "canary": _canary,
     "canary-without-document": _canary_without_document,
     "big-header": _big_header,
+    "dates": _dates,
+    "unparseable-date": _unparseable_date,
 }
 
 

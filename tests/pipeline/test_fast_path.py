@@ -218,6 +218,22 @@ def test_text_to_clean_sends_an_instance_the_reference_way(
     _same(reference, quick, tmp_path / "without")
 
 
+def test_dates_are_shifted_on_the_fast_path(cases: list[Path], tmp_path: Path) -> None:
+    """Modified dates: shifted dates in every form take the fast path (same bytes as the
+    reference); an unparseable date, which the reference removes with a flag, does not."""
+    policy = POLICIES["modified-dates"]
+    for source in cases:
+        if source.stem.startswith(("dates", "unparseable-date")):
+            reference, quick, fast = _both(source, tmp_path / source.stem, policy)
+            _same(reference, quick, tmp_path / source.stem)
+            assert fast is source.stem.startswith("dates"), source.stem
+            if fast:
+                out = pydicom.dcmread(tmp_path / source.stem / "fast" / quick.output)
+                assert out.ContentDate[0] != "20210304" and out.ContentDate[1] == ""
+                nested = out.ReferencedImageSequence[0].PerformedProcedureStepStartDate
+                assert nested and nested != "20210303"
+
+
 POOL_SCRIPT = """
 import sys
 from pathlib import Path

@@ -7,6 +7,8 @@ the reference engine (:mod:`dicomveil.engine.deidentify`) on raw bytes, and rais
 
 from __future__ import annotations
 
+from pydicom.values import convert_DA_string, convert_DT_string
+
 from dicomveil.engine._encoded_plan import (
     ACCESSION,
     CHARSET,
@@ -37,6 +39,7 @@ from dicomveil.engine._encoded_plan import (
     RECURSE,
     REMOVE,
     SEQUENCE_DELIMITER,
+    SHIFT,
     SKIP,
     STUDY_ID,
     STUDY_UID,
@@ -60,6 +63,7 @@ from dicomveil.engine._encoded_text import (
     strip_text,
 )
 from dicomveil.engine._encoding import VR_NAMES, dummy_bytes, element, text_bytes
+from dicomveil.engine.dates import date_offset_days, shift_da, shift_dt
 from dicomveil.engine.keys import PseudonymKeys
 from dicomveil.engine.pseudonyms import (
     accession_pseudonym,
@@ -69,6 +73,7 @@ from dicomveil.engine.pseudonyms import (
 )
 from dicomveil.engine.rules import CompiledPolicy, vr_of
 from dicomveil.engine.uids import remap_uid
+from dicomveil.engine.values import map_strings
 from dicomveil.profile.options import Option
 from dicomveil.profile.table import is_safe_private
 
@@ -97,6 +102,7 @@ class Walker:
         "implicit",
         "keys",
         "limit",
+        "offset",
         "originals",
         "patient",
         "plan",
@@ -128,6 +134,7 @@ class Walker:
         self.counts: dict[str, int] = {}
         self.seen: dict[int, bytes] = {}
         self.originals: dict[int, str] = {}
+        self.offset: int | None = None  # days dates move back (found when first needed)
         self.patient: str | None = None
         self.charset: tuple[str, ...] = ("iso8859",)
         self.top = Level()
@@ -534,6 +541,9 @@ class Walker:
             if tag in (STUDY_ID, ACCESSION):
                 vr = "SH"
             new = text_bytes(text, vr)
+        elif code == SHIFT:
+            new = self.shifted(value, vr)
+            text = ""
         elif code == DUMMY and vr != "SQ" and tag not in TRACKED and tag != ENCAPSULATED_DOCUMENT:
             new = dummy_bytes(vr)
             text = ""
@@ -544,6 +554,22 @@ class Walker:
         if tag >> 16 >= 0x0008:
             out.append(element(tag, vr, new, self.implicit))
         return vend
+
+    def shifted(self, value: bytes, vr: str) -> bytes:
+        """The reference's ``_shift``: each date of a DA or DT value moved back by the
+        patient's offset, the value read and written as pydicom does."""
+        if self.offset is None:
+            self.offset = date_offset_days(self.keys, self.patient_key())
+        days = self.offset
+        shift = shift_da if vr == "DA" else shift_dt
+        before = (convert_DA_string if vr == "DA" else convert_DT_string)(value, True)
+        after = map_strings(before, lambda v: shift(v, days) if v.strip() else v)
+        if before and not after:
+            raise Fallback  # an unparseable date: the reference removes it, with a flag
+        text = after if isinstance(after, str) else "\\".join(after)
+        if not text.isascii():
+            raise Fallback
+        return text_bytes(text, vr)
 
     def count(self, name: str) -> None:
         self.counts[name] = self.counts.get(name, 0) + 1
