@@ -95,6 +95,35 @@ class TestAdd:
         ).rows
         assert row.values["Rows"] == 8
 
+    def test_mixed_batch_keeps_counts(self, index: StudyIndex) -> None:
+        index.add([make_record(SOPInstanceUID="2.25.1.1.1")])
+        batch = [
+            make_record(SOPInstanceUID="2.25.1.1.1", Rows=4),  # already there: replaced
+            make_record(SOPInstanceUID="2.25.1.1.2"),
+            make_record(SOPInstanceUID="2.25.1.2.1", SeriesInstanceUID="2.25.1.2"),
+            make_record(SOPInstanceUID="2.25.1.1.3"),
+        ]
+        assert index.add(batch) == 3
+        counts = index.counts()
+        assert (counts.studies, counts.series, counts.instances) == (1, 2, 4)
+        (study,) = study_query(index, StudyInstanceUID="2.25.1").rows
+        assert study.values["NumberOfStudyRelatedSeries"] == 2
+        assert study.values["NumberOfStudyRelatedInstances"] == 4
+        series = index.search(Query(Level.SERIES, study_uid="2.25.1")).rows
+        assert [r.values["NumberOfSeriesRelatedInstances"] for r in series] == [3, 1]
+        # the same instance twice in one batch: the last one wins, counted once
+        twice = [make_record(SOPInstanceUID="2.25.1.1.9", Rows=n) for n in (1, 2)]
+        assert index.add(twice) == 1
+        assert index.counts().instances == 5
+        (row,) = index.search(
+            Query(
+                Level.INSTANCE,
+                conditions=conditions(Level.INSTANCE, {"SOPInstanceUID": "2.25.1.1.9"}),
+                flat=True,
+            )
+        ).rows
+        assert row.values["Rows"] == 2
+
     def test_empty_add(self, index: StudyIndex) -> None:
         assert index.add([]) == 0
         assert index.search(Query(Level.STUDY)).rows == []

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any, Final
 
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
@@ -12,6 +14,9 @@ from dicomveil.index.records import InstanceRecord
 from dicomveil.index.schema import instances, patients, series, studies
 
 __all__ = ["Writer"]
+
+_CHUNK: Final = 500
+"""SOP Instance UIDs looked up per statement (SQLite allows 999 parameters)."""
 
 
 def _date(value: str) -> str | None:
@@ -66,8 +71,56 @@ class Writer:
             current.update(changed)
         return pk, False, set(changed)
 
+    def upsert_many(self, records: Sequence[InstanceRecord]) -> int:
+        """Insert or replace ``records``; return how many were new.
+
+        Instances not indexed yet go in with one statement, and the counts of their series
+        and studies are bumped once each; the others are replaced one by one.
+        """
+        uids = [record.text("SOPInstanceUID") for record in records]
+        if len(set(uids)) != len(uids):  # the same instance twice: in order, one by one
+            return sum(self.upsert(record) for record in records)
+        known: set[str] = set()
+        for start in range(0, len(uids), _CHUNK):
+            chunk = uids[start : start + _CHUNK]
+            found = select(instances.c.sop_instance_uid).where(
+                instances.c.sop_instance_uid.in_(chunk)
+            )
+            known.update(self.connection.execute(found).scalars())
+        rows: list[dict[str, Any]] = []
+        in_series: Counter[int] = Counter()
+        in_study: Counter[int] = Counter()
+        new = 0
+        for record, uid in zip(records, uids, strict=True):
+            if uid in known:
+                new += self.upsert(record)
+                continue
+            series_pk, study_pk, values = self._parents(record)
+            rows.append({"sop_instance_uid": uid, **values})
+            in_series[series_pk] += 1
+            in_study[study_pk] += 1
+            new += 1
+        if rows:
+            self.connection.execute(instances.insert(), rows)
+        for series_pk, count in in_series.items():
+            self.connection.execute(
+                series.update()
+                .where(series.c.pk == series_pk)
+                .values(num_instances=series.c.num_instances + count)
+            )
+        for study_pk, count in in_study.items():
+            self._bump_study(study_pk, series=0, instances=count)
+        return new
+
     def upsert(self, record: InstanceRecord) -> bool:
         """Insert or replace one instance; return whether it was new."""
+        series_pk, study_pk, values = self._parents(record)
+        uid = record.text("SOPInstanceUID")
+        return self._put(uid, series_pk, study_pk, values)
+
+    def _parents(self, record: InstanceRecord) -> tuple[int, int, dict[str, Any]]:
+        """Ensure the instance's patient, study and series rows; return the series and
+        study keys and the instance's column values."""
         text = record.text
         patient_pk, _, _ = self._ensure(
             self._patients,
@@ -128,7 +181,10 @@ class Writer:
             "sha256": record.sha256,
             "dicom_json": record.metadata,
         }
-        uid = text("SOPInstanceUID")
+        return series_pk, study_pk, values
+
+    def _put(self, uid: str, series_pk: int, study_pk: int, values: dict[str, Any]) -> bool:
+        """Insert, replace or move the instance ``uid``; return whether it was new."""
         found = self.connection.execute(
             select(instances.c.pk, instances.c.series_pk).where(instances.c.sop_instance_uid == uid)
         ).first()

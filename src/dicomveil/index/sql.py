@@ -100,7 +100,7 @@ class SqlStudyIndex:
                 try:
                     with write_transaction(self._engine) as connection:
                         writer = _writes.Writer(connection)
-                        return sum(writer.upsert(record) for record in records)
+                        return writer.upsert_many(records)
                 except IntegrityError:
                     if attempt == _RETRIES - 1:
                         raise

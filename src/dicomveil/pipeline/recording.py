@@ -40,6 +40,9 @@ class RunRecorder:
     seconds:
         Longest an outcome stays buffered (when outcomes keep coming): writing as the run
         goes keeps the last write, which nothing overlaps, short.
+    start_now:
+        Write the run's start event at once; otherwise it goes with the first write (a
+        short run, such as one HTTP request, is then recorded in one write).
     """
 
     def __init__(
@@ -54,6 +57,7 @@ class RunRecorder:
         files: int | None = None,
         batch: int = 500,
         seconds: float = 0.25,
+        start_now: bool = True,
     ) -> None:
         self.vault, self.audit = vault, audit
         self.run_id, self.actor, self.batch = run_id, actor, batch
@@ -63,7 +67,7 @@ class RunRecorder:
         self._events: list[AuditEvent] = []
         self.recorded = 0
         if audit is not None:
-            audit.append(
+            self._events.append(
                 run_started(
                     actor=actor,
                     run_id=run_id,
@@ -74,6 +78,8 @@ class RunRecorder:
                     files=files,
                 )
             )
+            if start_now:
+                self.flush()
 
     def add(self, outcome: FileOutcome) -> None:
         """Buffer one file's outcome (identity for the vault, hashes for the audit log)."""
@@ -108,13 +114,13 @@ class RunRecorder:
         self._since = time.monotonic()
 
     def finish(self, counts: dict[str, int], failed: bool = False) -> None:
-        """Flush and close the run in the audit log."""
-        self.flush()
+        """Close the run in the audit log, with what is still buffered (one write)."""
         if self.audit is not None:
             outcome: Outcome = "failure" if failed else "success"
-            self.audit.append(
+            self._events.append(
                 run_finished(actor=self.actor, run_id=self.run_id, counts=counts, outcome=outcome)
             )
+        self.flush()
 
     def __enter__(self) -> RunRecorder:
         return self

@@ -125,6 +125,20 @@ class FileBlobStore(BaseBlobStore):
         parts[-1] += ".json"
         return self._inside(self._root.joinpath(META_DIR, *parts), key)
 
+    def _write_paths(self, key: str, checked: set[Path]) -> tuple[Path, Path]:
+        """The object's and sidecar's paths for a write: their folders must resolve inside
+        the root (each folder once per group, in ``checked``); the files themselves are
+        replaced by a rename, which does not follow links."""
+        parts = key.split("/")
+        target = self._root.joinpath(*parts)
+        parts[-1] += ".json"
+        sidecar = self._root.joinpath(META_DIR, *parts)
+        for path in (target, sidecar):
+            if path.parent not in checked:
+                self._inside(path.parent, key)
+                checked.add(path.parent)
+        return target, sidecar
+
     # -- primitives ---------------------------------------------------------------------
 
     def _write(
@@ -184,11 +198,11 @@ class FileBlobStore(BaseBlobStore):
         made: set[Path],
     ) -> list[tuple[Path, Path]]:
         """Write ``key``'s content and sidecar beside their places; return the renames due."""
-        target, sidecar = self._path(key), self._meta_path(key)
-        for folder in (target.parent, sidecar.parent):
-            if folder not in made:
+        checked = len(made)
+        target, sidecar = self._write_paths(key, made)
+        if len(made) > checked:  # a folder not seen yet in this group
+            for folder in (target.parent, sidecar.parent):
                 folder.mkdir(parents=True, exist_ok=True)
-                made.add(folder)
         if consume and isinstance(payload.source, Path):
             data_tmp, stat = self._adopt(target.parent, payload)
         else:

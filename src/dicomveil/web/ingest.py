@@ -181,6 +181,7 @@ def deidentify_uploads(
         policy=services.policy,
         pseudonym_key_id=services.keys.key_id,
         files=len(uploads),
+        start_now=False,  # one request, one write to the audit log
     )
     with recorder:
         for number, path in enumerate(uploads, start=1):
