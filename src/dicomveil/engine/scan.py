@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from pydicom.charset import default_encoding
+from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import DataElement, RawDataElement, convert_raw_data_element
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
@@ -20,6 +21,7 @@ __all__ = ["check_pixels", "collect_identifiers"]
 
 _CHARSET = BaseTag(0x00080005)
 _IDENTIFIER_VRS = frozenset({"LO", "SH", "AE", "LT", "ST", "UC", "CS"})
+_COLLECTED_VRS = _IDENTIFIER_VRS | {"PN", "DA", "DT", "SQ"}
 _DESCRIPTOR_OPTIONS = frozenset({"clean-descriptors", "clean-structured-content", "clean-graphics"})
 #: SOP classes that often carry burned-in text: ultrasound and secondary capture.
 _RISKY_SOP_PREFIXES = (
@@ -38,6 +40,18 @@ def _is_identifier(tag: int) -> bool:
     return not (option_names & _DESCRIPTOR_OPTIONS)
 
 
+def _may_identify(tag: BaseTag, vr: str | None) -> bool:
+    """Whether an element's value can hold what :func:`collect_identifiers` collects (so a
+    large value that cannot, such as a vendor's private blob, is never read into memory)."""
+    if tag.is_private:
+        return False
+    try:
+        vr = vr or dictionary_VR(tag)
+    except KeyError:
+        return True
+    return vr in _COLLECTED_VRS
+
+
 def _elements(item: Dataset) -> Iterator[DataElement]:
     """The elements of ``item`` in its own order, converted without changing ``item``.
 
@@ -49,8 +63,9 @@ def _elements(item: Dataset) -> Iterator[DataElement]:
     for tag, elem in list(item._dict.items()):  # noqa: SLF001 - read, not converted in place
         if not isinstance(elem, RawDataElement):
             yield elem
-        elif elem.value is None and elem.length != 0:
-            yield item[tag]  # a deferred value: read as the dataset reads it
+        elif elem.value is None and elem.length != 0:  # a deferred (large) value
+            if _may_identify(tag, elem.VR):
+                yield item[tag]  # read as the dataset reads it
         else:
             charset = default_encoding if tag == _CHARSET else encoding
             yield convert_raw_data_element(elem, encoding=charset, ds=item)
