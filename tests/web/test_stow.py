@@ -218,6 +218,13 @@ class TestFailures:
             small.state.services.close()
 
 
+async def first_stored(client: httpx.AsyncClient, token: str, path: Path) -> str:
+    """Store one instance through ``/studies``; return its pseudonymous study UID."""
+    answer = await stow(client, token, files_bytes([path]))
+    assert answer.status_code == 200
+    return str(first(answer.json()["00081190"])).rsplit("/", 1)[1]
+
+
 class TestStudyUrl:
     """STOW-RS to ``/studies/{study}``: only instances of that (pseudonymous) study."""
 
@@ -229,9 +236,7 @@ class TestStudyUrl:
         services: Services,
     ) -> None:
         (first_study, mine), (_, theirs) = by_study(demo_files).items()
-        answer = await stow(client, tokens["ingest"], files_bytes(mine[:1]))
-        assert answer.status_code == 200
-        pseudo = str(first(answer.json()["00081190"])).rsplit("/", 1)[1]
+        pseudo = await first_stored(client, tokens["ingest"], mine[0])
         assert pseudo.startswith("2.25.") and pseudo != first_study
 
         answer = await stow(client, tokens["ingest"], files_bytes([*mine[1:], theirs[0]]), pseudo)
@@ -268,8 +273,7 @@ class TestStudyUrl:
         services: Services,
     ) -> None:
         (_, mine), (_, theirs) = by_study(demo_files).items()
-        answer = await stow(client, tokens["ingest"], files_bytes(mine[:1]))
-        pseudo = str(first(answer.json()["00081190"])).rsplit("/", 1)[1]
+        pseudo = await first_stored(client, tokens["ingest"], mine[0])
         answer = await stow(client, tokens["ingest"], files_bytes(theirs), pseudo)
         assert answer.status_code == 409
         reasons = [first(item["00081197"]) for item in answer.json()["00081198"]["Value"]]
@@ -284,8 +288,7 @@ class TestStudyUrl:
         services: Services,
     ) -> None:
         (_, mine), _ = by_study(demo_files).items()
-        answer = await stow(client, tokens["ingest"], files_bytes(mine[:1]))
-        pseudo = str(first(answer.json()["00081190"])).rsplit("/", 1)[1]
+        pseudo = await first_stored(client, tokens["ingest"], mine[0])
         answer = await stow(client, tokens["ingest"], files_bytes(mine[1:]), pseudo)
         assert answer.status_code == 200
         files = archived(services)

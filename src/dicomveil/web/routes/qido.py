@@ -13,6 +13,7 @@ PS3.18 §10.6 (Search Transaction), §8.3.4 (query parameters), §8.3.4.4 (limit
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -48,6 +49,29 @@ Fuzzy = Annotated[bool, Query(description="Fuzzy person-name matching.")]
 Reader = Annotated[Token, Depends(require("read"))]
 
 
+@dataclass(frozen=True, slots=True)
+class SearchOptions:
+    """The query parameters every search takes besides the matching ones."""
+
+    limit: int | None
+    offset: int
+    includefield: list[str]
+    fuzzymatching: bool
+
+
+def search_options(
+    limit: Limit = None,
+    offset: Offset = 0,
+    includefield: IncludeField = [],  # noqa: B006 - FastAPI copies defaults
+    fuzzymatching: Fuzzy = False,
+) -> SearchOptions:
+    """Collect :class:`SearchOptions` from the query string (a FastAPI dependency)."""
+    return SearchOptions(limit, offset, includefield, fuzzymatching)
+
+
+Options = Annotated[SearchOptions, Depends(search_options)]
+
+
 def _conditions(
     request: Request, level: Level, fuzzy: bool, folded: bool
 ) -> tuple[dict[str, Condition], list[str]]:
@@ -80,21 +104,19 @@ async def _search(
     request: Request,
     services: ServicesDep,
     level: Level,
+    options: SearchOptions,
     *,
     study: str | None = None,
     series: str | None = None,
     flat: bool = False,
-    limit: int | None,
-    offset: int,
-    includefield: list[str],
-    fuzzymatching: bool,
 ) -> JSONResponse:
     negotiate(request, _OFFERS)
     settings = services.settings
-    include = parse_includefield(includefield)
+    include = parse_includefield(options.includefield)
     conditions, unsupported = _conditions(
-        request, level, fuzzymatching, settings.case_insensitive_names
+        request, level, options.fuzzymatching, settings.case_insensitive_names
     )
+    limit = options.limit
     chosen = settings.qido_default_limit if limit is None else limit
     warnings = []
     if chosen > settings.qido_max_limit:
@@ -106,7 +128,7 @@ async def _search(
         study_uid=study,
         series_uid=series,
         limit=chosen,
-        offset=offset,
+        offset=options.offset,
         flat=flat,
         with_metadata=bool(include),
     )
@@ -140,16 +162,10 @@ async def search_studies(
     request: Request,
     services: ServicesDep,
     _: Reader,
-    limit: Limit = None,
-    offset: Offset = 0,
-    includefield: IncludeField = [],  # noqa: B006 - FastAPI copies defaults
-    fuzzymatching: Fuzzy = False,
+    options: Options,
 ) -> JSONResponse:
     """Search all studies."""
-    return await _search(
-        request, services, Level.STUDY, limit=limit, offset=offset,
-        includefield=includefield, fuzzymatching=fuzzymatching,
-    )  # fmt: skip
+    return await _search(request, services, Level.STUDY, options)
 
 
 @router.get("/series", summary="QIDO-RS: search for series", responses=_RESPONSES)
@@ -157,16 +173,10 @@ async def search_series(
     request: Request,
     services: ServicesDep,
     _: Reader,
-    limit: Limit = None,
-    offset: Offset = 0,
-    includefield: IncludeField = [],  # noqa: B006
-    fuzzymatching: Fuzzy = False,
+    options: Options,
 ) -> JSONResponse:
     """Search all series (results carry their study's attributes too)."""
-    return await _search(
-        request, services, Level.SERIES, flat=True, limit=limit, offset=offset,
-        includefield=includefield, fuzzymatching=fuzzymatching,
-    )  # fmt: skip
+    return await _search(request, services, Level.SERIES, options, flat=True)
 
 
 @router.get("/instances", summary="QIDO-RS: search for instances", responses=_RESPONSES)
@@ -174,16 +184,10 @@ async def search_instances(
     request: Request,
     services: ServicesDep,
     _: Reader,
-    limit: Limit = None,
-    offset: Offset = 0,
-    includefield: IncludeField = [],  # noqa: B006
-    fuzzymatching: Fuzzy = False,
+    options: Options,
 ) -> JSONResponse:
     """Search all instances (results carry their study's and series' attributes too)."""
-    return await _search(
-        request, services, Level.INSTANCE, flat=True, limit=limit, offset=offset,
-        includefield=includefield, fuzzymatching=fuzzymatching,
-    )  # fmt: skip
+    return await _search(request, services, Level.INSTANCE, options, flat=True)
 
 
 @router.get(
@@ -194,16 +198,10 @@ async def search_study_series(
     services: ServicesDep,
     _: Reader,
     study: str,
-    limit: Limit = None,
-    offset: Offset = 0,
-    includefield: IncludeField = [],  # noqa: B006
-    fuzzymatching: Fuzzy = False,
+    options: Options,
 ) -> JSONResponse:
     """Search the series of one study."""
-    return await _search(
-        request, services, Level.SERIES, study=study, limit=limit, offset=offset,
-        includefield=includefield, fuzzymatching=fuzzymatching,
-    )  # fmt: skip
+    return await _search(request, services, Level.SERIES, options, study=study)
 
 
 @router.get(
@@ -216,16 +214,10 @@ async def search_study_instances(
     services: ServicesDep,
     _: Reader,
     study: str,
-    limit: Limit = None,
-    offset: Offset = 0,
-    includefield: IncludeField = [],  # noqa: B006
-    fuzzymatching: Fuzzy = False,
+    options: Options,
 ) -> JSONResponse:
     """Search the instances of one study (results carry their series' attributes too)."""
-    return await _search(
-        request, services, Level.INSTANCE, study=study, flat=True, limit=limit, offset=offset,
-        includefield=includefield, fuzzymatching=fuzzymatching,
-    )  # fmt: skip
+    return await _search(request, services, Level.INSTANCE, options, study=study, flat=True)
 
 
 @router.get(
@@ -239,13 +231,7 @@ async def search_series_instances(
     _: Reader,
     study: str,
     series: str,
-    limit: Limit = None,
-    offset: Offset = 0,
-    includefield: IncludeField = [],  # noqa: B006
-    fuzzymatching: Fuzzy = False,
+    options: Options,
 ) -> JSONResponse:
     """Search the instances of one series."""
-    return await _search(
-        request, services, Level.INSTANCE, study=study, series=series, limit=limit,
-        offset=offset, includefield=includefield, fuzzymatching=fuzzymatching,
-    )  # fmt: skip
+    return await _search(request, services, Level.INSTANCE, options, study=study, series=series)

@@ -62,6 +62,22 @@ def _options(
     return options
 
 
+def rendering_options(
+    request: Request, window: Window = None, viewport: Viewport = None, quality: Quality = None
+) -> RenderOptions:
+    """The rendered resources' options, from ``Accept`` and the query (a FastAPI dependency)."""
+    return _options(request, window, viewport, quality)
+
+
+def thumbnail_options(request: Request, viewport: Viewport = None) -> RenderOptions:
+    """The thumbnails' options: 128×128 unless a viewport is given (a FastAPI dependency)."""
+    return _options(request, None, viewport, None, thumbnail=True)
+
+
+Rendering = Annotated[RenderOptions, Depends(rendering_options)]
+Thumbnail = Annotated[RenderOptions, Depends(thumbnail_options)]
+
+
 def _rendered(
     services: Services, found: StoredInstance, frame: int, options: RenderOptions
 ) -> bytes:
@@ -75,6 +91,23 @@ async def _answer(
     return Response(data, media_type=options.media_type)
 
 
+async def _instance_image(
+    services: Services, options: RenderOptions, uids: tuple[str, str, str], frame: int = 1
+) -> Response:
+    """One frame of the instance named by ``(study, series, instance)`` as an image."""
+    (found,) = await run_in_threadpool(stored_instances, services, *uids)
+    return await _answer(services, found, frame, options)
+
+
+async def _middle_image(
+    services: Services, options: RenderOptions, study: str, series: str | None = None
+) -> Response:
+    """The middle instance of a series (of the first series of a study) as an image."""
+    found = await run_in_threadpool(stored_instances, services, study, series)
+    first_series = [i for i in found if i.series_instance_uid == found[0].series_instance_uid]
+    return await _answer(services, first_series[len(first_series) // 2], 1, options)
+
+
 def _frame(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise BadRequest("a rendered frame is one frame number, from 1")
@@ -83,85 +116,57 @@ def _frame(text: str) -> int:
 
 @router.get(_INSTANCE + "/rendered", summary="Rendered instance", responses=_RESPONSES)
 async def rendered_instance(
-    request: Request,
     services: ServicesDep,
     _: Reader,
+    options: Rendering,
     study: str,
     series: str,
     instance: str,
-    window: Window = None,
-    viewport: Viewport = None,
-    quality: Quality = None,
 ) -> Response:
     """The instance's first frame as an image."""
-    options = _options(request, window, viewport, quality)
-    (found,) = await run_in_threadpool(stored_instances, services, study, series, instance)
-    return await _answer(services, found, 1, options)
+    return await _instance_image(services, options, (study, series, instance))
 
 
 @router.get(_INSTANCE + "/frames/{frame}/rendered", summary="Rendered frame", responses=_RESPONSES)
 async def rendered_frame(
-    request: Request,
     services: ServicesDep,
     _: Reader,
+    options: Rendering,
     study: str,
     series: str,
     instance: str,
     frame: str,
-    window: Window = None,
-    viewport: Viewport = None,
-    quality: Quality = None,
 ) -> Response:
     """One frame (1-based) as an image."""
-    options = _options(request, window, viewport, quality)
-    number = _frame(frame)
-    (found,) = await run_in_threadpool(stored_instances, services, study, series, instance)
-    return await _answer(services, found, number, options)
+    return await _instance_image(services, options, (study, series, instance), _frame(frame))
 
 
 @router.get(_INSTANCE + "/thumbnail", summary="Instance thumbnail", responses=_RESPONSES)
 async def instance_thumbnail(
-    request: Request,
     services: ServicesDep,
     _: Reader,
+    options: Thumbnail,
     study: str,
     series: str,
     instance: str,
-    viewport: Viewport = None,
 ) -> Response:
     """A small image of the instance's first frame."""
-    options = _options(request, None, viewport, None, thumbnail=True)
-    (found,) = await run_in_threadpool(stored_instances, services, study, series, instance)
-    return await _answer(services, found, 1, options)
+    return await _instance_image(services, options, (study, series, instance))
 
 
 @router.get(
     "/studies/{study}/series/{series}/thumbnail", summary="Series thumbnail", responses=_RESPONSES
 )
 async def series_thumbnail(
-    request: Request,
-    services: ServicesDep,
-    _: Reader,
-    study: str,
-    series: str,
-    viewport: Viewport = None,
+    services: ServicesDep, _: Reader, options: Thumbnail, study: str, series: str
 ) -> Response:
     """A small image of the series' middle instance."""
-    options = _options(request, None, viewport, None, thumbnail=True)
-    found = await run_in_threadpool(stored_instances, services, study, series)
-    return await _answer(services, found[len(found) // 2], 1, options)
+    return await _middle_image(services, options, study, series)
 
 
 @router.get("/studies/{study}/thumbnail", summary="Study thumbnail", responses=_RESPONSES)
 async def study_thumbnail(
-    request: Request,
-    services: ServicesDep,
-    _: Reader,
-    study: str,
-    viewport: Viewport = None,
+    services: ServicesDep, _: Reader, options: Thumbnail, study: str
 ) -> Response:
     """A small image of the study's first series' middle instance."""
-    options = _options(request, None, viewport, None, thumbnail=True)
-    found = await run_in_threadpool(stored_instances, services, study)
-    first_series = [i for i in found if i.series_instance_uid == found[0].series_instance_uid]
-    return await _answer(services, first_series[len(first_series) // 2], 1, options)
+    return await _middle_image(services, options, study)
