@@ -9,10 +9,13 @@ be.
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 
 import pydicom
 import pytest
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian
 
 from dicomveil.demo import write_demo_study
 from dicomveil.engine._encoding import dummy_bytes, method_elements
@@ -232,6 +235,49 @@ def test_dates_are_shifted_on_the_fast_path(cases: list[Path], tmp_path: Path) -
                 assert out.ContentDate[0] != "20210304" and out.ContentDate[1] == ""
                 nested = out.ReferencedImageSequence[0].PerformedProcedureStepStartDate
                 assert nested and nested != "20210303"
+
+
+def _defined_length_report(path: Path, items: int, text: int) -> Path:
+    """A structured report whose Content Sequence and items have defined lengths (as some
+    writers send them), with long text: its header runs past the first reads."""
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_dataset
+
+    ds = Dataset()
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.88.22"
+    ds.SOPInstanceUID, ds.StudyInstanceUID = (
+        "1.2.826.0.1.3680043.99.8.1.1",
+        "1.2.826.0.1.3680043.99.8",
+    )
+    ds.SeriesInstanceUID = "1.2.826.0.1.3680043.99.8.1"
+    ds.PatientName, ds.PatientID, ds.Modality = "DOE^JANE", "PID8", "SR"
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    head = DicomBytesIO()
+    ds.save_as(head, enforce_file_format=True)
+    encoded = bytearray()
+    for number in range(items):
+        item = Dataset()
+        item.RelationshipType, item.ValueType = "CONTAINS", "TEXT"
+        item.TextValue = f"finding {number} for DOE " + "x" * text
+        body = DicomBytesIO()
+        body.is_little_endian, body.is_implicit_VR = True, False
+        write_dataset(body, item)
+        encoded += struct.pack("<HHL", 0xFFFE, 0xE000, len(body.getvalue())) + body.getvalue()
+    sequence = struct.pack("<HH2sHL", 0x0040, 0xA730, b"SQ", 0, len(encoded)) + encoded
+    path.write_bytes(head.getvalue() + sequence)
+    return path
+
+
+def test_a_large_defined_length_sequence_takes_the_fast_path(tmp_path: Path) -> None:
+    """Sequences are never deferred: one of several MB (here 4.4 MB, in a header longer than
+    the first reads) is walked like any other, with the reference output."""
+    source = _defined_length_report(tmp_path / "sr.dcm", items=4200, text=1000)
+    assert source.stat().st_size > 4 * 1024 * 1024
+    reference, quick, fast = _both(source, tmp_path / "out", POLICIES["basic"])
+    assert fast
+    _same(reference, quick, tmp_path / "out")
+    assert b"DOE" not in (tmp_path / "out" / "fast" / quick.output).read_bytes()
 
 
 POOL_SCRIPT = """

@@ -223,15 +223,19 @@ class Walker:
 
     def items(
         self, pos: int, end: int, undefined: bool, mode: int, depth: int
-    ) -> tuple[list[bytes], int]:
-        """Encode the items of the sequence value at ``pos``; return them and its end."""
+    ) -> tuple[bytes, int]:
+        """Encode the items of the sequence value at ``pos``; return them and its end.
+
+        Items accumulate in one buffer: a sequence of a hundred thousand items (a large
+        structured report or structure set) costs its size, not a million small objects.
+        """
         if depth > MAX_DEPTH:
             raise Fallback
-        out: list[bytes] = []
+        out = bytearray()
         buf = self.buf
         while True:
             if pos == end and not undefined:
-                return out, pos
+                return bytes(out), pos
             if pos + 8 > end:
                 raise self.short(end)
             group, elem, length = IMPLICIT(buf, pos)
@@ -241,20 +245,20 @@ class Walker:
             if elem == 0xE0DD and undefined:
                 if length:
                     raise Fallback
-                return out, pos
+                return bytes(out), pos
             if elem != 0xE000:
                 raise Fallback
             if length == UNDEFINED:
                 body, pos = self.dataset(pos, end, mode, depth + 1, Level(), True, False)
-                out.append(UNDEFINED_ITEM)
-                out.append(body)
-                out.append(ITEM_DELIMITER)
+                out += UNDEFINED_ITEM
+                out += body
+                out += ITEM_DELIMITER
                 continue
             if pos + length > end:
                 raise self.short(end)
             body, _ = self.dataset(pos, pos + length, mode, depth + 1, Level(), False, False)
-            out.append(PACK_IMPLICIT(0xFFFE, 0xE000, len(body)))
-            out.append(body)
+            out += PACK_IMPLICIT(0xFFFE, 0xE000, len(body))
+            out += body
             pos += length
 
     def skip(self, pos: int, end: int, undefined: bool, depth: int) -> int:
@@ -377,7 +381,7 @@ class Walker:
                 vend = pos + hdr + length
                 if vend > end:
                     raise self.short(end)
-                if length > max_value:
+                if length > max_value and vr != "SQ":  # sequences are never deferred
                     raise Fallback
             if tag >= next_method:  # the method attributes replace or join the data set
                 if run >= 0:
@@ -488,10 +492,9 @@ class Walker:
                 raise Fallback
             self.count(name)
             undefined = vend < 0
-            items, after = self.items(
+            body, after = self.items(
                 vpos, end if undefined else vend, undefined, mode if inner < 0 else inner, depth
             )
-            body = b"".join(items)
             if undefined:
                 out.append(sequence_header(tag, UNDEFINED, self.implicit))
                 out.append(body)
