@@ -94,31 +94,28 @@ def _archive(services: Services, results: list[Ingested]) -> None:
     ``None``). An instance that cannot be stored becomes a failure.
     """
     uploads: list[FileUpload] = []
-    records: list[InstanceRecord] = []
+    records: list[tuple[Ingested, InstanceRecord]] = []
     for result in results:
         outcome, staged = result.outcome, result.staged
         assert outcome.identity is not None and staged is not None
-        pseudo = outcome.identity.pseudonymous
-        labels = {"study_uid": pseudo.study_instance_uid, "patient_id": pseudo.patient_id}
-        records.append(
-            record_from_file(
+        try:
+            record = record_from_file(
                 staged,
                 storage_key=outcome.output,
                 size=outcome.size,
                 sha256=outcome.sha256,
                 with_metadata=False,  # built on first read (see dicomveil.web.headers)
             )
-        )
-        uploads.append(
-            FileUpload(
-                outcome.output,
-                staged,
-                DICOM,
-                {name: value for name, value in labels.items() if value},
-            )
-        )
+        except DicomveilError as exc:
+            result.outcome = _failed(outcome.source, exc)
+            continue
+        pseudo = outcome.identity.pseudonymous
+        labels = {"study_uid": pseudo.study_instance_uid, "patient_id": pseudo.patient_id}
+        metadata = {name: value for name, value in labels.items() if value}
+        uploads.append(FileUpload(outcome.output, staged, DICOM, metadata))
+        records.append((result, record))
     stored = services.store.put_files(uploads, consume=True)
-    for result, record, info in zip(results, records, stored, strict=True):
+    for (result, record), info in zip(records, stored, strict=True):
         result.staged = None
         if isinstance(info, DicomveilError):
             result.outcome = _failed(result.outcome.source, info)
