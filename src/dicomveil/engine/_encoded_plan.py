@@ -68,7 +68,7 @@ SEQUENCE_DELIMITER: Final = PACK_IMPLICIT(0xFFFE, 0xE0DD, 0)
 UNDEFINED_ITEM: Final = PACK_IMPLICIT(0xFFFE, 0xE000, UNDEFINED)
 
 # What an element's rule comes to on this path.
-KEEP, SKIP, REMOVE, EMPTY, DUMMY, UID, PSEUDONYM, RECURSE, PRIVATE, SHIFT = range(10)
+KEEP, SKIP, REMOVE, EMPTY, DUMMY, UID, PSEUDONYM, RECURSE, PRIVATE, SHIFT, SCRUB = range(11)
 CREATOR = -1
 MODES: Final = (Mode.NORMAL, Mode.CLEAN, Mode.DUMMY)
 INNER: Final = {Op.RECURSE: -1, Op.RECURSE_CLEAN: 1, Op.RECURSE_DUMMY: 2}
@@ -84,6 +84,7 @@ CODE_OF: Final = {
     Op.RECURSE_DUMMY: RECURSE,
     Op.PRIVATE: PRIVATE,
     Op.SHIFT: SHIFT,
+    Op.SCRUB: SCRUB,
 }
 
 #: ``(code, inner mode or -1, operation name, VR, needs a closer look, constant output)``.
@@ -108,7 +109,7 @@ def resolve(compiled: CompiledPolicy, tag: int, vrb: bytes | None, mode: int) ->
     code = CODE_OF.get(rule.op)
     name = rule.op.value
     if code is None:
-        raise Fallback  # scrub, replace, hash: reference path
+        raise Fallback  # replace, hash: reference path
     if tag == CHARSET and code != KEEP:
         raise Fallback  # a new character set: the reference re-encodes text
     if code == KEEP and tag >> 16 < 0x0008:
@@ -126,7 +127,7 @@ def resolve(compiled: CompiledPolicy, tag: int, vrb: bytes | None, mode: int) ->
     if tag >> 16 >= 0x0008 and code in (EMPTY, DUMMY):
         value = b"" if code == EMPTY else dummy_bytes(vr)
         const = element(tag, vr, value, vrb is None)
-    look = tag in OBSERVED or vr == "SQ" or code in (PSEUDONYM, PRIVATE, RECURSE, SHIFT)
+    look = tag in OBSERVED or vr == "SQ" or code in (PSEUDONYM, PRIVATE, RECURSE, SHIFT, SCRUB)
     return code, INNER.get(rule.op, -1), name, vr, look, const
 
 

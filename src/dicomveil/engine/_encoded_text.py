@@ -24,6 +24,7 @@ from dicomveil.profile.policy import Policy
 
 __all__ = [
     "Fallback",
+    "NeedIdentifiers",
     "NeedMoreData",
     "check_canonical",
     "converted",
@@ -45,6 +46,11 @@ class Fallback(Exception):
 
 class NeedMoreData(Exception):
     """The data set continues past the bytes given: call again with more of the file."""
+
+
+class NeedIdentifiers(Exception):
+    """The data set has text to clean: call again with its identifying values (see
+    :func:`dicomveil.engine.scan.collect_identifiers`)."""
 
 
 def strip_text(raw: bytes) -> str:

@@ -7,6 +7,8 @@ the reference engine (:mod:`dicomveil.engine.deidentify`) on raw bytes, and rais
 
 from __future__ import annotations
 
+from pydicom.dataelem import RawDataElement, convert_raw_data_element
+from pydicom.tag import BaseTag
 from pydicom.values import convert_DA_string, convert_DT_string
 
 from dicomveil.engine._encoded_plan import (
@@ -38,6 +40,7 @@ from dicomveil.engine._encoded_plan import (
     PSEUDONYM,
     RECURSE,
     REMOVE,
+    SCRUB,
     SEQUENCE_DELIMITER,
     SHIFT,
     SKIP,
@@ -55,6 +58,7 @@ from dicomveil.engine._encoded_plan import (
 )
 from dicomveil.engine._encoded_text import (
     Fallback,
+    NeedIdentifiers,
     NeedMoreData,
     check_canonical,
     converted,
@@ -64,6 +68,7 @@ from dicomveil.engine._encoded_text import (
 )
 from dicomveil.engine._encoding import VR_NAMES, dummy_bytes, element, text_bytes
 from dicomveil.engine.dates import date_offset_days, shift_da, shift_dt
+from dicomveil.engine.descriptors import Scrubber, cleaned_value
 from dicomveil.engine.keys import PseudonymKeys
 from dicomveil.engine.pseudonyms import (
     accession_pseudonym,
@@ -106,6 +111,7 @@ class Walker:
         "originals",
         "patient",
         "plan",
+        "scrubber",
         "seen",
         "top",
         "top_pos",
@@ -135,6 +141,7 @@ class Walker:
         self.seen: dict[int, bytes] = {}
         self.originals: dict[int, str] = {}
         self.offset: int | None = None  # days dates move back (found when first needed)
+        self.scrubber: Scrubber | None = None  # the text cleaner, when given identifiers
         self.patient: str | None = None
         self.charset: tuple[str, ...] = ("iso8859",)
         self.top = Level()
@@ -547,6 +554,9 @@ class Walker:
         elif code == SHIFT:
             new = self.shifted(value, vr)
             text = ""
+        elif code == SCRUB and tag not in TRACKED:
+            new = self.cleaned(tag, value, vr)
+            text = ""
         elif code == DUMMY and vr != "SQ" and tag not in TRACKED and tag != ENCAPSULATED_DOCUMENT:
             new = dummy_bytes(vr)
             text = ""
@@ -570,6 +580,24 @@ class Walker:
         if before and not after:
             raise Fallback  # an unparseable date: the reference removes it, with a flag
         text = after if isinstance(after, str) else "\\".join(after)
+        if not text.isascii():
+            raise Fallback
+        return text_bytes(text, vr)
+
+    def cleaned(self, tag: int, value: bytes, vr: str) -> bytes:
+        """The reference's ``_scrub``: the value read as pydicom reads it, cleaned, and
+        written back (ASCII results only: others are re-encoded by the reference writer)."""
+        if self.scrubber is None:
+            raise NeedIdentifiers
+        raw = RawDataElement(BaseTag(tag), vr, len(value), value, 0, self.implicit, True)
+        before = convert_raw_data_element(raw, encoding=list(self.charset)).value
+        after = cleaned_value(before, vr, self.scrubber)
+        if after is None:
+            text = ""
+        elif isinstance(after, str):
+            text = after
+        else:
+            text = "\\".join(str(v) for v in after)
         if not text.isascii():
             raise Fallback
         return text_bytes(text, vr)

@@ -23,7 +23,7 @@ from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag
 
 from dicomveil.engine.dates import date_offset_days, shift_da, shift_dt
-from dicomveil.engine.descriptors import Scrubber
+from dicomveil.engine.descriptors import Scrubber, cleaned_value
 from dicomveil.engine.identity import (
     KEYWORDS,
     IdentityRecord,
@@ -43,7 +43,7 @@ from dicomveil.engine.report import Report
 from dicomveil.engine.rules import CompiledPolicy, Mode, Op, Rule, compile_policy, vr_of
 from dicomveil.engine.scan import check_pixels, collect_identifiers
 from dicomveil.engine.uids import remap_uid
-from dicomveil.engine.values import DUMMY_PDF, MAX_LENGTH, dummy_value, empty_value, map_strings
+from dicomveil.engine.values import DUMMY_PDF, dummy_value, empty_value, map_strings
 from dicomveil.errors import DeidentificationError
 from dicomveil.profile.options import Option
 from dicomveil.profile.policy import Policy
@@ -295,16 +295,7 @@ class _Walker:
         scrubber = self.scrubber
         if scrubber is None:  # pragma: no cover - can_clean_text covers every SCRUB rule
             raise DeidentificationError(f"{elem.keyword or elem.tag}: no cleaner available")
-        limit = MAX_LENGTH.get(elem.VR)
-
-        def clean(text: str) -> str:
-            result = scrubber.scrub(text)
-            return result[:limit] if limit else result
-
-        if elem.VR == "PN":
-            elem.value = map_strings(elem.value, lambda v: "ANONYMOUS" if v.strip() else v)
-        else:
-            elem.value = map_strings(elem.value, clean)
+        elem.value = cleaned_value(elem.value, elem.VR, scrubber)
 
 
 def deidentify(

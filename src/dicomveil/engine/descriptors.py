@@ -16,8 +16,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from datetime import date
+from typing import Any
 
-__all__ = ["REDACTED", "Scrubber", "date_forms"]
+from dicomveil.engine.values import MAX_LENGTH, map_strings
+
+__all__ = ["REDACTED", "Scrubber", "cleaned_value", "date_forms"]
 
 #: What replaces each identifying fragment.
 REDACTED = "***"
@@ -123,3 +126,21 @@ class Scrubber:
     def scrub(self, text: str) -> str:
         """Return ``text`` with every identifying fragment replaced by :data:`REDACTED`."""
         return self._pattern.sub(REDACTED, text)
+
+
+def cleaned_value(value: Any, vr: str, scrubber: Scrubber) -> Any:
+    """Return an element's value with its identifying text cleaned (action C on text).
+
+    A person name becomes ``ANONYMOUS`` (a name is identifying as a whole); other text is
+    scrubbed and kept within its VR's maximum length. Each value of a multi-valued element
+    is cleaned on its own; an empty value stays empty.
+    """
+    if vr == "PN":
+        return map_strings(value, lambda v: "ANONYMOUS" if v.strip() else v)
+    limit = MAX_LENGTH.get(vr)
+
+    def clean(text: str) -> str:
+        result = scrubber.scrub(text)
+        return result[:limit] if limit else result
+
+    return map_strings(value, clean)

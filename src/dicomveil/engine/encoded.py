@@ -17,6 +17,7 @@ DICOM PS3.15 Annex E; PS3.5 sections 7.1 (data elements) and 7.5 (nesting of dat
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from dicomveil.engine._encoded_plan import (
@@ -35,14 +36,21 @@ from dicomveil.engine._encoded_plan import (
     STUDY_ID,
     STUDY_UID,
 )
-from dicomveil.engine._encoded_text import Fallback, NeedMoreData, converted, pixel_flags
+from dicomveil.engine._encoded_text import (
+    Fallback,
+    NeedIdentifiers,
+    NeedMoreData,
+    converted,
+    pixel_flags,
+)
 from dicomveil.engine._encoded_walk import Walker
 from dicomveil.engine.dates import date_offset_days
+from dicomveil.engine.descriptors import Scrubber
 from dicomveil.engine.identity import IdentityRecord, OriginalIdentity, PseudonymousIdentity
 from dicomveil.engine.keys import PseudonymKeys
 from dicomveil.engine.rules import CompiledPolicy
 
-__all__ = ["EncodedResult", "NeedMoreData", "deidentify_encoded"]
+__all__ = ["EncodedResult", "NeedIdentifiers", "NeedMoreData", "deidentify_encoded"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +147,7 @@ def deidentify_encoded(
     keys: PseudonymKeys,
     *,
     eof: bool,
+    identifiers: Mapping[str, list[str]] | None = None,
 ) -> EncodedResult | None:
     """De-identify the encoded data set that starts at ``data[start]``, or return ``None``.
 
@@ -157,6 +166,10 @@ def deidentify_encoded(
     eof:
         Whether ``limit`` is the end of the file; otherwise the data set must end (at
         pixel data) before ``limit``.
+    identifiers:
+        The identifying values of the data set
+        (:func:`~dicomveil.engine.scan.collect_identifiers`), needed only when it has text
+        to clean.
 
     Returns
     -------
@@ -167,8 +180,13 @@ def deidentify_encoded(
     ------
     NeedMoreData
         The data set continues past ``limit``: call again with more bytes.
+    NeedIdentifiers
+        The data set has text to clean and ``identifiers`` were not given: call again with
+        them.
     """
     walker = Walker(data, limit, eof, implicit, compiled, keys)
+    if identifiers is not None:
+        walker.scrubber = Scrubber(**identifiers)
     try:
         body, stop = walker.dataset(start, limit, 0, 0, walker.top, False, True)
         return _result(walker, body, stop, stop < limit)

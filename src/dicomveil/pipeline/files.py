@@ -18,12 +18,13 @@ from pathlib import Path
 from typing import Final
 
 from dicomveil.dicomio import WriteResult, read_instance, write_instance
-from dicomveil.dicomio.encoded import pixel_span, read_head
+from dicomveil.dicomio.encoded import header_dataset, pixel_span, read_head
 from dicomveil.dicomio.writer import encoded_parts, write_file
 from dicomveil.engine.deidentify import deidentify
-from dicomveil.engine.encoded import NeedMoreData, deidentify_encoded
+from dicomveil.engine.encoded import NeedIdentifiers, NeedMoreData, deidentify_encoded
 from dicomveil.engine.keys import PseudonymKeys
 from dicomveil.engine.rules import CompiledPolicy
+from dicomveil.engine.scan import collect_identifiers
 from dicomveil.errors import DeidentificationError, DicomveilError, NotAnInstanceError
 from dicomveil.pipeline.outcome import FileOutcome, output_key
 
@@ -132,6 +133,7 @@ def _fast(
     try:
         size = os.fstat(fd).st_size
         want = FIRST_READ
+        identifiers: dict[str, list[str]] | None = None
         while True:
             head = read_head(fd, size, want)
             if head is None:
@@ -145,13 +147,21 @@ def _fast(
                     compiled,
                     keys,
                     eof=head.eof,
+                    identifiers=identifiers,
                 )
-            except NeedMoreData:
-                if want >= MAX_HEAD:
+                break
+            except NeedIdentifiers:  # text to clean: collect what identifies, walk again
+                dataset = header_dataset(head)
+                if dataset is not None:
+                    identifiers = collect_identifiers(dataset)
+                    continue
+                if head.eof:
                     return None
-                want *= 4  # every read walks again from the start: at most 1/3 more work
-                continue
-            break
+            except NeedMoreData:
+                pass
+            if want >= MAX_HEAD:
+                return None
+            want *= 4  # every read walks again from the start: at most 1/3 more work
         if result is None:
             return None
         pixel = pixel_span(fd, head, result.stop, source) if result.has_pixels else None
