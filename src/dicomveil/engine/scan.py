@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import cache
 
 from pydicom.charset import default_encoding
 from pydicom.datadict import dictionary_VR
@@ -32,6 +33,7 @@ _RISKY_SOP_PREFIXES = (
 _RISKY_MODALITIES = frozenset({"US", "OT", "SC", "XC", "ES", "DOC"})
 
 
+@cache
 def _is_identifier(tag: int) -> bool:
     row = row_for(tag)
     if row is None or row.basic == "K":
@@ -40,32 +42,48 @@ def _is_identifier(tag: int) -> bool:
     return not (option_names & _DESCRIPTOR_OPTIONS)
 
 
-def _may_identify(tag: BaseTag, vr: str | None) -> bool:
-    """Whether an element's value can hold what :func:`collect_identifiers` collects (so a
-    large value that cannot, such as a vendor's private blob, is never read into memory)."""
-    if tag.is_private:
-        return False
-    try:
-        vr = vr or dictionary_VR(tag)
-    except KeyError:
+def _may_identify(tag: BaseTag, vr: str | None, deferred: bool) -> bool:
+    """Whether a raw element can hold what :func:`collect_identifiers` collects, told from
+    its tag and VR without converting it (most elements of a header cannot).
+
+    Only a sequence or a collected VR can; a private element only as a sequence, which an
+    implicit or unknown VR may turn out to be (a deferred value never is one). A VR that
+    pydicom may replace (implicit, ``UN``) is looked up as pydicom would.
+    """
+    if vr == "SQ":
         return True
+    if tag.is_private:
+        return vr in (None, "UN") and not deferred
+    if vr is None or vr == "UN":
+        try:
+            vr = dictionary_VR(tag)
+        except KeyError:
+            return False  # not in the dictionary: pydicom reads it as UN, never collected
+    if vr in _IDENTIFIER_VRS:
+        return _is_identifier(int(tag))
     return vr in _COLLECTED_VRS
 
 
 def _elements(item: Dataset) -> Iterator[DataElement]:
-    """The elements of ``item`` in its own order, converted without changing ``item``.
+    """The elements of ``item`` that may identify, in its own order, converted without
+    changing ``item``.
 
     Reading every element through ``item[tag]`` would store the converted elements, and the
     writer would then encode all of them anew instead of copying the bytes of those the
     policy keeps (and the byte-level fast path would no longer give the same output).
+    Elements that cannot hold what is collected are not converted at all (a large one, such
+    as a vendor's private blob, is then never read into memory).
     """
     encoding = item.original_character_set or item._character_set  # noqa: SLF001
     for tag, elem in list(item._dict.items()):  # noqa: SLF001 - read, not converted in place
         if not isinstance(elem, RawDataElement):
             yield elem
-        elif elem.value is None and elem.length != 0:  # a deferred (large) value
-            if _may_identify(tag, elem.VR):
-                yield item[tag]  # read as the dataset reads it
+            continue
+        deferred = elem.value is None and elem.length != 0
+        if not _may_identify(tag, elem.VR, deferred):
+            continue
+        if deferred:
+            yield item[tag]  # read as the dataset reads it
         else:
             charset = default_encoding if tag == _CHARSET else encoding
             yield convert_raw_data_element(elem, encoding=charset, ds=item)
