@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from dicomveil.ports import BlobStore
+from dicomveil.ports import BlobInfo, BlobStore
 from dicomveil.storage import FileBlobStore, MemoryBlobStore, open_store
 from tests.support.cloud import (  # noqa: F401 - re-exported for the storage tests
     AWS_OPTIONS,
@@ -40,6 +40,16 @@ class Backend:
     store: BlobStore
     #: Number of parts (S3 parts, Azure blocks, GCS chunks) the upload of a key used.
     parts: Callable[[str], int]
+    #: Whether :meth:`head` reports content type, metadata and sha256 (a file store without
+    #: sidecars knows only the size).
+    keeps_metadata: bool = True
+
+    def described(self, info: BlobInfo) -> BlobInfo:
+        """What :meth:`head` reports of the object put as ``info`` (put's own answer, less
+        what this backend does not keep)."""
+        if self.keeps_metadata:
+            return info
+        return BlobInfo(key=info.key, size=info.size)
 
 
 def _s3_parts(store: Any) -> Callable[[str], int]:
@@ -74,6 +84,7 @@ def _gcs_parts(store: Any) -> Callable[[str], int]:
 BACKENDS = [
     "memory",
     "file",
+    "file-nosidecars",
     pytest.param("s3", marks=pytest.mark.cloud),
     pytest.param("azure", marks=pytest.mark.cloud),
     pytest.param("gcs", marks=pytest.mark.cloud),
@@ -89,8 +100,8 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
     if name == "memory":
         store = MemoryBlobStore(prefix)
         parts: Callable[[str], int] = lambda key: 1  # noqa: E731
-    elif name == "file":
-        store = FileBlobStore(tmp_path / "store")
+    elif name in ("file", "file-nosidecars"):
+        store = FileBlobStore(tmp_path / "store", sidecars=name == "file")
         parts = lambda key: 1  # noqa: E731
     elif name == "s3":
         endpoint = request.getfixturevalue("s3_endpoint")
@@ -105,7 +116,7 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
         store = open_store(f"gs://{BUCKET}/{prefix}", endpoint_url=endpoint)
         parts = _gcs_parts(store)
     try:
-        yield Backend(name, store, parts)
+        yield Backend(name, store, parts, keeps_metadata=name != "file-nosidecars")
     finally:
         store.close()
 

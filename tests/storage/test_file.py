@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from dicomveil.errors import ConfigError, StorageError
+from dicomveil.ports import BlobInfo
 from dicomveil.storage import FileBlobStore, FileUpload, open_store
 from dicomveil.storage.file import META_DIR
 
@@ -163,3 +164,45 @@ class TestPutFiles:
         assert store.get_bytes("s/a.dcm") == b"a" * 10 and store.get_bytes("s/b.dcm") == b"b" * 10
         assert not isinstance(first, StorageError) and not isinstance(last, StorageError)
         assert all(".dicomveil-tmp" not in name for name in all_files(store.root))
+
+
+class TestWithoutSidecars:
+    @pytest.fixture
+    def bare(self, tmp_path: Path) -> FileBlobStore:
+        return FileBlobStore(tmp_path / "bare", sidecars=False)
+
+    def test_one_file_per_object(self, bare: FileBlobStore, tmp_path: Path) -> None:
+        bare.put_bytes("s/1.dcm", b"DICM", content_type=DICOM, metadata={"k": "v"})
+        source = tmp_path / "staged.dcm"
+        source.write_bytes(b"DICM" * 10)
+        (stored,) = bare.put_files([FileUpload("s/2.dcm", source, DICOM)], consume=True)
+        assert not isinstance(stored, StorageError)
+        assert all_files(bare.root) == ["s/1.dcm", "s/2.dcm"]
+        assert [(item.key, item.size) for item in bare.list()] == [("s/1.dcm", 4), ("s/2.dcm", 40)]
+
+    def test_url_option(self, tmp_path: Path) -> None:
+        store = open_store((tmp_path / "r").as_uri(), sidecars=False, fsync=False)
+        assert isinstance(store, FileBlobStore) and not store.sidecars
+        store.put_bytes("a", b"x", content_type=DICOM)
+        assert all_files(store.root) == ["a"]
+
+    def test_old_sidecars_are_not_claimed(self, tmp_path: Path) -> None:
+        FileBlobStore(tmp_path / "r").put_bytes("a", b"abc", content_type=DICOM)
+        bare = FileBlobStore(tmp_path / "r", sidecars=False)
+        assert bare.head("a") == BlobInfo(key="a", size=3)
+
+    def test_size_mismatch_does_not_verify(
+        self, bare: FileBlobStore, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        real_replace = os.replace
+
+        def truncating_replace(src: str | Path, dst: str | Path) -> None:
+            real_replace(src, dst)
+            with open(dst, "r+b") as handle:  # the disk lost the end of the write
+                handle.truncate(1)
+
+        monkeypatch.setattr(os, "replace", truncating_replace)
+        with pytest.raises(StorageError, match="did not verify"):
+            bare.put_bytes("a", b"abc", content_type=DICOM)
+        monkeypatch.undo()
+        assert bare.head("a") is None

@@ -10,9 +10,10 @@ import pytest
 
 from dicomveil.pipeline.verify import verify_folders
 from dicomveil.storage import FileBlobStore
+from dicomveil.web import Settings, create_app
 from dicomveil.web.services import Services
 from tests.web.conftest import auth
-from tests.web.support import DICOM_JSON, files_bytes, first, related_body
+from tests.web.support import DICOM_JSON, files_bytes, first, related_body, split_related
 
 pytestmark = pytest.mark.anyio
 
@@ -312,3 +313,53 @@ class TestStudyUrl:
         answer = await stow(client, tokens["ingest"], files_bytes(demo_files[:2]), "2.25.999")
         assert answer.status_code == 409
         assert services.index.counts().instances == 0 and archived(services) == []
+
+
+def all_files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.is_file())
+
+
+class TestArchiveLayout:
+    async def test_one_file_per_instance_and_wado_returns_its_bytes(
+        self,
+        client: httpx.AsyncClient,
+        tokens: dict[str, str],
+        demo_files: list[Path],
+        services: Services,
+    ) -> None:
+        answer = await stow(client, tokens["ingest"], files_bytes(demo_files))
+        assert answer.status_code == 200, answer.text
+        store = services.store
+        assert isinstance(store, FileBlobStore)
+        files = all_files(store.root)
+        assert files == archived(services) and len(files) == len(demo_files)
+        assert not (store.root / ".dicomveil-meta").exists()
+        on_disk = {path.read_bytes() for path in files}
+        retrieved = []
+        for item in answer.json()["00081199"]["Value"]:
+            url = str(first(item["00081190"])).removeprefix("http://testserver")
+            got = await client.get(url, headers=auth(tokens["read"]))
+            assert got.status_code == 200, got.text
+            (part,) = split_related(got.headers["content-type"], got.content)
+            assert part[0] == "application/dicom"
+            retrieved.append(part[1])
+        assert set(retrieved) == on_disk and len(retrieved) == len(on_disk)
+
+    async def test_sidecars_on_request(
+        self, home: Path, key_file: Path, tokens: dict[str, str], demo_files: list[Path]
+    ) -> None:
+        app = create_app(Settings(home=home, key_file=key_file, archive_sidecars=True))
+        try:
+            transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+            async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+                answer = await stow(c, tokens["ingest"], files_bytes(demo_files[:2]))
+            assert answer.status_code == 200, answer.text
+            services: Services = app.state.services
+            store = services.store
+            assert isinstance(store, FileBlobStore)
+            sidecars = [p for p in all_files(store.root) if ".dicomveil-meta" in p.parts]
+            assert len(sidecars) == 2
+            heads = [store.head(item.key) for item in store.list()]
+            assert len(heads) == 2 and all(h is not None and h.sha256 for h in heads)
+        finally:
+            app.state.services.close()

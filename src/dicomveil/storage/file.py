@@ -12,6 +12,14 @@ the new one, never a partial file. The sidecar records the size and modification
 content it describes; when they no longer match (a crash between the two renames, a hand
 edit), :meth:`~FileBlobStore.head` reports the object without content type, metadata or sha256
 rather than stale ones. Files are created with mode 0600.
+
+A store opened with ``sidecars=False`` writes the objects only (one file each, no
+``.dicomveil-meta`` folder), for callers that keep their own record of what they stored, such
+as the gateway's archive and its study index. Such a store knows of an object only what the
+file system does: :meth:`~FileBlobStore.head` and :meth:`~FileBlobStore.list` report key and
+size, without content type, metadata or sha256. A put is verified by size, and returns the
+sha256 of the content it wrote (the one computed from the payload before writing, as in the
+sidecar; no second read), but that digest is not kept anywhere.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ import tempfile
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, suppress
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +77,10 @@ class FileBlobStore(BaseBlobStore):
     fsync
         Flush every write to disk before renaming it into place (turn off only for throwaway
         data, such as tests).
+    sidecars
+        Record each object's content type, metadata and sha256 in a sidecar file. Without
+        them every write is one file, and :meth:`head` knows only the size (see the module
+        documentation).
 
     Raises
     ------
@@ -77,7 +90,9 @@ class FileBlobStore(BaseBlobStore):
 
     scheme = "file"
 
-    def __init__(self, root: Path | str, *, create: bool = True, fsync: bool = True) -> None:
+    def __init__(
+        self, root: Path | str, *, create: bool = True, fsync: bool = True, sidecars: bool = True
+    ) -> None:
         path = Path(root).expanduser().absolute()
         if create:
             with map_os_errors(f"create {path.as_uri()}"):
@@ -88,6 +103,7 @@ class FileBlobStore(BaseBlobStore):
         self._root = path
         self._real_root = path.resolve()
         self._fsync = fsync
+        self._sidecars = sidecars
         self._commit_lock = threading.Lock()
 
     @classmethod
@@ -109,6 +125,11 @@ class FileBlobStore(BaseBlobStore):
         """The directory holding the objects."""
         return self._root
 
+    @property
+    def sidecars(self) -> bool:
+        """Whether content types, metadata and digests are kept in sidecar files."""
+        return self._sidecars
+
     # -- paths --------------------------------------------------------------------------
 
     def _inside(self, path: Path, key: str) -> Path:
@@ -125,19 +146,20 @@ class FileBlobStore(BaseBlobStore):
         parts[-1] += ".json"
         return self._inside(self._root.joinpath(META_DIR, *parts), key)
 
-    def _write_paths(self, key: str, checked: set[Path]) -> tuple[Path, Path]:
-        """The object's and sidecar's paths for a write: their folders must resolve inside
-        the root (each folder once per group, in ``checked``); the files themselves are
-        replaced by a rename, which does not follow links."""
+    def _write_paths(self, key: str, checked: set[Path]) -> list[Path]:
+        """The object's and (when kept) sidecar's paths for a write: their folders must
+        resolve inside the root (each folder once per group, in ``checked``); the files
+        themselves are replaced by a rename, which does not follow links."""
         parts = key.split("/")
-        target = self._root.joinpath(*parts)
-        parts[-1] += ".json"
-        sidecar = self._root.joinpath(META_DIR, *parts)
-        for path in (target, sidecar):
+        paths = [self._root.joinpath(*parts)]
+        if self._sidecars:
+            parts[-1] += ".json"
+            paths.append(self._root.joinpath(META_DIR, *parts))
+        for path in paths:
             if path.parent not in checked:
                 self._inside(path.parent, key)
                 checked.add(path.parent)
-        return target, sidecar
+        return paths
 
     # -- primitives ---------------------------------------------------------------------
 
@@ -197,16 +219,20 @@ class FileBlobStore(BaseBlobStore):
         consume: bool,
         made: set[Path],
     ) -> list[tuple[Path, Path]]:
-        """Write ``key``'s content and sidecar beside their places; return the renames due."""
+        """Write ``key``'s content (and sidecar) beside their places; return the renames due."""
         checked = len(made)
-        target, sidecar = self._write_paths(key, made)
+        paths = self._write_paths(key, made)
         if len(made) > checked:  # a folder not seen yet in this group
-            for folder in (target.parent, sidecar.parent):
-                folder.mkdir(parents=True, exist_ok=True)
+            for path in paths:
+                path.parent.mkdir(parents=True, exist_ok=True)
+        target = paths[0]
         if consume and isinstance(payload.source, Path):
             data_tmp, stat = self._adopt(target.parent, payload)
         else:
             data_tmp, stat = self._write_temp(target.parent, payload)
+        if not self._sidecars:
+            return [(data_tmp, target)]
+        sidecar = paths[1]
         try:
             record = {
                 "size": stat.st_size,
@@ -281,10 +307,27 @@ class FileBlobStore(BaseBlobStore):
                 return None
             if not path.is_file():
                 return None
+            if not self._sidecars:
+                return BlobInfo(key=key, size=stat.st_size)
             record = self._read_sidecar(key)
         if record.get("size") != stat.st_size or record.get("mtime_ns") != stat.st_mtime_ns:
             return BlobInfo(key=key, size=stat.st_size)
         return info_from_metadata(key, stat.st_size, record["content_type"], record["metadata"])
+
+    def _verified(self, key: str, payload: Payload) -> BlobInfo:
+        """Without sidecars, check the size read back, and return the digest of the payload
+        written (it cannot be read back); with them, as every store does."""
+        if self._sidecars:
+            return super()._verified(key, payload)
+        info = self._head(key)
+        if info is None or info.size != payload.size:
+            with suppress(StorageError):
+                self._delete(key)
+            raise StorageError(
+                f"{self.url}: upload of {key!r} did not verify (size differs); "
+                "the object was deleted"
+            )
+        return replace(info, sha256=payload.sha256)
 
     def _read_sidecar(self, key: str) -> dict[str, Any]:
         """Return the sidecar record of ``key``, or ``{}`` when missing or unreadable."""

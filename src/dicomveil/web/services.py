@@ -69,7 +69,9 @@ class Services:
         closers: list[Callable[[], None]] = []
         try:
             local = parse_store_url(settings.archive_url).scheme == "file"
-            options = {"fsync": settings.archive_fsync} if local else {}
+            options: dict[str, bool] = {}
+            if local:
+                options = {"fsync": settings.archive_fsync, "sidecars": settings.archive_sidecars}
             store = open_store(settings.archive_url, **options)
             closers.append(store.close)
             index = open_index(settings.database_url)

@@ -81,6 +81,10 @@ class Settings:
     archive_fsync:
         ``fsync`` every object written to a ``file://`` archive (durable on power loss; off
         trades that for ingest speed).
+    archive_sidecars:
+        Keep a ``.dicomveil-meta`` sidecar (content type, metadata, sha256) beside every
+        object of a ``file://`` archive. Off by default: the index already records each
+        stored instance (size, sha256, storage key), and a sidecar doubles the files written.
     batch_url:
         Where batches go; default ``file://<home>-outbox``, beside the state folder (a batch
         destination must not overlap it), each batch under its id.
@@ -105,6 +109,7 @@ class Settings:
     case_insensitive_names: bool = True
     public_url: str | None = None
     archive_fsync: bool = True
+    archive_sidecars: bool = False
     batch_url: str | None = None
     batch_workers: int = 1
 
