@@ -237,7 +237,9 @@ def main(argv: list[str] | None = None) -> int:
         report = render(times, images, size, args)
         print(report)
         if args.write_docs:
-            write_docs(report)
+            from benchmarks.docs_section import write_section
+
+            write_section(SECTION, report)
     finally:
         if moto is not None:
             from tests.support.servers import stop
@@ -289,21 +291,6 @@ def render(times: dict[str, list[float]], images: int, size: int, args: argparse
             f"Machine: {machine()}",
         ]
     )
-
-
-def write_docs(report: str) -> None:
-    """Replace (or add) this benchmark's section of ``docs/benchmarks.md``."""
-    path = REPO / "docs" / "benchmarks.md"
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    section = f"{SECTION}\n\n{report}\n"
-    start = text.find(SECTION)
-    if start < 0:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + section + ("" if end < 0 else text[end:])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
 
 
 if __name__ == "__main__":

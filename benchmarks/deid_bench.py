@@ -52,6 +52,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(REPO))
 
 from benchmarks import corpus, peers  # noqa: E402
+from benchmarks.docs_section import write_section  # noqa: E402
 
 SECTION = "## De-identification speed (issue 3)"
 KEY = "benchmark-pseudonym-key-0123456789abcdef\n"
@@ -882,18 +883,7 @@ def render(result: dict[str, Any]) -> str:
 
 def write_docs(body: str, path: Path | None = None) -> Path:
     """Replace (or append) this benchmark's section of ``docs/benchmarks.md``; keep the rest."""
-    path = path or REPO / "docs" / "benchmarks.md"
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    section = f"{SECTION}\n\n{body}\n"
-    start = text.find(SECTION)
-    if start < 0:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + section + ("" if end < 0 else text[end:])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-    return path
+    return write_section(SECTION, body, path)
 
 
 # -- the command ------------------------------------------------------------------------------

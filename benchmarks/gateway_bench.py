@@ -177,8 +177,6 @@ def _run(args: argparse.Namespace, work: Path) -> dict[str, dict[str, Any]]:
 def report(results: dict[str, dict[str, Any]], args: argparse.Namespace, command: str) -> str:
     ours, theirs = results["dicomveil"], results["Orthanc"]
     lines = [
-        SECTION,
-        "",
         f"Command: `{command}`",
         "",
         f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
@@ -208,21 +206,6 @@ def report(results: dict[str, dict[str, Any]], args: argparse.Namespace, command
     return "\n".join(lines)
 
 
-def write_docs(text: str) -> None:
-    path = REPO / "docs" / "benchmarks.md"
-    current = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n\n"
-    if SECTION in current:
-        start = current.index(SECTION)
-        rest = current[start + len(SECTION) :]
-        end = rest.find("\n## ")
-        tail = rest[end + 1 :] if end >= 0 else ""
-        current = current[:start] + text + ("\n" + tail if tail else "")
-    else:
-        current = current.rstrip("\n") + "\n\n" + text
-    path.parent.mkdir(exist_ok=True)
-    path.write_text(current, encoding="utf-8")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--stow", type=int, default=2000, help="Instances timed for STOW-RS.")
@@ -243,7 +226,9 @@ def main(argv: list[str] | None = None) -> int:
     text = report(results, args, command.strip())
     print(text)
     if args.write_docs:
-        write_docs(text)
+        from benchmarks.docs_section import write_section
+
+        write_section(SECTION, text)
     return 0
 
 
