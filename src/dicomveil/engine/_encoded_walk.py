@@ -79,8 +79,6 @@ from dicomveil.engine.pseudonyms import (
 from dicomveil.engine.rules import CompiledPolicy, vr_of
 from dicomveil.engine.uids import remap_uid
 from dicomveil.engine.values import map_strings
-from dicomveil.profile.options import Option
-from dicomveil.profile.table import is_safe_private
 
 
 class Level:
@@ -678,18 +676,7 @@ class Walker:
             if known == creator_tag:
                 creator = converted(element_value(encoded, self.implicit)).rstrip()
                 break
-        keep = False
-        if creator:
-            offset = elem & 0xFF
-            for rule in self.compiled.policy.private_rules:
-                if rule.matches(creator, group, offset):
-                    keep = rule.action.value == "keep"
-                    break
-            else:
-                keep = self.compiled.has(Option.RETAIN_SAFE_PRIVATE) and is_safe_private(
-                    creator, group, offset
-                )
-        if not keep:
+        if not self.compiled.keeps_private(creator, group, elem & 0xFF):
             return REMOVE, "remove"
         level.kept.add(creator_tag)
         return (RECURSE, "recurse") if vr == "SQ" else (KEEP, "keep")

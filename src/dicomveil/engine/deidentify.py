@@ -45,9 +45,7 @@ from dicomveil.engine.scan import check_pixels, collect_identifiers
 from dicomveil.engine.uids import remap_uid
 from dicomveil.engine.values import DUMMY_PDF, dummy_value, empty_value, map_strings
 from dicomveil.errors import DeidentificationError
-from dicomveil.profile.options import Option
 from dicomveil.profile.policy import Policy
-from dicomveil.profile.table import is_safe_private
 
 __all__ = ["DeidResult", "deidentify"]
 
@@ -171,18 +169,7 @@ class _Walker:
         creator_tag = (group << 16) | (element >> 8)
         creator_elem = ds.get(creator_tag)
         creator = str(creator_elem.value).rstrip() if creator_elem is not None else ""
-        keep = False
-        if creator:
-            offset = element & 0xFF
-            for private_rule in self.compiled.policy.private_rules:
-                if private_rule.matches(creator, group, offset):
-                    keep = private_rule.action.value == "keep"
-                    break
-            else:
-                keep = self.compiled.has(Option.RETAIN_SAFE_PRIVATE) and is_safe_private(
-                    creator, group, offset
-                )
-        if not keep:
+        if not self.compiled.keeps_private(creator, group, element & 0xFF):
             return Rule(Op.REMOVE, "private")
         kept.add(creator_tag)
         return Rule(Op.RECURSE if vr == "SQ" else Op.KEEP, "private: safe")

@@ -33,7 +33,7 @@ from pydicom.datadict import dictionary_has_tag, dictionary_VR
 
 from dicomveil.profile.options import Action, Option
 from dicomveil.profile.policy import OverrideAction, Policy
-from dicomveil.profile.table import row_for, rows
+from dicomveil.profile.table import is_safe_private, row_for, rows
 
 __all__ = ["CompiledPolicy", "Mode", "Op", "Rule", "compile_policy"]
 
@@ -138,6 +138,17 @@ class CompiledPolicy:
     def has(self, option: Option) -> bool:
         """Tell whether ``option`` is applied."""
         return option in self.policy.options
+
+    def keeps_private(self, creator: str, group: int, offset: int) -> bool:
+        """Tell whether a private element is kept, from its block's creator, its group and
+        its offset in the block: the first matching private rule of the policy decides,
+        else the safe-private table under Retain Safe Private. Without a creator, never."""
+        if not creator:
+            return False
+        for rule in self.policy.private_rules:
+            if rule.matches(creator, group, offset):
+                return rule.action is OverrideAction.KEEP
+        return self.has(Option.RETAIN_SAFE_PRIVATE) and is_safe_private(creator, group, offset)
 
     def rule(self, tag: int, vr: str, mode: Mode = Mode.NORMAL) -> Rule:
         """Return the rule for an element of ``tag`` and ``vr`` in ``mode`` (cached)."""
