@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -164,6 +165,26 @@ class TestPutFiles:
         assert store.get_bytes("s/a.dcm") == b"a" * 10 and store.get_bytes("s/b.dcm") == b"b" * 10
         assert not isinstance(first, StorageError) and not isinstance(last, StorageError)
         assert all(".dicomveil-tmp" not in name for name in all_files(store.root))
+
+    def test_a_digest_taken_while_writing_is_not_taken_again(
+        self, store: FileBlobStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The caller wrote (and hashed) the file: the store does not read it to hash it."""
+        source = tmp_path / "written.dcm"
+        source.write_bytes(b"DICM" * 100)
+        digest = hashlib.sha256(source.read_bytes()).hexdigest()
+
+        def no_second_read(*args: object, **kwargs: object) -> None:
+            raise AssertionError("the file was read again to hash it")
+
+        monkeypatch.setattr("dicomveil.storage._values.hashlib.file_digest", no_second_read)
+        (info,) = store.put_files([FileUpload("s/1.dcm", source, DICOM, sha256=digest)])
+        assert not isinstance(info, StorageError)
+        assert (info.size, info.sha256) == (400, digest)
+        head = store.head("s/1.dcm")
+        assert head is not None and head.sha256 == digest
+        with pytest.raises(AssertionError, match="read again"):
+            store.put_files([FileUpload("s/2.dcm", source, DICOM)])
 
 
 class TestWithoutSidecars:

@@ -193,7 +193,7 @@ class BaseBlobStore(ABC):
             When a local file cannot be read (nothing is uploaded).
         """
         checked = [self._check_put(u.key, u.content_type, u.metadata) for u in uploads]
-        payloads = [Payload.from_file(u.path) for u in uploads]
+        payloads = [Payload.from_file(u.path, u.sha256) for u in uploads]
         items = [
             (key, payload, upload.content_type, {**metadata, SHA256_KEY: payload.sha256})
             for (key, metadata), payload, upload in zip(checked, payloads, uploads, strict=True)

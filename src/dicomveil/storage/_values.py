@@ -101,9 +101,12 @@ class Payload:
         return cls(data, len(data), hashlib.sha256(data).hexdigest())
 
     @classmethod
-    def from_file(cls, path: Path) -> Payload:
-        """Wrap the file at ``path``, hashing it in chunks."""
+    def from_file(cls, path: Path, sha256: str | None = None) -> Payload:
+        """Wrap the file at ``path``, hashing it in chunks (unless its ``sha256`` is given:
+        the caller took it as it wrote the file, and the file is not read again)."""
         path = Path(path)
+        if sha256 is not None:
+            return cls(path, path.stat().st_size, sha256)
         with path.open("rb") as handle:
             digest = hashlib.file_digest(handle, "sha256").hexdigest()
             size = handle.tell()
@@ -131,6 +134,10 @@ class FileUpload:
     path: Path
     content_type: str
     metadata: Mapping[str, str] | None = None
+    sha256: str | None = None
+    """The file's SHA-256 (hex) when the caller took it while writing the file: the store
+    does not read the file again to hash it. Remote stores still compare it with the
+    digest the server reports; a local store records it as given."""
 
 
 def info_from_metadata(

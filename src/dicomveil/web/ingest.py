@@ -112,7 +112,7 @@ def _archive(services: Services, results: list[Ingested]) -> None:
         pseudo = outcome.identity.pseudonymous
         labels = {"study_uid": pseudo.study_instance_uid, "patient_id": pseudo.patient_id}
         metadata = {name: value for name, value in labels.items() if value}
-        uploads.append(FileUpload(outcome.output, staged, DICOM, metadata))
+        uploads.append(FileUpload(outcome.output, staged, DICOM, metadata, outcome.sha256 or None))
         records.append((result, record))
     stored = services.store.put_files(uploads, consume=True)
     for (result, record), info in zip(records, stored, strict=True):
