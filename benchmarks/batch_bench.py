@@ -163,14 +163,9 @@ def timed(action: Callable[..., None], *args: Any) -> float:
 
 def machine() -> str:
     """One line describing this machine."""
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    from benchmarks.reporting import cpu_model
+
+    cpu = cpu_model()
     try:
         pages = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
         memory = f"{pages / 2**30:.0f} GiB RAM"
@@ -237,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
         report = render(times, images, size, args)
         print(report)
         if args.write_docs:
-            from benchmarks.docs_section import write_section
+            from benchmarks.reporting import write_section
 
             write_section(SECTION, report)
     finally:

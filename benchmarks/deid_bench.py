@@ -52,7 +52,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(REPO))
 
 from benchmarks import corpus, peers  # noqa: E402
-from benchmarks.docs_section import write_section  # noqa: E402
+from benchmarks.reporting import cpu_model, write_section  # noqa: E402
 
 SECTION = "## De-identification speed (issue 3)"
 KEY = "benchmark-pseudonym-key-0123456789abcdef\n"
@@ -597,14 +597,7 @@ def big_instance(ctx: Context, path: Path, size: int, rounds: int) -> list[Row]:
 
 def machine() -> dict[str, str]:
     """What this machine is, for the record."""
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     memory = "?"
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():

@@ -38,6 +38,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO))
 
+from benchmarks.reporting import cpu_model, write_section  # noqa: E402
+
 KEY = "benchmark-pseudonym-key-0123456789abcdef"
 SECTION = "## Gateway (issue 6)"
 PER_STUDY = 20
@@ -179,7 +181,7 @@ def report(results: dict[str, dict[str, Any]], args: argparse.Namespace, command
     lines = [
         f"Command: `{command}`",
         "",
-        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"Machine: {cpu_model()}, {os.cpu_count()} cores, "
         f"Python {platform.python_version()}; both servers on loopback: dicomveil "
         f"(`serve --workers {args.workers}{'' if args.fsync else ' --no-archive-fsync'}`, "
         "SQLite index, file archive, vault + audit recorded) and Orthanc "
@@ -226,8 +228,6 @@ def main(argv: list[str] | None = None) -> int:
     text = report(results, args, command.strip())
     print(text)
     if args.write_docs:
-        from benchmarks.docs_section import write_section
-
         write_section(SECTION, text)
     return 0
 

@@ -1,4 +1,5 @@
-"""Writing a benchmark's results into ``docs/benchmarks.md``: one section per benchmark."""
+"""What the benchmarks report besides their numbers: the machine, and their section of
+``docs/benchmarks.md`` (one per benchmark)."""
 
 from __future__ import annotations
 
@@ -22,3 +23,14 @@ def write_section(heading: str, body: str, path: Path | None = None) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def cpu_model() -> str:
+    """The CPU's model name, as the kernel reports it (``unknown CPU`` elsewhere)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"
