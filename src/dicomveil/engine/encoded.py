@@ -108,8 +108,8 @@ def _result(walker: Walker, body: bytes, stop: int, pixels: bool) -> EncodedResu
         if pixels else []
     )  # fmt: skip
     modality = seen(MODALITY)
-    offset = 0
-    if walker.compiled.date_mode == "shift":
+    offset = walker.offset or 0  # found during the walk when a date was shifted
+    if walker.compiled.date_mode == "shift" and walker.offset is None:
         offset = date_offset_days(walker.keys, walker.patient_key())
     identity = IdentityRecord(
         original=o,

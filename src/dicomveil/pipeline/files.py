@@ -134,10 +134,12 @@ def _fast(
         size = os.fstat(fd).st_size
         want = FIRST_READ
         identifiers: dict[str, list[str]] | None = None
+        head = None
         while True:
-            head = read_head(fd, size, want)
-            if head is None:
-                return None
+            if head is None or len(head.data) < min(want, size):
+                head = read_head(fd, size, want)  # read again only when more is wanted
+                if head is None:
+                    return None
             try:
                 result = deidentify_encoded(
                     head.data,
