@@ -91,6 +91,13 @@ def serve(
     ssl_certfile: Path | None = typer.Option(None, "--ssl-certfile", help="TLS certificate."),
     ssl_keyfile: Path | None = typer.Option(None, "--ssl-keyfile", help="TLS private key."),
     workers: int = typer.Option(1, "--workers", min=1, help="Server processes."),
+    deid_processes: int | None = typer.Option(
+        None,
+        "--deid-processes",
+        min=0,
+        help="Processes de-identifying uploads, per server process (default 0: one per "
+        "core; 1: in the server process).",
+    ),
     log_level: str = typer.Option("info", "--log-level", help="debug, info, warning, error."),
 ) -> None:
     if (ssl_certfile is None) != (ssl_keyfile is None):
@@ -114,12 +121,15 @@ def serve(
             public_url=public_url,
             use_vault=False if no_vault else None,
             archive_fsync=False if no_archive_fsync else None,
+            deid_processes=deid_processes,
         )
         settings.policy()
     except DicomveilError as exc:
         fail(str(exc))
     get_key("pseudonym", key_file)  # created now, once, before any worker starts
     import uvicorn
+
+    from dicomveil.web.server import http_protocol
 
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     scheme = "https" if ssl_certfile else "http"
@@ -132,7 +142,7 @@ def serve(
         "access_log": False,  # ours names route templates, never paths or queries
         "log_level": log_level.lower(),
         "server_header": False,
-        "http": "dicomveil.web.server:NoDelayH11Protocol",
+        "http": http_protocol(),
     }
     if workers == 1:
         from dicomveil.web.app import create_app, quiet_pydicom

@@ -22,12 +22,12 @@ from pydicom.uid import UID
 from dicomveil.dicomio._datasets import file_dataset
 from dicomveil.dicomio._detect import detect_encoding, layout
 from dicomveil.dicomio._model import DEFLATED_TRANSFER_SYNTAXES, PixelSpan
-from dicomveil.dicomio._scan import scan_dataset
+from dicomveil.dicomio._scan import ScanResult, scan_dataset
 from dicomveil.dicomio._walk import pixel_extent
 from dicomveil.dicomio._window import LONG_VRS, UNDEFINED, VR_NAMES, Window
 from dicomveil.errors import DicomveilError
 
-__all__ = ["Head", "header_dataset", "pixel_span", "read_head"]
+__all__ = ["Head", "header_dataset", "pixel_span", "read_head", "scan_head"]
 
 _MEDIA_DIRECTORY: Final = "1.2.840.10008.1.3.10"
 _ERRORS: Final = (DicomveilError, ValueError, IndexError, KeyError, TypeError, UnicodeError)
@@ -143,13 +143,10 @@ def read_head(fd: int, size: int, want: int) -> Head | None:
     return Head(data, start, len(data) == size, implicit, uid, size)
 
 
-def header_dataset(head: Head) -> FileDataset | None:
-    """The data set of ``head`` as :func:`read_instance` gives it (every value read), up to
-    the pixel data; ``None`` when it may continue past the bytes read, or is malformed.
-
-    For looking at an instance's values before the fast path changes anything (the
-    identifying values that cleaning text needs).
-    """
+def scan_head(head: Head) -> ScanResult | None:
+    """The top-level elements of ``head``'s data set up to the pixel data, as raw elements
+    (every value read, none converted) and where they stop; ``None`` when the data set may
+    continue past the bytes read, or is malformed."""
     size = len(head.data)
     win = Window(None, size, head.data, 0)
     try:
@@ -167,8 +164,20 @@ def header_dataset(head: Head) -> FileDataset | None:
         return None
     if scan.pixel_tag is None and not head.eof:
         return None
-    meta = FileMetaDataset()
-    return file_dataset(Path(), 0.0, scan.elements, meta, head.implicit, True)
+    return scan
+
+
+def header_dataset(head: Head) -> FileDataset | None:
+    """The data set of ``head`` as :func:`read_instance` gives it (every value read), up to
+    the pixel data; ``None`` when it may continue past the bytes read, or is malformed.
+
+    For looking at an instance's values before the fast path changes anything (the
+    identifying values that cleaning text needs).
+    """
+    scan = scan_head(head)
+    if scan is None:
+        return None
+    return file_dataset(Path(), 0.0, scan.elements, FileMetaDataset(), head.implicit, True)
 
 
 def pixel_span(fd: int, head: Head, stop: int, path: Path) -> PixelSpan | None:

@@ -10,14 +10,19 @@ placeholder, ``dicomveil-bulk:<tag>``, that the web layer turns into an absolute
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import os
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import EllipsisType
 from typing import TYPE_CHECKING, Any, Final
 
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.tag import BaseTag
 
-from dicomveil.index.attributes import ATTRIBUTES, MatchKind
+from dicomveil.index.attributes import ATTRIBUTES, Attribute, MatchKind
 
 if TYPE_CHECKING:
     from dicomveil.dicomio import Instance
@@ -30,6 +35,7 @@ __all__ = [
     "indexed_values",
     "metadata_from_file",
     "record_from_file",
+    "values_from_elements",
 ]
 
 BULK_PREFIX: Final = "dicomveil-bulk:"
@@ -41,6 +47,8 @@ BULK_THRESHOLD: Final = 1024
 _BULK_VRS: Final = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
 
 Value = str | int | None
+
+_REQUIRED: Final = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +80,7 @@ class InstanceRecord:
     metadata: str = field(repr=False)
 
     def __post_init__(self) -> None:
-        for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"):
+        for keyword in _REQUIRED:
             if not self.values.get(keyword):
                 raise ValueError(f"an instance record needs {keyword}")
 
@@ -88,26 +96,75 @@ def _first(value: Any) -> Any:
     return value
 
 
+def _value(ds: Dataset, attribute: Attribute) -> Value:
+    """The indexed value of one attribute of ``ds``, as pydicom reads it."""
+    try:
+        element = ds.get(attribute.tag)
+        raw = _first(element.value) if element is not None else None
+    except (ValueError, TypeError, OverflowError):  # a malformed value: not indexed
+        raw = None
+    if raw is None or str(raw).strip() == "":
+        return None
+    if attribute.kind is MatchKind.INTEGER:
+        try:
+            return int(float(str(raw)))
+        except ValueError:
+            return None
+    return str(raw).strip()
+
+
 def indexed_values(ds: Dataset) -> dict[str, Value]:
     """Return the indexed attributes of ``ds`` by keyword (first value of multi-valued ones)."""
+    return {attribute.keyword: _value(ds, attribute) for attribute in _STORED}
+
+
+_STORED: Final = tuple(a for a in ATTRIBUTES if a.kind is not MatchKind.MODALITIES)
+"""The attributes taken from each instance (ModalitiesInStudy is computed from the series)."""
+
+_PLAIN: Final = re.compile(rb"[ -\[\]-~]*")
+"""Printable ASCII but the backslash: a value that reads the same in every character set and
+holds one value."""
+_INTEGER: Final = re.compile(rb" *[+-]?[0-9]{1,15} *")
+_TEXT_VRS: Final = frozenset({"AE", "AS", "CS", "DA", "DT", "LO", "PN", "SH", "TM", "UI"})
+
+
+def _plain(raw: RawDataElement, attribute: Attribute) -> Value | EllipsisType:
+    """The indexed value of a raw element when it is plainly encoded (``...`` otherwise:
+    pydicom decides). Plain values read the same through pydicom (checked by the tests on
+    every file pydicom ships)."""
+    value = raw.value
+    if value is None or (raw.VR is not None and raw.VR != attribute.vr):
+        return ...
+    if attribute.vr == "US":
+        return int.from_bytes(value, "little") if len(value) == 2 else ...
+    if attribute.vr == "UI":
+        value = value.rstrip(b"\0")
+    if attribute.vr == "IS":
+        if not value.strip():
+            return None
+        return int(value) if _INTEGER.fullmatch(value) else ...
+    if attribute.vr not in _TEXT_VRS or not _PLAIN.fullmatch(value):
+        return ...
+    return value.decode("ascii").strip() or None
+
+
+def values_from_elements(
+    elements: Mapping[BaseTag, RawDataElement], dataset: Callable[[], Dataset | None]
+) -> dict[str, Value] | None:
+    """:func:`indexed_values` of a header scanned into raw elements, decoding plain values
+    directly (several times faster than pydicom) and the others through ``dataset()``, the
+    same header read by pydicom; ``None`` when that is needed and cannot be had."""
     values: dict[str, Value] = {}
-    for attribute in ATTRIBUTES:
-        if attribute.kind is MatchKind.MODALITIES:
-            continue  # computed from the study's series
-        try:
-            element = ds.get(attribute.tag)
-            raw = _first(element.value) if element is not None else None
-        except (ValueError, TypeError, OverflowError):  # a malformed value: not indexed
-            raw = None
-        if raw is None or str(raw).strip() == "":
-            values[attribute.keyword] = None
-        elif attribute.kind is MatchKind.INTEGER:
-            try:
-                values[attribute.keyword] = int(float(str(raw)))
-            except ValueError:
-                values[attribute.keyword] = None
-        else:
-            values[attribute.keyword] = str(raw).strip()
+    read: Dataset | None = None
+    for attribute in _STORED:
+        raw = elements.get(BaseTag(attribute.tag))
+        value = None if raw is None else _plain(raw, attribute)
+        if value is ...:
+            read = read if read is not None else dataset()
+            if read is None:
+                return None
+            value = _value(read, attribute)
+        values[attribute.keyword] = value
     return values
 
 
@@ -143,13 +200,19 @@ def record_from_file(
 
     Without ``with_metadata`` the record's ``metadata`` is ``""``: building the DICOM JSON
     costs more than the rest of the record, so ingest leaves it to the first read (see
-    :meth:`~dicomveil.index.StudyIndex.set_metadata`).
+    :meth:`~dicomveil.index.StudyIndex.set_metadata`). The indexed values are then taken
+    from the header's bytes where they are plainly encoded (see :func:`values_from_elements`).
 
     Raises
     ------
     MalformedInputError
         The file is not readable DICOM.
     """
+    if not with_metadata:
+        found = _values_from_head(path)
+        if found is not None:
+            values, syntax = found
+            return InstanceRecord(values, storage_key, size, sha256, syntax, metadata="")
     from dicomveil.dicomio import read_instance
 
     instance = read_instance(path)
@@ -161,6 +224,32 @@ def record_from_file(
         transfer_syntax_uid=str(instance.transfer_syntax),
         metadata=_metadata(instance) if with_metadata else "",
     )
+
+
+_HEAD_BYTES: Final = 64 * 1024
+"""Bytes read for the header on the quick path (a longer header takes the reader's path)."""
+
+
+def _values_from_head(path: Path) -> tuple[dict[str, Value], str] | None:
+    """The indexed values and transfer syntax of a file the pipeline's byte-level reader
+    takes whole (header, and pixel data ending the file); ``None`` when only
+    :func:`read_instance` can tell (or say what is wrong)."""
+    from dicomveil.dicomio.encoded import header_dataset, pixel_span, read_head, scan_head
+
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        head = read_head(fd, os.fstat(fd).st_size, _HEAD_BYTES)
+        scan = None if head is None else scan_head(head)
+        if head is None or scan is None:
+            return None
+        if scan.pixel_tag is not None and pixel_span(fd, head, scan.stop, path) is None:
+            return None
+    finally:
+        os.close(fd)
+    values = values_from_elements(scan.elements, lambda: header_dataset(head))
+    if values is None or not all(values.get(keyword) for keyword in _REQUIRED):
+        return None
+    return values, str(head.transfer_syntax)
 
 
 def metadata_from_file(path: Path) -> str:

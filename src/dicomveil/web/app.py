@@ -17,6 +17,7 @@ from fastapi import FastAPI
 
 from dicomveil import __version__
 from dicomveil.web.errors import install_error_handlers
+from dicomveil.web.ingest_work import quiet_pydicom
 from dicomveil.web.middleware import Observe
 from dicomveil.web.routes import gateway, health, qido, reid, rendered, stow, wado
 from dicomveil.web.services import Services
@@ -71,17 +72,6 @@ def _include_batches(app: FastAPI) -> None:
     except ImportError:  # the batch pipeline is not part of this build
         return
     app.include_router(batches.router)
-
-
-def quiet_pydicom() -> None:
-    """Stop pydicom from warning about invalid values it reads (its warnings quote them).
-
-    Called once by the server's entry points, never by library code (pydicom's
-    configuration is global).
-    """
-    from pydicom import config
-
-    config.settings.reading_validation_mode = config.IGNORE
 
 
 def app_from_environment() -> FastAPI:

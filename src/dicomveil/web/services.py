@@ -18,6 +18,7 @@ from dicomveil.keystore import load_key
 from dicomveil.profile.policy import Policy
 from dicomveil.storage import BaseBlobStore, open_store, parse_store_url
 from dicomveil.vault import Vault, open_vault
+from dicomveil.web.engine_pool import EnginePool, default_processes
 from dicomveil.web.metrics import Metrics
 from dicomveil.web.settings import Settings
 from dicomveil.web.tokens import TokenStore, token_store
@@ -33,6 +34,8 @@ class Services:
     ----------
     secret:
         The pseudonym secret (batches take it; never logged or shown).
+    engine:
+        The processes that de-identify uploads.
     staging:
         A private folder (mode 0700, under ``<home>/spool``: uploads hold PHI) for uploads
         and de-identified files on their way to the store; removed on close.
@@ -48,6 +51,7 @@ class Services:
     audit: AuditLog
     tokens: TokenStore
     metrics: Metrics
+    engine: EnginePool
     staging: Path
     secret: bytes = field(default=b"", repr=False)
     _closers: list[Callable[[], None]] = field(default_factory=list, repr=False)
@@ -89,17 +93,22 @@ class Services:
         spool.mkdir(exist_ok=True, mode=0o700)
         staging = Path(tempfile.mkdtemp(prefix="gateway-", dir=spool))
         closers.append(lambda: shutil.rmtree(staging, ignore_errors=True))
+        keys, compiled = PseudonymKeys(key.secret), compile_policy(policy)
+        processes = settings.deid_processes or default_processes()
+        engine = EnginePool(key.secret, policy, keys, compiled, processes)
+        closers.append(engine.close)  # before the staging folder goes: workers write there
         return cls(
             settings=settings,
             store=store,
             index=index,
-            keys=PseudonymKeys(key.secret),
+            keys=keys,
             policy=policy,
-            compiled=compile_policy(policy),
+            compiled=compiled,
             vault=vault,
             audit=audit,
             tokens=token_store(settings.home),
             metrics=Metrics(index.counts),
+            engine=engine,
             staging=staging,
             secret=key.secret,
             _closers=closers,

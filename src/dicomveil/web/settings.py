@@ -90,6 +90,9 @@ class Settings:
         destination must not overlap it), each batch under its id.
     batch_workers:
         Worker processes of one batch.
+    deid_processes:
+        Processes that de-identify uploads, per server process (``0``: one per core;
+        ``1``: in the server process itself).
     """
 
     home: Path
@@ -112,10 +115,13 @@ class Settings:
     archive_sidecars: bool = False
     batch_url: str | None = None
     batch_workers: int = 1
+    deid_processes: int = 0
 
     def __post_init__(self) -> None:
         if self.max_body_bytes <= 0 or self.max_instance_bytes <= 0:
             raise ConfigError("size limits must be positive")
+        if self.deid_processes < 0:
+            raise ConfigError("deid_processes must be 0 (one per core) or more")
         if not 0 < self.qido_default_limit <= self.qido_max_limit:
             raise ConfigError("qido_default_limit must be between 1 and qido_max_limit")
 

@@ -1,11 +1,12 @@
 """Where an upload's parts are spooled: anonymous memory while they fit, the workspace beyond.
 
 Where the system offers it (Linux ``memfd_create`` with ``/proc``), each part goes to an
-anonymous in-memory file: it has a file descriptor and a path (``/proc/self/fd/N``), so the
-pipeline reads it like any file, yet nothing of it lands on disk and no file is created or
-removed per part. The parts of one request share a memory budget; a part that would exceed
-it moves to a file in the request's workspace (mode 0600), where every part goes when
-anonymous files are not available. :meth:`Spool.close` releases the memory.
+anonymous in-memory file: it has a file descriptor and a path (``/proc/<pid>/fd/N``), so the
+pipeline reads it like any file, in this process or in the gateway's engine processes, yet
+nothing of it lands on disk and no file is created or removed per part. The parts of one
+request share a memory budget; a part that would exceed it moves to a file in the request's
+workspace (mode 0600), where every part goes when anonymous files are not available (or the
+engine processes cannot read them). :meth:`Spool.close` releases the memory.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ class SpoolFile:
         self.in_memory = _IN_MEMORY and spool.used < spool.budget
         if self.in_memory:
             self._fd = os.memfd_create("dicomveil-upload", os.MFD_CLOEXEC)
-            self.path = Path(f"/proc/self/fd/{self._fd}")
+            self.path = Path(f"/proc/{os.getpid()}/fd/{self._fd}")
         else:
             self._fd, self.path = self._on_disk()
 

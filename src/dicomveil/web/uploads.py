@@ -17,7 +17,7 @@ from fastapi import Request
 from dicomveil.web.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 from dicomveil.web.multipart import Part, media_type, spool_related
 from dicomveil.web.services import Services
-from dicomveil.web.spool import Spool
+from dicomveil.web.spool import MEMORY_BUDGET, Spool
 
 __all__ = ["Workspace", "receive_instances"]
 
@@ -30,7 +30,8 @@ class Workspace:
 
     def __init__(self, services: Services) -> None:
         self.path = services.workspace()
-        self.spool = Spool(self.path / "in")
+        budget = MEMORY_BUDGET if services.engine.shares_memory else 0
+        self.spool = Spool(self.path / "in", budget)
 
     def inbox(self) -> Path:
         """The folder for uploads spooled to disk (made on first use)."""
