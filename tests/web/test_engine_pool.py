@@ -1,8 +1,9 @@
-"""The gateway's de-identification processes: same results as in the server's own thread,
+"""The gateway's engine processes: same results (and archive) as in the server's own thread,
 uploads read from the server's memory, recovery when a worker dies."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import time
@@ -14,6 +15,7 @@ from dicomveil.demo import write_demo_study
 from dicomveil.engine.keys import PseudonymKeys
 from dicomveil.engine.rules import compile_policy
 from dicomveil.profile.policy import Policy
+from dicomveil.storage import open_store
 from dicomveil.web.engine_pool import EnginePool
 from dicomveil.web.ingest_work import Ingested, Upload
 from dicomveil.web.spool import Spool
@@ -22,18 +24,22 @@ from tests.web.support import TEST_KEY
 SECRET = TEST_KEY.encode()
 
 
-def _pool(processes: int) -> EnginePool:
+def _pool(processes: int, archive: Path) -> EnginePool:
     policy = Policy()
-    return EnginePool(SECRET, policy, PseudonymKeys(SECRET), compile_policy(policy), processes)
+    url = f"file://{archive}"
+    options = {"sidecars": False}
+    store = open_store(url, **options)
+    keys, compiled = PseudonymKeys(SECRET), compile_policy(policy)
+    return EnginePool(SECRET, policy, keys, compiled, store, url, options, processes)
 
 
-def _summary(results: list[Ingested], out: Path) -> list[tuple[str, str, str, bytes]]:
+def _summary(results: list[Ingested], archive: Path) -> list[tuple[str, str, str, bytes]]:
     rows = []
     for result in results:
-        assert result.ok and result.staged is not None and result.record is not None
-        data = result.staged.read_bytes()
+        assert result.ok and result.staged is None and result.record is not None
+        data = (archive / result.record.storage_key).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == result.record.sha256
         rows.append((str(result.outcome.source), result.outcome.output, result.sop_class_uid, data))
-        assert result.staged.is_relative_to(out)
     return rows
 
 
@@ -47,11 +53,11 @@ def uploads(tmp_path: Path) -> list[Path]:
 def test_workers_give_what_the_server_thread_gives(tmp_path: Path, uploads: list[Path]) -> None:
     answers = []
     for processes in (1, 2):
-        out = tmp_path / f"out-{processes}"
+        out, archive = tmp_path / f"out-{processes}", tmp_path / f"archive-{processes}"
         work = [Upload(str(p), n, str(out), True) for n, p in enumerate(uploads, start=1)]
-        pool = _pool(processes)
+        pool = _pool(processes, archive)
         try:
-            answers.append(_summary(pool.run(work), out))
+            answers.append(_summary(pool.run(work), archive))
         finally:
             pool.close()
     in_thread, in_workers = answers
@@ -62,7 +68,7 @@ def test_workers_give_what_the_server_thread_gives(tmp_path: Path, uploads: list
 def test_workers_read_uploads_spooled_in_the_servers_memory(
     tmp_path: Path, uploads: list[Path]
 ) -> None:
-    pool = _pool(2)
+    pool = _pool(2, tmp_path / "archive")
     spool = Spool(tmp_path / "spill")
     try:
         assert pool.shares_memory
@@ -82,7 +88,7 @@ def test_workers_read_uploads_spooled_in_the_servers_memory(
 
 
 def test_a_dead_worker_costs_no_instance(tmp_path: Path, uploads: list[Path]) -> None:
-    pool = _pool(2)
+    pool = _pool(2, tmp_path / "archive")
     try:
         out = str(tmp_path / "out")
         work = [Upload(str(p), n, out, True) for n, p in enumerate(uploads, start=1)]
@@ -103,7 +109,7 @@ def test_a_dead_worker_costs_no_instance(tmp_path: Path, uploads: list[Path]) ->
 def test_failures_come_back_without_paths(tmp_path: Path) -> None:
     bad = tmp_path / "secret-patient-name.dcm"
     bad.write_bytes(b"not dicom at all" * 10)
-    pool = _pool(2)
+    pool = _pool(2, tmp_path / "archive")
     try:
         (result,) = pool.run([Upload(str(bad), 1, str(tmp_path / "out"), True)])
     finally:
@@ -111,3 +117,18 @@ def test_failures_come_back_without_paths(tmp_path: Path) -> None:
     assert not result.ok and result.record is None
     assert "secret-patient-name" not in result.outcome.reason
     assert str(result.outcome.source) == "upload-1"
+
+
+def test_a_store_of_this_process_only_is_filled_here(tmp_path: Path, uploads: list[Path]) -> None:
+    policy = Policy()
+    store = open_store("memory://engine-pool-test")
+    keys, compiled = PseudonymKeys(SECRET), compile_policy(policy)
+    pool = EnginePool(SECRET, policy, keys, compiled, store, None, {}, 2)
+    try:
+        out = str(tmp_path / "out")
+        results = pool.run([Upload(str(p), n, out, True) for n, p in enumerate(uploads, 1)])
+    finally:
+        pool.close()
+    stored = {info.key for info in store.list()}
+    assert stored == {r.record.storage_key for r in results if r.record is not None}
+    assert len(stored) == len(uploads)

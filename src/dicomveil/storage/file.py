@@ -32,6 +32,7 @@ import shutil
 import tempfile
 import threading
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, suppress
 from dataclasses import replace
 from pathlib import Path
@@ -176,8 +177,9 @@ class FileBlobStore(BaseBlobStore):
         *,
         consume: bool,
     ) -> list[StorageError | None]:
-        """Write every object and its sidecar to temporary files, rename them all into place,
-        then flush each folder touched once (not once per object)."""
+        """Write every object and its sidecar to temporary files, flush them all at once,
+        rename them all into place, then flush each folder touched once (not once per
+        object)."""
         errors: list[StorageError | None] = []
         pending: list[tuple[int, str, list[tuple[Path, Path]]]] = []
         made: set[Path] = set()
@@ -191,9 +193,16 @@ class FileBlobStore(BaseBlobStore):
                     continue
                 errors.append(None)
                 pending.append((number, key, renames))
+            if self._fsync:
+                flushed = _flush_all([[tmp for tmp, _ in renames] for _, _, renames in pending])
+                for (number, key, _), error in zip(pending, flushed, strict=True):
+                    if error is not None:
+                        errors[number] = StorageError(f"put {key!r}: {error}")
             folders: set[Path] = set()
             with self._commit_lock:
                 for number, key, renames in pending:
+                    if errors[number] is not None:
+                        continue
                     try:
                         with map_os_errors(f"put {key!r}"):
                             for temporary, final in renames:  # sidecar first, then the object
@@ -202,8 +211,7 @@ class FileBlobStore(BaseBlobStore):
                     except StorageError as exc:
                         errors[number] = exc
             if self._fsync:
-                for folder in sorted(folders):
-                    _fsync_directory(folder)
+                _flush_all([[folder] for folder in sorted(folders)], directories=True)
         finally:
             for _, _, renames in pending:
                 for temporary, _ in renames:
@@ -249,7 +257,7 @@ class FileBlobStore(BaseBlobStore):
 
     def _adopt(self, directory: Path, payload: Payload) -> tuple[Path, os.stat_result]:
         """Move the payload's file to a temporary name in ``directory`` (copy it when it lies
-        on another file system); flush it; return it and its stat."""
+        on another file system); return it and its stat (the caller flushes it)."""
         assert isinstance(payload.source, Path)
         temporary = directory / f"{_TMP_PREFIX}{secrets.token_hex(8)}"
         try:
@@ -260,13 +268,7 @@ class FileBlobStore(BaseBlobStore):
             return self._write_temp(directory, payload)
         try:
             os.chmod(temporary, 0o600)
-            handle = os.open(temporary, os.O_RDONLY)
-            try:
-                if self._fsync:
-                    os.fsync(handle)
-                stat = os.fstat(handle)
-            finally:
-                os.close(handle)
+            stat = os.stat(temporary)
             if stat.st_size != payload.size:
                 raise StorageError("a file changed while it was being stored")
         except BaseException:
@@ -275,15 +277,14 @@ class FileBlobStore(BaseBlobStore):
         return temporary, stat
 
     def _write_temp(self, directory: Path, payload: Payload) -> tuple[Path, os.stat_result]:
-        """Write ``payload`` to a new temporary file in ``directory``; return it and its stat."""
+        """Write ``payload`` to a new temporary file in ``directory``; return it and its stat
+        (the caller flushes it)."""
         handle, name = tempfile.mkstemp(dir=directory, prefix=_TMP_PREFIX)
         temporary = Path(name)
         try:
             with os.fdopen(handle, "wb") as out, payload.open() as source:
                 shutil.copyfileobj(source, out, MiB)
                 out.flush()
-                if self._fsync:
-                    os.fsync(out.fileno())
                 stat = os.fstat(out.fileno())
         except BaseException:
             temporary.unlink(missing_ok=True)
@@ -384,15 +385,45 @@ def _could_match(folder: str, prefix: str) -> bool:
     return folder.startswith(prefix) or prefix.startswith(folder)
 
 
-def _fsync_directory(directory: Path) -> None:
-    """Flush a directory entry (the rename) to disk; not every platform allows it."""
+_FLUSHERS = 16
+"""Threads flushing one group's files at once: the file system commits concurrent flushes
+together (one journal commit for many files rather than one each)."""
+_flushers: dict[int, ThreadPoolExecutor] = {}
+"""The flushing threads, by process id (a forked child cannot use its parent's threads)."""
+_flushers_lock = threading.Lock()
+
+
+def _fsync_path(path: Path, *, directory: bool = False) -> str | None:
+    """Flush ``path`` to disk; return why it failed (``None``: done). A directory that
+    cannot be opened or flushed (not every platform allows it) is passed over."""
     try:
-        handle = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
+        handle = os.open(path, os.O_RDONLY)
+    except OSError as exc:
+        return None if directory else (exc.strerror or type(exc).__name__)
     try:
         os.fsync(handle)
-    except OSError:
-        pass
+    except OSError as exc:
+        return None if directory else (exc.strerror or type(exc).__name__)
     finally:
         os.close(handle)
+    return None
+
+
+def _flush_group(paths: list[Path], directory: bool) -> str | None:
+    for path in paths:
+        error = _fsync_path(path, directory=directory)
+        if error is not None:
+            return error
+    return None
+
+
+def _flush_all(groups: list[list[Path]], *, directories: bool = False) -> list[str | None]:
+    """Flush every group of paths, the groups concurrently; per group, why it failed."""
+    if len(groups) <= 1:
+        return [_flush_group(group, directories) for group in groups]
+    with _flushers_lock:
+        pool = _flushers.get(os.getpid())
+        if pool is None:
+            pool = ThreadPoolExecutor(_FLUSHERS, thread_name_prefix="dicomveil-fsync")
+            _flushers[os.getpid()] = pool
+    return list(pool.map(_flush_group, groups, [directories] * len(groups)))

@@ -1,11 +1,12 @@
-"""The gateway's de-identification processes: every core works on uploads, however the
-connections land.
+"""The gateway's engine processes: every core de-identifies and archives uploads, however
+the connections land.
 
 A server process runs its requests in threads under one interpreter lock, so the engine's
 CPU work (parsing, de-identifying, writing, reading back for the index) would use one core
 per server process, and which process accepts which keep-alive connection is up to the
 kernel. The pool gives each server process ``processes`` worker processes instead; a
-request's uploads are split among them and the results come back in order.
+request's uploads are split among them, each worker stores its share in the archive (one
+flush per folder), and the results come back in order.
 
 Workers are forked from a clean ``forkserver`` process (never from the threaded server) that
 has the engine imported already, so a pool starts in milliseconds; each derives the keys and
@@ -32,14 +33,16 @@ from typing import Any, Final
 from dicomveil.engine.keys import PseudonymKeys
 from dicomveil.engine.rules import CompiledPolicy
 from dicomveil.profile.policy import Policy
+from dicomveil.storage import BaseBlobStore
 from dicomveil.web.ingest_work import (
     Ingested,
     Upload,
     can_read,
     failed,
     ingest_chunk,
-    ingest_one,
+    ingest_many,
     init_worker,
+    store_results,
 )
 
 __all__ = ["WORKER_CRASH_KIND", "EnginePool", "default_processes"]
@@ -79,7 +82,8 @@ def _split(uploads: Sequence[Upload], parts: int) -> list[list[Upload]]:
 
 
 class EnginePool:
-    """De-identify uploads in ``processes`` worker processes (``1``: in the calling thread).
+    """De-identify and archive uploads in ``processes`` worker processes (``1``: in the
+    calling thread).
 
     Parameters
     ----------
@@ -87,6 +91,11 @@ class EnginePool:
         What each worker derives its keys and compiles its policy from.
     keys, compiled:
         The same, ready, for work done in this process.
+    store:
+        The archive, for work done in this process.
+    store_url, store_options:
+        How each worker opens the archive; ``None`` when it cannot be shared between
+        processes (``memory://``): the workers then leave the storing to this process.
     processes:
         Worker processes; ``1`` starts none.
     """
@@ -97,11 +106,15 @@ class EnginePool:
         policy: Policy,
         keys: PseudonymKeys,
         compiled: CompiledPolicy,
+        store: BaseBlobStore,
+        store_url: str | None,
+        store_options: dict[str, Any],
         processes: int,
     ) -> None:
         self.processes = max(1, processes)
-        self._initargs = (secret, policy)
-        self._keys, self._compiled = keys, compiled
+        self._initargs = (secret, policy, store_url, store_options)
+        self._keys, self._compiled, self._store = keys, compiled, store
+        self._workers_store = store_url is not None
         self._lock = threading.Lock()
         self._executor: ProcessPoolExecutor | None = None
         self._probe: tuple[int, list[Future[bool]]] | None = None
@@ -152,7 +165,7 @@ class EnginePool:
         """Work on ``uploads`` and return one result each, in order."""
         executor = self._executor
         if executor is None:
-            return [ingest_one(upload, self._compiled, self._keys) for upload in uploads]
+            return ingest_many(uploads, self._compiled, self._keys, self._store)
         submitted: list[tuple[list[Upload], Future[list[Ingested]] | None]] = []
         for chunk in _split(uploads, self.processes):
             try:
@@ -167,6 +180,10 @@ class EnginePool:
                 results += future.result()
             except BrokenProcessPool:
                 results += [self._alone(upload, executor) for upload in chunk]
+        if not self._workers_store:
+            store_results(
+                self._store, [r for r, u in zip(results, uploads, strict=True) if u.archive]
+            )
         return results
 
     def _alone(self, upload: Upload, broken: ProcessPoolExecutor) -> Ingested:

@@ -14,42 +14,11 @@ import uuid
 from collections import Counter
 from pathlib import Path
 
-from dicomveil.errors import DicomveilError, StorageError
-from dicomveil.index import InstanceRecord
 from dicomveil.pipeline.recording import RunRecorder
-from dicomveil.storage import FileUpload
-from dicomveil.web.ingest_work import STUDY_MISMATCH_KIND, Ingested, Upload, failed
+from dicomveil.web.ingest_work import STUDY_MISMATCH_KIND, Ingested, Upload
 from dicomveil.web.services import Services
 
 __all__ = ["STUDY_MISMATCH_KIND", "Ingested", "deidentify_uploads"]
-
-DICOM = "application/dicom"
-
-
-def _archive(services: Services, results: list[Ingested]) -> None:
-    """Store the de-identified files of ``results`` in one group.
-
-    The staged files are moved into the archive when it is local (``staged`` is then
-    ``None``). An instance that cannot be stored becomes a failure (and loses its record).
-    """
-    uploads: list[FileUpload] = []
-    records: list[tuple[Ingested, InstanceRecord]] = []
-    for result in results:
-        outcome, staged, record = result.outcome, result.staged, result.record
-        assert outcome.identity is not None and staged is not None and record is not None
-        pseudo = outcome.identity.pseudonymous
-        labels = {"study_uid": pseudo.study_instance_uid, "patient_id": pseudo.patient_id}
-        metadata = {name: value for name, value in labels.items() if value}
-        uploads.append(FileUpload(outcome.output, staged, DICOM, metadata, outcome.sha256 or None))
-        records.append((result, record))
-    stored = services.store.put_files(uploads, consume=True)
-    for (result, record), info in zip(records, stored, strict=True):
-        result.staged = None
-        if isinstance(info, DicomveilError):
-            result.outcome, result.record = failed(result.outcome.source, info), None
-        elif (info.size, info.sha256) != (record.size, record.sha256):
-            error = StorageError("the archived object does not match")
-            result.outcome, result.record = failed(result.outcome.source, error), None
 
 
 def deidentify_uploads(
@@ -64,8 +33,8 @@ def deidentify_uploads(
 ) -> list[Ingested]:
     """De-identify ``uploads`` (files in ``workspace``), optionally archive and index them.
 
-    The de-identification itself runs in the gateway's engine processes (see
-    :class:`~dicomveil.web.engine_pool.EnginePool`); storing and recording run here.
+    De-identifying and archiving run in the gateway's engine processes (see
+    :class:`~dicomveil.web.engine_pool.EnginePool`); recording and indexing run here.
 
     Parameters
     ----------
@@ -113,8 +82,6 @@ def deidentify_uploads(
     )
     with recorder:
         results = services.engine.run(work)
-        if archive:
-            _archive(services, [result for result in results if result.ok])
         for result in results:
             recorder.add(result.outcome)
         counts = Counter(r.outcome.status for r in results)

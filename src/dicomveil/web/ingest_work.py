@@ -1,10 +1,10 @@
-"""The work done on one uploaded instance, wherever it runs: a pool process or the server.
+"""The work done on uploaded instances, wherever it runs: a pool process or the server.
 
 De-identify (through :func:`dicomveil.pipeline.files.deidentify_file`, the function ``deid``
 and batches use), check the study the request names, and, for the archive, read back what
-the index records. This is the CPU-bound part of an upload; the server hands it to
-:class:`~dicomveil.web.engine_pool.EnginePool` and keeps for itself what touches shared
-state (archive, vault, audit, index).
+the index records and store the instances (a run of them at a time: one flush per folder).
+The server hands this to :class:`~dicomveil.web.engine_pool.EnginePool` and keeps for itself
+the writes to its databases (vault, audit log, index), which follow the storing.
 
 The module stays light (no web framework): the pool's processes import it and nothing else.
 """
@@ -19,11 +19,12 @@ from typing import Any, Final
 from dicomveil.engine.keys import PseudonymKeys
 from dicomveil.engine.rules import CompiledPolicy, compile_policy
 from dicomveil.engine.uids import remap_uid
-from dicomveil.errors import DicomveilError
+from dicomveil.errors import DicomveilError, StorageError
 from dicomveil.index.records import InstanceRecord, record_from_file
 from dicomveil.pipeline.files import FileOutcome, deidentify_file
 from dicomveil.profile.options import Option
 from dicomveil.profile.policy import Policy
+from dicomveil.storage import BaseBlobStore, FileUpload, open_store
 
 __all__ = [
     "STUDY_MISMATCH_KIND",
@@ -33,10 +34,13 @@ __all__ = [
     "failed",
     "ingest_chunk",
     "ingest_one",
+    "ingest_many",
     "init_worker",
     "quiet_pydicom",
+    "store_results",
 ]
 
+DICOM: Final = "application/dicom"
 STUDY_MISMATCH_KIND: Final = "StudyMismatch"
 """Error kind of an instance refused because it belongs to another study than asked."""
 
@@ -170,6 +174,50 @@ def _take_record(result: Ingested) -> None:
         result.outcome, result.staged = failed(outcome.source, exc), None
 
 
+def store_results(store: BaseBlobStore, results: Sequence[Ingested]) -> None:
+    """Store the de-identified files of the ``results`` to archive, in one group.
+
+    The staged files are moved into the archive when it is local (``staged`` is then
+    ``None``). An instance that cannot be stored becomes a failure (and loses its record).
+    """
+    uploads: list[FileUpload] = []
+    taken: list[Ingested] = []
+    for result in results:
+        outcome, staged = result.outcome, result.staged
+        if not result.ok or result.record is None or staged is None:
+            continue
+        assert outcome.identity is not None
+        pseudo = outcome.identity.pseudonymous
+        labels = {"study_uid": pseudo.study_instance_uid, "patient_id": pseudo.patient_id}
+        metadata = {name: value for name, value in labels.items() if value}
+        uploads.append(FileUpload(outcome.output, staged, DICOM, metadata, outcome.sha256 or None))
+        taken.append(result)
+    if not uploads:
+        return
+    for result, info in zip(taken, store.put_files(uploads, consume=True), strict=True):
+        record, result.staged = result.record, None
+        assert record is not None
+        if isinstance(info, DicomveilError):
+            result.outcome, result.record = failed(result.outcome.source, info), None
+        elif (info.size, info.sha256) != (record.size, record.sha256):
+            error = StorageError("the archived object does not match")
+            result.outcome, result.record = failed(result.outcome.source, error), None
+
+
+def ingest_many(
+    uploads: Sequence[Upload],
+    compiled: CompiledPolicy,
+    keys: PseudonymKeys,
+    store: BaseBlobStore | None,
+) -> list[Ingested]:
+    """Work on ``uploads``; those to archive go to ``store`` as a group (``None``: the caller
+    stores them)."""
+    results = [ingest_one(upload, compiled, keys) for upload in uploads]
+    if store is not None:
+        store_results(store, [r for r, u in zip(results, uploads, strict=True) if u.archive])
+    return results
+
+
 # -- pool process side ------------------------------------------------------------------------
 
 _STATE: dict[str, Any] = {}
@@ -189,18 +237,20 @@ def quiet_pydicom() -> None:
     config.settings.reading_validation_mode = config.IGNORE
 
 
-def init_worker(secret: bytes, policy: Policy) -> None:
-    """Initialise a pool process: no pydicom warnings (they quote values), keys derived and
-    policy compiled once."""
+def init_worker(
+    secret: bytes, policy: Policy, store_url: str | None, store_options: dict[str, Any]
+) -> None:
+    """Initialise a pool process: no pydicom warnings (they quote values), keys derived,
+    policy compiled and the archive opened once (``store_url`` ``None``: the server stores)."""
     quiet_pydicom()
     _STATE["keys"] = PseudonymKeys(secret)
     _STATE["compiled"] = compile_policy(policy)
+    _STATE["store"] = None if store_url is None else open_store(store_url, **store_options)
 
 
 def ingest_chunk(uploads: Sequence[Upload]) -> list[Ingested]:
     """Work on ``uploads`` in a pool process (after :func:`init_worker`)."""
-    compiled, keys = _STATE["compiled"], _STATE["keys"]
-    return [ingest_one(upload, compiled, keys) for upload in uploads]
+    return ingest_many(uploads, _STATE["compiled"], _STATE["keys"], _STATE["store"])
 
 
 def can_read(path: str) -> bool:

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from dicomveil.audit import AuditLog
 from dicomveil.engine.keys import PseudonymKeys
@@ -72,8 +73,9 @@ class Services:
         key = load_key("pseudonym", key_file=settings.key_file, environ=environ)
         closers: list[Callable[[], None]] = []
         try:
-            local = parse_store_url(settings.archive_url).scheme == "file"
-            options: dict[str, bool] = {}
+            scheme = parse_store_url(settings.archive_url).scheme
+            local = scheme == "file"
+            options: dict[str, Any] = {}
             if local:
                 options = {"fsync": settings.archive_fsync, "sidecars": settings.archive_sidecars}
             store = open_store(settings.archive_url, **options)
@@ -95,7 +97,8 @@ class Services:
         closers.append(lambda: shutil.rmtree(staging, ignore_errors=True))
         keys, compiled = PseudonymKeys(key.secret), compile_policy(policy)
         processes = settings.deid_processes or default_processes()
-        engine = EnginePool(key.secret, policy, keys, compiled, processes)
+        shared = None if scheme == "memory" else settings.archive_url  # memory: one process
+        engine = EnginePool(key.secret, policy, keys, compiled, store, shared, options, processes)
         closers.append(engine.close)  # before the staging folder goes: workers write there
         return cls(
             settings=settings,
