@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from functools import cache
 from typing import Any, Final
 
-from sqlalchemy import select
+from sqlalchemy import Table, bindparam, select
 from sqlalchemy.engine import Connection
+from sqlalchemy.sql import Executable
 
 from dicomveil.index.matching import normalize_date, normalize_time
 from dicomveil.index.records import InstanceRecord
@@ -17,6 +19,46 @@ __all__ = ["Writer"]
 
 _CHUNK: Final = 500
 """SOP Instance UIDs looked up per statement (SQLite allows 999 parameters)."""
+
+
+# Statements built once and executed with parameters: building a statement (and its cache
+# key) costs more than running it on SQLite.
+
+
+@cache
+def _lookup(table: Table, key_column: str, columns: tuple[str, ...]) -> Executable:
+    return select(table.c.pk, *(table.c[name] for name in columns)).where(
+        table.c[key_column] == bindparam("row_key")
+    )
+
+
+@cache
+def _insert(table: Table) -> Executable:
+    return table.insert()
+
+
+@cache
+def _update(table: Table) -> Executable:
+    """Set the columns given as parameters on the row whose key is ``row_pk``."""
+    return table.update().where(table.c.pk == bindparam("row_pk"))
+
+
+_KNOWN_INSTANCES: Final = select(instances.c.sop_instance_uid).where(
+    instances.c.sop_instance_uid.in_(bindparam("uids", expanding=True))
+)
+_BUMP_SERIES: Final = (
+    series.update()
+    .where(series.c.pk == bindparam("row_pk"))
+    .values(num_instances=series.c.num_instances + bindparam("added"))
+)
+_BUMP_STUDY: Final = (
+    studies.update()
+    .where(studies.c.pk == bindparam("row_pk"))
+    .values(
+        num_series=studies.c.num_series + bindparam("added_series"),
+        num_instances=studies.c.num_instances + bindparam("added_instances"),
+    )
+)
 
 
 def _date(value: str) -> str | None:
@@ -50,13 +92,12 @@ class Writer:
         """
         known = cache.get(key)
         if known is None:
-            columns = [table.c.pk, *(table.c[name] for name in values)]
             found = self.connection.execute(
-                select(*columns).where(table.c[key_column] == key)
+                _lookup(table, key_column, tuple(values)), {"row_key": key}
             ).first()
             if found is None:
                 inserted = self.connection.execute(
-                    table.insert().values(**{key_column: key}, **values)
+                    _insert(table), {key_column: key, **values}
                 ).inserted_primary_key
                 assert inserted is not None
                 pk = inserted[0]
@@ -67,7 +108,7 @@ class Writer:
         pk, current = known
         changed = {name: value for name, value in values.items() if current.get(name) != value}
         if changed:
-            self.connection.execute(table.update().where(table.c.pk == pk).values(**changed))
+            self.connection.execute(_update(table), {"row_pk": pk, **changed})
             current.update(changed)
         return pk, False, set(changed)
 
@@ -83,10 +124,7 @@ class Writer:
         known: set[str] = set()
         for start in range(0, len(uids), _CHUNK):
             chunk = uids[start : start + _CHUNK]
-            found = select(instances.c.sop_instance_uid).where(
-                instances.c.sop_instance_uid.in_(chunk)
-            )
-            known.update(self.connection.execute(found).scalars())
+            known.update(self.connection.execute(_KNOWN_INSTANCES, {"uids": chunk}).scalars())
         rows: list[dict[str, Any]] = []
         in_series: Counter[int] = Counter()
         in_study: Counter[int] = Counter()
@@ -101,13 +139,9 @@ class Writer:
             in_study[study_pk] += 1
             new += 1
         if rows:
-            self.connection.execute(instances.insert(), rows)
+            self.connection.execute(_insert(instances), rows)
         for series_pk, count in in_series.items():
-            self.connection.execute(
-                series.update()
-                .where(series.c.pk == series_pk)
-                .values(num_instances=series.c.num_instances + count)
-            )
+            self.connection.execute(_BUMP_SERIES, {"row_pk": series_pk, "added": count})
         for study_pk, count in in_study.items():
             self._bump_study(study_pk, series=0, instances=count)
         return new
@@ -206,12 +240,8 @@ class Writer:
 
     def _bump_study(self, study_pk: int, *, series: int, instances: int) -> None:
         self.connection.execute(
-            studies.update()
-            .where(studies.c.pk == study_pk)
-            .values(
-                num_series=studies.c.num_series + series,
-                num_instances=studies.c.num_instances + instances,
-            )
+            _BUMP_STUDY,
+            {"row_pk": study_pk, "added_series": series, "added_instances": instances},
         )
 
     def _refresh_modalities(self, study_pk: int) -> None:

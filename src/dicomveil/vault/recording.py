@@ -5,10 +5,12 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 from sqlalchemy import Table
 from sqlalchemy.engine import Connection
+from sqlalchemy.sql import Executable
 
 from dicomveil.engine.identity import IdentityRecord
 from dicomveil.vault.crypto import VaultKey
@@ -109,16 +111,23 @@ class RowBuilder:
         bucket[natural] = row
 
 
-def insert_new(connection: Connection, table: Table, rows: list[dict[str, Any]]) -> int:
-    """Insert ``rows``, skipping those whose pseudonymous key exists; return how many were new."""
-    if not rows:
-        return 0
+@cache
+def _insert_new(dialect_name: str, table: Table) -> Executable:
     # The dialect's own INSERT (SQLite's and PostgreSQL's both have ON CONFLICT DO NOTHING),
-    # imported when that dialect is in use only.
-    dialect = importlib.import_module(f"sqlalchemy.dialects.{connection.dialect.name}")
-    statement = (
+    # imported when that dialect is in use only; built once (building costs more than
+    # running it).
+    dialect = importlib.import_module(f"sqlalchemy.dialects.{dialect_name}")
+    statement: Executable = (
         dialect.insert(table)
         .on_conflict_do_nothing(index_elements=[natural_column(table), "pseudonym_key_id"])
         .returning(table.c.id)
     )
+    return statement
+
+
+def insert_new(connection: Connection, table: Table, rows: list[dict[str, Any]]) -> int:
+    """Insert ``rows``, skipping those whose pseudonymous key exists; return how many were new."""
+    if not rows:
+        return 0
+    statement = _insert_new(connection.dialect.name, table)
     return len(connection.execute(statement, rows).all())
