@@ -7,8 +7,10 @@ Both servers run on this machine, on loopback, fed the same synthetic CT corpus
 
 - **STOW-RS ingest**: ``--stow`` instances sent to ``POST .../studies`` in requests of
   ``--per-request`` instances from ``--clients`` concurrent clients; instances/s from the first
-  request to the last answer. dicomveil de-identifies, archives, records the way back and
-  indexes each instance; Orthanc only stores.
+  request to the last answer. Both servers run at once and first store a few instances
+  untimed; then ``--rounds`` rounds alternate which goes first, each round on new instances;
+  the median round counts. dicomveil de-identifies,
+  archives, records the way back and indexes each instance; Orthanc only stores.
 - **QIDO-RS study search**: both archives are filled up to ``--qido`` instances (the same
   way), then ``--queries`` searches of each kind (all studies, PatientID exact, PatientName
   wild card, StudyDate range, ModalitiesInStudy; ``limit=100``) are timed one by one; p50 and
@@ -31,6 +33,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +46,8 @@ from benchmarks.reporting import cpu_model, write_section  # noqa: E402
 KEY = "benchmark-pseudonym-key-0123456789abcdef"
 SECTION = "## Gateway (issue 6)"
 PER_STUDY = 20
+WARMUP = 200
+"""Instances each server stores before the timed rounds (not counted anywhere)."""
 
 
 def corpus(folder: Path, instances: int, seed: int) -> list[Path]:
@@ -134,19 +139,24 @@ def qido(root: str, headers: dict[str, str], repeat: int) -> dict[str, tuple[flo
     return out
 
 
+@contextmanager
 def servers(
     work: Path, workers: int, extra: tuple[str, ...] = ()
-) -> Iterator[tuple[str, str, dict[str, str]]]:
-    """Yield (name, DICOMweb root, headers) for dicomveil then Orthanc, each running."""
+) -> Iterator[list[tuple[str, str, dict[str, str]]]]:
+    """Run dicomveil and Orthanc side by side; give (name, DICOMweb root, headers) of each."""
     from tests.web.gateway_server import running_gateway
     from tests.web.orthanc_server import running_orthanc
 
     args = ("--workers", str(workers), *extra)
-    with running_gateway(work / "dicomveil" / "home", KEY, args=args) as gateway:
+    with (
+        running_gateway(work / "dicomveil" / "home", KEY, args=args) as gateway,
+        running_orthanc(work / "orthanc") as url,
+    ):
         token = {"Authorization": f"Bearer {gateway.tokens['admin']}"}
-        yield "dicomveil", f"{gateway.url}/dicomweb", token
-    with running_orthanc(work / "orthanc") as url:
-        yield "Orthanc", f"{url}/dicom-web", {}
+        yield [
+            ("dicomveil", f"{gateway.url}/dicomweb", token),
+            ("Orthanc", f"{url}/dicom-web", {}),
+        ]
 
 
 def run(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
@@ -158,21 +168,38 @@ def run(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
 
 
 def _run(args: argparse.Namespace, work: Path) -> dict[str, dict[str, Any]]:
-    print(f"writing corpus ({args.stow} + {max(args.qido - args.stow, 0)} instances) ...")
-    ingest = corpus(work / "stow", args.stow, seed=1)
-    fill = corpus(work / "fill", max(args.qido - len(ingest), 0), seed=2) if args.qido else []
+    timed = args.stow * args.rounds
+    print(f"writing corpus ({args.rounds} x {args.stow} + {max(args.qido - timed, 0)}) ...")
+    rounds = [corpus(work / f"stow-{n}", args.stow, seed=n + 1) for n in range(args.rounds)]
+    warmup = corpus(work / "warmup", WARMUP, seed=args.rounds + 2)
+    extra_count = max(args.qido - timed, 0) if args.qido else 0
+    fill = corpus(work / "fill", extra_count, seed=args.rounds + 1) if extra_count else []
     results: dict[str, dict[str, Any]] = {}
     extra = () if args.fsync else ("--no-archive-fsync",)
-    for name, root, headers in servers(work, args.workers, extra):
-        print(f"{name}: STOW-RS of {len(ingest)} instances ...")
-        rate = stow(root, headers, ingest, args.per_request, args.clients)
-        print(f"{name}: {rate:.1f} instances/s; filling to {len(ingest) + len(fill)} ...")
-        if fill:
-            stow(root, headers, fill, 50, args.clients)
-        latencies = qido(root, headers, args.queries)
-        results[name] = {"stow": rate, "qido": latencies, "instances": len(ingest) + len(fill)}
-        for kind, (p50, p95) in latencies.items():
-            print(f"  {kind:<18} p50 {p50:7.1f} ms  p95 {p95:7.1f} ms")
+    with servers(work, args.workers, extra) as running:
+        rates: dict[str, list[float]] = {name: [] for name, _, _ in running}
+        for _, root, headers in running:  # first requests: caches, connections, workers
+            stow(root, headers, warmup, args.per_request, args.clients)
+        for number, files in enumerate(rounds):
+            # peers alternate who goes first; each round stores new instances
+            order = running if number % 2 == 0 else running[::-1]
+            for name, root, headers in order:
+                rate = stow(root, headers, files, args.per_request, args.clients)
+                rates[name].append(rate)
+                print(f"round {number + 1}: {name} STOW-RS {rate:.1f} instances/s")
+        for name, root, headers in running:
+            if fill:
+                print(f"{name}: filling to {timed + len(fill)} instances ...")
+                stow(root, headers, fill, 50, args.clients)
+            latencies = qido(root, headers, args.queries)
+            results[name] = {
+                "stow": statistics.median(rates[name]),
+                "rounds": rates[name],
+                "qido": latencies,
+                "instances": timed + len(fill),
+            }
+            for kind, (p50, p95) in latencies.items():
+                print(f"  {name} {kind:<18} p50 {p50:7.1f} ms  p95 {p95:7.1f} ms")
     return results
 
 
@@ -190,8 +217,8 @@ def report(results: dict[str, dict[str, Any]], args: argparse.Namespace, command
         "| | dicomveil | Orthanc | ratio |",
         "|---|---|---|---|",
         f"| STOW-RS ingest, {args.stow} instances, {args.per_request}/request, "
-        f"{args.clients} clients (instances/s) | {ours['stow']:.1f} | {theirs['stow']:.1f} | "
-        f"{ours['stow'] / theirs['stow']:.2f} |",
+        f"{args.clients} clients (instances/s, median of {args.rounds} rounds) | "
+        f"{ours['stow']:.1f} | {theirs['stow']:.1f} | {ours['stow'] / theirs['stow']:.2f} |",
     ]
     for kind in ours["qido"]:
         p95_ours, p95_theirs = ours["qido"][kind][1], theirs["qido"][kind][1]
@@ -199,10 +226,15 @@ def report(results: dict[str, dict[str, Any]], args: argparse.Namespace, command
             f"| QIDO-RS /studies {kind}, p95 ms at {ours['instances']} instances | "
             f"{p95_ours:.1f} | {p95_theirs:.1f} | {p95_ours / p95_theirs:.2f} |"
         )
+    per_round = ", ".join(
+        f"{a / b:.2f}" for a, b in zip(ours["rounds"], theirs["rounds"], strict=True)
+    )
     lines += [
         "",
         "dicomveil de-identifies every instance on the way in (Orthanc only stores); ratio is "
-        "dicomveil / Orthanc (higher is better for ingest, lower for latency).",
+        "dicomveil / Orthanc (higher is better for ingest, lower for latency). STOW-RS rounds "
+        "alternate which server goes first, each on new instances; ratio per round: "
+        f"{per_round}.",
         "",
     ]
     return "\n".join(lines)
@@ -214,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--qido", type=int, default=100_000, help="Instances indexed for QIDO.")
     parser.add_argument("--per-request", type=int, default=20, help="Instances per STOW request.")
     parser.add_argument("--clients", type=int, default=2, help="Concurrent STOW clients.")
+    parser.add_argument("--rounds", type=int, default=3, help="Timed STOW-RS rounds per server.")
     parser.add_argument("--queries", type=int, default=100, help="Searches timed per kind.")
     parser.add_argument("--workers", type=int, default=2, help="dicomveil server processes.")
     parser.add_argument(

@@ -46,6 +46,11 @@ def _update(table: Table) -> Executable:
 _KNOWN_INSTANCES: Final = select(instances.c.sop_instance_uid).where(
     instances.c.sop_instance_uid.in_(bindparam("uids", expanding=True))
 )
+_STUDY_MODALITIES: Final = (
+    select(series.c.modality)
+    .where(series.c.study_pk == bindparam("row_pk"), series.c.modality.is_not(None))
+    .distinct()
+)
 _BUMP_SERIES: Final = (
     series.update()
     .where(series.c.pk == bindparam("row_pk"))
@@ -245,14 +250,10 @@ class Writer:
         )
 
     def _refresh_modalities(self, study_pk: int) -> None:
-        found = self.connection.execute(
-            select(series.c.modality)
-            .where(series.c.study_pk == study_pk, series.c.modality.is_not(None))
-            .distinct()
-        ).scalars()
+        found = self.connection.execute(_STUDY_MODALITIES, {"row_pk": study_pk}).scalars()
         joined = "\\".join(sorted(str(m) for m in found))
         self.connection.execute(
-            studies.update().where(studies.c.pk == study_pk).values(modalities=joined or None)
+            _update(studies), {"row_pk": study_pk, "modalities": joined or None}
         )
 
     def _remove(self, instance_pk: int) -> None:

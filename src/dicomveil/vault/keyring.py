@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Connection
@@ -33,6 +33,9 @@ def _check_aad(key_id: str) -> bytes:
 
 def _wrap_aad(key_id: str, wrapped_by: str) -> bytes:
     return associated_data(keys.name, key_id, f"wrapped-by:{wrapped_by}")
+
+
+_ALL_KEYS: Final = select(keys)
 
 
 def _verify_check(key: VaultKey, row: Mapping[str, Any]) -> None:
@@ -57,6 +60,7 @@ class Keyring:
         self._known: dict[str, VaultKey] = {key.id: key for key in given}
         self._sealing: VaultKey | None = None
         self._states: dict[str, str] = {}
+        self._checked: dict[str, bytes] = {}  # key id -> check value verified
 
     @property
     def states(self) -> dict[str, str]:
@@ -92,7 +96,7 @@ class Keyring:
         VaultError
             No key held opens this vault (wrong or retired key).
         """
-        rows = [dict(row) for row in connection.execute(select(keys)).mappings()]
+        rows = [dict(row) for row in connection.execute(_ALL_KEYS).mappings()]
         self._states = {row["key_id"]: row["state"] for row in rows}
         self._unwrap(rows)
         usable = [row for row in rows if row["key_id"] in self._known]
@@ -103,7 +107,9 @@ class Keyring:
                 f"vault key {held} does not open this vault (its key id: {vault_keys})"
             )
         for row in usable:
-            _verify_check(self._known[row["key_id"]], row)
+            if self._checked.get(row["key_id"]) != row["check_value"]:
+                _verify_check(self._known[row["key_id"]], row)
+                self._checked[row["key_id"]] = row["check_value"]
         by_state = {row["state"]: row["key_id"] for row in usable}
         self._sealing = self._known[by_state.get(PENDING) or by_state[ACTIVE]]
 
