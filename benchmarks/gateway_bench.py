@@ -248,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=2, help="Concurrent STOW clients.")
     parser.add_argument("--rounds", type=int, default=3, help="Timed STOW-RS rounds per server.")
     parser.add_argument("--queries", type=int, default=100, help="Searches timed per kind.")
-    parser.add_argument("--workers", type=int, default=2, help="dicomveil server processes.")
+    parser.add_argument("--workers", type=int, default=1, help="dicomveil server processes.")
     parser.add_argument(
         "--no-fsync", dest="fsync", action="store_false", help="Serve with --no-archive-fsync."
     )
