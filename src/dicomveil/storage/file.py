@@ -31,6 +31,7 @@ import secrets
 import shutil
 import tempfile
 import threading
+from stat import S_ISREG
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, suppress
@@ -205,9 +206,11 @@ class FileBlobStore(BaseBlobStore):
                         continue
                     try:
                         with map_os_errors(f"put {key!r}"):
-                            for temporary, final in renames:  # sidecar first, then the object
+                            while renames:  # sidecar first, then the object
+                                temporary, final = renames[0]
                                 os.replace(temporary, final)
                                 folders.add(final.parent)
+                                del renames[0]  # in place: nothing left to remove
                     except StorageError as exc:
                         errors[number] = exc
             if self._fsync:
@@ -306,7 +309,7 @@ class FileBlobStore(BaseBlobStore):
                 stat = path.stat()
             except (FileNotFoundError, NotADirectoryError):
                 return None
-            if not path.is_file():
+            if not S_ISREG(stat.st_mode):
                 return None
             if not self._sidecars:
                 return BlobInfo(key=key, size=stat.st_size)
