@@ -132,3 +132,22 @@ def test_a_store_of_this_process_only_is_filled_here(tmp_path: Path, uploads: li
     stored = {info.key for info in store.list()}
     assert stored == {r.record.storage_key for r in results if r.record is not None}
     assert len(stored) == len(uploads)
+
+
+def test_without_processes_the_server_does_the_work(
+    tmp_path: Path, uploads: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dicomveil.web import engine_pool
+
+    def refuse() -> None:
+        raise OSError("no semaphores here")
+
+    monkeypatch.setattr(engine_pool, "_context", refuse)
+    pool = _pool(2, tmp_path / "archive")
+    try:
+        assert pool.processes == 1 and pool.shares_memory
+        out = str(tmp_path / "out")
+        results = pool.run([Upload(str(p), n, out, True) for n, p in enumerate(uploads, 1)])
+        assert [r.ok for r in results] == [True] * len(uploads)
+    finally:
+        pool.close()

@@ -31,12 +31,12 @@ import secrets
 import shutil
 import tempfile
 import threading
-from stat import S_ISREG
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, suppress
 from dataclasses import replace
 from pathlib import Path
+from stat import S_ISREG
 from typing import Any
 
 from dicomveil.errors import ConfigError, DicomveilError, ObjectNotFound, StorageError

@@ -21,6 +21,7 @@ kills a worker again fails.
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 import threading
@@ -51,6 +52,8 @@ WORKER_CRASH_KIND: Final = "WorkerCrash"
 """Error kind of an instance whose de-identification process died on it (twice)."""
 
 _PRELOAD: Final = ["dicomveil.web.ingest_work"]
+
+log = logging.getLogger(__name__)
 
 
 def default_processes() -> int:
@@ -120,8 +123,16 @@ class EnginePool:
         self._probe: tuple[int, list[Future[bool]]] | None = None
         self._shares_memory: bool | None = True
         if self.processes > 1:
-            self._executor = self._start()
-            self._probe_memory()
+            try:
+                self._executor = self._start()
+                self._probe_memory()
+            except (OSError, NotImplementedError, ImportError) as exc:  # no semaphores, ...
+                log.warning(
+                    "engine processes unavailable (%s); de-identifying in the server process",
+                    type(exc).__name__,
+                )
+                self.close()
+                self.processes, self._shares_memory = 1, True
 
     def _start(self) -> ProcessPoolExecutor:
         executor = ProcessPoolExecutor(
