@@ -151,3 +151,31 @@ def test_without_processes_the_server_does_the_work(
         assert [r.ok for r in results] == [True] * len(uploads)
     finally:
         pool.close()
+
+
+def _crash_on_second(uploads: list[Upload]) -> list[Ingested]:
+    """``ingest_chunk``, but the process dies on upload 2 (run in the engine processes)."""
+    from dicomveil.web.ingest_work import ingest_chunk
+
+    if any(upload.number == 2 for upload in uploads):
+        os._exit(70)
+    return ingest_chunk(uploads)
+
+
+def test_an_instance_that_kills_its_worker_fails_alone(
+    tmp_path: Path, uploads: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dicomveil.web import engine_pool
+
+    monkeypatch.setattr(engine_pool, "ingest_chunk", _crash_on_second)
+    pool = _pool(2, tmp_path / "archive")
+    try:
+        out = str(tmp_path / "out")
+        work = [Upload(str(p), n, out, True) for n, p in enumerate(uploads[:4], start=1)]
+        results = pool.run(work)
+        assert [r.ok for r in results] == [True, False, True, True]
+        assert results[1].outcome.error_kind == engine_pool.WORKER_CRASH_KIND
+        assert str(results[1].outcome.source) == "upload-2"
+        assert all(r.ok for r in pool.run(work[2:]))  # the pool works on afterwards
+    finally:
+        pool.close()
