@@ -16,6 +16,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import sys
+import threading
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -177,9 +178,16 @@ def _chunks(paths: Iterable[Path], size: int) -> Iterator[list[str]]:
 
 
 def _context() -> Any:
-    """Fork where available: workers start in milliseconds and share what is imported."""
+    """Fork where available: workers start in milliseconds and share what is imported.
+
+    Not from a process running other threads (a server running a batch beside its requests):
+    a thread may hold a lock at the moment of the fork, and the child would wait for it
+    forever. Workers then come from a ``forkserver`` (a clean process that forks them).
+    """
     methods = multiprocessing.get_all_start_methods()
-    return multiprocessing.get_context("fork" if "fork" in methods else None)
+    if "fork" in methods and threading.active_count() == 1:
+        return multiprocessing.get_context("fork")
+    return multiprocessing.get_context("forkserver" if "forkserver" in methods else None)
 
 
 # -- parent side ------------------------------------------------------------------------------
