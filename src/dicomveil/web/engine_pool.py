@@ -46,7 +46,7 @@ from dicomveil.web.ingest_work import (
     store_results,
 )
 
-__all__ = ["WORKER_CRASH_KIND", "EnginePool", "default_processes"]
+__all__ = ["WORKER_CRASH_KIND", "EnginePool"]
 
 WORKER_CRASH_KIND: Final = "WorkerCrash"
 """Error kind of an instance whose de-identification process died on it (twice)."""
@@ -54,14 +54,6 @@ WORKER_CRASH_KIND: Final = "WorkerCrash"
 _PRELOAD: Final = ["dicomveil.web.ingest_work"]
 
 log = logging.getLogger(__name__)
-
-
-def default_processes() -> int:
-    """One process per core this server may use."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
 
 
 def _context() -> Any:

@@ -16,10 +16,11 @@ from dicomveil.engine.keys import PseudonymKeys
 from dicomveil.engine.rules import CompiledPolicy, compile_policy
 from dicomveil.index import StudyIndex, open_index
 from dicomveil.keystore import load_key
+from dicomveil.pipeline.run import default_workers
 from dicomveil.profile.policy import Policy
 from dicomveil.storage import BaseBlobStore, open_store, parse_store_url
 from dicomveil.vault import Vault, open_vault
-from dicomveil.web.engine_pool import EnginePool, default_processes
+from dicomveil.web.engine_pool import EnginePool
 from dicomveil.web.metrics import Metrics
 from dicomveil.web.settings import Settings
 from dicomveil.web.tokens import TokenStore, token_store
@@ -96,7 +97,7 @@ class Services:
         staging = Path(tempfile.mkdtemp(prefix="gateway-", dir=spool))
         closers.append(lambda: shutil.rmtree(staging, ignore_errors=True))
         keys, compiled = PseudonymKeys(key.secret), compile_policy(policy)
-        processes = settings.deid_processes or default_processes()
+        processes = settings.deid_processes or default_workers()
         shared = None if scheme == "memory" else settings.archive_url  # memory: one process
         engine = EnginePool(key.secret, policy, keys, compiled, store, shared, options, processes)
         closers.append(engine.close)  # before the staging folder goes: workers write there
