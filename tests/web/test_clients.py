@@ -149,6 +149,21 @@ class TestDicomwebClient:
             original = pydicom.dcmread(path, stop_before_pixels=True)
             assert original.PatientID not in text and original.SOPInstanceUID not in text
 
+    def test_engine_processes_do_not_quote_values_in_the_log(
+        self, gateway: Gateway, originals: list[Path]
+    ) -> None:
+        from pydicom.dataelem import RawDataElement
+        from pydicom.tag import Tag
+
+        ds = pydicom.dcmread(originals[0])
+        # values pydicom finds invalid when the engine reads them back: it would warn, quoting
+        tag = Tag(0x00200013)  # Instance Number (kept by the profile, read for the index)
+        ds[tag] = RawDataElement(tag, "IS", 10, b"LEAKCANARY", 0, False, True)
+        answer = client(gateway, "ingest").store_instances(datasets=[ds])  # type: ignore[attr-defined]
+        assert len(answer.ReferencedSOPSequence) == 1
+        time.sleep(0.5)  # the engine processes write to the same log
+        assert "LEAKCANARY" not in gateway.log.read_text()
+
 
 def _self_signed(folder: Path) -> tuple[Path, Path]:
     from cryptography import x509

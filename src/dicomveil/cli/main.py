@@ -19,15 +19,14 @@ import importlib.util
 import os
 import sys
 import threading
-from collections.abc import Callable, Sequence
-from importlib.machinery import ModuleSpec
-from types import ModuleType
+from collections.abc import Sequence
 from typing import Final, NoReturn
 
 import typer
 
 from dicomveil import __version__
 from dicomveil.errors import DicomveilError
+from dicomveil.quiet import quiet_pydicom
 
 __all__ = ["COMMANDS", "app", "main", "register_commands", "run"]
 
@@ -106,54 +105,6 @@ def _command_of(argv: Sequence[str]) -> str | None:
     return None
 
 
-def _quiet_pydicom() -> None:
-    """Stop pydicom's validation warnings: they quote attribute values (PHI) on stderr.
-
-    The one place dicomveil touches pydicom's global settings: a process entry point. Input
-    problems are reported by dicomveil itself, by tag and keyword only. pydicom is not
-    imported for this (``deid`` never imports it in this process, only in its workers): the
-    setting is applied when pydicom is first imported, here or in a forked worker.
-    """
-    import warnings
-
-    warnings.filterwarnings("ignore", module=r"pydicom(\.|$)")
-    config = sys.modules.get("pydicom.config")
-    if config is not None:
-        _ignore_validation(config)
-    elif not any(isinstance(finder, _OnImport) for finder in sys.meta_path):
-        sys.meta_path.insert(0, _OnImport("pydicom.config", _ignore_validation))
-
-
-def _ignore_validation(config: ModuleType) -> None:
-    config.settings.reading_validation_mode = config.IGNORE
-
-
-class _OnImport(importlib.abc.MetaPathFinder):
-    """Calls ``callback(module)`` once the module ``name`` has been imported (one shot)."""
-
-    def __init__(self, name: str, callback: Callable[[ModuleType], None]) -> None:
-        self.name, self.callback = name, callback
-
-    def find_spec(
-        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
-    ) -> ModuleSpec | None:
-        if fullname != self.name:
-            return None
-        sys.meta_path.remove(self)
-        spec = importlib.util.find_spec(fullname)
-        loader = spec.loader if spec is not None else None
-        if loader is None:
-            return spec
-        execute, callback = loader.exec_module, self.callback
-
-        def exec_module(module: ModuleType) -> None:
-            execute(module)
-            callback(module)
-
-        loader.exec_module = exec_module  # type: ignore[method-assign]
-        return spec
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the command line with ``argv`` and return the exit code."""
     args = sys.argv[1:] if argv is None else argv
@@ -176,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
 def run() -> None:
     """Console-script entry point (the process's: global settings are made here only, so
     calling :func:`main` in a test process leaves pydicom's settings alone)."""
-    _quiet_pydicom()
+    quiet_pydicom()
     _exit(main())
 
 

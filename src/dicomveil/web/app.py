@@ -16,8 +16,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from dicomveil import __version__
+from dicomveil.quiet import quiet_pydicom
 from dicomveil.web.errors import install_error_handlers
-from dicomveil.web.ingest_work import quiet_pydicom
 from dicomveil.web.middleware import Observe
 from dicomveil.web.routes import gateway, health, qido, reid, rendered, stow, wado
 from dicomveil.web.services import Services

@@ -24,6 +24,7 @@ from dicomveil.index.records import InstanceRecord, record_from_file
 from dicomveil.pipeline.files import FileOutcome, deidentify_file
 from dicomveil.profile.options import Option
 from dicomveil.profile.policy import Policy
+from dicomveil.quiet import quiet_pydicom
 from dicomveil.storage import BaseBlobStore, FileUpload, open_store
 
 __all__ = [
@@ -36,7 +37,6 @@ __all__ = [
     "ingest_one",
     "ingest_many",
     "init_worker",
-    "quiet_pydicom",
     "store_results",
 ]
 
@@ -221,20 +221,6 @@ def ingest_many(
 # -- pool process side ------------------------------------------------------------------------
 
 _STATE: dict[str, Any] = {}
-
-
-def quiet_pydicom() -> None:
-    """Stop pydicom from warning about invalid values it reads (its warnings quote them).
-
-    Called once by the server's entry points and in each engine process, never by library
-    code (pydicom's configuration and the warning filters are global).
-    """
-    import warnings
-
-    from pydicom import config
-
-    warnings.filterwarnings("ignore", module=r"pydicom(\.|$)")
-    config.settings.reading_validation_mode = config.IGNORE
 
 
 def init_worker(
