@@ -68,6 +68,10 @@ def _checker(operation: Any, headers: dict[str, str]) -> Callable[[], None]:
     return check  # type: ignore[no-any-return]
 
 
+# Hypothesis notes any change of the global ``random`` state while it draws a case; fuzzed
+# batch requests start background jobs (other threads of this process) that may import or
+# run code touching it meanwhile. That says nothing about the answers checked here.
+@pytest.mark.filterwarnings("ignore:Do not use the `random` module inside strategies")
 def test_no_server_error(api_schema: Any) -> None:
     operations = [result.ok() for result in api_schema.get_all_operations()]
     assert len(operations) >= 25

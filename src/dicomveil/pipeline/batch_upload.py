@@ -19,11 +19,16 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Final
 
 from dicomveil.errors import StorageError, StorageUnavailable
 from dicomveil.ports import BlobInfo, BlobStore
 
 __all__ = ["RetryPolicy", "Upload", "Uploader", "upload_all"]
+
+_JITTER: Final = random.SystemRandom()
+"""Jitter for retry waits: its own source, so retries (in a background thread) never touch
+the global ``random`` state of the host application."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +53,7 @@ class RetryPolicy:
         if self.retries < 0 or self.initial < 0 or self.maximum < self.initial:
             raise ValueError("retries and delays must be >= 0, and maximum >= initial")
 
-    def delay(self, attempt: int, rng: Callable[[], float] = random.random) -> float:
+    def delay(self, attempt: int, rng: Callable[[], float] = _JITTER.random) -> float:
         """Return the wait before retry number ``attempt + 1`` (``attempt`` counts from 0)."""
         base = min(self.maximum, self.initial * 2.0**attempt)
         return base * (0.5 + rng() / 2.0)
