@@ -67,6 +67,7 @@ def summary_dict(
             "failed": summary.failed,
             "skipped": summary.skipped,
         },
+        "duplicates": summary.duplicates,
         "bytes_written": summary.bytes_written,
         "seconds": round(seconds, 3),
         "operations": dict(sorted(summary.operations.items())),
@@ -181,8 +182,9 @@ def deid(
     else:
         rate = summary.total / seconds if seconds else 0.0
         err_console.print(
-            f"{summary.ok} de-identified, {summary.failed} failed, {summary.skipped} skipped "
-            f"of {summary.total} file(s) in {seconds:.1f} s ({rate:.0f} files/s) -> {dest}"
+            f"{summary.ok} de-identified, {summary.failed} failed, {summary.skipped} skipped"
+            + (f", {summary.duplicates} duplicate(s)" if summary.duplicates else "")
+            + f" of {summary.total} file(s) in {seconds:.1f} s ({rate:.0f} files/s) -> {dest}"
         )
         for flag, count in sorted(summary.flags.items()):
             err_console.print(f"[yellow]flag:[/] {flag}: {count} file(s)")
