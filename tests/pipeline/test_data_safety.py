@@ -53,7 +53,18 @@ def _vault_instances(capsys: pytest.CaptureFixture[str]) -> int:
 class TestPathPrimitive:
     @pytest.mark.parametrize(
         "key",
-        ["/etc/x", "a//b", "../x", "a/../../x", "a/./b", "a\\b", "a/b\x00c", "a/\x1bb", "", "x" * 201],
+        [
+            "/etc/x",
+            "a//b",
+            "../x",
+            "a/../../x",
+            "a/./b",
+            "a\\b",
+            "a/b\x00c",
+            "a/\x1bb",
+            "",
+            "x" * 201,
+        ],  # noqa: E501
     )
     def test_refused(self, tmp_path: Path, key: str) -> None:
         with pytest.raises(UnsafePathError) as caught:
@@ -96,9 +107,7 @@ class TestMissingIdentifiers:
         # and the way back was recorded for every output
         assert _vault_instances(capsys) == len(outputs)
 
-    def test_patient_folder_is_the_patients_pseudonym(
-        self, tmp_path: Path, key: list[str]
-    ) -> None:
+    def test_patient_folder_is_the_patients_pseudonym(self, tmp_path: Path, key: list[str]) -> None:
         (tmp_path / "in").mkdir()
         ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
         del ds.PatientID
@@ -129,7 +138,7 @@ class TestMissingIdentifiers:
         counted = summary["inputs"]
         assert counted["uploaded"] + counted["failed"] + counted["skipped"] == len(inputs)
         batch_id = only_batch(batch_home)
-        stored = [p for p in (dest / batch_id).rglob("*.dcm")]
+        stored = list((dest / batch_id).rglob("*.dcm"))
         assert len(stored) == counted["uploaded"] >= 5
         for path in stored:  # BATCH/STUDY/SERIES/INSTANCE.dcm, never an empty segment
             study, series, _ = path.relative_to(dest / batch_id).parts
@@ -166,9 +175,7 @@ class TestRetainedUids:
             assert failure["reason"].startswith("SeriesInstanceUID is not a valid UID")
         for text in (captured.err, json.dumps(report)):
             assert "zqx" not in text and "zqy" not in text and "\x00" not in text
-        assert list(_outputs(dest)) == [
-            name for name in _outputs(dest) if name.count("/") == 3
-        ]
+        assert list(_outputs(dest)) == [name for name in _outputs(dest) if name.count("/") == 3]
 
 
 def _numeric_vr_name(target: Path) -> Path:
