@@ -315,3 +315,33 @@ def test_batch_counts_a_duplicate_as_skipped(
     summary = json.loads(capsys.readouterr().out)
     assert summary["inputs"]["uploaded"] == 1
     assert summary["inputs"]["failed"] == 1 and summary["inputs"]["skipped"] == 1
+
+
+def test_every_pydicom_file_at_once(
+    tmp_path: Path, key: list[str], batch_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every test file pydicom ships, in one run: no traceback, every input accounted for,
+    the way back recorded for every output, the run closed in the audit log."""
+    from dicomveil.audit import AuditLog
+    from dicomveil.audit.events import DEID_RUN_END
+
+    source = Path(get_testdata_file("CT_small.dcm")).parent
+    dest = tmp_path / "out"
+    with nothing_written_outside(tmp_path, dest, batch_home):
+        code = main(["deid", str(source), str(dest), *key, "-j", "2", "--json"])
+    captured = capsys.readouterr()
+    assert code == 1 and "Traceback" not in captured.err
+    report = _report(dest)
+    files = report["files"]
+    assert isinstance(files, dict)
+    assert files["total"] > 100
+    duplicates = report["duplicates"]
+    assert isinstance(duplicates, int)
+    assert files["ok"] + files["failed"] + files["skipped"] + duplicates == files["total"]
+    outputs = _outputs(dest)
+    assert len(outputs) == files["ok"]  # nothing overwritten
+    assert _vault_instances(capsys) == files["ok"]
+    reasons = json.loads(next(batch_home.rglob("reasons.json")).read_text())
+    assert len(reasons) == files["failed"]
+    ends = [e for e in AuditLog.open(create=False).entries() if e.event == DEID_RUN_END]
+    assert [e.details["run_id"] for e in ends] == [report["run_id"]]

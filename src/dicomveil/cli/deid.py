@@ -167,6 +167,7 @@ def deid(
             raise
         assert recorder is not None
         counts = {"ok": summary.ok, "failed": summary.failed, "skipped": summary.skipped}
+        counts["duplicates"] = summary.duplicates
         recorder.finish(counts, failed=bool(summary.failed))
     seconds = time.perf_counter() - started
     if summary.failures:
