@@ -91,7 +91,10 @@ def sweep_partial_writes(url: str, prefix: str) -> int:
     if root is None:
         return 0
     removed = 0
-    bases = (contained_path(root, prefix, whole=True), contained_path(root, [META_DIR, prefix], whole=True))
+    bases = (
+        contained_path(root, prefix, whole=True),
+        contained_path(root, [META_DIR, prefix], whole=True),
+    )
     for base in bases:
         for path in base.rglob(RESERVED_PREFIX + "tmp-*") if base.is_dir() else ():
             if path.is_file():
