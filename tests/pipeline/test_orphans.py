@@ -15,6 +15,7 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 from pydicom.data import get_testdata_file
 
 from dicomveil.pipeline.orphans import die_with_parent
@@ -112,3 +113,32 @@ def test_a_worker_whose_parent_is_gone_ends_itself() -> None:
     assert os.read(read, 100) == b""
     os.close(read)
     assert os.waitstatus_to_exitcode(status) == 1
+
+
+def test_a_file_that_kills_its_worker_fails_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker killed on one file (as the out-of-memory killer would) breaks the pool: the
+    run goes on in a new one, and only that file fails (``WorkerCrash``)."""
+    from dicomveil.demo import write_demo_study
+    from dicomveil.pipeline import files, run
+    from dicomveil.profile.policy import Policy
+
+    inputs = write_demo_study(tmp_path / "in", patients=2, series_per_study=2, images_per_series=5)
+    killer = tmp_path / "in" / "kill.dcm"
+    shutil.copy(get_testdata_file("CT_small.dcm"), killer)
+    real = files.deidentify_file
+
+    def deidentify_or_die(source: Path, *args: object, **kwargs: object) -> object:
+        if source.name == "kill.dcm":
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real(source, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(files, "deidentify_file", deidentify_or_die)  # inherited by forks
+    assert run._context().get_start_method() == "fork"
+    paths = sorted([*inputs, killer])
+    summary = run.run_deidentification(paths, tmp_path / "out", Policy(), b"k" * 32, workers=2)
+    assert summary.total == len(paths) and summary.ok == len(inputs)
+    [failure] = summary.failures
+    assert failure.source == killer and failure.error_kind == "WorkerCrash"
+    assert len(list((tmp_path / "out").rglob("*.dcm"))) == len(inputs)
