@@ -364,6 +364,8 @@ class _Pools:
         in_hand = {number for number in slots if number >= 0}
         left = [(n, p) for first, c in chunks.values() for n, p in enumerate(c, start=first)]
         left.sort()
+        if not in_hand.intersection(n for n, _ in left):  # it died between files: the
+            in_hand = {n for n, _ in left[: self.workers]}  # first ones go alone (progress)
         suspects = [(n, p) for n, p in left if n in in_hand]
         again = [(n, p) for n, p in left if n not in in_hand]
         size = max(1, min(MAX_CHUNK, len(again) // (self.workers * 8)))
