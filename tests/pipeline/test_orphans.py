@@ -6,6 +6,7 @@ caller waited forever for the end of ``deid``'s output.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import shutil
 import signal
@@ -135,7 +136,9 @@ def test_a_file_that_kills_its_worker_fails_alone(
         return real(source, *args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(files, "deidentify_file", deidentify_or_die)  # inherited by forks
-    assert run._context().get_start_method() == "fork"
+    # forked workers even when an earlier test left a thread running (the run would pick a
+    # forkserver, whose workers do not inherit the patch)
+    monkeypatch.setattr(run, "_context", lambda: multiprocessing.get_context("fork"))
     paths = sorted([*inputs, killer])
     summary = run.run_deidentification(paths, tmp_path / "out", Policy(), b"k" * 32, workers=2)
     assert summary.total == len(paths) and summary.ok == len(inputs)
