@@ -49,7 +49,7 @@ from dicomveil.pipeline.batch_upload import RetryPolicy
 from dicomveil.pipeline.journal import Journal, batch_locked
 from dicomveil.pipeline.manifest import MANIFEST_NAME
 from dicomveil.pipeline.recording import RunRecorder
-from dicomveil.pipeline.run import discover
+from dicomveil.pipeline.sources import discover
 from dicomveil.ports import BlobStore, Clock
 from dicomveil.profile.policy import Policy
 from dicomveil.vault import Vault
