@@ -146,3 +146,30 @@ def test_shell_completion() -> None:
     )
     assert done.returncode == 0 and done.stdout.split() == ["quarantine"], done.stderr
     assert main(["--show-completion", "bash"]) == 0
+
+
+def test_a_stopped_batch_records_why(
+    demo_study: Path,
+    tmp_path: Path,
+    key_file: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A batch stopped by Ctrl-C (or an unexpected error) said nothing of why."""
+    import dicomveil.cli.batch
+    from dicomveil.cli.batch_progress import RichBatchEvents
+
+    class Interrupted(RichBatchEvents):
+        def phase_done(self, name: str) -> None:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(dicomveil.cli.batch, "RichBatchEvents", Interrupted)
+    argv = ["batch", str(demo_study), "--dest", str(tmp_path / "d"), "--key-file", str(key_file)]
+    assert main([*argv, "-j", "1"]) == 130
+    batch_id = capsys.readouterr().err.split("batch resume ")[1].split()[0]
+    assert main(["batch", "status", batch_id, "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert status["state"] == "stopped"
+    assert status["error"] == "stopped: interrupted (Ctrl-C or SIGINT); resume it"
+    monkeypatch.setattr(dicomveil.cli.batch, "RichBatchEvents", RichBatchEvents)
+    assert main(["batch", "resume", batch_id, "--key-file", str(key_file), "-j", "1"]) == 0

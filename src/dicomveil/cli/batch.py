@@ -303,6 +303,11 @@ def _print_status(found: BatchStatus, seconds: dict[str, float] | None = None) -
             err_console.print(f"  {show(failure['input_sha256'][:16])}: {show(failure['reason'])}")
     if found.error:
         err_console.print(f"[bold red]error:[/] {show(found.error)}")
+    elif found.state == "interrupted":
+        err_console.print(
+            "[bold red]error:[/] the process running this batch ended before it finished "
+            "(killed, or the machine stopped)"
+        )
     if found.resumable:
         err_console.print(
             f"staging kept in {show(found.staging)}; "
