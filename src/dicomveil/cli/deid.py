@@ -83,6 +83,7 @@ def summary_dict(
             "failed": summary.failed,
             "skipped": summary.skipped,
         },
+        "duplicates": summary.duplicates,
         "bytes_written": summary.bytes_written,
         "seconds": round(seconds, 3),
         "operations": dict(sorted(summary.operations.items())),
@@ -215,6 +216,8 @@ def deid(
 def _print_summary(summary: RunSummary, not_read: int, seconds: float, dest: Path) -> None:
     rate = summary.total / seconds if seconds else 0.0
     line = f"{summary.ok} de-identified, {summary.failed} failed, {summary.skipped} skipped"
+    if summary.duplicates:
+        line += f", {summary.duplicates} duplicate(s)"
     if not_read:
         line += f", {not_read} not read"
     err_console.print(
@@ -277,6 +280,7 @@ class _Run:
                 raise
             assert recorder is not None
             counts = {"ok": summary.ok, "failed": summary.failed, "skipped": summary.skipped}
+            counts["duplicates"] = summary.duplicates
             recorder.finish(counts, failed=bool(summary.failed))
         self.seconds = time.perf_counter() - started
         return summary

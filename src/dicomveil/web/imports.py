@@ -16,6 +16,8 @@ import zipfile
 from pathlib import Path, PurePosixPath
 from typing import Final
 
+from dicomveil.errors import UnsafePathError
+from dicomveil.paths import contained_path
 from dicomveil.web.errors import BadRequest, Forbidden, PayloadTooLarge
 
 __all__ = ["extract_zip", "move_into", "resolve_import"]
@@ -88,7 +90,10 @@ def extract_zip(archive: Path, target: Path, *, max_bytes: int) -> int:
                 raise BadRequest("the zip holds an absolute path, '..' or a link")
             if entry.is_dir():
                 continue
-            destination = target.joinpath(*name.parts)
+            try:
+                destination = contained_path(target, name.parts)
+            except UnsafePathError:
+                raise BadRequest("the zip holds an entry name that is not a safe path") from None
             destination.parent.mkdir(parents=True, exist_ok=True)
             with bundle.open(entry) as source, destination.open("wb") as out:
                 while chunk := source.read(1 << 20):

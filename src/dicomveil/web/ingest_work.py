@@ -21,6 +21,7 @@ from dicomveil.engine.rules import CompiledPolicy, compile_policy
 from dicomveil.engine.uids import remap_uid
 from dicomveil.errors import DicomveilError, StorageError
 from dicomveil.index.records import InstanceRecord, record_from_file
+from dicomveil.paths import contained_path
 from dicomveil.pipeline.files import FileOutcome, deidentify_file
 from dicomveil.profile.options import Option
 from dicomveil.profile.policy import Policy
@@ -148,7 +149,7 @@ def ingest_one(upload: Upload, compiled: CompiledPolicy, keys: PseudonymKeys) ->
                 STUDY_MISMATCH_KIND,
             )
         else:
-            result.staged = out / outcome.output
+            result.staged = contained_path(out, outcome.output)
             if upload.archive:
                 _take_record(result)
     if result.record is not None:
