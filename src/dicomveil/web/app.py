@@ -18,6 +18,7 @@ from fastapi import FastAPI
 
 from dicomveil import __version__
 from dicomveil.quiet import quiet_pydicom
+from dicomveil.web.connections import GuardLimits, guard
 from dicomveil.web.docs import add_docs
 from dicomveil.web.errors import install_error_handlers
 from dicomveil.web.middleware import Observe
@@ -45,6 +46,9 @@ def create_app(settings: Settings) -> FastAPI:
         Bad settings, policy or key; storage, index or vault cannot be opened.
     """
     services = Services.open(settings)
+    guard.configure(
+        GuardLimits(settings.header_timeout, settings.body_timeout, settings.max_connections)
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
