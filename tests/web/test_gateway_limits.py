@@ -236,3 +236,36 @@ def test_405_lists_every_method(gateway: Gateway) -> None:
     assert answer.status_code == 405
     assert {m.strip() for m in answer.headers["allow"].split(",")} == {"GET", "POST"}
     assert answer.headers["x-content-type-options"] == "nosniff"
+
+
+def test_spool_left_by_a_crash_is_swept_at_start(tmp_path: Path) -> None:
+    """Raw uploads left in the spool by a killed server are removed when the next starts;
+    the running server's own folder is kept, and removed when it stops."""
+    home = tmp_path / "home"
+    leftover = home / "spool" / "gateway-crashed" / "in"
+    leftover.mkdir(parents=True)
+    (leftover / "part-00001").write_bytes(b"DICM raw upload of Doe^Jane")
+    (home / "spool" / "stray-upload").write_bytes(b"more PHI")
+    with running_gateway(home, TEST_KEY, args=["--deid-processes", "1"]) as running:
+        entries = {p.name for p in (home / "spool").iterdir()} - {".lock"}
+        assert len(entries) == 1 and next(iter(entries)).startswith("gateway-")
+        assert "gateway-crashed" not in entries
+        assert "removed 2 upload folder(s)" in _log(running)
+    assert {p.name for p in (home / "spool").iterdir()} <= {".lock"}
+
+
+def test_a_thousand_tiny_parts(gateway: Gateway, demo_files: list[Path]) -> None:
+    """1,000 tiny parts under ``ulimit -n 1024``: each part answered, no 500 (before the
+    descriptor budget: 500, and another client's STOW failed meanwhile)."""
+    from tests.web.support import related_body
+
+    parts = [b"x" * 16] * 1000 + [demo_files[0].read_bytes()]
+    content_type, body = related_body(parts)
+    headers = {"Authorization": f"Bearer {gateway.tokens['ingest']}", "Content-Type": content_type}
+    answer = httpx.post(
+        gateway.url + "/dicomweb/studies", content=body, headers=headers, timeout=60
+    )
+    assert answer.status_code == 202, answer.text[:300]
+    body_json = answer.json()
+    assert len(body_json["00081199"]["Value"]) == 1
+    assert len(body_json["00081198"]["Value"]) == 1000
