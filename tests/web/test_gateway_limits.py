@@ -269,3 +269,85 @@ def test_a_thousand_tiny_parts(gateway: Gateway, demo_files: list[Path]) -> None
     body_json = answer.json()
     assert len(body_json["00081199"]["Value"]) == 1
     assert len(body_json["00081198"]["Value"]) == 1000
+
+
+def _big_instance(source: Path, frames: int, rows: int = 1024, columns: int = 2048) -> bytes:
+    """A multi-frame 16-bit instance of ``frames`` × ``rows`` × ``columns`` (from a demo file)."""
+    import io
+
+    import numpy as np
+    import pydicom
+
+    ds = pydicom.dcmread(source)
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.7.3"  # Multi-frame Grayscale Word SC
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    ds.Rows, ds.Columns, ds.NumberOfFrames = rows, columns, frames
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.PixelData = np.arange(rows * columns, dtype=np.uint16).tobytes() * frames
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    return out.getvalue()
+
+
+class _PeakRss:
+    """The server's peak resident memory (sampled) while a block runs."""
+
+    def __init__(self, pid: int) -> None:
+        import threading
+
+        self.pid, self.peak, self._stop = pid, 0, threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, _rss_kib(self.pid))
+            self._stop.wait(0.02)
+
+    def __enter__(self) -> _PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def test_reads_cost_bounded_memory(gateway: Gateway, demo_files: list[Path]) -> None:
+    """A 256 MiB instance: retrieved and its frames read without the server's memory
+    growing by the instance's size (before: about twice its size per request); frame lists
+    deduplicated; rendering above the pixel limit refused before decoding."""
+    from tests.web.support import related_body
+
+    data = _big_instance(demo_files[0], frames=64)
+    content_type, body = related_body([data])
+    ingest = {"Authorization": f"Bearer {gateway.tokens['ingest']}"}
+    answer = httpx.post(
+        gateway.url + "/dicomweb/studies",
+        content=body,
+        headers={**ingest, "Content-Type": content_type},
+        timeout=120,
+    )
+    assert answer.status_code == 200, answer.text[:300]
+    url = str(answer.json()["00081199"]["Value"][0]["00081190"]["Value"][0])
+    del data, body
+    read = {"Authorization": f"Bearer {gateway.tokens['read']}"}
+    before = _rss_kib(gateway.pid)
+    with _PeakRss(gateway.pid) as rss:
+        size = 0
+        with httpx.stream(
+            "GET", url, headers={**read, "Accept": "application/dicom"}, timeout=120
+        ) as streamed:
+            assert streamed.status_code == 200
+            for chunk in streamed.iter_bytes():
+                size += len(chunk)
+                time.sleep(0.0005)  # a client slower than the disk
+        assert size > 256 << 20
+        frames = ",".join(["1", "64", "1"] * 2000)
+        answer = httpx.get(f"{url}/frames/{frames}", headers=read, timeout=120)
+        assert answer.status_code == 200
+        assert len(answer.content) < 2 * (4 << 20) + 4096  # two frames: 1 and 64, once each
+    assert rss.peak - before < 96 * 1024, (before, rss.peak)
+    rendered = httpx.get(f"{url}/rendered", headers=read, timeout=30)
+    assert rendered.status_code == 413
+    assert "rendering limit" in rendered.json()["error"]["message"]
