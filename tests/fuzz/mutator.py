@@ -602,6 +602,23 @@ def _rng(seed: int, index: int) -> random.Random:
     return random.Random(int.from_bytes(digest[:8], "big"))
 
 
+HOSTILE_NAMES: Final = (
+    "-q[/bold]x",  # rich markup
+    "-[/red]",
+    "-\x1b[31mred",  # a terminal escape
+    "-line\nbreak",
+    "-" + "n" * 226,  # 251 bytes or so with prefix and suffix: NAME_MAX is 255
+    "-\u00e9\u00e8 caf\u00e9",
+    "- spaced  ",
+)
+"""Pieces of file names a terminal, a markup parser or a path join can trip on; one mutant
+in four carries one (a name never holds a planted value: names are printed, by design)."""
+
+
+def _hostile_name(index: int) -> str:
+    return HOSTILE_NAMES[(index // 4) % len(HOSTILE_NAMES)] if index % 4 == 3 else ""
+
+
 def mutant(
     seed: int,
     index: int,
@@ -629,7 +646,8 @@ def mutant(
         )
         if made is not None:
             detail, data = made
-            return Mutant(f"{index:06d}-{kind}.dcm", kind, detail, base.label, seed, index, data)
+            name = f"{index:06d}{_hostile_name(index)}-{kind}.dcm"
+            return Mutant(name, kind, detail, base.label, seed, index, data)
     raise RuntimeError(f"no recipe applies (seed {seed}, index {index})")
 
 
