@@ -19,6 +19,7 @@ A finding names its mutant (kind, detail, base file, seed, index); write it agai
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import re
@@ -31,7 +32,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "src"), str(REPO)]
 
-from tests.fuzz.campaign import OPTION_SETS, Figures, FolderRun, run_campaign  # noqa: E402
+from tests.fuzz.campaign import OPTION_SETS, Figures, FolderRun, explain, run_campaign  # noqa: E402
 from tests.fuzz.mutator import Mutant, mutants  # noqa: E402
 
 START = "<!-- fuzz-figures:start -->"
@@ -39,11 +40,11 @@ END = "<!-- fuzz-figures:end -->"
 
 
 def _batches(
-    seed: int, count: int, size: int, bomb_scale: int, made: dict[str, str]
+    seed: int, count: int, size: int, bomb_scale: int, made: list[Mutant]
 ) -> Iterator[list[Mutant]]:
     batch: list[Mutant] = []
     for item in mutants(seed, count, duplicate_every=50, bomb_scale=bomb_scale):
-        made[item.name] = item.recipe
+        made.append(dataclasses.replace(item, data=b""))  # its recipe, not its bytes
         batch.append(item)
         if len(batch) >= size and not (item.group and item.detail != "different"):
             yield batch
@@ -122,7 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     work = args.work or Path(tempfile.mkdtemp(prefix="dicomveil-fuzz-"))
     work.mkdir(parents=True, exist_ok=True)
-    made: dict[str, str] = {}
+    made: list[Mutant] = []
     started = time.monotonic()
 
     def progress(folder: str, run: FolderRun) -> None:
@@ -149,10 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         on_folder=progress,
     )
     elapsed = time.monotonic() - started
-    findings = []
-    for problem in figures.problems:
-        name = problem.split(":", 1)[0].rsplit("/", 1)[-1]
-        findings.append({"finding": problem, "recipe": made.get(name, "")})
+    findings = explain(figures.problems, made)
     (work / "findings.json").write_text(json.dumps(findings, indent=1), "utf-8")
     given = list(sys.argv[1:] if argv is None else argv)
     shown = [a for i, a in enumerate(given) if "--work" not in (a, given[i - 1] if i else "")]

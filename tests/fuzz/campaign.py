@@ -252,8 +252,27 @@ def _walk_values(ds: pydicom.Dataset) -> None:
         _ = element.value
 
 
-def _planted_in(data: bytes) -> list[str]:
-    return [f"planted value #{i}" for i, mark in enumerate(PLANTED) if mark in data]
+def _as_tags(mark: bytes) -> list[bytes]:
+    """Every 4-byte window of ``mark`` read as a Little Endian tag, written ``GGGG,EEEE``:
+    how a reason that reads value bytes as a tag would quote them."""
+    windows = (mark[i : i + 4] for i in range(len(mark) - 3))
+    return [
+        f"{int.from_bytes(w[:2], 'little'):04X},{int.from_bytes(w[2:], 'little'):04X}".encode()
+        for w in windows
+    ]
+
+
+_TAG_FORMS: Final = [(i, form) for i, mark in enumerate(PLANTED) for form in _as_tags(mark)]
+
+
+def _planted_in(data: bytes, *, text: bool = False) -> list[str]:
+    """The planted values in ``data``; in ``text`` (terminal, reasons, report) also their
+    bytes quoted as a tag."""
+    found = {f"planted value #{i}" for i, mark in enumerate(PLANTED) if mark in data}
+    if text:
+        upper = data.upper()
+        found.update(f"planted value #{i} quoted as a tag" for i, f in _TAG_FORMS if f in upper)
+    return sorted(found)
 
 
 def _check_dest(dest: Path, run: FolderRun) -> list[Path]:
@@ -266,7 +285,7 @@ def _check_dest(dest: Path, run: FolderRun) -> list[Path]:
         data = path.read_bytes()
         if KEY.encode() in data:
             run.problems.append("key in DEST")
-        for found in _planted_in(data):
+        for found in _planted_in(data, text=path.name == REPORT_NAME):
             run.problems.append(
                 f"{found} in DEST ({'report' if path.name == REPORT_NAME else 'output'})"
             )
@@ -287,7 +306,7 @@ def _check_quarantine(quarantine: Path, run: FolderRun, failed: int) -> None:
     text = reasons_path.read_bytes()
     if KEY.encode() in text:
         run.problems.append("key in the quarantine's reasons")
-    run.problems.extend(f"{p} in reasons.json" for p in _planted_in(text))
+    run.problems.extend(f"{p} in reasons.json" for p in _planted_in(text, text=True))
     entries = json.loads(text)
     if len(entries) != failed:
         run.problems.append(f"reasons.json lists {len(entries)} of {failed} failed files")
@@ -364,7 +383,7 @@ def _check_finished(finished: Finished, run: FolderRun) -> None:
     if "Traceback (most recent call last)" in finished.stderr:
         run.problems.append(f"traceback ({_exception_name(finished.stderr)})")
     terminal = (finished.stdout + finished.stderr).encode("utf-8", "replace")
-    run.problems.extend(f"{p} on the terminal" for p in _planted_in(terminal))
+    run.problems.extend(f"{p} on the terminal" for p in _planted_in(terminal, text=True))
     if KEY.encode() in terminal:
         run.problems.append("key on the terminal")
     if "\x1b" in finished.stderr:
@@ -431,7 +450,7 @@ def _verify(
             f"verify failed (exit {finished.code}, {_exception_name(finished.stderr)})"
         )
     terminal = (finished.stdout + finished.stderr).encode("utf-8", "replace")
-    run.problems.extend(f"{p} on verify's terminal" for p in _planted_in(terminal))
+    run.problems.extend(f"{p} on verify's terminal" for p in _planted_in(terminal, text=True))
 
 
 @dataclass
@@ -536,6 +555,9 @@ def run_campaign(
             figures.max_rss_kib = max(figures.max_rss_kib, finished.max_rss_kib)
             if finished.code is None:
                 figures.problems.append(f"{folder}: the comparison hung")
+            if finished.max_rss_kib > RSS_LIMIT_KIB:
+                mib = finished.max_rss_kib // 1024
+                figures.problems.append(f"{folder}: the comparison's RSS reached {mib} MiB")
         if on_folder is not None:
             on_folder(folder, run)
         if not run.problems:
@@ -547,6 +569,13 @@ def run_campaign(
     return figures
 
 
-def recipes_of(batch: Sequence[Mutant]) -> dict[str, str]:
-    """File name -> recipe (to name the mutant behind a per-file finding)."""
-    return {item.name: item.recipe for item in batch}
+def explain(problems: Iterable[str], made: Iterable[Mutant]) -> list[str]:
+    """Each problem, with the recipe of the mutant it names (per-file problems read
+    ``folderNNNN/NAME: what``)."""
+    recipes = {item.name: item.recipe for item in made}
+    lines = []
+    for problem in problems:
+        head = problem.split(": ", 1)[0]
+        name = head.split("/", 1)[1] if "/" in head else ""
+        lines.append(f"{problem}  <{recipes[name]}>" if name in recipes else problem)
+    return lines

@@ -567,6 +567,36 @@ def wrong_vr_phi(rng: random.Random, data: bytes) -> tuple[str, bytes] | None:
     return f"{tag:08X}:{vr.decode()}", out[: element.start] + encoded + out[element.end :]
 
 
+def long_text(rng: random.Random, data: bytes, scale: int = 1) -> tuple[str, bytes] | None:
+    """Free text tens of kB to MBs long, shaped to make backtracking patterns (e-mail, URL,
+    phone, name lists) slow, with the planted name in it, in attributes the clean options
+    scrub."""
+    found = layout(data)
+    if not found.walkable or found.implicit:
+        return None
+    size = rng.choice([30, 100, 200]) * scale * 1000
+    unit = rng.choice(
+        [b"a", b"a.", b"a@", b"x-", b"1 ", b"a.b@", b"+1 555 ", b"http://a", b"@.", b"aa "]
+    )
+    text = unit * (size // len(unit))
+    name = f" {FAMILY} {GIVEN} ".encode()
+    middle = len(text) // 2
+    text = text[:middle] + name + text[middle:]
+    tag, vr = rng.choice(
+        [
+            (0x00204000, b"LT"),  # Image Comments
+            (0x00104000, b"LT"),  # Patient Comments
+            (0x00081030, b"LO"),  # Study Description
+            (0x00324000, b"LT"),  # Study Comments
+            (0x0040A160, b"UT"),  # Text Value, top level
+        ]
+    )
+    if len(text) > 0xFFFE and vr not in LONG_VRS:
+        vr = b"UT"  # a 2-byte length cannot hold it: the file says UT (a lying VR)
+    out = set_value(delete_element(data, tag), tag, text, vr)
+    return f"{tag:08X}:{unit!r}x{size}", out
+
+
 def not_dicom(rng: random.Random, data: bytes) -> tuple[str, bytes] | None:
     """Something that is not DICOM at all: empty, text with a name, random, a bare preamble."""
     how = rng.choice(["empty", "text", "random", "preamble", "zeros"])
@@ -592,6 +622,7 @@ KINDS: Final[dict[str, tuple[Recipe, int]]] = {
     "missing-id": (missing_identifiers, 12),
     "hostile-uid": (hostile_uids, 8),
     "wrong-vr": (wrong_vr_phi, 6),
+    "long-text": (long_text, 3),
     "not-dicom": (not_dicom, 2),
 }
 """Recipe and weight of each kind (``duplicate`` groups are made by :func:`mutants`)."""
@@ -603,7 +634,7 @@ def _rng(seed: int, index: int) -> random.Random:
 
 
 HOSTILE_NAMES: Final = (
-    "-q[/bold]x",  # rich markup
+    "-q[/bold]x",  # rich markup (the "/" makes a folder "q[" holding "bold]x...")
     "-[/red]",
     "-\x1b[31mred",  # a terminal escape
     "-line\nbreak",
@@ -629,8 +660,8 @@ def mutant(
 ) -> Mutant:
     """Return mutant ``index`` of campaign ``seed`` (deterministic).
 
-    ``kinds`` restricts the recipes; ``bomb_scale`` multiplies deflate bomb sizes (the long
-    campaign uses larger ones).
+    ``kinds`` restricts the recipes; ``bomb_scale`` multiplies the sizes of deflate bombs and
+    long texts (the long campaign uses larger ones).
     """
     rng = _rng(seed, index)
     pool = base_pool if base_pool is not None else bases()
@@ -641,9 +672,10 @@ def mutant(
         base = rng.choice(pool)
         start = _start(rng, base)
         recipe = KINDS[kind][0]
-        made = (
-            deflate_bomb(rng, start, bomb_scale) if kind == "deflate-bomb" else recipe(rng, start)
-        )
+        if kind in ("deflate-bomb", "long-text"):  # the two that scale
+            made = (deflate_bomb if kind == "deflate-bomb" else long_text)(rng, start, bomb_scale)
+        else:
+            made = recipe(rng, start)
         if made is not None:
             detail, data = made
             name = f"{index:06d}{_hostile_name(index)}-{kind}.dcm"
@@ -701,6 +733,7 @@ def write(mutant_list: Sequence[Mutant], folder: Path) -> list[Path]:
     paths = []
     for item in mutant_list:
         path = folder / item.name
+        path.parent.mkdir(parents=True, exist_ok=True)  # a name with "/" makes a folder
         path.write_bytes(item.data)
         paths.append(path)
     return paths

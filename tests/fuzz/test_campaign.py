@@ -24,8 +24,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.fuzz.campaign import OPTION_SETS, Figures, compare_folder, run_campaign, run_deid
-from tests.fuzz.mutator import KINDS, PYDICOM_DATA, Mutant, mutants, pydicom_test_files
+from tests.fuzz.campaign import OPTION_SETS, compare_folder, explain, run_campaign, run_deid
+from tests.fuzz.mutator import KINDS, PYDICOM_DATA, mutants, pydicom_test_files
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::UserWarning")]
 
@@ -36,15 +36,6 @@ gets a folder, in turn. About a minute on two cores."""
 FOLDER = 24
 IN_SUITE_KINDS: tuple[str, ...] = tuple(KINDS)
 """Every kind of damage the mutator knows is in the suite's campaign."""
-
-
-def _explain(figures: Figures, made: list[Mutant]) -> str:
-    recipes = {item.name: item.recipe for item in made}
-    lines = []
-    for problem in figures.problems:
-        name = problem.split(":", 1)[0].rsplit("/", 1)[-1]
-        lines.append(f"{problem}  <{recipes[name]}>" if name in recipes else problem)
-    return "\n".join(lines)
 
 
 def test_mutation_campaign(tmp_path: Path) -> None:
@@ -58,7 +49,7 @@ def test_mutation_campaign(tmp_path: Path) -> None:
     batches.append(batch)
     figures = run_campaign(batches, tmp_path, list(OPTION_SETS))
     assert figures.files == len(made)
-    assert figures.problems == [], _explain(figures, made)
+    assert figures.problems == [], "\n".join(explain(figures.problems, made))
     assert (figures.crashes, figures.hangs, figures.leaks, figures.escapes) == (0, 0, 0, 0)
     assert figures.compared > len(made) // 4  # the comparison really compared
 
