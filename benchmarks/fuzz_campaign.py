@@ -60,8 +60,7 @@ def _figures_text(figures: Figures, command: str, seed: int, elapsed: float) -> 
     )
     classes: dict[str, int] = {}
     for problem in figures.problems:
-        kind = re.sub(r"^\S+ (\[[^]]+\] )?", "", problem.split(": ", 1)[-1])
-        kind = re.sub(r"\d+", "#", kind)
+        kind = re.sub(r"\d+", "N", problem.split(": ", 1)[-1])
         classes[kind] = classes.get(kind, 0) + 1
     found = "\n".join(f"| {n} | {k} |" for k, n in sorted(classes.items(), key=lambda x: -x[1]))
     return f"""{START}
