@@ -231,7 +231,7 @@ def _counted(report: dict[str, Any]) -> tuple[int, int]:
     """(inputs the report accounts for, outputs it says are in DEST)."""
     files = report.get("files", {})
     ok, failed, skipped = (int(files.get(k, 0)) for k in ("ok", "failed", "skipped"))
-    duplicates = int(files.get("duplicates", 0))
+    duplicates = int(files.get("duplicates", report.get("duplicates", 0)))
     return ok + failed + skipped + duplicates, ok
 
 
