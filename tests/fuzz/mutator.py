@@ -75,6 +75,7 @@ SOP_INSTANCE: Final = 0x00080018
 MEDIA_SOP_INSTANCE: Final = 0x00020003
 CHARSET: Final = 0x00080005
 STUDY_DESCRIPTION: Final = 0x00081030
+PATIENT_COMMENTS: Final = 0x00104000
 PIXEL_DATA: Final = 0x7FE00010
 CONTENT_SEQUENCE: Final = 0x0040A730
 UID_TAGS: Final = {
@@ -506,6 +507,11 @@ def missing_identifiers(rng: random.Random, data: bytes) -> tuple[str, bytes] | 
             out = set_value(out, tag, b"", vr)
         else:
             out = delete_element(out, tag)
+    if {"PatientID", "PatientName"} & set(chosen):
+        # free text quoting an identifier the file no longer declares cannot be cleaned of
+        # it (nothing says it identifies anyone): it goes too, so a planted value found in
+        # an output is still a leak
+        out = delete_element(delete_element(out, PATIENT_COMMENTS), STUDY_DESCRIPTION)
     return f"{'empty' if empty else 'deleted'}:{'+'.join(chosen)}", out
 
 
