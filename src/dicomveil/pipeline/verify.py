@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pydicom
+from pydicom import config
 from pydicom.charset import convert_encodings, encode_string
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
@@ -110,6 +112,26 @@ def _variants(text: str, vr: str) -> Iterator[str]:
                 yield part
 
 
+def _elements(item: Dataset) -> Iterator[DataElement]:
+    """The elements of ``item``. One pydicom cannot decode (an unknown VR, a length its VR
+    does not allow: a malformed original the engine may still have handled) is given as
+    the text of its bytes under the dictionary's VR when that is a text VR, else left out:
+    its value is still looked for, and it never ends the check."""
+    for tag in list(item.keys()):
+        try:
+            elem = item[tag]
+            _ = elem.value
+        except Exception:  # noqa: BLE001 - pydicom raises many kinds here
+            raw = item.get_item(tag)
+            data = getattr(raw, "value", None)
+            vr = vr_of(int(tag), None)
+            if not isinstance(data, bytes) or vr not in _TEXT_VRS:
+                continue
+            text = data.decode("latin-1")
+            elem = DataElement(tag, vr, text, validation_mode=config.IGNORE)
+        yield elem
+
+
 def collect_needles(
     ds: Dataset, compiled: CompiledPolicy, source: Path, kept: set[str] | None = None
 ) -> list[Needle]:
@@ -120,11 +142,14 @@ def collect_needles(
     """
     candidates: list[tuple[str, str, str]] = []  # (text, vr, attribute)
     kept = set() if kept is None else kept
-    charset = ds.get("SpecificCharacterSet", "ISO_IR 6")
-    encodings = convert_encodings(charset if charset else "ISO_IR 6")
+    try:
+        charset = ds.get("SpecificCharacterSet", "ISO_IR 6")
+        encodings = convert_encodings(charset if charset else "ISO_IR 6")
+    except Exception:  # noqa: BLE001 - a malformed value: search the usual encodings
+        encodings = ["iso8859", "utf-8"]
 
     def visit(item: Dataset, mode: Mode) -> None:
-        for elem in item:
+        for elem in _elements(item):
             tag = int(elem.tag)
             vr = vr_of(tag, elem.VR)
             rule = compiled.rule(tag, vr, mode)
