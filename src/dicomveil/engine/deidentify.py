@@ -291,6 +291,7 @@ def deidentify(
     keys: PseudonymKeys,
     *,
     has_pixels: bool | None = None,
+    pixels_checked: bool = False,
 ) -> DeidResult:
     """De-identify ``ds`` per PS3.15 Annex E under ``policy``.
 
@@ -307,6 +308,10 @@ def deidentify(
         The pseudonym key.
     has_pixels:
         Whether the instance has pixel data, when it was not parsed into ``ds``.
+    pixels_checked:
+        The caller has examined the pixels for burned-in text (see
+        :func:`~dicomveil.engine.scan.check_pixels`); clean-pixel-data refuses images
+        without it.
 
     Raises
     ------
@@ -330,7 +335,7 @@ def deidentify(
     if has_pixels is None:
         has_pixels = "PixelData" in ds or "FloatPixelData" in ds or "DoubleFloatPixelData" in ds
     walker = _Walker(ds, compiled, keys)
-    check_pixels(ds, compiled.policy, has_pixels, walker.report)
+    check_pixels(ds, compiled.policy, has_pixels, walker.report, pixels_checked=pixels_checked)
     walker.walk(ds, Mode.NORMAL)
     add_method_attributes(ds, compiled.policy, compiled.date_mode)
     identity = IdentityRecord(

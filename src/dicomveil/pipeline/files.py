@@ -15,9 +15,10 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-from dicomveil.dicomio import WriteResult, read_instance, write_instance
+from dicomveil._optional import require
+from dicomveil.dicomio import Instance, WriteResult, read_instance, write_instance
 from dicomveil.dicomio.encoded import header_dataset, pixel_span, read_head
 from dicomveil.dicomio.writer import encoded_parts, write_file
 from dicomveil.engine.deidentify import deidentify
@@ -25,8 +26,17 @@ from dicomveil.engine.encoded import NeedIdentifiers, NeedMoreData, deidentify_e
 from dicomveil.engine.keys import PseudonymKeys
 from dicomveil.engine.rules import CompiledPolicy
 from dicomveil.engine.scan import collect_identifiers
-from dicomveil.errors import DeidentificationError, DicomveilError, NotAnInstanceError
+from dicomveil.errors import (
+    DeidentificationError,
+    DicomveilError,
+    NotAnInstanceError,
+    UnsupportedInputError,
+)
 from dicomveil.pipeline.outcome import FileOutcome, output_key
+from dicomveil.profile.options import Option
+
+if TYPE_CHECKING:
+    from dicomveil.redaction import CleanResult
 
 __all__ = ["FileOutcome", "deidentify_file", "output_key"]
 
@@ -85,9 +95,16 @@ def deidentify_file(
             return outcome
     try:
         instance = read_instance(source)
+        instance, cleaning, checked = _pixels(instance, compiled)
         ds = instance.dataset
         modality = str(ds.get("Modality", "") or "")
-        result = deidentify(ds, compiled, keys, has_pixels=instance.pixel is not None)
+        result = deidentify(
+            ds, compiled, keys, has_pixels=instance.pixel is not None, pixels_checked=checked
+        )
+        if cleaning is not None:
+            from dicomveil.redaction import record_cleaning
+
+            record_cleaning(result.dataset, result.report, cleaning)
         # Whatever followed the pixel data (digital signatures, which de-identification
         # invalidates anyway, trailing padding, private groups past 7FE0) is not carried over.
         key = output_key(result.identity)
@@ -118,6 +135,32 @@ def deidentify_file(
         modality=modality,
         identity=result.identity,
     )
+
+
+def _pixels(
+    instance: Instance, compiled: CompiledPolicy
+) -> tuple[Instance, CleanResult | None, bool]:
+    """Under clean-pixel-data, examine the pixels of ``instance`` for burned-in text and fill
+    it (:mod:`dicomveil.redaction`): ``(instance to write, what was cleaned or None, whether
+    the pixels were checked)``. Raises what the cleaner raises for images it cannot clean."""
+    policy = compiled.policy
+    if instance.pixel is None or Option.CLEAN_PIXEL_DATA not in policy.options:
+        return instance, None, False
+    declared = str(instance.dataset.get("BurnedInAnnotation", "") or "").strip().upper()
+    if policy.trust_burned_in_annotation_no and declared == "NO":
+        return instance, None, True
+    require("numpy", "clean-pixel-data", "redaction")
+    from dicomveil.redaction import clean_instance
+
+    try:
+        cleaning = clean_instance(instance)
+    except DicomveilError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - never pass an image its cleaner choked on
+        raise UnsupportedInputError(
+            f"clean-pixel-data: the pixels could not be examined ({type(exc).__name__})"
+        ) from None
+    return cleaning.instance, cleaning, True
 
 
 def _fast(
