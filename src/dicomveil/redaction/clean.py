@@ -49,8 +49,9 @@ __all__ = ["CleanResult", "clean_instance", "find_regions", "record_cleaning"]
 
 Array = npt.NDArray[np.generic]
 
-MARGIN: Final = 3
-"""Pixels added around each region, plus a fifth of its height."""
+MARGIN: Final = 2
+"""Pixels added around each region (the detector's boxes already have a margin), plus an
+eighth of the height of its line of text."""
 CHANGE_MARGIN: Final = 24
 """Pixels added around the part of a loop that changes before it is read."""
 CLEAN_PIXEL_CODE: Final = ("113101", "Clean Pixel Data Option")
@@ -76,7 +77,8 @@ class CleanResult:
 
 
 def _padded(box: Box, rows: int, columns: int) -> Box:
-    return box.padded(MARGIN + (box.bottom - box.top) // 5, rows, columns)
+    line = min(box.bottom - box.top, box.right - box.left)  # vertical text: its width
+    return box.padded(MARGIN + line // 8, rows, columns)
 
 
 def _changed(frame: Array, previous: Array) -> tuple[int, int, int, int] | None:
