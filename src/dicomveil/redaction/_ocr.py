@@ -30,7 +30,7 @@ TILE: Final = 1024
 """Side of the square tiles a large image is read in (pixels of the scaled image)."""
 OVERLAP: Final = 128
 """Overlap of neighbouring tiles: a text line up to this high lies whole in one of them."""
-TARGET_SIDE: Final = 960
+TARGET_SIDE: Final = 800
 """Images whose longer side is shorter are enlarged to about this (at most MAX_SCALE)."""
 MAX_SCALE: Final = 3.0
 MIN_SCORE: Final = 0.5
