@@ -326,6 +326,7 @@ def deidentify(
     *,
     has_pixels: bool | None = None,
     budget: TimeBudget | None = None,
+    pixels_checked: bool = False,
 ) -> DeidResult:
     """De-identify ``ds`` per PS3.15 Annex E under ``policy``.
 
@@ -345,6 +346,10 @@ def deidentify(
     budget:
         The time this instance may take (default: a new
         :class:`~dicomveil.engine.budget.TimeBudget`).
+    pixels_checked:
+        The caller has examined the pixels for burned-in text (see
+        :func:`~dicomveil.engine.scan.check_pixels`); clean-pixel-data refuses images
+        without it.
 
     Raises
     ------
@@ -377,7 +382,7 @@ def deidentify(
         report = Report(options=sorted(o.value for o in compiled.policy.options))
         repair_vrs(ds, report)
         walker = _Walker(ds, compiled, keys, report, budget or TimeBudget())
-        check_pixels(ds, compiled.policy, has_pixels, report)
+        check_pixels(ds, compiled.policy, has_pixels, report, pixels_checked=pixels_checked)
         walker.walk(ds, Mode.NORMAL)
         add_method_attributes(ds, compiled.policy, compiled.date_mode)
         identity = IdentityRecord(

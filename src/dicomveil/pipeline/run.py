@@ -129,7 +129,8 @@ def _init_pool_worker(
     secret: bytes, policy: Policy, dest: str, fsync: bool, hash_output: bool, parent: int
 ) -> None:
     die_with_parent(parent)
-    _import_pydicom_without_codecs()
+    if "clean-pixel-data" not in {o.value for o in policy.options}:  # it decodes pixels
+        _import_pydicom_without_codecs()
     _init_worker(secret, policy, dest, fsync, hash_output)
 
 
