@@ -42,6 +42,7 @@ COMMANDS: Final = (
     "demo",
     "serve",
     "tokens",
+    "viewer",
 )
 """Command and group names, each registered by the module of the same name in ``cli``."""
 

@@ -61,6 +61,7 @@ def create_app(settings: Settings) -> FastAPI:
     for module in (health, gateway, reid, stow, qido, wado, rendered):
         app.include_router(module.router)
     _include_batches(app)
+    _include_ui(app, services)
     app.add_middleware(Observe, max_body_bytes=settings.max_body_bytes, metrics=services.metrics)
     return app
 
@@ -72,6 +73,22 @@ def _include_batches(app: FastAPI) -> None:
     except ImportError:  # the batch pipeline is not part of this build
         return
     app.include_router(batches.router)
+
+
+def _include_ui(app: FastAPI, services: Services) -> None:
+    """Add the console, the installed viewer, and OPTIONS/CORS answers, as configured."""
+    from dicomveil.web.cors import OptionsAndCors
+
+    settings = services.settings
+    if settings.console:
+        from dicomveil.web.console import install_console
+
+        install_console(app, services)
+    if settings.viewer:
+        from dicomveil.web.viewer.serve import mount_viewer
+
+        mount_viewer(app, settings)
+    app.add_middleware(OptionsAndCors, origins=settings.cors_origins)
 
 
 def app_from_environment() -> FastAPI:

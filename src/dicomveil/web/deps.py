@@ -37,6 +37,13 @@ def require(role: Role) -> Callable[..., Awaitable[Token]]:
         request: Request,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     ) -> Token:
+        if credentials is None and role == "read":  # a console session, for GETs only
+            from dicomveil.web.console.auth import cookie_reader
+
+            session_token = cookie_reader(request)
+            if session_token is not None and session_token.allows(role):
+                request.state.token = session_token
+                return session_token
         if credentials is None or credentials.scheme.lower() != "bearer":
             raise Unauthorized()
         token = get_services(request).tokens.verify(credentials.credentials.strip())

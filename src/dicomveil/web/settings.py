@@ -42,6 +42,7 @@ _ENV: Final = {
     "batch_url": "DICOMVEIL_BATCH_URL",
 }
 _PATHS: Final = frozenset({"home", "key_file", "policy_file", "import_root"})
+_TUPLES: Final = frozenset({"options", "cors_origins"})
 _MiB: Final = 1 << 20
 
 
@@ -93,6 +94,17 @@ class Settings:
     deid_processes:
         Processes that de-identify uploads, per server process (``0``: one per core;
         ``1``: in the server process itself).
+    console:
+        Serve the operator console at ``/console/``.
+    console_session_seconds:
+        How long a console session lasts after login.
+    console_secure_cookie:
+        Mark the session cookie ``Secure`` (off only for plain-HTTP tests on loopback).
+    cors_origins:
+        Origins (``https://viewer.example.org``) whose scripts may call DICOMweb with a
+        bearer token (CORS); none by default.
+    viewer:
+        Serve the installed viewer (``dicomveil viewer install``) at ``/viewer/``.
     """
 
     home: Path
@@ -116,6 +128,11 @@ class Settings:
     batch_url: str | None = None
     batch_workers: int = 1
     deid_processes: int = 0
+    console: bool = True
+    console_session_seconds: int = 8 * 3600
+    console_secure_cookie: bool = True
+    cors_origins: tuple[str, ...] = ()
+    viewer: bool = True
 
     def __post_init__(self) -> None:
         if self.max_body_bytes <= 0 or self.max_instance_bytes <= 0:
@@ -124,6 +141,10 @@ class Settings:
             raise ConfigError("deid_processes must be 0 (one per core) or more")
         if not 0 < self.qido_default_limit <= self.qido_max_limit:
             raise ConfigError("qido_default_limit must be between 1 and qido_max_limit")
+        if self.console_session_seconds <= 0:
+            raise ConfigError("console_session_seconds must be positive")
+        for origin in self.cors_origins:
+            check_origin(origin)
 
     @property
     def archive_url(self) -> str:
@@ -209,8 +230,9 @@ class Settings:
                 converted[name] = None
             elif name in _PATHS:
                 converted[name] = Path(value).expanduser()
-            elif name == "options":
-                converted[name] = tuple(str(v) for v in value)
+            elif name in _TUPLES:
+                items = value.split(",") if isinstance(value, str) else value
+                converted[name] = tuple(str(v).strip() for v in items if str(v).strip())
             elif known[name].type in ("int", int):
                 try:
                     converted[name] = int(value)
@@ -231,6 +253,19 @@ class Settings:
     def from_json(cls, text: str) -> Settings:
         """The inverse of :meth:`to_json`."""
         return cls.from_mapping(json.loads(text))
+
+
+def check_origin(origin: str) -> None:
+    """Refuse an origin that is not ``scheme://host[:port]`` (no path, no wildcard)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(origin)
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or origin != (f"{parts.scheme}://{parts.netloc}")
+    ):
+        raise ConfigError("a CORS origin is scheme://host[:port], without a path")
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
