@@ -129,12 +129,14 @@ def render(
 
 
 def _same_origin(request: Request) -> bool:
-    """A form post's Origin (when sent) is this server's own."""
+    """A form post comes from this server's own pages (browsers say so; others send none)."""
+    site = request.headers.get("sec-fetch-site")
+    if site is not None and site not in ("same-origin", "none"):
+        return False
     origin = request.headers.get("origin")
-    if not origin or origin == "null":
-        return origin is None
-    host = request.headers.get("host", "")
-    return urlsplit(origin).netloc == host
+    if not origin or origin == "null":  # "null": a page with Referrer-Policy no-referrer
+        return True
+    return urlsplit(origin).netloc == request.headers.get("host", "")
 
 
 # -- login, logout -------------------------------------------------------------------------
