@@ -19,6 +19,7 @@ from fastapi import FastAPI
 from dicomveil import __version__
 from dicomveil.quiet import quiet_pydicom
 from dicomveil.web.connections import GuardLimits, guard
+from dicomveil.web.cors import OptionsAndCors
 from dicomveil.web.docs import add_docs
 from dicomveil.web.errors import install_error_handlers
 from dicomveil.web.middleware import Observe
@@ -71,6 +72,7 @@ def create_app(settings: Settings) -> FastAPI:
     for module in (health, gateway, reid, stow, qido, wado, rendered):
         app.include_router(module.router)
     _include_batches(app)
+    _include_ui(app, services)
     if settings.docs:
         add_docs(app)
     table = RouteTable(
@@ -79,6 +81,7 @@ def create_app(settings: Settings) -> FastAPI:
         json_limit=settings.max_json_bytes,
     )
     app.add_middleware(Observe, routes=table, tokens=services.tokens, metrics=services.metrics)
+    app.add_middleware(OptionsAndCors, origins=settings.cors_origins)  # outermost: preflights
     return app
 
 
@@ -89,6 +92,19 @@ def _include_batches(app: FastAPI) -> None:
     except ImportError:  # the batch pipeline is not part of this build
         return
     app.include_router(batches.router)
+
+
+def _include_ui(app: FastAPI, services: Services) -> None:
+    """Add the console and the installed viewer, as configured."""
+    settings = services.settings
+    if settings.console:
+        from dicomveil.web.console import install_console
+
+        install_console(app, services)
+    if settings.viewer:
+        from dicomveil.web.viewer.serve import mount_viewer
+
+        mount_viewer(app, settings)
 
 
 def app_from_environment() -> FastAPI:

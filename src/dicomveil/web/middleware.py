@@ -24,7 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from dicomveil.web.errors import PayloadTooLarge, error_response, server_error
 from dicomveil.web.metrics import Metrics
 from dicomveil.web.routing import Resolved, RouteTable
-from dicomveil.web.tokens import TokenStore
+from dicomveil.web.tokens import Token, TokenStore
 
 __all__ = ["Observe"]
 
@@ -141,6 +141,10 @@ class Observe:
         the scope under :data:`TOKEN_SCOPE_KEY`), else (status, code, message)."""
         scheme, _, secret = headers.get(b"authorization", b"").decode("latin-1").partition(" ")
         if scheme.lower() != "bearer" or not secret.strip():
+            session = _session_reader(scope, role)
+            if session is not None:
+                scope[TOKEN_SCOPE_KEY] = session
+                return None
             return 401, "Unauthorized", "a valid bearer token is required"
         token = self.tokens.verify(secret.strip())
         if token is None:
@@ -149,6 +153,19 @@ class Observe:
             return 403, "Forbidden", f"the token's role ({token.role}) does not allow this ({role})"
         scope[TOKEN_SCOPE_KEY] = token
         return None
+
+
+def _session_reader(scope: Scope, role: str) -> Token | None:
+    """The console session's token for a read-only GET needing only ``read``, else ``None``
+    (a session never admits uploads, batches or re-identification)."""
+    if role != "read" or scope.get("method") not in ("GET", "HEAD") or "app" not in scope:
+        return None
+    from starlette.requests import Request
+
+    from dicomveil.web.console.auth import cookie_reader
+
+    token = cookie_reader(Request(scope))
+    return token if token is not None and token.allows("read") else None
 
 
 def _headers(scope: Scope) -> dict[bytes, bytes]:

@@ -42,6 +42,7 @@ _ENV: Final = {
     "batch_url": "DICOMVEIL_BATCH_URL",
 }
 _PATHS: Final = frozenset({"home", "key_file", "policy_file", "import_root"})
+_TUPLES: Final = frozenset({"options", "cors_origins"})
 _MiB: Final = 1 << 20
 
 
@@ -115,6 +116,17 @@ class Settings:
         A STOW-RS of an archived instance (same pseudonymous SOP Instance UID) whose
         de-identified content differs replaces it; by default it is refused (FailureReason
         0111H). Audited either way.
+    console:
+        Serve the operator console at ``/console/``.
+    console_session_seconds:
+        How long a console session lasts after login.
+    console_secure_cookie:
+        Mark the session cookie ``Secure`` (off only for plain-HTTP tests on loopback).
+    cors_origins:
+        Origins (``https://viewer.example.org``) whose scripts may call DICOMweb with a
+        bearer token (CORS); none by default.
+    viewer:
+        Serve the installed viewer (``dicomveil viewer install``) at ``/viewer/``.
     """
 
     home: Path
@@ -146,6 +158,11 @@ class Settings:
     max_render_pixels: int = 50_000_000
     docs: bool = True
     replace_instances: bool = False
+    console: bool = True
+    console_session_seconds: int = 8 * 3600
+    console_secure_cookie: bool = True
+    cors_origins: tuple[str, ...] = ()
+    viewer: bool = True
 
     def __post_init__(self) -> None:
         if min(self.max_body_bytes, self.max_instance_bytes, self.max_json_bytes) <= 0:
@@ -160,6 +177,10 @@ class Settings:
             raise ConfigError("max_render_pixels must be positive")
         if not 0 < self.qido_default_limit <= self.qido_max_limit:
             raise ConfigError("qido_default_limit must be between 1 and qido_max_limit")
+        if self.console_session_seconds <= 0:
+            raise ConfigError("console_session_seconds must be positive")
+        for origin in self.cors_origins:
+            check_origin(origin)
 
     @property
     def archive_url(self) -> str:
@@ -245,8 +266,9 @@ class Settings:
                 converted[name] = None
             elif name in _PATHS:
                 converted[name] = Path(value).expanduser()
-            elif name == "options":
-                converted[name] = tuple(str(v) for v in value)
+            elif name in _TUPLES:
+                items = value.split(",") if isinstance(value, str) else value
+                converted[name] = tuple(str(v).strip() for v in items if str(v).strip())
             elif known[name].type in ("int", int):
                 try:
                     converted[name] = int(value)
@@ -272,6 +294,19 @@ class Settings:
     def from_json(cls, text: str) -> Settings:
         """The inverse of :meth:`to_json`."""
         return cls.from_mapping(json.loads(text))
+
+
+def check_origin(origin: str) -> None:
+    """Refuse an origin that is not ``scheme://host[:port]`` (no path, no wildcard)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(origin)
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or origin != (f"{parts.scheme}://{parts.netloc}")
+    ):
+        raise ConfigError("a CORS origin is scheme://host[:port], without a path")
 
 
 SECTIONS: Final[dict[str, str]] = {"server": "the gateway (dicomveil serve)"}
