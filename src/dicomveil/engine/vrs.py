@@ -145,9 +145,11 @@ def repair_vrs(ds: Dataset, report: Report, depth: int = 0) -> None:
 def _relabel(ds: Dataset, key: BaseTag, elem: RawDataElement, vr: str, report: Report) -> None:
     """Replace ``elem`` by its value read as ``vr``, or by an empty value of ``vr``."""
     tag = int(key)
+    # A sequence's items are neither text nor numbers: only a name is read from them (as
+    # text: the name must be known to clean descriptions, and is never kept as it is).
     readable = (
         elem.value is not None
-        and elem.VR != "SQ"  # a sequence's items are no text, and no number
+        and (elem.VR != "SQ" or vr == "PN")
         and not unreadable_length(vr, len(elem.value))
     )
     converted = _converted(ds, key, elem._replace(VR=vr)) if readable else None
