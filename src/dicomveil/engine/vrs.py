@@ -89,12 +89,19 @@ def unreadable_length(vr: str, length: int) -> bool:
 def needs_repair(tag: int, vr: str | None, length: int) -> bool:
     """Whether :func:`repair_vrs` changes an element of ``tag``, label ``vr`` (``None``:
     implicit) and value ``length`` (for the fast path, which leaves such instances)."""
+    size = _repair_size(tag, vr)
+    return size < 0 or length % size != 0
+
+
+@cache
+def _repair_size(tag: int, vr: str | None) -> int:
+    """-1 when the label is wrong, else the size a value's length must be a multiple of."""
     if mislabelled(tag, vr) is not None:
-        return True
+        return -1
     allowed = dictionary_vrs(tag)
     if not allowed:
-        return False
-    return unreadable_length(vr if vr not in (None, "UN") else allowed[0], length)
+        return 1
+    return NUMBER_SIZES.get(vr if vr not in (None, "UN") else allowed[0], 1)
 
 
 def _label(tag: int) -> str:
