@@ -14,6 +14,7 @@ import os
 from struct import Struct
 from typing import Final
 
+from pydicom.datadict import keyword_for_tag
 from pydicom.valuerep import EXPLICIT_VR_LENGTH_32, VR
 
 from dicomveil.errors import MalformedInputError
@@ -54,8 +55,18 @@ STRUCTS: Final = {
 
 
 def tag_name(tag: int) -> str:
-    """Return ``(gggg,eeee)`` for `tag` (tags are safe in messages; values never are)."""
-    return f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
+    """Name `tag` in a message: ``Keyword (gggg,eeee)`` when the data dictionary knows it.
+
+    A tag read at the wrong offset (a length field mutated, a value misread as elements) is
+    four bytes of a value: ``(6F43,706D)`` is "Comp" of a name. Only a tag the dictionary
+    knows is given by number; any other is described, never quoted.
+    """
+    if tag >> 16 & 1:
+        return "(private)"
+    keyword = keyword_for_tag(tag)
+    if not keyword:
+        return "(not in the data dictionary)"
+    return f"{keyword} ({tag >> 16:04X},{tag & 0xFFFF:04X})"
 
 
 class Window:
