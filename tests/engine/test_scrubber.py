@@ -9,11 +9,15 @@ time, not a hundred.
 
 from __future__ import annotations
 
+import struct
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
-from pydicom.dataset import Dataset
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.sequence import Sequence
+from pydicom.uid import ExplicitVRLittleEndian
 
 from dicomveil.engine.budget import TimeBudget
 from dicomveil.engine.deidentify import deidentify
@@ -24,7 +28,9 @@ from dicomveil.engine.descriptors import (
     cleaned_value,
     name_parts,
 )
+from dicomveil.engine.encoded import deidentify_encoded
 from dicomveil.engine.keys import PseudonymKeys
+from dicomveil.engine.rules import compile_policy
 from dicomveil.errors import UnsupportedInputError
 from dicomveil.profile.policy import Policy
 
@@ -159,3 +165,24 @@ class TestLimits:
         with pytest.raises(UnsupportedInputError, match="time budget") as caught:
             deidentify(self._report(), policy, KEYS, budget=TimeBudget(-1.0))
         assert "Quixote" not in str(caught.value)
+
+
+def test_the_fast_path_keeps_to_the_budget_too(tmp_path: Path) -> None:
+    """The byte-level path checks the same budget between sequence items."""
+    ds = TestLimits()._report()
+    ds.ContentSequence = Sequence([Dataset() for _ in range(3)])
+    for child in ds.ContentSequence:
+        child.RelationshipType, child.ValueType, child.TextValue = "CONTAINS", "TEXT", "x"
+    del ds.TextValue
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    path = tmp_path / "sr.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    data = path.read_bytes()
+    start = 132 + 12 + struct.unpack_from("<L", data, 132 + 8)[0]
+    compiled = compile_policy(Policy())
+    assert deidentify_encoded(data, start, len(data), False, compiled, KEYS, eof=True)
+    with pytest.raises(UnsupportedInputError, match="time budget"):
+        deidentify_encoded(
+            data, start, len(data), False, compiled, KEYS, eof=True, budget=TimeBudget(-1.0)
+        )
