@@ -24,7 +24,7 @@ from dicomveil.engine.keys import PseudonymKeys
 from dicomveil.engine.rules import compile_policy
 from dicomveil.errors import DicomveilError, MalformedInputError
 from dicomveil.pipeline.files import FileOutcome
-from dicomveil.profile.policy import Policy
+from dicomveil.profile.policy import OverrideAction, Policy, PrivateRule
 from tests.engine.rawfile import base_elements, encode, item, raw_file, text
 from tests.pipeline.test_fast_path import _both, _same
 
@@ -227,6 +227,24 @@ def test_private_creators_with_odd_values(tmp_path: Path) -> None:
         elements[group << 16 | 0x1001] = (b"LO", text("Quixote Zebulon"))
     outcome = _run(raw_file(tmp_path / "in.dcm", elements), tmp_path, BASIC)
     assert _leaks(_output(tmp_path, outcome)) == []
+
+
+@pytest.mark.parametrize("label", [b"FD", b"US", b"UT", b"SH"])
+def test_a_private_creator_is_read_as_lo(label: bytes, tmp_path: Path) -> None:
+    """A private creator with another VR (the reference read it through pydicom and failed
+    with BytesLengthException where the fast path read it as text): read as LO by both, and
+    its block kept under a rule that keeps it."""
+    elements = base_elements()
+    elements[0x00090010] = (label, b"VENDOR X ")
+    elements[0x00091001] = (b"LO", text("KEPT VALUE"))
+    policy = Policy(private_rules=(PrivateRule("VENDOR X", OverrideAction.KEEP),))
+    outcome = _run(raw_file(tmp_path / "in.dcm", elements), tmp_path, policy)
+    ds = _readable(_output(tmp_path, outcome))
+    assert ds[0x00090010].VR == "LO" and ds[0x00090010].value == "VENDOR X"
+    assert ds[0x00091001].value == "KEPT VALUE"
+    assert "private creator: value representation not the dictionary's: read as LO" in (
+        outcome.flags
+    )
 
 
 def test_text_in_ob_and_un_with_known_tags(tmp_path: Path) -> None:

@@ -10,9 +10,9 @@ no element leaves the engine with a VR it cannot be read as.
 dictionary knows is read as the dictionary's VR when its label is another one (its bytes are
 kept: text stays text), and an element whose bytes cannot be read as that VR (a binary
 number of the wrong length, a sequence labelled as text) is emptied. Each repair is flagged
-in the report, by keyword. Private elements and elements the dictionary does not know keep
-their label (the dictionary has no say on them; the profile removes them unless a rule keeps
-them).
+in the report, by keyword. Private creators are always ``LO``; other private elements and
+elements the dictionary does not know keep their label (the dictionary has no say on them;
+the profile removes them unless a rule keeps them).
 
 The byte-level fast path (:mod:`dicomveil.engine.encoded`) leaves every such instance to the
 reference path.
@@ -52,9 +52,12 @@ _CHARSET: Final = BaseTag(0x00080005)
 
 @cache
 def dictionary_vrs(tag: int) -> tuple[str, ...]:
-    """The VRs the data dictionary allows for a public ``tag`` (``()`` when it does not say:
-    private, group length, unknown, or ``UN`` in the dictionary)."""
-    if tag >> 16 & 1 or not tag & 0xFFFF:
+    """The VRs the data dictionary allows for ``tag`` (``()`` when it does not say: private
+    data elements, group length, unknown, or ``UN`` in the dictionary). A private creator
+    is always ``LO`` (PS3.5 7.8.1)."""
+    if tag >> 16 & 1:
+        return ("LO",) if 0x0010 <= tag & 0xFFFF <= 0x00FF and tag >> 16 > 0x0008 else ()
+    if not tag & 0xFFFF:
         return ()
     try:
         found = dictionary_VR(tag)
@@ -105,6 +108,8 @@ def _repair_size(tag: int, vr: str | None) -> int:
 
 
 def _label(tag: int) -> str:
+    if tag >> 16 & 1:
+        return "private creator"  # the only private elements repaired
     return dictionary_keyword(tag)  # only dictionary tags are repaired
 
 
