@@ -147,6 +147,12 @@ class TestLimits:
         assert cleaned_value(text, "UT", SCRUBBER) == "ANONYMOUS"
         assert cleaned_value("short Quixote", "UT", SCRUBBER) == "short ***"
 
+    def test_the_fast_path_never_meets_a_value_over_the_cap(self) -> None:
+        """It leaves longer values to the reference path, which flags the replacement."""
+        from dicomveil.engine._encoded_plan import MAX_VALUE
+
+        assert MAX_VALUE <= MAX_CLEANED_CHARS
+
     def _report(self) -> Dataset:
         ds = Dataset()
         ds.PatientName, ds.PatientID = "QUIXOTE^ZEBULON", "PID0042"
