@@ -42,6 +42,7 @@ __all__ = [
     "ingest_many",
     "init_worker",
     "pseudonymous_uid",
+    "silence_pydicom_log",
     "store_results",
 ]
 
@@ -308,6 +309,18 @@ def ingest_many(
 
 # -- pool process side ------------------------------------------------------------------------
 
+
+def silence_pydicom_log() -> None:
+    """Keep pydicom's logger out of the server's log: its messages quote values (an invalid
+    Specific Character Set, a bad length), and the server's root handler would print them.
+    Input problems are reported by dicomveil itself, without values."""
+    import logging
+
+    logger = logging.getLogger("pydicom")
+    logger.propagate = False
+    logger.setLevel(logging.CRITICAL + 1)
+
+
 _STATE: dict[str, Any] = {}
 
 
@@ -317,6 +330,7 @@ def init_worker(
     """Initialise a pool process: no pydicom warnings (they quote values), keys derived,
     policy compiled and the archive opened once (``store_url`` ``None``: the server stores)."""
     quiet_pydicom()
+    silence_pydicom_log()
     _STATE["keys"] = PseudonymKeys(secret)
     _STATE["compiled"] = compile_policy(policy)
     _STATE["store"] = None if store_url is None else open_store(store_url, **store_options)
