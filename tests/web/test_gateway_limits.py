@@ -382,3 +382,23 @@ def test_pydicom_log_does_not_quote_values(gateway: Gateway, demo_files: list[Pa
     )
     assert answer.status_code in (200, 409), answer.text[:300]
     assert "Zebulon" not in _log(gateway)
+
+
+def test_rejected_upload_is_not_parsed_again(gateway: Gateway) -> None:
+    """16 MiB of zeros as a STOW-RS part: refused at once (before: 18 s re-reading it in
+    full with ``force=True`` to name it in the answer)."""
+    from tests.web.support import related_body
+
+    content_type, body = related_body([b"\0" * (16 << 20)])
+    started = time.monotonic()
+    answer = httpx.post(
+        gateway.url + "/dicomweb/studies",
+        content=body,
+        headers={
+            "Authorization": f"Bearer {gateway.tokens['ingest']}",
+            "Content-Type": content_type,
+        },
+        timeout=60,
+    )
+    assert answer.status_code == 409
+    assert time.monotonic() - started < 5
