@@ -116,3 +116,16 @@ async def test_urls_never_from_the_host_header(
     assert answer.status_code == 200
     url = str(first(answer.json()["00081199"]["Value"][0]["00081190"]))
     assert url.startswith("http://testserver/dicomweb/studies/") and "evil" not in answer.text
+
+
+async def test_json_body_limit_on_every_route(
+    client: httpx.AsyncClient, tokens: dict[str, str]
+) -> None:
+    """A JSON body above ``max_json_bytes`` is 413, on JSON routes and on the batches route
+    (which also takes uploads), before the body is parsed."""
+    body = b'{"folder": "' + b"a" * (32 * 1024) + b'"}'
+    for path, role in (("/api/v1/reidentify", "reidentify"), ("/api/v1/batches", "ingest")):
+        answer = await client.post(
+            path, content=body, headers={**auth(tokens[role]), "Content-Type": "application/json"}
+        )
+        assert answer.status_code == 413, (path, answer.text)
