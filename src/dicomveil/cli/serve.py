@@ -22,8 +22,9 @@ HELP = """Serve the gateway: de-identify over HTTP, batches, re-identification, 
 
 Needs no other server: SQLite index and archive folder under $DICOMVEIL_HOME by default;
 --storage and --index (or a --config TOML file, or DICOMVEIL_STORAGE_URL /
-DICOMVEIL_INDEX_URL) select S3/Azure/GCS and PostgreSQL. Every route but /healthz and
-/readyz needs a bearer token from `dicomveil tokens create --role ROLE`.
+DICOMVEIL_INDEX_URL) select S3/Azure/GCS and PostgreSQL; every setting of the --config file's
+\[server] table is described, with an example, in docs/gateway.md. Every route but /healthz
+and /readyz needs a bearer token from `dicomveil tokens create --role ROLE`.
 
 DICOMweb root: /dicomweb   API: /api/v1   OpenAPI: /docs
 
@@ -56,7 +57,9 @@ def serve(
         help="Pseudonym key file. Default: $DICOMVEIL_KEY, else the state folder's key.",
     ),
     config: Path | None = typer.Option(
-        None, "--config", help="TOML file with a [server] table of settings."
+        None,
+        "--config",
+        help="TOML file with a \\[server] table of settings (every key: docs/gateway.md).",
     ),
     storage: str | None = typer.Option(
         None, "--storage", help="Archive URL (default: file://$DICOMVEIL_HOME/archive)."
