@@ -173,3 +173,16 @@ def test_a_stopped_batch_records_why(
     assert status["error"] == "stopped: interrupted (Ctrl-C or SIGINT); resume it"
     monkeypatch.setattr(dicomveil.cli.batch, "RichBatchEvents", RichBatchEvents)
     assert main(["batch", "resume", batch_id, "--key-file", str(key_file), "-j", "1"]) == 0
+
+
+def test_batch_names_special_files_and_does_not_hang(
+    demo_study: Path, tmp_path: Path, key_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A FIFO in SOURCE hung a batch as it hung deid."""
+    os.mkfifo(demo_study / "fifo.dcm")
+    (demo_study / "environ.dcm").symlink_to("/proc/self/environ")
+    argv = ["batch", str(demo_study), "--dest", str(tmp_path / "d"), "--key-file", str(key_file)]
+    assert main([*argv, "-j", "1"]) == 0
+    err = capsys.readouterr().err
+    assert f"not read: {demo_study / 'fifo.dcm'}: a FIFO" in err
+    assert f"not read: {demo_study / 'environ.dcm'}: symbolic link leading outside" in err
