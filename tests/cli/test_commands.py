@@ -186,3 +186,18 @@ def test_batch_names_special_files_and_does_not_hang(
     err = capsys.readouterr().err
     assert f"not read: {demo_study / 'fifo.dcm'}: a FIFO" in err
     assert f"not read: {demo_study / 'environ.dcm'}: symbolic link leading outside" in err
+
+
+def test_one_helper_shows_any_name() -> None:
+    from dicomveil.cli.common import show, visible
+
+    assert visible("plain name.dcm") == "plain name.dcm"
+    assert visible("a\x1b[2Jb\nc\td") == "a\\x1b[2Jb\\nc\\td"
+    assert visible(os.fsdecode(b"caf\xe9.dcm")) == "caf\\xe9.dcm"  # not UTF-8: byte shown
+    assert visible("evil\u202egpj.exe") == "evil\\u202egpj.exe"  # bidirectional override
+    assert visible("Müller Ærø") == "Müller Ærø"
+    assert show("q[/bold]x") == "q\\[/bold]x"
+    buffer = io.StringIO()
+    name = os.fsdecode(b"[/red]\xff")
+    Console(file=buffer, width=200).print(f"failed: {show(name)}")
+    assert buffer.getvalue() == "failed: [/red]\\xff\n"
