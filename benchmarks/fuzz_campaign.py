@@ -84,6 +84,7 @@ Last run: {time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}, seed {seed}, on 
 | Files both engines accepted, compared byte for byte | {figures.compared} |
 | Fast path and reference disagree | {figures.disagreements} |
 | Wall time | {elapsed / 60:.1f} min |
+| CPU time of `deid` runs and comparisons | {figures.cpu_seconds / 60:.1f} min |
 
 Quarantined, by reason (variable parts as `#`, top 25):
 

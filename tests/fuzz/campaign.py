@@ -114,6 +114,8 @@ class Finished:
     """Exit code (negative: killed by that signal; ``None``: timed out)."""
     seconds: float
     max_rss_kib: int
+    cpu_seconds: float
+    """User and system time of the process and its reaped children."""
     stdout: str
     stderr: str
     survivors: int
@@ -133,18 +135,15 @@ def run_child(
             start_new_session=True,
         )  # fmt: skip
     code: int | None = None
-    rss = 0
     deadline = started + timeout
     while True:
         pid, status, usage = os.wait4(child.pid, os.WNOHANG)
         if pid:
             code = os.waitstatus_to_exitcode(status)
-            rss = usage.ru_maxrss
             break
         if time.monotonic() > deadline:
             _kill_session(child.pid)
             _, status, usage = os.wait4(child.pid, 0)
-            rss = usage.ru_maxrss
             break
         time.sleep(0.02)
     child.returncode = code if code is not None else -9  # reaped here, not by Popen
@@ -154,7 +153,8 @@ def run_child(
     stderr = err_path.read_text("utf-8", "replace")
     out_path.unlink()
     err_path.unlink()
-    return Finished(code, seconds, rss, stdout, stderr, survivors)
+    cpu = usage.ru_utime + usage.ru_stime
+    return Finished(code, seconds, usage.ru_maxrss, cpu, stdout, stderr, survivors)
 
 
 def _kill_session(session: int) -> int:
@@ -436,7 +436,7 @@ def _verify(
 ) -> None:
     options = [x for name in OPTION_SETS[option_set] for x in ("-o", name)]
     finished = run_child(
-        dicomveil_command("verify", source, dest, *options),
+        dicomveil_command("verify", source, dest, *options, "--json"),
         env=child_environment(home),
         cwd=cwd,
         timeout=300,
@@ -444,11 +444,16 @@ def _verify(
     if finished.code is None:
         run.problems.append("verify hung")
     elif finished.code == 1 and "Traceback" not in finished.stderr:
-        run.problems.append("verify found a leak")
+        try:
+            leaks = json.loads(finished.stdout)["leaks"]
+        except (ValueError, KeyError):
+            leaks = [{"attribute": "?", "original": "?"}]
+        for leak in leaks:  # keywords and file names only: no value
+            original = os.path.relpath(leak["original"], source) if leak["original"] != "?" else "?"
+            run.problems.append(f"verify: value of {leak['attribute']} from {original} leaked")
     elif finished.code != 0:
-        run.problems.append(
-            f"verify failed (exit {finished.code}, {_exception_name(finished.stderr)})"
-        )
+        name = _exception_name(finished.stderr)
+        run.problems.append(f"verify failed (exit {finished.code}, {name})")
     terminal = (finished.stdout + finished.stderr).encode("utf-8", "replace")
     run.problems.extend(f"{p} on verify's terminal" for p in _planted_in(terminal, text=True))
 
@@ -465,6 +470,7 @@ class Figures:
     escapes: int = 0
     max_rss_kib: int = 0
     seconds: float = 0.0
+    cpu_seconds: float = 0.0
     outputs: int = 0
     quarantined: Counter[str] = field(default_factory=Counter)
     compared: int = 0
@@ -478,11 +484,11 @@ class Figures:
         self.outputs += run.outputs
         self.crashes += run.crashed
         self.hangs += run.hung
-        self.leaks += any("planted" in p or "leak" in p or "key" in p for p in run.problems)
+        self.leaks += sum("planted" in p or "leaked" in p or "key" in p for p in run.problems)
         self.escapes += any("outside DEST" in p or "hostile value" in p for p in run.problems)
         if run.finished is not None:
             self.max_rss_kib = max(self.max_rss_kib, run.finished.max_rss_kib)
-            self.seconds += run.finished.seconds
+            self.cpu_seconds += run.finished.cpu_seconds
         self.quarantined.update(run.reasons)
         self.problems.extend(f"{folder} [{run.option_set}]: {p}" for p in run.problems)
 
@@ -493,7 +499,7 @@ class Figures:
             self.compared += "agree" in line
             self.disagreements += line.get("agree") is False
             self.hangs += "timeout" in (line["reference"], line.get("fast"))
-            self.leaks += any("planted" in p for p in line["problems"])
+            self.leaks += sum("planted" in p for p in line["problems"])
             for problem in line["problems"]:
                 self.problems.append(f"{folder}/{line['name']}: {problem}")
 
@@ -553,6 +559,7 @@ def run_campaign(
             lines, finished = compare_folder(source, sandbox / "agree", [option_set])
             figures.add_comparison(folder, lines, len(batch))
             figures.max_rss_kib = max(figures.max_rss_kib, finished.max_rss_kib)
+            figures.cpu_seconds += finished.cpu_seconds
             if finished.code is None:
                 figures.problems.append(f"{folder}: the comparison hung")
             if finished.max_rss_kib > RSS_LIMIT_KIB:
