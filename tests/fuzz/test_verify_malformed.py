@@ -1,4 +1,4 @@
-"""``verify`` on malformed originals: a value pydicom cannot decode is still looked for.
+"""``verify`` on what the fuzz campaign met: undecodable originals, names of separators only.
 
 The fuzz campaign found ``dicomveil verify`` ending with a traceback (``NotImplementedError``,
 ``BytesLengthException``) when an original held an element pydicom cannot decode: an unknown
@@ -50,3 +50,25 @@ def test_undecodable_value_is_looked_for(tmp_path: Path, tag: int, vr: bytes) ->
     found = {leak.attribute for leak in result.leaks}  # no traceback, and:
     assert keyword_for_tag(tag) in found  # the undecodable element's value is looked for
     assert GIVEN not in repr(result.leaks)
+
+
+def test_name_of_separators_only_is_no_needle(tmp_path: Path) -> None:
+    """pydicom's chrArab.dcm has a Referring Physician's Name of ``^^^^``: no name at all.
+    Found as text in another output (an Image Comments of ``^^^^``), it is no leak."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+
+    original = Dataset()
+    original.ReferringPhysicianName = "^^^^"
+    original.PatientName = f"{GIVEN}^X"
+    output = Dataset()
+    output.ImageComments = "^^^^"
+    for folder, ds in (("originals", original), ("outputs", output)):
+        (tmp_path / folder).mkdir()
+        ds.SOPClassUID, ds.SOPInstanceUID = SecondaryCaptureImageStorage, generate_uid()
+        ds.file_meta = FileMetaDataset()
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds.save_as(tmp_path / folder / "f.dcm", enforce_file_format=True)
+    result = verify_folders(tmp_path / "originals", tmp_path / "outputs")
+    assert result.originals == 1 and result.needles > 0
+    assert result.leaks == []

@@ -93,6 +93,8 @@ def _variants(text: str, vr: str) -> Iterator[str]:
     text = text.strip(" \0")
     if not text or text.upper() in _DUMMIES:
         return
+    if vr == "PN" and not text.strip("^= "):  # separators only: no name (pydicom's "^^^^")
+        return
     if vr == "UI":
         if not is_registry_uid(text):
             yield text
