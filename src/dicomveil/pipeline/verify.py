@@ -11,7 +11,7 @@ registry UIDs, dummy values and very short values are not needles (they would pr
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -321,7 +321,11 @@ def _scan(path: Path, matcher: _Matcher, chunk: int = 64 << 20) -> set[bytes]:
 
 
 def verify_folders(
-    originals: Path, deidentified: Path, policy: Policy | None = None
+    originals: Path,
+    deidentified: Path,
+    policy: Policy | None = None,
+    *,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> VerifyResult:
     """Search every output under ``deidentified`` for identifying values of ``originals``.
 
@@ -330,9 +334,20 @@ def verify_folders(
     policy:
         The policy that was applied; by default the options recorded in the outputs'
         De-identification Method attribute, on top of the Basic Profile.
+    on_progress:
+        Called with ``(files done, files in all)`` after each original and each output.
     """
     result = VerifyResult()
     outputs = [p for p in _files(deidentified) if p.suffix != ".json"]
+    sources = _files(originals)
+    done, total = 0, len(sources) + len(outputs)
+
+    def advance() -> None:
+        nonlocal done
+        done += 1
+        if on_progress is not None:
+            on_progress(done, total)
+
     result.outputs = len(outputs)
     if policy is None:
         options: frozenset[Option] = frozenset()
@@ -345,7 +360,8 @@ def verify_folders(
     compiled = compile_policy(policy)
     needles: dict[bytes, Needle] = {}
     kept: set[str] = set()
-    for path in _files(originals):
+    for path in sources:
+        advance()
         try:
             ds = pydicom.dcmread(path, stop_before_pixels=True)
         except Exception:  # noqa: BLE001 - not DICOM: nothing to look for
@@ -363,6 +379,7 @@ def verify_folders(
         return result
     matcher = _Matcher(needles)
     for path in outputs:
+        advance()
         for hit in sorted(_scan(path, matcher)):
             needle = needles[hit]
             result.leaks.append(Leak(path, needle.attribute, needle.original))

@@ -35,7 +35,7 @@ __all__ = ["router"]
 router = APIRouter(prefix=DICOMWEB_PREFIX, tags=["QIDO-RS"])
 
 DICOM_JSON: Final = "application/dicom+json"
-_RESERVED: Final = frozenset({"includefield", "limit", "offset", "fuzzymatching"})
+_RESERVED: Final = frozenset({"includefield", "limit", "offset", "fuzzymatching", "accept"})
 _OFFERS: Final[list[tuple[str, str | None]]] = [(DICOM_JSON, None), ("application/json", None)]
 
 _MAX_PAGING: Final = 2**31 - 1
