@@ -126,7 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     made: list[Mutant] = []
     started = time.monotonic()
 
-    def progress(folder: str, run: FolderRun) -> None:
+    def progress(folder: str, run: FolderRun, problems: list[str]) -> None:
         finished = run.finished
         code = finished.code if finished else "?"
         rss = finished.max_rss_kib // 1024 if finished else 0
@@ -138,6 +138,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"[{(time.monotonic() - started) / 60:.1f} min]",
             flush=True,
         )
+        for line in explain(problems, made):
+            print(f"    {line}", flush=True)
 
     figures = run_campaign(
         _batches(args.seed, args.mutants, args.folder_size, args.bomb_scale, made),

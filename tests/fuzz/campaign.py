@@ -537,14 +537,16 @@ def run_campaign(
     compare: bool = True,
     verify: bool = True,
     timeout: float = 300.0,
-    on_folder: Callable[[str, FolderRun], None] | None = None,
+    on_folder: Callable[[str, FolderRun, list[str]], None] | None = None,
 ) -> Figures:
     """Write each batch of mutants into a folder of its own, de-identify it with the real
     command line under the next option set (in turn), compare the two engines file by file,
-    and sum the figures. Each folder's sandbox is removed once checked."""
+    and sum the figures. Each folder's sandbox is removed once checked; ``on_folder`` is
+    told each folder's run and problems as soon as it is done."""
     figures = Figures()
     started = time.monotonic()
     for number, batch in enumerate(batches):
+        known = len(figures.problems)
         option_set = option_sets[number % len(option_sets)]
         folder = f"folder{number:04d}"
         sandbox = work / folder
@@ -565,8 +567,8 @@ def run_campaign(
             if finished.max_rss_kib > RSS_LIMIT_KIB:
                 mib = finished.max_rss_kib // 1024
                 figures.problems.append(f"{folder}: the comparison's RSS reached {mib} MiB")
-        if on_folder is not None:
-            on_folder(folder, run)
+        if on_folder is not None:  # with the folder's problems, the per-file ones included
+            on_folder(folder, run, figures.problems[known:])
         if not run.problems:
             shutil.rmtree(sandbox, ignore_errors=True)
         else:  # keep the inputs of a failed folder (to reproduce), drop the rest
