@@ -149,6 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         compare=not args.no_compare,
         verify=not args.no_verify,
         timeout=600,
+        specials_every=10,
         on_folder=progress,
     )
     elapsed = time.monotonic() - started

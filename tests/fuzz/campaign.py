@@ -232,7 +232,37 @@ def _counted(report: dict[str, Any]) -> tuple[int, int]:
     files = report.get("files", {})
     ok, failed, skipped = (int(files.get(k, 0)) for k in ("ok", "failed", "skipped"))
     duplicates = int(files.get("duplicates", report.get("duplicates", 0)))
-    return ok + failed + skipped + duplicates, ok
+    return ok + failed + skipped + duplicates + _not_read(report), ok
+
+
+def _not_read(report: dict[str, Any]) -> int:
+    """Paths under SOURCE the run named but did not read (special files, links leaving it)."""
+    found = report.get("not_read", 0)
+    return int(found.get("count", 0) if isinstance(found, dict) else found)
+
+
+SPECIALS: Final = 6
+"""How many special files :func:`add_specials` makes."""
+
+
+def add_specials(source: Path, outside: Path) -> int:
+    """Put in ``source`` what is no regular file of it: a FIFO (nobody writes to it), links to
+    ``/dev/zero``, to ``/proc/self/environ`` (the key is in the environment), to a DICOM file
+    outside SOURCE, to nowhere, and to itself. Return how many (:data:`SPECIALS`)."""
+    folder = source / "specials"
+    folder.mkdir(parents=True, exist_ok=True)
+    os.mkfifo(folder / "fifo.dcm")
+    (folder / "zero.dcm").symlink_to("/dev/zero")
+    (folder / "environ.dcm").symlink_to("/proc/self/environ")
+    outside.mkdir(parents=True, exist_ok=True)
+    from tests.fuzz.mutator import bases
+
+    base = next(b for b in bases() if b.planted)
+    (outside / "outside.dcm").write_bytes(base.raw)
+    (folder / "outside.dcm").symlink_to(outside / "outside.dcm")
+    (folder / "dangling.dcm").symlink_to(folder / "nothing-here")
+    (folder / "loop.dcm").symlink_to(folder / "loop.dcm")
+    return SPECIALS
 
 
 def output_problems(path: Path) -> list[str]:
@@ -296,6 +326,10 @@ def _check_dest(dest: Path, run: FolderRun) -> list[Path]:
     return outputs
 
 
+def _regular_bytes(source: Path) -> int:
+    return sum(p.lstat().st_size for p in source.rglob("*") if p.is_file() and not p.is_symlink())
+
+
 def _check_quarantine(quarantine: Path, run: FolderRun, failed: int) -> None:
     if not failed:
         return
@@ -308,8 +342,9 @@ def _check_quarantine(quarantine: Path, run: FolderRun, failed: int) -> None:
         run.problems.append("key in the quarantine's reasons")
     run.problems.extend(f"{p} in reasons.json" for p in _planted_in(text, text=True))
     entries = json.loads(text)
-    if len(entries) != failed:
-        run.problems.append(f"reasons.json lists {len(entries)} of {failed} failed files")
+    listed = failed + _not_read(run.report)
+    if len(entries) != listed:
+        run.problems.append(f"reasons.json lists {len(entries)} of {listed} failed files")
     for entry in entries:
         reason = str(entry.get("reason", ""))
         if not reason:
@@ -370,6 +405,10 @@ def run_deid(
         run.problems.append(f"the report counts {ok} outputs, DEST holds {len(outputs)}")
     failed = int(run.report.get("files", {}).get("failed", 0)) if run.report else 0
     _check_quarantine(quarantine, run, failed)
+    if quarantine.is_dir():  # a copy never grows past its input (a link to /dev/zero)
+        held = sum(p.stat().st_size for p in quarantine.rglob("*") if p.is_file())
+        if held > _regular_bytes(source) + (1 << 20):
+            run.problems.append("the quarantine holds more than the inputs")
     if verify and outputs:
         _verify(source, dest, option_set, cwd, home, run)
     return run
@@ -537,12 +576,14 @@ def run_campaign(
     compare: bool = True,
     verify: bool = True,
     timeout: float = 300.0,
+    specials_every: int = 0,
     on_folder: Callable[[str, FolderRun, list[str]], None] | None = None,
 ) -> Figures:
     """Write each batch of mutants into a folder of its own, de-identify it with the real
     command line under the next option set (in turn), compare the two engines file by file,
-    and sum the figures. Each folder's sandbox is removed once checked; ``on_folder`` is
-    told each folder's run and problems as soon as it is done."""
+    and sum the figures. Every ``specials_every``-th folder (from the first) also holds the
+    special files of :func:`add_specials`. Each folder's sandbox is removed once checked;
+    ``on_folder`` is told each folder's run and problems as soon as it is done."""
     figures = Figures()
     started = time.monotonic()
     for number, batch in enumerate(batches):
@@ -552,9 +593,12 @@ def run_campaign(
         sandbox = work / folder
         source = sandbox / "source"
         write(batch, source)
+        extra = 0
+        if specials_every and number % specials_every == 0:
+            extra = add_specials(source, sandbox / "outside")
         run = run_deid(
-            source, sandbox, option_set, inputs=len(batch), timeout=timeout, workers=workers,
-            verify=verify,
+            source, sandbox, option_set, inputs=len(batch) + extra, timeout=timeout,
+            workers=workers, verify=verify,
         )  # fmt: skip
         figures.add_run(folder, run)
         if compare:
