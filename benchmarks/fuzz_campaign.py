@@ -63,6 +63,7 @@ def _figures_text(figures: Figures, command: str, seed: int, elapsed: float) -> 
         kind = re.sub(r"\d+", "N", problem.split(": ", 1)[-1])
         classes[kind] = classes.get(kind, 0) + 1
     found = "\n".join(f"| {n} | {k} |" for k, n in sorted(classes.items(), key=lambda x: -x[1]))
+    verify_mib = figures.verify_max_rss_kib // 1024
     return f"""{START}
 Last run: {time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}, seed {seed}, on {platform.machine()}
 ({platform.python_implementation()} {platform.python_version()}), reproduced by:
@@ -80,7 +81,8 @@ Last run: {time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}, seed {seed}, on 
 | Hangs (run or file over its time budget) | {figures.hangs} |
 | Leaks (planted value or key in an output, reason or terminal; `verify` leak) | {figures.leaks} |
 | Writes outside DEST | {figures.escapes} |
-| Max RSS of any process | {figures.max_rss_kib // 1024} MiB |
+| Max RSS of any process of `deid` or the comparison | {figures.max_rss_kib // 1024} MiB |
+| `verify`: max RSS, longest run | {verify_mib} MiB, {figures.verify_seconds:.0f} s |
 | Files both engines accepted, compared byte for byte | {figures.compared} |
 | Fast path and reference disagree | {figures.disagreements} |
 | Wall time | {elapsed / 60:.1f} min |

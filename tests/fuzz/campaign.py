@@ -11,7 +11,8 @@ trusting the tool's own account:
 * every input is accounted for: de-identified outputs + quarantined + counted skips and
   duplicates = inputs, and the files in DEST match the report;
 * nothing was written outside DEST, the quarantine and the state folder (the sandbox is listed
-  before and after; so are ``/`` and ``/tmp``, where absolute and ``../`` paths land);
+  before and after; ``/`` and ``/tmp``, where absolute and ``../`` paths land, are searched
+  for the hostile UIDs' mark, and an output written elsewhere is missing from DEST);
 * no planted identifying value and no key is in DEST, in a reason, or on the terminal; every
   output is a file pydicom reads in full; ``dicomveil verify`` finds no leak.
 
@@ -212,6 +213,7 @@ class FolderRun:
     option_set: str
     inputs: int
     finished: Finished | None = None
+    verify: Finished | None = None
     report: dict[str, Any] = field(default_factory=dict)
     outputs: int = 0
     reasons: Counter[str] = field(default_factory=Counter)
@@ -410,7 +412,7 @@ def run_deid(
         if held > _regular_bytes(source) + (1 << 20):
             run.problems.append("the quarantine holds more than the inputs")
     if verify and outputs:
-        _verify(source, dest, option_set, cwd, home, run)
+        _verify(source, dest, option_set, cwd, home, run, max(timeout, 300.0))
     return run
 
 
@@ -436,6 +438,10 @@ def _check_finished(finished: Finished, run: FolderRun) -> None:
 def _check_escapes(
     work: Path, before: set[str], root_before: set[str], tmp_before: set[str], run: FolderRun
 ) -> None:
+    """Anything new in the sandbox but DEST, the quarantine, the state folder and the working
+    folder; anything new named after a hostile UID in ``/`` or ``/tmp`` (removed: this run
+    wrote it). Outputs written anywhere else show as DEST holding fewer files than the report
+    counts (other programs' files in ``/`` and ``/tmp`` are never looked at)."""
     allowed = ("dest", "quarantine", "home", "cwd")
     for path in sorted(_tree(work) - before):
         if path.split(os.sep, 1)[0] not in allowed:
@@ -443,24 +449,13 @@ def _check_escapes(
             break
     for folder, earlier in (("/", root_before), ("/tmp", tmp_before)):
         for name in sorted(_listing(folder) - earlier):
-            if _ours(os.path.join(folder, name)):
+            if ESCAPE_MARK in name:
                 run.problems.append(f"written outside DEST (in {folder})")
                 _remove(os.path.join(folder, name))
 
 
-def _ours(path: str) -> bool:
-    """Whether a new entry of ``/`` or ``/tmp`` is an output of this run (a ``.dcm`` tree or
-    an escape mark), not some other program's file."""
-    if ESCAPE_MARK in path:
-        return True
-    if not os.path.isdir(path) or os.path.islink(path):
-        return False
-    files = [name for _, _, names in os.walk(path) for name in names]
-    return bool(files) and all(name.endswith(".dcm") for name in files)
-
-
 def _remove(path: str) -> None:
-    """Remove an escaped output (written by the run this module started)."""
+    """Remove an escaped output (named after a hostile UID of this campaign)."""
     if os.path.isdir(path) and not os.path.islink(path):
         shutil.rmtree(path, ignore_errors=True)
     else:
@@ -471,15 +466,22 @@ def _remove(path: str) -> None:
 
 
 def _verify(
-    source: Path, dest: Path, option_set: str, cwd: Path, home: Path, run: FolderRun
+    source: Path,
+    dest: Path,
+    option_set: str,
+    cwd: Path,
+    home: Path,
+    run: FolderRun,
+    timeout: float,
 ) -> None:
     options = [x for name in OPTION_SETS[option_set] for x in ("-o", name)]
     finished = run_child(
         dicomveil_command("verify", source, dest, *options, "--json"),
         env=child_environment(home),
         cwd=cwd,
-        timeout=300,
+        timeout=timeout,
     )
+    run.verify = finished
     if finished.code is None:
         run.problems.append("verify hung")
     elif finished.code == 1 and "Traceback" not in finished.stderr:
@@ -508,6 +510,8 @@ class Figures:
     leaks: int = 0
     escapes: int = 0
     max_rss_kib: int = 0
+    verify_max_rss_kib: int = 0
+    verify_seconds: float = 0.0
     seconds: float = 0.0
     cpu_seconds: float = 0.0
     outputs: int = 0
@@ -528,6 +532,9 @@ class Figures:
         if run.finished is not None:
             self.max_rss_kib = max(self.max_rss_kib, run.finished.max_rss_kib)
             self.cpu_seconds += run.finished.cpu_seconds
+        if run.verify is not None:
+            self.verify_max_rss_kib = max(self.verify_max_rss_kib, run.verify.max_rss_kib)
+            self.verify_seconds = max(self.verify_seconds, run.verify.seconds)
         self.quarantined.update(run.reasons)
         self.problems.extend(f"{folder} [{run.option_set}]: {p}" for p in run.problems)
 
