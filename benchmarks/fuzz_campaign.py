@@ -119,7 +119,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--bomb-scale", type=int, default=4, help="deflate bombs x this")
     parser.add_argument("--no-compare", action="store_true", help="skip fast/reference")
-    parser.add_argument("--no-verify", action="store_true", help="skip dicomveil verify")
+    parser.add_argument(
+        "--verify-every", type=int, default=1, help="dicomveil verify every N folders (0: never)"
+    )
     parser.add_argument("--work", type=Path, help="sandbox folder (default: a temporary one)")
     parser.add_argument("--docs", type=Path, help="markdown file whose figures to replace")
     args = parser.parse_args(argv)
@@ -149,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         list(OPTION_SETS),
         workers=args.workers,
         compare=not args.no_compare,
-        verify=not args.no_verify,
+        verify_every=args.verify_every,
         timeout=600,
         specials_every=10,
         on_folder=progress,

@@ -581,7 +581,7 @@ def run_campaign(
     *,
     workers: int = 2,
     compare: bool = True,
-    verify: bool = True,
+    verify_every: int = 1,
     timeout: float = 300.0,
     specials_every: int = 0,
     on_folder: Callable[[str, FolderRun, list[str]], None] | None = None,
@@ -589,8 +589,9 @@ def run_campaign(
     """Write each batch of mutants into a folder of its own, de-identify it with the real
     command line under the next option set (in turn), compare the two engines file by file,
     and sum the figures. Every ``specials_every``-th folder (from the first) also holds the
-    special files of :func:`add_specials`. Each folder's sandbox is removed once checked;
-    ``on_folder`` is told each folder's run and problems as soon as it is done."""
+    special files of :func:`add_specials`; every ``verify_every``-th is checked by ``dicomveil
+    verify`` (0: none; it reads every original, the costliest step). Each folder's sandbox is
+    removed once checked; ``on_folder`` is told each folder's run and problems when done."""
     figures = Figures()
     started = time.monotonic()
     for number, batch in enumerate(batches):
@@ -605,7 +606,7 @@ def run_campaign(
             extra = add_specials(source, sandbox / "outside")
         run = run_deid(
             source, sandbox, option_set, inputs=len(batch) + extra, timeout=timeout,
-            workers=workers, verify=verify,
+            workers=workers, verify=bool(verify_every) and number % verify_every == 0,
         )  # fmt: skip
         figures.add_run(folder, run)
         if compare:
