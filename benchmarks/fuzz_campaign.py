@@ -63,6 +63,7 @@ def _figures_text(figures: Figures, command: str, seed: int, elapsed: float) -> 
         kind = re.sub(r"\d+", "N", problem.split(": ", 1)[-1])
         classes[kind] = classes.get(kind, 0) + 1
     found = "\n".join(f"| {n} | {k} |" for k, n in sorted(classes.items(), key=lambda x: -x[1]))
+    verify_mib = figures.verify_max_rss_kib // 1024
     return f"""{START}
 Last run: {time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}, seed {seed}, on {platform.machine()}
 ({platform.python_implementation()} {platform.python_version()}), reproduced by:
@@ -80,10 +81,12 @@ Last run: {time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}, seed {seed}, on 
 | Hangs (run or file over its time budget) | {figures.hangs} |
 | Leaks (planted value or key in an output, reason or terminal; `verify` leak) | {figures.leaks} |
 | Writes outside DEST | {figures.escapes} |
-| Max RSS of any process | {figures.max_rss_kib // 1024} MiB |
+| Max RSS of any process of `deid` or the comparison | {figures.max_rss_kib // 1024} MiB |
+| `verify`: max RSS, longest run | {verify_mib} MiB, {figures.verify_seconds:.0f} s |
 | Files both engines accepted, compared byte for byte | {figures.compared} |
 | Fast path and reference disagree | {figures.disagreements} |
 | Wall time | {elapsed / 60:.1f} min |
+| CPU time of `deid` runs and comparisons | {figures.cpu_seconds / 60:.1f} min |
 
 Quarantined, by reason (variable parts as `#`, top 25):
 
@@ -116,7 +119,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--bomb-scale", type=int, default=4, help="deflate bombs x this")
     parser.add_argument("--no-compare", action="store_true", help="skip fast/reference")
-    parser.add_argument("--no-verify", action="store_true", help="skip dicomveil verify")
+    parser.add_argument(
+        "--verify-every", type=int, default=1, help="dicomveil verify every N folders (0: never)"
+    )
     parser.add_argument("--work", type=Path, help="sandbox folder (default: a temporary one)")
     parser.add_argument("--docs", type=Path, help="markdown file whose figures to replace")
     args = parser.parse_args(argv)
@@ -125,7 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     made: list[Mutant] = []
     started = time.monotonic()
 
-    def progress(folder: str, run: FolderRun) -> None:
+    def progress(folder: str, run: FolderRun, problems: list[str]) -> None:
         finished = run.finished
         code = finished.code if finished else "?"
         rss = finished.max_rss_kib // 1024 if finished else 0
@@ -137,6 +142,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"[{(time.monotonic() - started) / 60:.1f} min]",
             flush=True,
         )
+        for line in explain(problems, made):
+            print(f"    {line}", flush=True)
 
     figures = run_campaign(
         _batches(args.seed, args.mutants, args.folder_size, args.bomb_scale, made),
@@ -144,8 +151,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         list(OPTION_SETS),
         workers=args.workers,
         compare=not args.no_compare,
-        verify=not args.no_verify,
+        verify_every=args.verify_every,
         timeout=600,
+        specials_every=10,
         on_folder=progress,
     )
     elapsed = time.monotonic() - started

@@ -170,7 +170,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     warnings.simplefilter("ignore")
     signal.signal(signal.SIGALRM, _alarm)
-    paths = sorted(p for p in args.source.rglob("*") if p.is_file())
+    paths = sorted(p for p in args.source.rglob("*") if p.is_file() and not p.is_symlink())
     for option_set in args.option_set:
         for path in paths:
             options = OPTION_SETS[option_set]

@@ -11,7 +11,8 @@ trusting the tool's own account:
 * every input is accounted for: de-identified outputs + quarantined + counted skips and
   duplicates = inputs, and the files in DEST match the report;
 * nothing was written outside DEST, the quarantine and the state folder (the sandbox is listed
-  before and after; so are ``/`` and ``/tmp``, where absolute and ``../`` paths land);
+  before and after; ``/`` and ``/tmp``, where absolute and ``../`` paths land, are searched
+  for the hostile UIDs' mark, and an output written elsewhere is missing from DEST);
 * no planted identifying value and no key is in DEST, in a reason, or on the terminal; every
   output is a file pydicom reads in full; ``dicomveil verify`` finds no leak.
 
@@ -114,6 +115,8 @@ class Finished:
     """Exit code (negative: killed by that signal; ``None``: timed out)."""
     seconds: float
     max_rss_kib: int
+    cpu_seconds: float
+    """User and system time of the process and its reaped children."""
     stdout: str
     stderr: str
     survivors: int
@@ -133,18 +136,15 @@ def run_child(
             start_new_session=True,
         )  # fmt: skip
     code: int | None = None
-    rss = 0
     deadline = started + timeout
     while True:
         pid, status, usage = os.wait4(child.pid, os.WNOHANG)
         if pid:
             code = os.waitstatus_to_exitcode(status)
-            rss = usage.ru_maxrss
             break
         if time.monotonic() > deadline:
             _kill_session(child.pid)
             _, status, usage = os.wait4(child.pid, 0)
-            rss = usage.ru_maxrss
             break
         time.sleep(0.02)
     child.returncode = code if code is not None else -9  # reaped here, not by Popen
@@ -154,7 +154,8 @@ def run_child(
     stderr = err_path.read_text("utf-8", "replace")
     out_path.unlink()
     err_path.unlink()
-    return Finished(code, seconds, rss, stdout, stderr, survivors)
+    cpu = usage.ru_utime + usage.ru_stime
+    return Finished(code, seconds, usage.ru_maxrss, cpu, stdout, stderr, survivors)
 
 
 def _kill_session(session: int) -> int:
@@ -212,6 +213,7 @@ class FolderRun:
     option_set: str
     inputs: int
     finished: Finished | None = None
+    verify: Finished | None = None
     report: dict[str, Any] = field(default_factory=dict)
     outputs: int = 0
     reasons: Counter[str] = field(default_factory=Counter)
@@ -232,7 +234,37 @@ def _counted(report: dict[str, Any]) -> tuple[int, int]:
     files = report.get("files", {})
     ok, failed, skipped = (int(files.get(k, 0)) for k in ("ok", "failed", "skipped"))
     duplicates = int(files.get("duplicates", report.get("duplicates", 0)))
-    return ok + failed + skipped + duplicates, ok
+    return ok + failed + skipped + duplicates + _not_read(report), ok
+
+
+def _not_read(report: dict[str, Any]) -> int:
+    """Paths under SOURCE the run named but did not read (special files, links leaving it)."""
+    found = report.get("not_read", 0)
+    return int(found.get("count", 0) if isinstance(found, dict) else found)
+
+
+SPECIALS: Final = 6
+"""How many special files :func:`add_specials` makes."""
+
+
+def add_specials(source: Path, outside: Path) -> int:
+    """Put in ``source`` what is no regular file of it: a FIFO (nobody writes to it), links to
+    ``/dev/zero``, to ``/proc/self/environ`` (the key is in the environment), to a DICOM file
+    outside SOURCE, to nowhere, and to itself. Return how many (:data:`SPECIALS`)."""
+    folder = source / "specials"
+    folder.mkdir(parents=True, exist_ok=True)
+    os.mkfifo(folder / "fifo.dcm")
+    (folder / "zero.dcm").symlink_to("/dev/zero")
+    (folder / "environ.dcm").symlink_to("/proc/self/environ")
+    outside.mkdir(parents=True, exist_ok=True)
+    from tests.fuzz.mutator import bases
+
+    base = next(b for b in bases() if b.planted)
+    (outside / "outside.dcm").write_bytes(base.raw)
+    (folder / "outside.dcm").symlink_to(outside / "outside.dcm")
+    (folder / "dangling.dcm").symlink_to(folder / "nothing-here")
+    (folder / "loop.dcm").symlink_to(folder / "loop.dcm")
+    return SPECIALS
 
 
 def output_problems(path: Path) -> list[str]:
@@ -296,6 +328,10 @@ def _check_dest(dest: Path, run: FolderRun) -> list[Path]:
     return outputs
 
 
+def _regular_bytes(source: Path) -> int:
+    return sum(p.lstat().st_size for p in source.rglob("*") if p.is_file() and not p.is_symlink())
+
+
 def _check_quarantine(quarantine: Path, run: FolderRun, failed: int) -> None:
     if not failed:
         return
@@ -308,8 +344,9 @@ def _check_quarantine(quarantine: Path, run: FolderRun, failed: int) -> None:
         run.problems.append("key in the quarantine's reasons")
     run.problems.extend(f"{p} in reasons.json" for p in _planted_in(text, text=True))
     entries = json.loads(text)
-    if len(entries) != failed:
-        run.problems.append(f"reasons.json lists {len(entries)} of {failed} failed files")
+    listed = failed + _not_read(run.report)
+    if len(entries) != listed:
+        run.problems.append(f"reasons.json lists {len(entries)} of {listed} failed files")
     for entry in entries:
         reason = str(entry.get("reason", ""))
         if not reason:
@@ -370,8 +407,12 @@ def run_deid(
         run.problems.append(f"the report counts {ok} outputs, DEST holds {len(outputs)}")
     failed = int(run.report.get("files", {}).get("failed", 0)) if run.report else 0
     _check_quarantine(quarantine, run, failed)
+    if quarantine.is_dir():  # a copy never grows past its input (a link to /dev/zero)
+        held = sum(p.stat().st_size for p in quarantine.rglob("*") if p.is_file())
+        if held > _regular_bytes(source) + (1 << 20):
+            run.problems.append("the quarantine holds more than the inputs")
     if verify and outputs:
-        _verify(source, dest, option_set, cwd, home, run)
+        _verify(source, dest, option_set, cwd, home, run, max(timeout, 300.0))
     return run
 
 
@@ -397,6 +438,10 @@ def _check_finished(finished: Finished, run: FolderRun) -> None:
 def _check_escapes(
     work: Path, before: set[str], root_before: set[str], tmp_before: set[str], run: FolderRun
 ) -> None:
+    """Anything new in the sandbox but DEST, the quarantine, the state folder and the working
+    folder; anything new named after a hostile UID in ``/`` or ``/tmp`` (removed: this run
+    wrote it). Outputs written anywhere else show as DEST holding fewer files than the report
+    counts (other programs' files in ``/`` and ``/tmp`` are never looked at)."""
     allowed = ("dest", "quarantine", "home", "cwd")
     for path in sorted(_tree(work) - before):
         if path.split(os.sep, 1)[0] not in allowed:
@@ -404,24 +449,13 @@ def _check_escapes(
             break
     for folder, earlier in (("/", root_before), ("/tmp", tmp_before)):
         for name in sorted(_listing(folder) - earlier):
-            if _ours(os.path.join(folder, name)):
+            if ESCAPE_MARK in name:
                 run.problems.append(f"written outside DEST (in {folder})")
                 _remove(os.path.join(folder, name))
 
 
-def _ours(path: str) -> bool:
-    """Whether a new entry of ``/`` or ``/tmp`` is an output of this run (a ``.dcm`` tree or
-    an escape mark), not some other program's file."""
-    if ESCAPE_MARK in path:
-        return True
-    if not os.path.isdir(path) or os.path.islink(path):
-        return False
-    files = [name for _, _, names in os.walk(path) for name in names]
-    return bool(files) and all(name.endswith(".dcm") for name in files)
-
-
 def _remove(path: str) -> None:
-    """Remove an escaped output (written by the run this module started)."""
+    """Remove an escaped output (named after a hostile UID of this campaign)."""
     if os.path.isdir(path) and not os.path.islink(path):
         shutil.rmtree(path, ignore_errors=True)
     else:
@@ -432,23 +466,35 @@ def _remove(path: str) -> None:
 
 
 def _verify(
-    source: Path, dest: Path, option_set: str, cwd: Path, home: Path, run: FolderRun
+    source: Path,
+    dest: Path,
+    option_set: str,
+    cwd: Path,
+    home: Path,
+    run: FolderRun,
+    timeout: float,
 ) -> None:
     options = [x for name in OPTION_SETS[option_set] for x in ("-o", name)]
     finished = run_child(
-        dicomveil_command("verify", source, dest, *options),
+        dicomveil_command("verify", source, dest, *options, "--json"),
         env=child_environment(home),
         cwd=cwd,
-        timeout=300,
+        timeout=timeout,
     )
+    run.verify = finished
     if finished.code is None:
         run.problems.append("verify hung")
     elif finished.code == 1 and "Traceback" not in finished.stderr:
-        run.problems.append("verify found a leak")
+        try:
+            leaks = json.loads(finished.stdout)["leaks"]
+        except (ValueError, KeyError):
+            leaks = [{"attribute": "?", "original": "?"}]
+        for leak in leaks:  # keywords and file names only: no value
+            original = os.path.relpath(leak["original"], source) if leak["original"] != "?" else "?"
+            run.problems.append(f"verify: value of {leak['attribute']} from {original} leaked")
     elif finished.code != 0:
-        run.problems.append(
-            f"verify failed (exit {finished.code}, {_exception_name(finished.stderr)})"
-        )
+        name = _exception_name(finished.stderr)
+        run.problems.append(f"verify failed (exit {finished.code}, {name})")
     terminal = (finished.stdout + finished.stderr).encode("utf-8", "replace")
     run.problems.extend(f"{p} on verify's terminal" for p in _planted_in(terminal, text=True))
 
@@ -464,7 +510,10 @@ class Figures:
     leaks: int = 0
     escapes: int = 0
     max_rss_kib: int = 0
+    verify_max_rss_kib: int = 0
+    verify_seconds: float = 0.0
     seconds: float = 0.0
+    cpu_seconds: float = 0.0
     outputs: int = 0
     quarantined: Counter[str] = field(default_factory=Counter)
     compared: int = 0
@@ -478,11 +527,14 @@ class Figures:
         self.outputs += run.outputs
         self.crashes += run.crashed
         self.hangs += run.hung
-        self.leaks += any("planted" in p or "leak" in p or "key" in p for p in run.problems)
+        self.leaks += sum("planted" in p or "leaked" in p or "key" in p for p in run.problems)
         self.escapes += any("outside DEST" in p or "hostile value" in p for p in run.problems)
         if run.finished is not None:
             self.max_rss_kib = max(self.max_rss_kib, run.finished.max_rss_kib)
-            self.seconds += run.finished.seconds
+            self.cpu_seconds += run.finished.cpu_seconds
+        if run.verify is not None:
+            self.verify_max_rss_kib = max(self.verify_max_rss_kib, run.verify.max_rss_kib)
+            self.verify_seconds = max(self.verify_seconds, run.verify.seconds)
         self.quarantined.update(run.reasons)
         self.problems.extend(f"{folder} [{run.option_set}]: {p}" for p in run.problems)
 
@@ -493,7 +545,7 @@ class Figures:
             self.compared += "agree" in line
             self.disagreements += line.get("agree") is False
             self.hangs += "timeout" in (line["reference"], line.get("fast"))
-            self.leaks += any("planted" in p for p in line["problems"])
+            self.leaks += sum("planted" in p for p in line["problems"])
             for problem in line["problems"]:
                 self.problems.append(f"{folder}/{line['name']}: {problem}")
 
@@ -529,37 +581,46 @@ def run_campaign(
     *,
     workers: int = 2,
     compare: bool = True,
-    verify: bool = True,
+    verify_every: int = 1,
     timeout: float = 300.0,
-    on_folder: Callable[[str, FolderRun], None] | None = None,
+    specials_every: int = 0,
+    on_folder: Callable[[str, FolderRun, list[str]], None] | None = None,
 ) -> Figures:
     """Write each batch of mutants into a folder of its own, de-identify it with the real
     command line under the next option set (in turn), compare the two engines file by file,
-    and sum the figures. Each folder's sandbox is removed once checked."""
+    and sum the figures. Every ``specials_every``-th folder (from the first) also holds the
+    special files of :func:`add_specials`; every ``verify_every``-th is checked by ``dicomveil
+    verify`` (0: none; it reads every original, the costliest step). Each folder's sandbox is
+    removed once checked; ``on_folder`` is told each folder's run and problems when done."""
     figures = Figures()
     started = time.monotonic()
     for number, batch in enumerate(batches):
+        known = len(figures.problems)
         option_set = option_sets[number % len(option_sets)]
         folder = f"folder{number:04d}"
         sandbox = work / folder
         source = sandbox / "source"
         write(batch, source)
+        extra = 0
+        if specials_every and number % specials_every == 0:
+            extra = add_specials(source, sandbox / "outside")
         run = run_deid(
-            source, sandbox, option_set, inputs=len(batch), timeout=timeout, workers=workers,
-            verify=verify,
+            source, sandbox, option_set, inputs=len(batch) + extra, timeout=timeout,
+            workers=workers, verify=bool(verify_every) and number % verify_every == 0,
         )  # fmt: skip
         figures.add_run(folder, run)
         if compare:
             lines, finished = compare_folder(source, sandbox / "agree", [option_set])
             figures.add_comparison(folder, lines, len(batch))
             figures.max_rss_kib = max(figures.max_rss_kib, finished.max_rss_kib)
+            figures.cpu_seconds += finished.cpu_seconds
             if finished.code is None:
                 figures.problems.append(f"{folder}: the comparison hung")
             if finished.max_rss_kib > RSS_LIMIT_KIB:
                 mib = finished.max_rss_kib // 1024
                 figures.problems.append(f"{folder}: the comparison's RSS reached {mib} MiB")
-        if on_folder is not None:
-            on_folder(folder, run)
+        if on_folder is not None:  # with the folder's problems, the per-file ones included
+            on_folder(folder, run, figures.problems[known:])
         if not run.problems:
             shutil.rmtree(sandbox, ignore_errors=True)
         else:  # keep the inputs of a failed folder (to reproduce), drop the rest

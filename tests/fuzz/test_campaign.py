@@ -24,7 +24,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.fuzz.campaign import OPTION_SETS, compare_folder, explain, run_campaign, run_deid
+from tests.fuzz.campaign import (
+    OPTION_SETS,
+    SPECIALS,
+    compare_folder,
+    explain,
+    run_campaign,
+    run_deid,
+)
 from tests.fuzz.mutator import KINDS, PYDICOM_DATA, mutants, pydicom_test_files
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::UserWarning")]
@@ -47,8 +54,8 @@ def test_mutation_campaign(tmp_path: Path) -> None:
             batches.append(batch)
             batch = []
     batches.append(batch)
-    figures = run_campaign(batches, tmp_path, list(OPTION_SETS))
-    assert figures.files == len(made)
+    figures = run_campaign(batches, tmp_path, list(OPTION_SETS), timeout=120, specials_every=99)
+    assert figures.files == len(made) + SPECIALS  # the first folder also has special files
     assert figures.problems == [], "\n".join(explain(figures.problems, made))
     assert (figures.crashes, figures.hangs, figures.leaks, figures.escapes) == (0, 0, 0, 0)
     assert figures.compared > len(made) // 4  # the comparison really compared

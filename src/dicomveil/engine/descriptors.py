@@ -257,7 +257,10 @@ class Scrubber:
         if self._automaton is not None:
             # a match of a framed literal ends at ``last`` (inclusive) of the framed text;
             # its frame spaces are the characters just outside the fragment
-            for last, length in self._automaton.iter(_folded(text)):
+            # an escape sequence in the text (stray, or glued to a name: ``ESC $ ) C`` ends
+            # in a letter) is blanked first, keeping every position
+            folded = _folded(_ESCAPES.sub(_blank, text) if "\x1b" in text else text)
+            for last, length in self._automaton.iter(folded):
                 found.append((last - length + 1, last - 1))
         if _has_digits(text):
             found.extend(_patterns(text))
@@ -289,6 +292,10 @@ class Scrubber:
             position = end
         pieces.append(text[position:])
         return "".join(pieces)
+
+
+def _blank(match: re.Match[str]) -> str:
+    return " " * len(match.group())
 
 
 def _has_digits(text: str) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from functools import cache
 
@@ -139,6 +140,7 @@ def collect_identifiers(ds: Dataset) -> dict[str, list[str]]:
             values = list(value) if elem.VM > 1 else [value]
             if vr == "PN":
                 names.extend(str(v) for v in values)
+                names.extend(_shifted_runs(item, elem.tag, values))
             elif vr == "DA":
                 dates.extend(str(v) for v in values)
             elif vr == "DT":
@@ -148,6 +150,25 @@ def collect_identifiers(ds: Dataset) -> dict[str, list[str]]:
 
     visit(ds)
     return {"names": names, "identifiers": identifiers, "dates": dates}
+
+
+_ISO2022_ESCAPE = re.compile(rb"\x1b[\x20-\x2f]*[\x30-\x7e]?")
+_LETTER_RUN = re.compile(rb"[A-Za-z]{4,}")
+
+
+def _shifted_runs(item: Dataset, tag: BaseTag, values: list[object]) -> list[str]:
+    """Words of a name that its character set shifted away: a stray ISO 2022 escape
+    (``ESC $ B`` before ASCII letters) makes pydicom decode the name as other characters,
+    while free text of the same file still holds it in ASCII. The runs of four or more
+    ASCII letters of the name's bytes (escape sequences removed) that its decoded form lacks
+    are names too. Only names whose bytes hold an escape are looked at."""
+    raw = item.get_item(tag)
+    data = raw.value if isinstance(raw, RawDataElement) else None
+    if not isinstance(data, bytes) or b"\x1b" not in data:
+        return []
+    decoded = " ".join(str(v) for v in values).lower()
+    runs = (r.decode("ascii") for r in _LETTER_RUN.findall(_ISO2022_ESCAPE.sub(b" ", data)))
+    return [run for run in runs if run.lower() not in decoded]
 
 
 def check_pixels(

@@ -93,6 +93,8 @@ def _variants(text: str, vr: str) -> Iterator[str]:
     text = text.strip(" \0")
     if not text or text.upper() in _DUMMIES:
         return
+    if vr == "PN" and not text.strip("^= "):  # separators only: no name (pydicom's "^^^^")
+        return
     if vr == "UI":
         if not is_registry_uid(text):
             yield text
@@ -318,6 +320,27 @@ def _scan(path: Path, matcher: _Matcher, chunk: int = 64 << 20) -> set[bytes]:
     return found
 
 
+def _read_original(path: Path) -> Dataset:
+    """An original's header, read as ``deid`` reads it: bounded (a deflated data set is
+    inflated up to the header limit, values past the pixel data and the pixel data itself
+    are never loaded; pydicom alone took 2 GB and 37 s for a 1 GiB deflate bomb), and files
+    without a preamble or File Meta Information that ``deid`` accepts are read too. A file
+    it finds malformed (which ``deid`` refuses, but another tool may have de-identified) is
+    read by pydicom, unless deflated."""
+    from dicomveil.dicomio import read_instance
+    from dicomveil.dicomio._model import DEFLATED_TRANSFER_SYNTAXES
+    from dicomveil.errors import MalformedInputError
+
+    try:
+        return read_instance(path, require_uids=False).dataset
+    except MalformedInputError:
+        with path.open("rb") as handle:
+            head = handle.read(4096)
+        if any(uid.encode() in head for uid in DEFLATED_TRANSFER_SYNTAXES):
+            raise
+        return pydicom.dcmread(path, stop_before_pixels=True)
+
+
 def verify_folders(
     originals: Path,
     deidentified: Path,
@@ -361,7 +384,7 @@ def verify_folders(
     for path in sources:
         advance()
         try:
-            ds = pydicom.dcmread(path, stop_before_pixels=True)
+            ds = _read_original(path)
         except Exception:  # noqa: BLE001 - not DICOM: nothing to look for
             result.unreadable.append(path)
             continue
