@@ -103,17 +103,11 @@ def _run(command: list[str], env: dict[str, str] | None = None) -> tuple[float, 
     """Run ``command``: ``(seconds, peak RSS MB of its largest process, exit code)``."""
     start = time.perf_counter()
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(process.pid, 0)
+    _, status, usage = os.wait4(process.pid, 0)  # usage: the child and its descendants
     seconds = time.perf_counter() - start
     process.returncode = os.waitstatus_to_exitcode(status)
-    peak = max(usage.ru_maxrss, _children_peak()) / 1024
+    peak = usage.ru_maxrss / 1024
     return seconds, peak, process.returncode
-
-
-def _children_peak() -> int:
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
 
 
 def run_dicomveil(corpus: Corpus, out: Path, home: Path) -> dict[str, Any]:
@@ -197,7 +191,7 @@ def score(corpus: Corpus, outputs: dict[int, Any]) -> dict[str, Any]:
         for box in sample.boxes:
             boxes += 1
             gone += removed(box, sample.mask, before, after)
-        same, total = preserved(sample.boxes, before, after)
+        same, total = preserved(sample.boxes + sample.labels, before, after)
         kept, far = kept + same, far + total
         if not sample.boxes and not np.array_equal(before, after):
             controls_changed += 1

@@ -62,7 +62,7 @@ def test_lossless_syntax_kept(
     _contract(cleaned)
     before, after = cleaned.frames()
     assert all(removed(b, sample.mask, before[0], after[0]) for b in sample.boxes)
-    _outside_unchanged(cleaned, sample.boxes)
+    _outside_unchanged(cleaned, sample.boxes + sample.labels)
 
 
 def test_native_bytes_outside_regions_are_the_input_bytes(clean: Callable[..., Cleaned]) -> None:
@@ -101,7 +101,7 @@ def test_lossy_input_written_uncompressed_and_recorded(clean: Callable[..., Clea
     _contract(cleaned)
     before, after = cleaned.frames()  # decoded input against output: no second lossy step
     assert all(removed(b, sample.mask, before[0], after[0]) for b in sample.boxes)
-    _outside_unchanged(cleaned, sample.boxes)
+    _outside_unchanged(cleaned, sample.boxes + sample.labels)
 
 
 def test_control_jpeg_keeps_its_bytes(clean: Callable[..., Cleaned]) -> None:
