@@ -155,17 +155,17 @@ def written(header: dict[str, str], rng: random.Random) -> list[tuple[str, str]]
     ]
 
 
-def _value_box(
+def _split_box(
     box: tuple[int, int, int, int], font: ImageFont.ImageFont, label: str, vertical: bool
-) -> tuple[int, int, int, int]:
-    """The part of a rendered ``label value`` box that shows the value."""
+) -> tuple[tuple[int, int, int, int], tuple[int, int, int, int] | None]:
+    """The parts of a rendered ``label value`` box that show the value and the label."""
     if not label:
-        return box
+        return box, None
     offset = int(font.getlength(label + " "))  # type: ignore[attr-defined]
     top, left, bottom, right = box
     if vertical:  # turned 90 degrees counter-clockwise: the string starts at the bottom
-        return top, left, bottom - offset, right
-    return top, left + offset, bottom, right
+        return (top, left, bottom - offset, right), (bottom - offset, left, bottom, right)
+    return (top, left + offset, bottom, right), (top, left, bottom, left + offset)
 
 
 def _draw(
@@ -233,10 +233,10 @@ def make_sample(
                 continue
             taken[t:b, left:r] = True
             text_layer = np.maximum(text_layer, np.asarray(layer, dtype=np.float64) / 255)
-            vt, vl, vb, vr = _value_box((t, left, b, r), font, label, turned)
-            boxes.append(TextBox(value, vt, vl, vb, vr, size, turned))
-            if label:
-                labels.append(TextBox(label, t, left, b, r, size, turned))
+            value_box, label_box = _split_box((t, left, b, r), font, label, turned)
+            boxes.append(TextBox(value, *value_box, size, turned))
+            if label_box is not None:
+                labels.append(TextBox(label, *label_box, size, turned))
             break
     level = (0.0 if dark else 1.0) * contrast + (1 - contrast) * (0.35 if not dark else 0.65)
     if dark:
@@ -335,18 +335,25 @@ def removed(box: TextBox, mask: npt.NDArray[np.bool_], before: Array, after: Arr
     least 90 % of its text pixels changed value or lie in a flat 3x3 patch of the output (a
     fill of the text's own colour hides the text as well as a black one; untouched text of
     this corpus scores at most about 15 %, its strokes being thin and anti-aliased)."""
-    inside = np.zeros(mask.shape, dtype=bool)
-    inside[box.top : box.bottom, box.left : box.right] = True
-    text = inside & mask
+    window = (slice(box.top, box.bottom), slice(box.left, box.right))
+    text = mask[window]
     if not text.any():
         return True
-    b, a = before, after
-    if b.ndim == 3:
-        changed = np.any(b != a, axis=-1)
-        a = a[..., 0].astype(np.int64) * 65536 + a[..., 1].astype(np.int64) * 256 + a[..., 2]
-    else:
-        changed = b != a
-    hidden = changed | _flat(np.asarray(a), FLAT_RADIUS)
+    changed = before[window] != after[window]
+    if changed.ndim == 3:
+        changed = changed.any(axis=-1)
+    # flat patches of the output, looked for around the box (colours as one number)
+    r = FLAT_RADIUS
+    around = np.asarray(after)
+    if around.ndim == 3:
+        around = (around[..., 0].astype(np.int64) * 65536
+                  + around[..., 1].astype(np.int64) * 256 + around[..., 2])  # fmt: skip
+    rows, columns = mask.shape
+    top, left = max(0, box.top - r), max(0, box.left - r)
+    patch = around[top : min(rows, box.bottom + r), left : min(columns, box.right + r)]
+    flat = _flat(patch, r)[box.top - top :, box.left - left :]
+    flat = flat[: text.shape[0], : text.shape[1]]
+    hidden = changed | flat
     return float(np.mean(hidden[text])) >= HIDDEN
 
 
