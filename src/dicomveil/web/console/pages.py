@@ -12,7 +12,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 from typing import Annotated, Any, Final
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.concurrency import run_in_threadpool
@@ -256,7 +256,7 @@ async def studies(
         "offset": offset,
         "page": _PAGE,
         "more": more,
-        "query": "&".join(f"{k}={v}" for k, v in wanted.items()),
+        "query": urlencode(wanted),
         "viewer": getattr(request.app.state, "viewer_installed", False),
     }
     return render(request, "studies.html", visitor, context)
