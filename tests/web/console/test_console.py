@@ -403,3 +403,18 @@ async def test_audit_page_searches_and_verifies_the_chain_on_request(
     target.write_bytes(target.read_bytes().replace(b"test-read", b"test-REAd"))
     broken = await browser.get("/console/audit", params={"verify": "true"})
     assert "does NOT verify" in broken.text
+
+
+@pytest.mark.parametrize("block", [1, 3, 7, 64, 1 << 16])
+@pytest.mark.parametrize("ending", [b"\n", b"\n{torn", b""])
+def test_audit_lines_are_read_backwards(tmp_path: Path, block: int, ending: bytes) -> None:
+    from dicomveil.web.console.data import _lines_backwards
+
+    lines = [b"first", b"second line", b"x", b"a much longer fourth line " * 3]
+    path = tmp_path / "audit.jsonl"
+    path.write_bytes(b"\n".join(lines) + ending)
+    expected = list(reversed(lines if ending != b"" else lines[:-1]))  # no newline: torn
+    assert list(_lines_backwards(path, block)) == expected
+    assert list(_lines_backwards(tmp_path / "missing", block)) == []
+    path.write_bytes(b"torn only")
+    assert list(_lines_backwards(path, block)) == []

@@ -363,11 +363,10 @@ async def audit(
 
 
 def _tokens_page(
-    request: Request, visitor: Visitor, services: Services, **extra: Any
+    request: Request, visitor: Visitor, services: Services, status: int = 200, **extra: Any
 ) -> HTMLResponse:
     context = {"tokens": services.tokens.list(), "roles": ROLES, **extra}
-    response = render(request, "tokens.html", visitor, context, extra.pop("status", 200))
-    return response
+    return render(request, "tokens.html", visitor, context, status)
 
 
 @router.get("/tokens", response_class=HTMLResponse)
@@ -432,11 +431,14 @@ def revoke_token(
 
 @router.get("/policy", response_class=HTMLResponse)
 def policy(request: Request, visitor: Session, services: ServicesDep) -> HTMLResponse:
-    """The resolved policy (``dicomveil profile show``)."""
+    """The resolved policy (``dicomveil profile show``); resolved once per app."""
+    rows = getattr(request.app.state, "policy_rows", None)
+    if rows is None:
+        rows = request.app.state.policy_rows = resolved_rows(services.policy)
     context = {
         "policy": services.policy,
         "options": sorted(o.value for o in services.policy.options),
-        "rows": resolved_rows(services.policy),
+        "rows": rows,
     }
     return render(request, "policy.html", visitor, context)
 
