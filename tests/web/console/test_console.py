@@ -418,3 +418,25 @@ def test_audit_lines_are_read_backwards(tmp_path: Path, block: int, ending: byte
     assert list(_lines_backwards(tmp_path / "missing", block)) == []
     path.write_bytes(b"torn only")
     assert list(_lines_backwards(path, block)) == []
+
+
+async def test_the_accept_query_parameter_wins_over_the_header(
+    client: httpx.AsyncClient, tokens: dict[str, str], archive: dict[str, list[str]]
+) -> None:
+    """OHIF asks for thumbnails with ``?accept=image/jpeg`` and a multipart Accept header."""
+    url = archive["urls"][0] + "/thumbnail"
+    header = {
+        **auth(tokens["read"]),
+        "Accept": 'multipart/related; type="application/octet-stream"',
+    }
+    assert (await client.get(url, headers=header)).status_code == 406
+    jpeg = await client.get(url, params={"accept": "image/jpeg"}, headers=header)
+    assert jpeg.status_code == 200 and jpeg.headers["content-type"] == "image/jpeg"
+    png = await client.get(url, params={"accept": "image/png"}, headers=header)
+    assert png.status_code == 200 and png.content.startswith(b"\x89PNG")
+    search = await client.get(
+        "/dicomweb/studies",
+        params={"accept": "application/dicom+json"},
+        headers=auth(tokens["read"]),
+    )
+    assert search.status_code == 200 and len(search.json()) == 2
