@@ -10,6 +10,7 @@ and carries a CSP that allows no script.
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 from typing import Annotated, Any, Final
 from urllib.parse import urlencode, urlsplit
@@ -195,6 +196,7 @@ async def dashboard(request: Request, visitor: Session, services: ServicesDep) -
     context = {
         "counts": counts,
         "ingest": ingest,
+        "minutes": (time.monotonic() - _auth(request).started) / 60,
         "volume": volume,
         "quarantined": sum(r.inputs for r in data.quarantine_runs(services)),
         "batches": recent,
