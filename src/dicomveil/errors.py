@@ -5,6 +5,8 @@
     DicomveilError
     ├── ConfigError            bad settings, missing or unreadable key
     │   └── ProfileError       bad policy: unknown option, action or tag
+    ├── UnsafePathError        a path built from a key or a name would leave its root
+    │                          (also a ValueError)
     ├── DeidentificationError  the output could not be made safe; nothing is emitted
     │   ├── UnsupportedInputError   input the engine will not handle (e.g. burned-in text)
     │   │   └── NotAnInstanceError  a readable DICOM file that is no instance (DICOMDIR)
@@ -43,6 +45,7 @@ __all__ = [
     "StorageUnavailable",
     "StudyIndexError",
     "StudyIndexUnavailable",
+    "UnsafePathError",
     "UnsupportedInputError",
     "VaultError",
 ]
@@ -62,6 +65,14 @@ class ConfigError(DicomveilError):
 
 class ProfileError(ConfigError):
     """A policy is invalid: unknown option, action code or tag."""
+
+
+class UnsafePathError(DicomveilError, ValueError):
+    """A path built from a key, a pseudonym or a name would not stay inside its root (empty,
+    ``..`` or over-long segment, separator or control character, or a link leading out).
+
+    The message says what is wrong, never the offending value.
+    """
 
 
 class DeidentificationError(DicomveilError):

@@ -149,6 +149,7 @@ def serve(
         "log_level": log_level.lower(),
         "server_header": False,
         "http": http_protocol(),
+        "timeout_keep_alive": settings.idle_timeout,
     }
     if workers == 1:
         from dicomveil.web.app import create_app, quiet_pydicom

@@ -202,7 +202,7 @@ def encode_elements(  # noqa: PLR0912 - one hot loop, kept flat for speed
                     add(pack_short(group, element, vr_bytes[vr], length))
                 if value is None and length:
                     if not allow_spans:
-                        raise DeidentificationError(f"element {tag_name(tag)} was never read")
+                        raise DeidentificationError(f"{tag_name(tag)} was never read")
                     parts.add(b"".join(out))
                     out.clear()
                     parts.span(tell, length)
@@ -246,7 +246,7 @@ def encode_elements(  # noqa: PLR0912 - one hot loop, kept flat for speed
                     add(data)
                     continue
                 if len(data) > 0xFFFF:
-                    raise DeidentificationError(f"element {tag_name(tag)} is too long for its VR")
+                    raise DeidentificationError(f"{tag_name(tag)} is too long for its VR")
                 add(pack_short(group, element, vr_bytes[vr], len(data)))
                 add(data)
                 continue
@@ -354,9 +354,9 @@ def _pydicom_encode(
             elem = ds[tag]
         write_data_element(fp, elem, charset)
     except _ENCODE_ERRORS as exc:
-        raise DeidentificationError(f"element {tag_name(tag)} cannot be encoded") from exc
+        raise DeidentificationError(f"{tag_name(tag)} cannot be encoded") from exc
     data = fp.getvalue()
     if not implicit and data[4:6] == b"UN" and elem.VR != "UN":
         # pydicom turns an over-long short-length value into UN; a strict writer refuses
-        raise DeidentificationError(f"element {tag_name(tag)} is too long for its VR")
+        raise DeidentificationError(f"{tag_name(tag)} is too long for its VR")
     return data

@@ -24,8 +24,8 @@ from dicomveil.dicomio._window import (
     UNDEFINED,
     VR_NAMES,
     Window,
+    at_offset,
     element_header,
-    tag_name,
 )
 from dicomveil.errors import MalformedInputError, UnsupportedInputError
 
@@ -130,9 +130,7 @@ def _scan_one(
         return after
     vend = vpos + length
     if vend > end:
-        raise MalformedInputError(
-            f"truncated or wrong length: element {tag_name(tag)} exceeds the data"
-        )
+        raise MalformedInputError(f"truncated or wrong length: {at_offset(pos)} exceeds the data")
     is_sq = is_sequence(tag, vr)
     if length > defer_size and tag != CHARSET_TAG and not is_sq:
         result.elements[btag] = _raw(btag, vr_name, length, None, vpos, elem_implicit, little)

@@ -26,8 +26,8 @@ from dicomveil.dicomio._window import (
     UNDEFINED,
     VR_NAMES,
     Window,
+    at_offset,
     element_header,
-    tag_name,
 )
 from dicomveil.errors import MalformedInputError, UnsupportedInputError
 
@@ -127,7 +127,7 @@ def walk_elements(
             continue
         if pos + length > end:
             raise MalformedInputError(
-                f"truncated or wrong length: element {tag_name(tag)} exceeds its item"
+                f"truncated or wrong length: {at_offset(pos - hdr)} exceeds its item"
             )
         if is_sequence(tag, vr):
             walk_items(

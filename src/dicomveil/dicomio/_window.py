@@ -14,6 +14,7 @@ import os
 from struct import Struct
 from typing import Final
 
+from pydicom.datadict import keyword_for_tag
 from pydicom.valuerep import EXPLICIT_VR_LENGTH_32, VR
 
 from dicomveil.errors import MalformedInputError
@@ -30,6 +31,7 @@ __all__ = [
     "VR_NAMES",
     "Window",
     "element_header",
+    "at_offset",
     "tag_name",
 ]
 
@@ -54,8 +56,25 @@ STRUCTS: Final = {
 
 
 def tag_name(tag: int) -> str:
-    """Return ``(gggg,eeee)`` for `tag` (tags are safe in messages; values never are)."""
-    return f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
+    """Return how a message names the element `tag` of a data set that was read whole:
+    ``element Keyword (gggg,eeee)`` for a tag of the DICOM dictionary, else ``a private or
+    unlisted element``.
+
+    The four bytes of a tag read at a wrong position (after a wrong length) are value bytes
+    (``(6F43,706D)`` is ``Comp`` of a name): only a dictionary tag, which such bytes match
+    by rare coincidence and then only as a keyword, is ever printed. Errors found while
+    reading the structure name a byte offset instead (:func:`at_offset`), never a tag.
+    """
+    keyword = keyword_for_tag(tag) if tag >> 16 & 1 == 0 else ""
+    if not keyword:
+        return "a private or unlisted element"
+    return f"element {keyword} ({tag >> 16:04X},{tag & 0xFFFF:04X})"
+
+
+def at_offset(pos: int) -> str:
+    """Return ``the element at byte N``: how a structural error names an element (the tag
+    there may be value bytes, see :func:`tag_name`)."""
+    return f"the element at byte {pos}"
 
 
 class Window:
@@ -144,6 +163,6 @@ def element_header(
         if vr in VR_NAMES:
             return tag, vr, length, 8
         if group != 0xFFFE and b"AA" <= vr <= b"ZZ":
-            raise MalformedInputError(f"element {tag_name(tag)} has an unknown VR")
+            raise MalformedInputError(f"{at_offset(pos)} has an unknown VR")
     group, elem, length = implicit_s.unpack(head)
     return group << 16 | elem, None, length, 8

@@ -27,6 +27,7 @@ from dicomveil.dicomio._meta import alignment_padding, encode_file_meta
 from dicomveil.dicomio._model import PIXEL_DATA_TAGS, Instance, PixelSpan, WriteResult
 from dicomveil.dicomio._window import UNDEFINED
 from dicomveil.errors import DeidentificationError
+from dicomveil.paths import check_segment
 
 __all__ = ["encoded_parts", "write_file", "write_instance"]
 
@@ -243,10 +244,18 @@ def write_file(
 
     The file is written to ``.<name>.<random>.part`` next to `dest` and renamed over it
     only when complete (see :func:`write_instance` for `fsync` and `hash_output`).
-    ``source`` is a path, or a file descriptor open for reading (left open).
+    ``source`` is a path, or a file descriptor open for reading (left open). `dest` is
+    built by the caller through :mod:`dicomveil.paths` (its folder proven to lie inside its
+    root); its name is checked here to be one safe segment.
+
+    Raises
+    ------
+    UnsafePathError
+        When the name of `dest` is not one safe path segment.
     """
     hasher = hashlib.sha256() if hash_output else None
     folder, name = os.path.split(os.fspath(dest))
+    check_segment(name, "an output file name")  # and so the temporary name beside it
     tmp = os.path.join(folder, f".{name}.{secrets.token_hex(6)}.part")
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
     out = os.open(tmp, flags, 0o666)

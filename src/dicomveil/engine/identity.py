@@ -11,7 +11,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
-__all__ = ["KEYWORDS", "IdentityRecord", "OriginalIdentity", "PseudonymousIdentity"]
+__all__ = [
+    "KEYWORDS",
+    "REQUIRED_PSEUDONYMS",
+    "IdentityRecord",
+    "OriginalIdentity",
+    "PseudonymousIdentity",
+]
 
 #: The DICOM keyword (top level) each field of the identities below is read from.
 KEYWORDS: Final[Mapping[str, str]] = {
@@ -27,6 +33,15 @@ KEYWORDS: Final[Mapping[str, str]] = {
     "sop_instance_uid": "SOPInstanceUID",
     "frame_of_reference_uid": "FrameOfReferenceUID",
 }
+
+
+#: The pseudonymous identifiers the vault needs for the way back (and the output path).
+REQUIRED_PSEUDONYMS: Final = (
+    "patient_id",
+    "study_instance_uid",
+    "series_instance_uid",
+    "sop_instance_uid",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,3 +92,11 @@ class IdentityRecord:
     pseudonymous: PseudonymousIdentity
     key_id: str
     date_offset_days: int = 0
+
+    def missing(self) -> str | None:
+        """Return the first :data:`REQUIRED_PSEUDONYMS` field that is empty (or the key id,
+        ``"key_id"``), or ``None`` when the record can be kept in the vault."""
+        for name in REQUIRED_PSEUDONYMS:
+            if not getattr(self.pseudonymous, name):
+                return name
+        return None if self.key_id else "key_id"

@@ -11,10 +11,14 @@ original without the key):
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+from dicomveil.engine.identity import IdentityRecord
 from dicomveil.engine.keys import PseudonymKeys
 
 __all__ = [
     "accession_pseudonym",
+    "complete_identity",
     "hashed_value",
     "patient_key",
     "patient_pseudonym",
@@ -61,3 +65,30 @@ def accession_pseudonym(keys: PseudonymKeys, accession: str, issuer: str = "") -
 def hashed_value(keys: PseudonymKeys, tag: int, value: str) -> str:
     """Return a keyed pseudonym of any value (the policy's ``hash`` action)."""
     return "H" + keys.token(f"hash:{tag:08x}", value, 15)
+
+
+def complete_identity(
+    record: IdentityRecord, keys: PseudonymKeys, organization: str = ""
+) -> IdentityRecord:
+    """Return ``record`` with a missing pseudonymous PatientID or StudyID filled in.
+
+    An instance without PatientID (or StudyID) keeps none in its output, but its output path
+    and its vault record need one. They get the keyed pseudonym the engine gives that element
+    when it is present: the patient's from :func:`patient_key` (the ID, else the name, else
+    the Study Instance UID), the study's from the Study Instance UID. Files of one patient
+    and one study therefore share their folders whether or not they carry the element.
+    Nothing is changed when both are present (or the Study Instance UID is missing too: the
+    record is then refused elsewhere).
+    """
+    p, o = record.pseudonymous, record.original
+    if p.patient_id and p.study_id:
+        return record
+    patient_id, study_id = p.patient_id, p.study_id
+    if not patient_id:
+        key = patient_key(
+            o.patient_id, o.issuer_of_patient_id, o.patient_name, o.study_instance_uid
+        )
+        patient_id = patient_pseudonym(keys, key, organization)
+    if not study_id and o.study_instance_uid:
+        study_id = study_pseudonym(keys, o.study_instance_uid)
+    return replace(record, pseudonymous=replace(p, patient_id=patient_id, study_id=study_id))

@@ -124,24 +124,32 @@ def collect_identifiers(ds: Dataset) -> dict[str, list[str]]:
     return {"names": names, "identifiers": identifiers, "dates": dates}
 
 
-def check_pixels(ds: Dataset, policy: Policy, has_pixels: bool, report: Report) -> None:
+def check_pixels(
+    ds: Dataset, policy: Policy, has_pixels: bool, report: Report, *, pixels_checked: bool = False
+) -> None:
     """Refuse or flag images whose pixels may show identifying text.
+
+    ``pixels_checked`` says the caller has examined the pixels for burned-in text (and filled
+    what was found: :mod:`dicomveil.redaction`) or, by policy, trusts the image's own
+    Burned In Annotation ``NO``. Under clean-pixel-data an image whose pixels were not
+    checked is refused: it is never passed through with its text.
 
     Raises
     ------
     UnsupportedInputError
-        BurnedInAnnotation is YES and the policy does not allow it, or the image would need
-        the Clean Pixel Data Option (not available yet).
+        BurnedInAnnotation is YES and the policy does not allow it, or the policy asks for
+        clean-pixel-data and the pixels were not checked.
     """
     if not has_pixels:
         return
-    burned_in = str(ds.get("BurnedInAnnotation", "") or "").strip().upper()
-    wants_pixel_cleaning = Option.CLEAN_PIXEL_DATA in policy.options
-    if burned_in == "YES":
-        if wants_pixel_cleaning:
+    if Option.CLEAN_PIXEL_DATA in policy.options:
+        if not pixels_checked:
             raise UnsupportedInputError(
-                "BurnedInAnnotation is YES and clean-pixel-data is not available yet: refused"
+                "clean-pixel-data: the pixels were not examined for burned-in text: refused"
             )
+        return
+    burned_in = str(ds.get("BurnedInAnnotation", "") or "").strip().upper()
+    if burned_in == "YES":
         if not policy.allow_burned_in_annotation:
             raise UnsupportedInputError(
                 "BurnedInAnnotation is YES: the pixels show identifying text; refused "
@@ -153,9 +161,4 @@ def check_pixels(ds: Dataset, policy: Policy, has_pixels: bool, report: Report) 
     modality = str(ds.get("Modality", "") or "").strip().upper()
     risky = modality in _RISKY_MODALITIES or sop_class.startswith(_RISKY_SOP_PREFIXES)
     if risky and burned_in != "NO":
-        if wants_pixel_cleaning:
-            raise UnsupportedInputError(
-                f"{modality or 'this SOP class'} images may carry burned-in text and "
-                "clean-pixel-data is not available yet: refused"
-            )
         report.flag("possible-burned-in-annotation")

@@ -21,6 +21,7 @@ idempotent by key.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 from datetime import UTC, datetime
@@ -49,7 +50,7 @@ from dicomveil.pipeline.batch_upload import RetryPolicy
 from dicomveil.pipeline.journal import Journal, batch_locked
 from dicomveil.pipeline.manifest import MANIFEST_NAME
 from dicomveil.pipeline.recording import RunRecorder
-from dicomveil.pipeline.run import discover
+from dicomveil.pipeline.sources import discover
 from dicomveil.ports import BlobStore, Clock
 from dicomveil.profile.policy import Policy
 from dicomveil.vault import Vault
@@ -63,6 +64,7 @@ __all__ = [
     "load_batch",
     "resume_batch",
     "run_batch",
+    "stopped_by",
 ]
 
 
@@ -275,10 +277,23 @@ def resume_batch(
                 files=sum(journal.counts().values()),
             )
             with recorder:
-                result = runner.run(recorder, workers, threads, retry or RetryPolicy())
+                try:
+                    result = runner.run(recorder, workers, threads, retry or RetryPolicy())
+                except BaseException as exc:  # stopped: say why (batch status shows it)
+                    with contextlib.suppress(Exception):
+                        journal.set_meta({"state": "stopped", "error": stopped_by(exc)})
+                    raise
         if result.status.state == "complete":
             clean_staging(folder)
     return result
+
+
+def stopped_by(exc: BaseException) -> str:
+    """Say why a batch stopped on ``exc`` (PHI-free: the exception's type, never its text,
+    which may quote a value)."""
+    if isinstance(exc, KeyboardInterrupt):
+        return "stopped: interrupted (Ctrl-C or SIGINT); resume it"
+    return f"stopped by an unexpected error ({type(exc).__name__}); resume it"
 
 
 def fetch_manifest(store: BlobStore, batch_id: str) -> dict[str, Any]:

@@ -25,7 +25,6 @@ from dicomveil.pipeline.batch_state import (
 )
 from dicomveil.pipeline.batch_upload import RetryPolicy, Upload, upload_all
 from dicomveil.pipeline.destination import sweep_partial_writes
-from dicomveil.pipeline.files import FileOutcome
 from dicomveil.pipeline.journal import (
     JOURNAL_NAME,
     LOCK_NAME,
@@ -39,9 +38,11 @@ from dicomveil.pipeline.manifest import (
     build_manifest,
     encode_manifest,
 )
+from dicomveil.pipeline.outcome import FileOutcome, upload_key
 from dicomveil.pipeline.quarantine import REASONS_NAME, quarantine_failures
 from dicomveil.pipeline.recording import RunRecorder
-from dicomveil.pipeline.run import discover, run_deidentification
+from dicomveil.pipeline.run import run_deidentification
+from dicomveil.pipeline.sources import discover
 from dicomveil.ports import BlobInfo, BlobStore
 
 __all__ = ["DICOM_CONTENT_TYPE", "BatchEvents", "BatchResult", "BatchRunner", "clean_staging"]
@@ -276,14 +277,15 @@ def _digest(info: BlobInfo | None) -> str:
 
 def _update(row_id: int, outcome: FileOutcome) -> JournalUpdate:
     if outcome.status != "ok" or outcome.identity is None:
-        state = "skipped" if outcome.status == "skipped" else "failed"
+        # a duplicate (the same content as an input already staged) is skipped, with why
+        state = "failed" if outcome.status == "failed" else "skipped"
         return JournalUpdate(row_id, state, reason=outcome.reason, error_kind=outcome.error_kind)
     pseudo = outcome.identity.pseudonymous
     return JournalUpdate(
         row_id,
         "deidentified",
         staged=outcome.output,
-        path=f"{pseudo.study_id}/{pseudo.series_instance_uid}/{pseudo.sop_instance_uid}.dcm",
+        path=upload_key(outcome.output),
         study_id=pseudo.study_id,
         modality=outcome.modality,
         size=outcome.size,

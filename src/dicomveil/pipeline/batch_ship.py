@@ -17,6 +17,7 @@ from types import TracebackType
 from typing import Protocol
 
 from dicomveil.errors import StorageError
+from dicomveil.paths import contained_path
 from dicomveil.pipeline.batch_state import STAGED_DIR, BatchInfo
 from dicomveil.pipeline.batch_upload import RetryPolicy, Upload, Uploader
 from dicomveil.pipeline.journal import InputRow, Journal, JournalUpdate
@@ -137,7 +138,7 @@ class Shipper:
         batch_id, priority = self._info.batch_id, self._info.priority.value
         return Upload(
             key=f"{batch_id}/{path}",
-            path=self._staged / staged,
+            path=contained_path(self._staged, staged),
             content_type=DICOM_CONTENT_TYPE,
             metadata={"batch_id": batch_id, "priority": priority, "study_id": study_id},
             ids=ids,

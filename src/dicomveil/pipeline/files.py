@@ -1,7 +1,8 @@
 """De-identify one file: read, de-identify, write atomically. The unit every entry point uses.
 
-Errors are turned into a :class:`FileOutcome` with a PHI-free reason; nothing is written for a
-file that failed.
+Errors, whatever they are, are turned into a :class:`FileOutcome` with a PHI-free reason;
+nothing is written for a file that failed. Outputs go to :func:`output_key` under the
+destination, through :class:`~dicomveil.paths.ContainedRoot` (never outside it).
 
 Most instances take the byte-level fast path (:mod:`dicomveil.engine.encoded`): the start of
 the file is read as bytes, de-identified without building pydicom objects, and written with
@@ -15,18 +16,27 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-from dicomveil.dicomio import WriteResult, read_instance, write_instance
+from dicomveil._optional import require
+from dicomveil.dicomio import Instance, WriteResult, read_instance, write_instance
 from dicomveil.dicomio.encoded import header_dataset, pixel_span, read_head
 from dicomveil.dicomio.writer import encoded_parts, write_file
 from dicomveil.engine.deidentify import deidentify
 from dicomveil.engine.encoded import NeedIdentifiers, NeedMoreData, deidentify_encoded
+from dicomveil.engine.identity import IdentityRecord
 from dicomveil.engine.keys import PseudonymKeys
+from dicomveil.engine.pseudonyms import complete_identity
 from dicomveil.engine.rules import CompiledPolicy
 from dicomveil.engine.scan import collect_identifiers
-from dicomveil.errors import DeidentificationError, DicomveilError, NotAnInstanceError
+from dicomveil.errors import DeidentificationError, DicomveilError, UnsupportedInputError
+from dicomveil.paths import ContainedRoot
+from dicomveil.pipeline.failures import failure
 from dicomveil.pipeline.outcome import FileOutcome, output_key
+from dicomveil.profile.options import Option
+
+if TYPE_CHECKING:
+    from dicomveil.redaction import CleanResult
 
 __all__ = ["FileOutcome", "deidentify_file", "output_key"]
 
@@ -38,26 +48,25 @@ tens of MB); longer ones go the reference way. The reference engine holds a head
 pydicom objects, about 40 times its size: the fast path holds it twice, as bytes."""
 
 
-_MADE: set[str] = set()
+_ROOTS: dict[str, ContainedRoot] = {}
+"""One checked root per destination folder, in this process (it remembers the folders it
+made and checked: most outputs share one, and each check is a few system calls)."""
 
 
-def _written(target: str, write: Callable[[], WriteResult]) -> WriteResult:
-    """Run ``write`` once ``target``'s folder exists (created once per process and folder:
-    most outputs share one, and each ``mkdir`` is a system call)."""
-    folder = os.path.dirname(target)
-    if folder not in _MADE:
-        os.makedirs(folder, exist_ok=True)
-        if len(_MADE) > 100_000:
-            _MADE.clear()
-        _MADE.add(folder)
+def _written(dest_root: Path, key: str, write: Callable[[str], WriteResult]) -> WriteResult:
+    """Run ``write`` on the path of ``key`` under ``dest_root``, proven to stay inside it
+    (:class:`~dicomveil.paths.ContainedRoot`), once its folder exists."""
+    root = _ROOTS.get(str(dest_root))
+    if root is None:
+        root = _ROOTS.setdefault(str(dest_root), ContainedRoot(dest_root))
+    target = root.prepare(key)
     try:
-        return write()
+        return write(target)
     except FileNotFoundError:
-        if os.path.isdir(folder):
+        if os.path.isdir(os.path.dirname(target)):
             raise
-        _MADE.discard(folder)  # removed since: make it again
-        os.makedirs(folder, exist_ok=True)
-        return write()
+        root.forget(target)  # removed since: make it again
+        return write(root.prepare(key))
 
 
 def deidentify_file(
@@ -75,7 +84,26 @@ def deidentify_file(
     ``hash_output`` computes the output's SHA-256 (batches need it for their manifest; it
     costs about a third of a millisecond per 0.5 MB file). ``fast`` false forces the
     reference path (tests compare the two).
+
+    Never raises for a problem of this one file: whatever goes wrong (reading, the engine,
+    writing, an identity the vault could not keep) becomes a ``"failed"`` outcome with a
+    value-free reason (:func:`~dicomveil.pipeline.failures.failure`), and nothing is written.
     """
+    try:
+        return _deidentify(source, dest_root, compiled, keys, fsync, hash_output, fast)
+    except Exception as exc:  # noqa: BLE001 - one file never ends a run
+        return failure(source, exc)
+
+
+def _deidentify(
+    source: Path,
+    dest_root: Path,
+    compiled: CompiledPolicy,
+    keys: PseudonymKeys,
+    fsync: bool,
+    hash_output: bool,
+    fast: bool,
+) -> FileOutcome:
     if fast:
         try:
             outcome = _fast(source, dest_root, compiled, keys, fsync, hash_output)
@@ -83,30 +111,28 @@ def deidentify_file(
             outcome = None  # (it reports the same I/O error, or its own verdict)
         if outcome is not None:
             return outcome
-    try:
-        instance = read_instance(source)
-        ds = instance.dataset
-        modality = str(ds.get("Modality", "") or "")
-        result = deidentify(ds, compiled, keys, has_pixels=instance.pixel is not None)
-        # Whatever followed the pixel data (digital signatures, which de-identification
-        # invalidates anyway, trailing padding, private groups past 7FE0) is not carried over.
-        key = output_key(result.identity)
-        target = os.path.join(dest_root, key)
-        written = _written(
-            target,
-            lambda: write_instance(
-                instance, result.dataset, None, target, fsync=fsync, hash_output=hash_output
-            ),
-        )
-    except NotAnInstanceError:
-        return FileOutcome(source, "skipped", reason="DICOMDIR (media directory) not copied")
-    except DicomveilError as exc:
-        return FileOutcome(source, "failed", reason=str(exc), error_kind=type(exc).__name__)
-    except (OSError, MemoryError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
-        return FileOutcome(
-            source, "failed", reason=f"I/O error: {reason}", error_kind=type(exc).__name__
-        )
+    instance = read_instance(source)
+    instance, cleaning, checked = _pixels(instance, compiled)
+    ds = instance.dataset
+    modality = str(ds.get("Modality", "") or "")
+    result = deidentify(
+        ds, compiled, keys, has_pixels=instance.pixel is not None, pixels_checked=checked
+    )
+    if cleaning is not None:
+        from dicomveil.redaction import record_cleaning
+
+        record_cleaning(result.dataset, result.report, cleaning)
+    identity = _checked(result.identity, compiled, keys)
+    key = output_key(identity, keys)
+    # Whatever followed the pixel data (digital signatures, which de-identification
+    # invalidates anyway, trailing padding, private groups past 7FE0) is not carried over.
+    written = _written(
+        dest_root,
+        key,
+        lambda target: write_instance(
+            instance, result.dataset, None, target, fsync=fsync, hash_output=hash_output
+        ),
+    )
     return FileOutcome(
         source,
         "ok",
@@ -116,8 +142,48 @@ def deidentify_file(
         operations=dict(result.report.operations()),
         flags=list(result.report.flags),
         modality=modality,
-        identity=result.identity,
+        identity=identity,
     )
+
+
+def _checked(
+    identity: IdentityRecord, compiled: CompiledPolicy, keys: PseudonymKeys
+) -> IdentityRecord:
+    """The identity with missing PatientID/StudyID pseudonyms filled in, once proven to be
+    one the vault can keep (else the instance is refused before anything is written)."""
+    identity = complete_identity(identity, keys, compiled.policy.organization)
+    missing = identity.missing()
+    if missing is not None:
+        raise DeidentificationError(
+            f"no pseudonymous {missing} to record the way back: the instance is not written"
+        )
+    return identity
+
+
+def _pixels(
+    instance: Instance, compiled: CompiledPolicy
+) -> tuple[Instance, CleanResult | None, bool]:
+    """Under clean-pixel-data, examine the pixels of ``instance`` for burned-in text and fill
+    it (:mod:`dicomveil.redaction`): ``(instance to write, what was cleaned or None, whether
+    the pixels were checked)``. Raises what the cleaner raises for images it cannot clean."""
+    policy = compiled.policy
+    if instance.pixel is None or Option.CLEAN_PIXEL_DATA not in policy.options:
+        return instance, None, False
+    declared = str(instance.dataset.get("BurnedInAnnotation", "") or "").strip().upper()
+    if policy.trust_burned_in_annotation_no and declared == "NO":
+        return instance, None, True
+    require("numpy", "clean-pixel-data", "redaction")
+    from dicomveil.redaction import clean_instance
+
+    try:
+        cleaning = clean_instance(instance)
+    except DicomveilError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - never pass an image its cleaner choked on
+        raise UnsupportedInputError(
+            f"clean-pixel-data: the pixels could not be examined ({type(exc).__name__})"
+        ) from None
+    return cleaning.instance, cleaning, True
 
 
 def _fast(
@@ -179,10 +245,12 @@ def _fast(
             )
         except DeidentificationError:
             return None  # an invalid UID: the reference path reports it
-        key = output_key(result.identity)
-        target = os.path.join(dest_root, key)
+        identity = _checked(result.identity, compiled, keys)
+        key = output_key(identity, keys)
         written = _written(
-            target, lambda: write_file(target, parts, fd, fsync=fsync, hash_output=hash_output)
+            dest_root,
+            key,
+            lambda target: write_file(target, parts, fd, fsync=fsync, hash_output=hash_output),
         )
     finally:
         os.close(fd)
@@ -195,5 +263,5 @@ def _fast(
         operations=dict(result.operations),
         flags=list(result.flags),
         modality=result.modality,
-        identity=result.identity,
+        identity=identity,
     )

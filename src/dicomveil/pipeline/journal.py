@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dicomveil.errors import ConfigError
+from dicomveil.errors import ConfigError, UnsafePathError
+from dicomveil.paths import contained_path
 
 __all__ = [
     "JOURNAL_NAME",
@@ -267,7 +268,7 @@ class Journal:
     def reset_missing(self, staged_root: Path) -> int:
         """Send staged inputs whose file has gone back to ``discovered``; return how many."""
         lost = [
-            row.id for row in self.rows("deidentified") if not (staged_root / row.staged).is_file()
+            row.id for row in self.rows("deidentified") if not _staged_file(staged_root, row.staged)
         ]
         self.apply([JournalUpdate(id=row_id, state="discovered") for row_id in lost])
         return len(lost)
@@ -327,3 +328,12 @@ def _row(values: tuple[Any, ...]) -> InputRow:
         reason=str(reason),
         error_kind=str(kind),
     )
+
+
+def _staged_file(staged_root: Path, staged: str) -> bool:
+    """Whether the staged output ``staged`` is a file under ``staged_root`` (a key that would
+    lead out of it is not: the input is then de-identified again)."""
+    try:
+        return contained_path(staged_root, staged).is_file()
+    except UnsafePathError:
+        return False

@@ -23,7 +23,12 @@ if TYPE_CHECKING:  # neither the engine nor SQLAlchemy is needed to record a run
 
 __all__ = ["RunRecorder"]
 
-_OUTCOMES: dict[str, Outcome] = {"ok": "success", "failed": "failure", "skipped": "not-found"}
+_OUTCOMES: dict[str, Outcome] = {
+    "ok": "success",
+    "duplicate": "success",  # its content is in DEST: an identical input's output
+    "failed": "failure",
+    "skipped": "not-found",
+}
 
 
 class RunRecorder:

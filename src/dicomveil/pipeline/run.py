@@ -25,11 +25,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dicomveil.pipeline.duplicates import DuplicateGuard
+from dicomveil.pipeline.orphans import die_with_parent
+
 if TYPE_CHECKING:
     from dicomveil.pipeline.outcome import FileOutcome
     from dicomveil.profile.policy import Policy
 
-__all__ = ["RunSummary", "chunk_size", "default_workers", "discover", "run_deidentification"]
+__all__ = ["RunSummary", "chunk_size", "default_workers", "run_deidentification"]
 
 MAX_CHUNK = 64
 """Most files handed to a worker at once (fewer hand-overs; still balanced at the end)."""
@@ -51,31 +54,19 @@ def chunk_size(files: int | None, workers: int) -> int:
     return max(1, min(MAX_CHUNK, files // (workers * 8)))
 
 
-def discover(source: Path) -> Iterator[Path]:
-    """Yield the candidate files under ``source`` (or ``source`` itself), sorted.
-
-    Hidden files and folders (names starting with ``.``) are passed over; whether a file is
-    DICOM is decided by its content when it is read, not by its name.
-    """
-    if source.is_file():
-        yield source
-        return
-    for root, dirs, files in os.walk(source):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for name in sorted(files):
-            if not name.startswith("."):
-                yield Path(root) / name
-
-
 @dataclass(slots=True)
 class RunSummary:
-    """The outcome of one run (PHI-free but for the source paths, which stay on this side)."""
+    """The outcome of one run (PHI-free but for the source paths, which stay on this side).
+
+    ``ok + failed + skipped + duplicates == total``: every input is counted once.
+    """
 
     run_id: str
     total: int = 0
     ok: int = 0
     failed: int = 0
     skipped: int = 0
+    duplicates: int = 0
     bytes_written: int = 0
     operations: Counter[str] = field(default_factory=Counter)
     flags: Counter[str] = field(default_factory=Counter)
@@ -93,6 +84,8 @@ class RunSummary:
         elif outcome.status == "skipped":
             self.skipped += 1
             self.skips.append(outcome)
+        elif outcome.status == "duplicate":
+            self.duplicates += 1
         else:
             self.failed += 1
             self.failures.append(outcome)
@@ -133,9 +126,11 @@ def _import_pydicom_without_codecs() -> None:
 
 
 def _init_pool_worker(
-    secret: bytes, policy: Policy, dest: str, fsync: bool, hash_output: bool
+    secret: bytes, policy: Policy, dest: str, fsync: bool, hash_output: bool, parent: int
 ) -> None:
-    _import_pydicom_without_codecs()
+    die_with_parent(parent)
+    if "clean-pixel-data" not in {o.value for o in policy.options}:  # it decodes pixels
+        _import_pydicom_without_codecs()
     _init_worker(secret, policy, dest, fsync, hash_output)
 
 
@@ -211,7 +206,7 @@ def run_deidentification(
     Parameters
     ----------
     paths:
-        Input files (see :func:`discover`).
+        Input files (see :func:`dicomveil.pipeline.sources.discover`).
     dest:
         The destination folder; receives only de-identified files.
     policy, secret:
@@ -236,8 +231,11 @@ def run_deidentification(
     if files is not None:  # even one file goes to a worker: it starts while ``before`` runs
         workers = max(1, min(workers, files))
 
+    guard = DuplicateGuard(_restorer(secret, policy, dest, fsync, hash_output))
+
     def handle(outcomes: list[FileOutcome]) -> None:
         for outcome in outcomes:
+            outcome = guard.check(outcome)
             summary.add(outcome)
             if on_outcome is not None:
                 on_outcome(outcome)
@@ -254,23 +252,73 @@ def run_deidentification(
         max_workers=workers,
         mp_context=_context(),
         initializer=_init_pool_worker,
-        initargs=(secret, policy, str(dest), fsync, hash_output),
+        initargs=(secret, policy, str(dest), fsync, hash_output, os.getpid()),
     ) as pool:
         pool.submit(_ready)  # forks the workers now: they get ready while ``before`` runs
         if before is not None:
             before()
+        # Outcomes are handled in input order (those of a chunk finished early wait for the
+        # chunks before it), so which of two inputs sharing an output comes first does not
+        # depend on the workers' timing.
+        in_order = _InOrder(handle)
         pending: set[Future[list[FileOutcome]]] = set()
         # A list is handed out at once, so workers never wait for this process (busy
         # recording, or in an fsync); a generator is followed a few chunks ahead.
         ahead = None if files is not None else workers * 4
         for chunk in _chunks(paths, chunk_size(files, workers)):
-            pending.add(pool.submit(_process_chunk, chunk))
+            pending.add(in_order.track(pool.submit(_process_chunk, chunk)))
             if ahead is not None and len(pending) >= ahead:
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for future in done:
-                    handle(future.result())
+                in_order.done(done)
         while pending:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for future in done:
-                handle(future.result())
+            in_order.done(done)
     return summary
+
+
+class _InOrder:
+    """Hands the results of futures to ``handle`` in the order the futures were tracked."""
+
+    def __init__(self, handle: Callable[[list[FileOutcome]], None]) -> None:
+        self._handle = handle
+        self._number: dict[Future[list[FileOutcome]], int] = {}
+        self._ready: dict[int, list[FileOutcome]] = {}
+        self._next = self._tracked = 0
+
+    def track(self, future: Future[list[FileOutcome]]) -> Future[list[FileOutcome]]:
+        """Note ``future`` as the next in order; return it."""
+        self._number[future] = self._tracked
+        self._tracked += 1
+        return future
+
+    def done(self, futures: Iterable[Future[list[FileOutcome]]]) -> None:
+        """Take the results of finished ``futures``; handle those whose turn has come."""
+        for future in futures:
+            self._ready[self._number.pop(future)] = future.result()
+        while self._next in self._ready:
+            outcomes = self._ready.pop(self._next)
+            self._next += 1
+            self._handle(outcomes)
+
+
+def _restorer(
+    secret: bytes, policy: Policy, dest: Path, fsync: bool, hash_output: bool
+) -> Callable[[Path], None]:
+    """Return what writes one input's output again, in this process (rarely needed: the
+    engine is set up on first use)."""
+    state: dict[str, Any] = {}
+
+    def restore(source: Path) -> None:
+        if not state:
+            from dicomveil.engine.keys import PseudonymKeys
+            from dicomveil.engine.rules import compile_policy
+            from dicomveil.pipeline.files import deidentify_file
+
+            state.update(
+                keys=PseudonymKeys(secret), compiled=compile_policy(policy), run=deidentify_file
+            )
+        state["run"](
+            source, dest, state["compiled"], state["keys"], fsync=fsync, hash_output=hash_output
+        )
+
+    return restore

@@ -39,7 +39,14 @@ from pathlib import Path
 from stat import S_ISREG
 from typing import Any
 
-from dicomveil.errors import ConfigError, DicomveilError, ObjectNotFound, StorageError
+from dicomveil.errors import (
+    ConfigError,
+    DicomveilError,
+    ObjectNotFound,
+    StorageError,
+    UnsafePathError,
+)
+from dicomveil.paths import contained_path
 from dicomveil.ports import BlobInfo
 from dicomveil.storage._base import BaseBlobStore, translating
 from dicomveil.storage._keys import RESERVED_PREFIX, is_valid_key
@@ -49,6 +56,8 @@ from dicomveil.storage.url import parse_store_url
 __all__ = ["META_DIR", "FileBlobStore", "map_os_errors"]
 
 META_DIR = RESERVED_PREFIX + "meta"
+NAME_MAX = 255
+"""Longest file name (bytes) the store accepts in a key (the usual file-system limit)."""
 _TMP_PREFIX = RESERVED_PREFIX + "tmp-"
 
 
@@ -134,33 +143,38 @@ class FileBlobStore(BaseBlobStore):
 
     # -- paths --------------------------------------------------------------------------
 
-    def _inside(self, path: Path, key: str) -> Path:
-        real = os.path.realpath(path)
-        if os.path.commonpath([real, self._real_root]) != str(self._real_root):
-            raise ValueError(f"invalid key {key!r}: resolves outside the store root")
-        return path
+    def _inside(self, parts: list[str], *, whole: bool = True) -> Path:
+        """The path of ``parts`` under the root (:func:`~dicomveil.paths.contained_path`:
+        each segment checked, the result resolved inside the root; its last segment too
+        unless ``whole`` is false, for a write, which replaces it by a rename)."""
+        try:
+            return contained_path(self._root, parts, whole=whole, max_segment=NAME_MAX)
+        except UnsafePathError as exc:  # the key is not quoted: it may name anything
+            raise UnsafePathError(f"invalid key: {exc} (outside the store root)") from None
 
     def _path(self, key: str) -> Path:
-        return self._inside(self._root.joinpath(*key.split("/")), key)
+        return self._inside(key.split("/"))
 
     def _meta_path(self, key: str) -> Path:
         parts = key.split("/")
         parts[-1] += ".json"
-        return self._inside(self._root.joinpath(META_DIR, *parts), key)
+        return self._inside([META_DIR, *parts])
 
     def _write_paths(self, key: str, checked: set[Path]) -> list[Path]:
         """The object's and (when kept) sidecar's paths for a write: their folders must
         resolve inside the root (each folder once per group, in ``checked``); the files
         themselves are replaced by a rename, which does not follow links."""
         parts = key.split("/")
-        paths = [self._root.joinpath(*parts)]
+        lists = [parts]
         if self._sidecars:
-            parts[-1] += ".json"
-            paths.append(self._root.joinpath(META_DIR, *parts))
-        for path in paths:
+            lists.append([META_DIR, *parts[:-1], parts[-1] + ".json"])
+        paths = []
+        for segments in lists:
+            path = self._root.joinpath(*segments)
             if path.parent not in checked:
-                self._inside(path.parent, key)
+                self._inside(segments, whole=False)
                 checked.add(path.parent)
+            paths.append(path)
         return paths
 
     # -- primitives ---------------------------------------------------------------------

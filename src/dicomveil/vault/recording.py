@@ -22,12 +22,14 @@ __all__ = ["RowBuilder", "check_record", "insert_new"]
 
 
 def check_record(record: IdentityRecord) -> None:
-    pseudo = record.pseudonymous
-    for name in ("study_instance_uid", "series_instance_uid", "sop_instance_uid", "patient_id"):
-        if not getattr(pseudo, name):
-            raise ValueError(f"IdentityRecord without a pseudonymous {name}")
-    if not record.key_id:
+    """Raise :class:`ValueError` (naming the field, never a value) for a record the vault
+    cannot keep; the pipeline refuses such an instance before writing it
+    (:meth:`IdentityRecord.missing`)."""
+    missing = record.missing()
+    if missing == "key_id":
         raise ValueError("IdentityRecord without a pseudonym key id")
+    if missing is not None:
+        raise ValueError(f"IdentityRecord without a pseudonymous {missing}")
 
 
 class RowBuilder:

@@ -21,6 +21,7 @@ from dicomveil.engine.rules import CompiledPolicy, compile_policy
 from dicomveil.engine.uids import remap_uid
 from dicomveil.errors import DicomveilError, StorageError
 from dicomveil.index.records import InstanceRecord, record_from_file
+from dicomveil.paths import contained_path
 from dicomveil.pipeline.files import FileOutcome, deidentify_file
 from dicomveil.profile.options import Option
 from dicomveil.profile.policy import Policy
@@ -28,21 +29,32 @@ from dicomveil.quiet import quiet_pydicom
 from dicomveil.storage import BaseBlobStore, FileUpload, open_store
 
 __all__ = [
+    "CONFLICT_KIND",
+    "HEAD_BYTES",
     "STUDY_MISMATCH_KIND",
+    "HeadUids",
     "Ingested",
     "Upload",
     "can_read",
     "failed",
+    "head_uids",
     "ingest_chunk",
     "ingest_one",
     "ingest_many",
     "init_worker",
+    "pseudonymous_uid",
     "store_results",
 ]
 
 DICOM: Final = "application/dicom"
 STUDY_MISMATCH_KIND: Final = "StudyMismatch"
 """Error kind of an instance refused because it belongs to another study than asked."""
+CONFLICT_KIND: Final = "InstanceConflict"
+"""Error kind of an instance refused because the archive holds different content under its
+pseudonymous SOP Instance UID (or another part of the request does)."""
+HEAD_BYTES: Final = 64 * 1024
+"""Bytes of an upload read to find its UIDs without parsing it (they come early)."""
+_LAST_HEAD_TAG: Final = 0x0020000D  # StudyInstanceUID: the last UID looked for
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +75,12 @@ class Upload:
     study:
         Take only instances of this pseudonymous study (others fail, kind
         :data:`STUDY_MISMATCH_KIND`).
+    known_sha256:
+        SHA-256 of the archived instance with the same pseudonymous SOP Instance UID, if
+        any: the same content is not stored again (``unchanged``); different content fails
+        (kind :data:`CONFLICT_KIND`) unless ``replace``.
+    replace:
+        Replace an archived instance whose content differs (``replaced``).
     """
 
     path: str
@@ -70,6 +88,8 @@ class Upload:
     out: str
     archive: bool
     study: str | None = None
+    known_sha256: str = ""
+    replace: bool = False
 
 
 @dataclass(slots=True)
@@ -88,6 +108,10 @@ class Ingested:
     sop_class_uid, sop_instance_uid:
         SOP Class UID and the *pseudonymous* SOP Instance UID, for STOW-RS answers (empty
         when the upload is not readable DICOM).
+    unchanged:
+        The archive holds this very content already: not stored nor indexed again.
+    replaced:
+        The archive held different content under this SOP Instance UID; replaced.
     """
 
     outcome: FileOutcome
@@ -95,6 +119,8 @@ class Ingested:
     record: InstanceRecord | None = None
     sop_class_uid: str = ""
     sop_instance_uid: str = ""
+    unchanged: bool = False
+    replaced: bool = False
 
     @property
     def ok(self) -> bool:
@@ -109,30 +135,71 @@ def failed(source: Path, exc: DicomveilError | str, kind: str = "") -> FileOutco
     return FileOutcome(source, "failed", reason=exc, error_kind=kind)
 
 
-def _references(path: Path, compiled: CompiledPolicy, keys: PseudonymKeys) -> tuple[str, str]:
-    """SOP Class UID and pseudonymous SOP Instance UID of an upload that failed."""
-    import pydicom
+@dataclass(frozen=True, slots=True)
+class HeadUids:
+    """UIDs read from the first :data:`HEAD_BYTES` of an upload (empty when not found)."""
+
+    sop_class: str = ""
+    sop_instance: str = ""
+    study: str = ""
+
+
+def head_uids(path: Path | str) -> HeadUids:
+    """Read the SOP Class, SOP Instance and Study Instance UIDs from the start of ``path``.
+
+    Bounded cost whatever the upload: at most :data:`HEAD_BYTES` are read and parsed, and
+    parsing stops after Study Instance UID. A file whose UIDs come later, or that is not
+    DICOM, gives empty UIDs.
+    """
+    import io
+
+    from pydicom.filereader import read_partial
 
     try:
-        ds = pydicom.dcmread(
-            path,
-            stop_before_pixels=True,
+        with open(path, "rb") as handle:
+            head = handle.read(HEAD_BYTES)
+        ds = read_partial(
+            io.BytesIO(head),
+            stop_when=lambda tag, _vr, _length: int(tag) > _LAST_HEAD_TAG,
             force=True,
-            specific_tags=["SOPClassUID", "SOPInstanceUID"],
+            specific_tags=[0x00080016, 0x00080018, _LAST_HEAD_TAG],
         )
-        sop_class = str(ds.get("SOPClassUID", "") or "")
-        original = str(ds.get("SOPInstanceUID", "") or "")
-    except Exception:  # noqa: BLE001 - unreadable: nothing to refer to
-        return "", ""
-    if not original:
-        return sop_class, ""
-    if compiled.has(Option.RETAIN_UIDS):
-        return sop_class, original
-    return sop_class, remap_uid(keys, original)
+        values = [str(ds.get(k, "") or "") for k in ("SOPClassUID", "SOPInstanceUID")]
+        study = str(ds.get("StudyInstanceUID", "") or "")
+    except Exception:  # noqa: BLE001 - unreadable (or cut in the middle): nothing to refer to
+        return HeadUids()
+    return HeadUids(values[0], values[1], study)
+
+
+def pseudonymous_uid(uid: str, compiled: CompiledPolicy, keys: PseudonymKeys) -> str:
+    """The UID the de-identified instance gets for ``uid`` (``""`` stays ``""``)."""
+    if not uid or compiled.has(Option.RETAIN_UIDS):
+        return uid
+    return remap_uid(keys, uid)
+
+
+def _references(path: Path, compiled: CompiledPolicy, keys: PseudonymKeys) -> tuple[str, str]:
+    """SOP Class UID and pseudonymous SOP Instance UID of an upload that failed (read from
+    its head only: a refused upload is never parsed again in full)."""
+    uids = head_uids(path)
+    return uids.sop_class, pseudonymous_uid(uids.sop_instance, compiled, keys)
 
 
 def ingest_one(upload: Upload, compiled: CompiledPolicy, keys: PseudonymKeys) -> Ingested:
-    """De-identify one upload into its request's folder; see :class:`Upload`."""
+    """De-identify one upload into its request's folder; see :class:`Upload`.
+
+    Any error is this upload's failure alone (a PHI-free reason naming the error's type),
+    never the request's.
+    """
+    try:
+        return _ingest_one(upload, compiled, keys)
+    except Exception as exc:  # noqa: BLE001 - one upload must not sink the others
+        source = Path(f"upload-{upload.number}")
+        reason = f"unexpected error while de-identifying ({type(exc).__name__})"
+        return Ingested(failed(source, reason, "DeidentificationError"))
+
+
+def _ingest_one(upload: Upload, compiled: CompiledPolicy, keys: PseudonymKeys) -> Ingested:
     path, out = Path(upload.path), Path(upload.out)
     outcome = deidentify_file(path, out, compiled, keys, hash_output=upload.archive)
     outcome.source = Path(f"upload-{upload.number}")
@@ -148,15 +215,37 @@ def ingest_one(upload: Upload, compiled: CompiledPolicy, keys: PseudonymKeys) ->
                 STUDY_MISMATCH_KIND,
             )
         else:
-            result.staged = out / outcome.output
+            result.staged = contained_path(out, outcome.output)
             if upload.archive:
                 _take_record(result)
+                _compare_with_archive(result, upload)
     if result.record is not None:
         result.sop_class_uid = result.record.text("SOPClassUID")
     elif not result.ok:
         result.sop_class_uid, references = _references(path, compiled, keys)
         result.sop_instance_uid = result.sop_instance_uid or references
     return result
+
+
+def _compare_with_archive(result: Ingested, upload: Upload) -> None:
+    """Check the de-identified instance against the archived one of the same UID."""
+    if not upload.known_sha256 or result.record is None:
+        return
+    if result.outcome.sha256 == upload.known_sha256:
+        result.unchanged = True
+    elif upload.replace:
+        result.replaced = True
+    else:
+        outcome = result.outcome
+        result.outcome = FileOutcome(
+            outcome.source,
+            "failed",
+            reason="the archive holds different content under this SOP Instance UID",
+            sha256=outcome.sha256,
+            error_kind=CONFLICT_KIND,
+            identity=outcome.identity,
+        )
+        result.record, result.staged = None, None
 
 
 def _take_record(result: Ingested) -> None:
@@ -184,7 +273,7 @@ def store_results(store: BaseBlobStore, results: Sequence[Ingested]) -> None:
     taken: list[Ingested] = []
     for result in results:
         outcome, staged = result.outcome, result.staged
-        if not result.ok or result.record is None or staged is None:
+        if not result.ok or result.record is None or staged is None or result.unchanged:
             continue
         assert outcome.identity is not None
         pseudo = outcome.identity.pseudonymous
