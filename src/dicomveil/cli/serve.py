@@ -26,7 +26,8 @@ DICOMVEIL_INDEX_URL) select S3/Azure/GCS and PostgreSQL; every setting of the --
 \[server] table is described, with an example, in docs/gateway.md. Every route but /healthz
 and /readyz needs a bearer token from `dicomveil tokens create --role ROLE`.
 
-DICOMweb root: /dicomweb   API: /api/v1   OpenAPI: /docs
+DICOMweb root: /dicomweb   API: /api/v1   OpenAPI: /docs   Console: /console/
+Viewer: /viewer/ once installed with `dicomveil viewer install`.
 
 Examples:
 
@@ -136,7 +137,12 @@ def serve(
 
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     scheme = "https" if ssl_certfile else "http"
-    err_console.print(f"dicomveil gateway on {scheme}://{host}:{port} (DICOMweb at /dicomweb)")
+    err_console.print(
+        f"dicomveil gateway on {scheme}://{host}:{port} (DICOMweb at /dicomweb"
+        + (", console at /console/" if settings.console else "")
+        + (", viewer at /viewer/" if settings.viewer and _viewer_installed(settings.home) else "")
+        + ")"
+    )
     common: dict[str, Any] = {
         "host": host,
         "port": port,
@@ -160,6 +166,12 @@ def serve(
         return
     os.environ[ENV_SETTINGS] = settings.to_json()
     uvicorn.run("dicomveil.web.app:app_from_environment", factory=True, workers=workers, **common)
+
+
+def _viewer_installed(home: Path) -> bool:
+    from dicomveil.web.viewer.install import installed_viewer
+
+    return installed_viewer(home) is not None
 
 
 def register(app: typer.Typer) -> None:
