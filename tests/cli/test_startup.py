@@ -28,6 +28,7 @@ import dicomveil.cli.deid as deid
 deid.run_deidentification = wrapped
 code = main(sys.argv[1:])
 print(sorted(name for name, loaded in seen.items() if loaded))
+sys.exit(code if seen else 3)  # no outcome seen: nothing was probed
 """
 
 
@@ -39,7 +40,7 @@ def _probe(args: list[str], home: Path) -> str:
         check=False,
         env={**os.environ, "DICOMVEIL_HOME": str(home)},
     )
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 0, done.stderr  # the command's own exit code
     return done.stdout.strip().splitlines()[-1]
 
 
@@ -75,6 +76,8 @@ def test_workers_do_not_print_values(tmp_path: Path, key_file: Path) -> None:
         check=False,
         env={**os.environ, "DICOMVEIL_HOME": str(tmp_path / "h")},
     )
+    assert result.returncode == 0, result.stderr
+    assert "3 de-identified, 0 failed" in result.stderr
     assert "1.2.123.456.78.9.0123.4567.89012345678901" not in result.stdout + result.stderr
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import random
 import struct
 import zlib
@@ -230,18 +231,50 @@ class TestTolerated:
         assert instance.has_file_meta and not instance.has_preamble
 
 
+def _element_ends(data: bytes) -> tuple[set[int], list[int]]:
+    """Return the offsets where an element of ``data`` (explicit VR little endian, after the
+    preamble) ends: all of them, and those of the data set (past the File Meta group)."""
+    from pydicom.filereader import data_element_generator
+
+    stream = io.BytesIO(data)
+    stream.seek(132)
+    ends, dataset = set(), []
+    for element in data_element_generator(stream, False, True):
+        ends.add(stream.tell())
+        if element.tag >> 16 != 0x0002:
+            dataset.append(stream.tell())
+    return ends, dataset
+
+
 class TestFuzz:
     """Cut and flipped bytes only ever raise our own errors."""
 
     def test_every_truncation(self, tmp_path: Path) -> None:
+        """Every cut is refused with a clean message, but for a cut between two elements
+        after the required UIDs and before the pixel data: nothing tells such a file from a
+        complete one without pixels, and it is read as exactly the elements before the cut."""
         data = _small_ct()
+        ends = _element_ends(data)
         path = tmp_path / "cut.dcm"
+        refused = read = 0
         for cut in range(0, len(data) - 32, 7):
             path.write_bytes(data[:cut])
-            try:
-                read_instance(path)
-            except (MalformedInputError, UnsupportedInputError) as exc:
+            if cut not in ends[0]:
+                with pytest.raises((MalformedInputError, UnsupportedInputError)) as exc:
+                    read_instance(path)
                 _assert_clean(exc)
+                refused += 1
+                continue
+            try:
+                instance = read_instance(path)
+            except (MalformedInputError, UnsupportedInputError) as error:
+                _assert_clean(error)  # e.g. cut before the required UIDs
+                refused += 1
+                continue
+            assert instance.pixel is None and not instance.trailing
+            assert len(instance.dataset) == sum(1 for end in ends[1] if end <= cut)
+            read += 1
+        assert refused > 1000 and read <= 3
 
     @pytest.mark.parametrize("implicit", [False, True], ids=["explicit", "implicit"])
     def test_random_corruption(self, tmp_path: Path, out_dir: Path, implicit: bool) -> None:
@@ -265,3 +298,39 @@ class TestFuzz:
             except DeidentificationError:
                 pass
         assert outcomes["read"] and outcomes["refused"]
+
+
+def test_value_bytes_read_as_a_tag_are_not_quoted(tmp_path: Path) -> None:
+    """A mutated length makes the reader take four bytes of a name for a tag: the message
+    describes it, it does not quote it (``(4F58,4554)`` would be "XOTE")."""
+    from tests.engine.rawfile import base_elements, raw_file
+
+    elements = base_elements()
+    elements[0x00100010] = (b"PN", b"ABXOTE^ZEBULON  ")
+    data = bytearray(raw_file(tmp_path / "ok.dcm", elements).read_bytes())
+    at = data.index(b"ABXOTE") - 2
+    struct.pack_into("<H", data, at, 2)  # the name's length: 2 instead of 16
+    with pytest.raises(MalformedInputError) as exc:
+        read_instance(_write(tmp_path / "bad.dcm", bytes(data)))
+    message = str(exc.value)
+    assert "the element at byte" in message or "a private or unlisted element" in message
+    assert "4F58" not in message and "4554" not in message
+    _assert_clean(exc)
+
+
+def test_pydicom_errors_leave_no_context(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever a reading step raises (here pydicom's BytesLengthException, whose message
+    quotes the bytes), the reader's error keeps its type only: no value, no cause, no
+    context."""
+    from pydicom.errors import BytesLengthException
+
+    from dicomveil.dicomio import reader
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise BytesLengthException("received b'Canary^Patient' with length 15")
+
+    monkeypatch.setattr(reader, "scan_dataset", broken)
+    with pytest.raises(MalformedInputError, match="BytesLengthException") as exc:
+        read_instance(_write(tmp_path / "x.dcm", _small_ct()))
+    _assert_clean(exc)
+    assert exc.value.__cause__ is None and exc.value.__context__ is None

@@ -127,7 +127,11 @@ def test_bad_inputs_are_quarantined_and_the_rest_is_shipped(
     assert "DOE_JOHN_cut.dcm" in captured.err  # ...but shown to the operator
     quarantine = batch_home / "quarantine" / batch_id
     reasons = json.loads((quarantine / "reasons.json").read_text())
-    assert len(reasons) == 2 and all(r["file"] for r in reasons)
+    assert len(reasons) == 2
+    copies = {Path(r["source"]).name: r["file"] for r in reasons}
+    assert copies["DOE_JOHN_cut.dcm"].endswith(".dcm")  # named by hash, not by input name
+    assert "DOE" not in copies["DOE_JOHN_cut.dcm"]
+    assert copies["notes.txt"] == ""  # not DICOM: listed by hash, never copied
     manifest = json.loads((dest / batch_id / "manifest.json").read_text())
     assert manifest["total_images"] == IMAGES and manifest["priority"] == "URGENT"
 

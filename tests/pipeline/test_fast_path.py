@@ -45,7 +45,7 @@ POLICIES = {
     "burned-in-allowed": Policy(allow_burned_in_annotation=True),
     "retain-uids": Policy.from_names(["retain-uids"]),
     "full-dates": Policy.from_names(["retain-longitudinal-full-dates"]),
-    "institution": Policy.from_names(["retain-institution-identity", "clean-pixel-data"]),
+    "institution": Policy.from_names(["retain-institution-identity"]),
     # options whose rules can clean text: fast until an element to clean is met
     "retain-more": Policy.from_names(
         ["retain-device-identity", "retain-institution-identity", "retain-patient-characteristics"]

@@ -71,7 +71,7 @@ class TestReidentify:
 
     def test_refused_without_purpose(self, home: Path) -> None:
         result = run("reidentify", "--study", PSEUDO.study_id, "--json")
-        assert result.exit_code == 1
+        assert result.exit_code == 2  # a usage error (still refused and audited)
         assert json.loads(result.stdout)["found"] is False
         assert "refused: no purpose" in _one_error_line(result.stderr)
         assert _audit_events(home) == [("access.denied", "denied")]

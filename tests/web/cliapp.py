@@ -6,6 +6,9 @@ test, so the gateway tests run the same commands whether or not they are registe
 
 from __future__ import annotations
 
+import os
+import resource
+
 import typer
 
 from dicomveil.cli import serve, tokens
@@ -15,4 +18,9 @@ serve.register(app)
 tokens.register(app)
 
 if __name__ == "__main__":
+    if nofile := os.environ.pop(
+        "DICOMVEIL_TEST_NOFILE", ""
+    ):  # a test's fd limit (see running_gateway)
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        resource.setrlimit(resource.RLIMIT_NOFILE, (int(nofile), hard))
     app()

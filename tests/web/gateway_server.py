@@ -23,6 +23,7 @@ class Gateway:
     home: Path
     tokens: dict[str, str]
     log: Path
+    pid: int = 0
 
 
 def command(*args: str) -> list[str]:
@@ -32,7 +33,13 @@ def command(*args: str) -> list[str]:
 
 def environment(home: Path, key: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DICOMVEIL_")}
-    env.update({"DICOMVEIL_HOME": str(home), "DICOMVEIL_KEY": key, "PYTHONPATH": str(ROOT)})
+    env.update(
+        {
+            "DICOMVEIL_HOME": str(home),
+            "DICOMVEIL_KEY": key,
+            "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}",
+        }
+    )
     return env
 
 
@@ -51,20 +58,27 @@ def create_token(home: Path, key: str, role: str) -> str:
 
 @contextmanager
 def running_gateway(
-    home: Path, key: str, *, args: Sequence[str] = (), scheme: str = "http"
+    home: Path,
+    key: str,
+    *,
+    args: Sequence[str] = (),
+    scheme: str = "http",
+    nofile: int | None = None,
 ) -> Iterator[Gateway]:
-    """Run ``serve --host 127.0.0.1 --port P`` until the block ends (stopped in ``finally``)."""
+    """Run ``serve --host 127.0.0.1 --port P`` until the block ends (stopped in ``finally``).
+
+    ``nofile``: the server's file descriptor limit (default: the test process's).
+    """
     home.mkdir(parents=True, exist_ok=True)
     tokens = {
         role: create_token(home, key, role) for role in ("ingest", "read", "reidentify", "admin")
     }
     port = free_port()
     log = home.parent / f"gateway-{port}.log"
-    proc = start(
-        command("serve", "--host", "127.0.0.1", "--port", str(port), *args),
-        log,
-        env=environment(home, key),
-    )
+    env = environment(home, key)
+    if nofile is not None:
+        env["DICOMVEIL_TEST_NOFILE"] = str(nofile)
+    proc = start(command("serve", "--host", "127.0.0.1", "--port", str(port), *args), log, env=env)
     try:
         url = f"{scheme}://127.0.0.1:{port}"
         if scheme == "http":
@@ -73,6 +87,6 @@ def running_gateway(
             from tests.support.servers import wait_tcp
 
             wait_tcp(port, timeout=30, proc=proc)
-        yield Gateway(url, home, tokens, log)
+        yield Gateway(url, home, tokens, log, proc.pid)
     finally:
         stop(proc)

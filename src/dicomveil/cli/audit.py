@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from dicomveil.cli.common import visible
 from dicomveil.cli.vault import cli_errors
 
 __all__ = ["export", "register", "verify"]
@@ -33,7 +34,7 @@ def verify(key_file: AuditKeyFile = None) -> None:
     with cli_errors():
         folder = AuditLog.location()
         if not AuditLog.written_in(folder):
-            typer.echo(f"no audit log yet in {folder}: nothing to verify")
+            typer.echo(f"no audit log yet in {visible(folder)}: nothing to verify")
             return
         result = AuditLog.open(key_file=key_file, create=False).verify()
     typer.echo(str(result), err=not result.ok)

@@ -9,10 +9,18 @@ import typer
 from typer.core import TyperGroup
 
 from dicomveil.cli.batch_progress import RichBatchEvents
-from dicomveil.cli.common import EXIT_FAILED, EXIT_OK, err_console, fail, get_key, out_console
+from dicomveil.cli.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    err_console,
+    fail,
+    get_key,
+    out_console,
+    show,
+    state_folder,
+)
 from dicomveil.cli.runs import build_policy, open_records
 from dicomveil.errors import ConfigError
-from dicomveil.home import state_home
 from dicomveil.pipeline.batch import BatchResult, create_batch, load_batch, resume_batch
 from dicomveil.pipeline.batch_state import BatchStatus, Priority, batch_status, list_batches
 from dicomveil.pipeline.batch_upload import RetryPolicy
@@ -125,7 +133,7 @@ def start(
         fail(f"{source}: no such file or folder")
     policy = build_policy(option, policy_file, organization)
     key = get_key("pseudonym", key_file)
-    home = state_home()
+    home = state_folder()
     try:
         level = Priority.parse(priority)
         local = local_root(dest)
@@ -139,11 +147,14 @@ def start(
             endpoint_url=endpoint_url,
             home=home,
             local_dest=local,
+            on_skip=lambda s: err_console.print(
+                f"[yellow]not read:[/] {show(s.path)}: {show(s.reason)}"
+            ),
         )
     except ConfigError as exc:
         fail(str(exc))
     err_console.print(
-        f"batch {info.batch_id} ({info.priority.value}) -> {info.dest_url}; "
+        f"batch {show(info.batch_id)} ({info.priority.value}) -> {show(info.dest_url)}; "
         f"if interrupted: dicomveil batch resume {info.batch_id}"
     )
     with store:
@@ -162,11 +173,13 @@ def resume(
     timeout: float = _TIMEOUT,
     as_json: bool = _JSON,
 ) -> None:
-    home = state_home()
+    home = state_folder()
     try:
         status = batch_status(batch_id, home)
         if not status.resumable:
-            err_console.print(f"batch {status.batch_id} is {status.state}; nothing to resume")
+            err_console.print(
+                f"batch {show(status.batch_id)} is {show(status.state)}; nothing to resume"
+            )
             _report(BatchResult(status), as_json)
         info = load_batch(batch_id, home)
         key = get_key("pseudonym", key_file)
@@ -186,7 +199,7 @@ def status(
     as_json: bool = _JSON,
 ) -> None:
     try:
-        found = batch_status(batch_id, state_home())
+        found = batch_status(batch_id, state_folder())
     except ConfigError as exc:
         fail(str(exc))
     if as_json:
@@ -197,22 +210,26 @@ def status(
 
 @batch_app.command("list", help="List the batches of this state folder, oldest first.")
 def list_(as_json: bool = _JSON) -> None:
-    found = list_batches(state_home())
+    found = list_batches(state_folder())
     if as_json:
         out_console.print_json(data=[s.to_dict() for s in found])
         return
-    from rich.table import Table
+    from rich.table import Column, Table
 
-    table = Table("batch", "created", "priority", "org", "state", "images", "destination")
+    # ids are printed whole (they are what `batch status/resume` take): the other columns
+    # wrap on a narrow terminal, never the id
+    width = max((len(item.batch_id) for item in found), default=5)
+    batch = Column("batch", no_wrap=True, min_width=width)
+    table = Table(batch, "created", "priority", "org", "state", "images", "destination")
     for item in found:
         table.add_row(
-            item.batch_id,
-            item.created_at,
-            item.priority,
-            item.organization,
-            item.state,
+            show(item.batch_id),
+            show(item.created_at),
+            show(item.priority),
+            show(item.organization),
+            show(item.state),
             str(item.images),
-            item.destination,
+            show(item.destination),
         )
     out_console.print(table)
 
@@ -267,29 +284,37 @@ def _print_status(found: BatchStatus, seconds: dict[str, float] | None = None) -
     inputs = found.inputs
     megabytes = found.bytes / 1e6
     line = (
-        f"batch {found.batch_id} {found.state}: {found.images} image(s) in {found.studies} "
-        f"study(ies), {megabytes:.1f} MB -> {found.destination}"
+        f"batch {show(found.batch_id)} {show(found.state)}: {found.images} image(s) in "
+        f"{found.studies} study(ies), {megabytes:.1f} MB -> {show(found.destination)}"
     )
     if seconds and seconds.get("total"):
         rate = found.images / seconds["total"]
         line += f" in {seconds['total']:.1f} s ({rate:.0f} images/s)"
     err_console.print(line)
     err_console.print(
-        "inputs: " + ", ".join(f"{count} {state}" for state, count in inputs.items() if count)
+        "inputs: " + ", ".join(f"{count} {show(state)}" for state, count in inputs.items() if count)
     )
     if found.manifest_sha256:
-        err_console.print(f"manifest: {found.manifest_key} (sha256 {found.manifest_sha256})")
+        err_console.print(
+            f"manifest: {show(found.manifest_key)} (sha256 {show(found.manifest_sha256)})"
+        )
     if inputs.get("failed"):
         err_console.print(
-            f"[red]{inputs['failed']} input(s) failed[/], copied to {found.quarantine}"
+            f"[red]{inputs['failed']} input(s) failed[/], copied to {show(found.quarantine)}"
         )
         for failure in found.failures:
-            err_console.print(f"  {failure['input_sha256'][:16]}: {failure['reason']}")
+            err_console.print(f"  {show(failure['input_sha256'][:16])}: {show(failure['reason'])}")
     if found.error:
-        err_console.print(f"[bold red]error:[/] {found.error}")
+        err_console.print(f"[bold red]error:[/] {show(found.error)}")
+    elif found.state == "interrupted":
+        err_console.print(
+            "[bold red]error:[/] the process running this batch ended before it finished "
+            "(killed, or the machine stopped)"
+        )
     if found.resumable:
         err_console.print(
-            f"staging kept in {found.staging}; resume with: dicomveil batch resume {found.batch_id}"
+            f"staging kept in {show(found.staging)}; "
+            f"resume with: dicomveil batch resume {show(found.batch_id)}"
         )
 
 

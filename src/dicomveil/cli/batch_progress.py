@@ -19,6 +19,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
+from dicomveil.cli.common import show
 from dicomveil.pipeline.batch import BatchEvents
 
 __all__ = ["RichBatchEvents"]
@@ -95,9 +96,9 @@ class RichBatchEvents(BatchEvents):
 
     def failed(self, source: Path, reason: str) -> None:
         """Print the failed input (a local path, shown to the operator only)."""
-        self._progress.console.print(f"[red]failed:[/] {source}: {reason}", markup=True)
+        self._progress.console.print(f"[red]failed:[/] {show(source)}: {show(reason)}", markup=True)
 
     def retrying(self, message: str) -> None:
         """Print the retry notice (called from upload threads)."""
         with self._lock:
-            self._progress.console.print(f"[yellow]retrying:[/] {message}", markup=True)
+            self._progress.console.print(f"[yellow]retrying:[/] {show(message)}", markup=True)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from dicomveil.cli.common import err_console
+from dicomveil.cli.common import err_console, show
 
 __all__ = ["register"]
 
@@ -34,7 +34,7 @@ def demo(
         columns=size,
         seed=seed,
     )
-    err_console.print(f"wrote {len(paths)} synthetic DICOM file(s) with fake PHI to {folder}")
+    err_console.print(f"wrote {len(paths)} synthetic DICOM file(s) with fake PHI to {show(folder)}")
 
 
 def register(app: typer.Typer) -> None:

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
 
-from dicomveil.cli.common import err_console, fail, out_console
+from dicomveil.cli.common import EXIT_FAILED, err_console, fail, out_console, show, state_folder
 from dicomveil.errors import ConfigError
-from dicomveil.home import state_home
-from dicomveil.keystore import KEY_NAMES, create_key_file, key_id, load_key
+from dicomveil.keystore import ENV_VARS, KEY_NAMES, KeyName, create_key_file, key_id, load_key
 
 __all__ = ["keys_app", "register"]
 
@@ -30,26 +30,49 @@ def init(
     Back them up somewhere safe: without the pseudonym key the same pseudonyms cannot be
     produced again, and without the vault key nobody can re-identify.
     """
-    target = folder or state_home() / "keys"
+    target = folder or state_folder() / "keys"
     for name in KEY_NAMES:
         path = target / f"{name}.key"
         try:
             secret = create_key_file(path, overwrite=force)
         except ConfigError as exc:
             fail(f"{exc} (use --force to replace it)")
-        err_console.print(f"wrote {name} key {key_id(secret)} to {path}")
+        err_console.print(f"wrote {name} key {key_id(secret)} to {show(path)}")
+
+
+def _origin(name: KeyName) -> str | None:
+    """Where ``load_key`` takes the ``name`` key from, when it is given at all."""
+    var = ENV_VARS[name]
+    if os.environ.get(var):
+        return f"environment {var}"
+    if os.environ.get(f"{var}_FILE"):
+        return f"environment {var}_FILE ({os.environ[f'{var}_FILE']})"
+    path = state_folder() / "keys" / f"{name}.key"
+    return f"file {path}" if path.exists() else None
 
 
 @keys_app.command("show")
-def show() -> None:
-    """Show which keys are in use and where they come from (never the secrets)."""
+def show_keys() -> None:
+    """Show which keys are in use and where they come from (never the secrets).
+
+    Exit 1 when a key that is given (in the environment, or a key file) is invalid: the
+    commands that need it would refuse to run.
+    """
+    invalid = 0
     for name in KEY_NAMES:
         try:
             key = load_key(name, create=False)
         except ConfigError as exc:
-            out_console.print(f"{name}: {exc}")
+            origin = _origin(name)
+            if origin is None:  # none given: created on first use
+                out_console.print(f"{name}: {show(exc)}")
+                continue
+            invalid += 1
+            out_console.print(f"{name}: [bold red]INVALID[/], from {show(origin)}: {show(exc)}")
             continue
-        out_console.print(f"{name}: id {key.id}, from {key.origin}")
+        out_console.print(f"{name}: id {key.id}, from {show(key.origin)}")
+    if invalid:
+        raise typer.Exit(EXIT_FAILED)
 
 
 def register(app: typer.Typer) -> None:

@@ -42,6 +42,8 @@ COMMANDS: Final = (
     "demo",
     "serve",
     "tokens",
+    "quarantine",
+    "viewer",
 )
 """Command and group names, each registered by the module of the same name in ``cli``."""
 
@@ -52,7 +54,7 @@ app = typer.Typer(
         "to the cloud.\n\nStart with: dicomveil deid SOURCE DEST"
     ),
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )

@@ -6,13 +6,12 @@ import json
 from pathlib import Path
 
 import typer
-from pydicom.datadict import dictionary_has_tag, dictionary_VR, keyword_for_tag
 
 from dicomveil.cli.common import fail, out_console
-from dicomveil.engine.rules import compile_policy, effective_action
 from dicomveil.errors import ProfileError
 from dicomveil.profile.policy import Policy, load_policy
-from dicomveil.profile.table import EDITION, rows
+from dicomveil.profile.resolved import resolved_rows
+from dicomveil.profile.table import EDITION
 
 __all__ = ["register"]
 
@@ -34,30 +33,7 @@ def show(
         policy = (load_policy(policy_file) if policy_file else Policy()).with_options(option)
     except ProfileError as exc:
         fail(str(exc))
-    compiled = compile_policy(policy)
-    records = []
-    for row in rows():
-        if row.tag == "odd" or "x" in row.tag:
-            op, source, keyword = "private / repeating group", "", ""
-            code = effective_action(row.basic, row.options, policy.options)
-        else:
-            tag = int(row.tag, 16)
-            vr = dictionary_VR(tag).split(" or ")[0] if dictionary_has_tag(tag) else "UN"
-            rule = compiled.rule(tag, vr)
-            op, source = rule.op.value, rule.source
-            keyword = keyword_for_tag(tag) or ""
-            code = effective_action(row.basic, row.options, policy.options)
-        records.append(
-            {
-                "tag": f"({row.tag[:4]},{row.tag[4:]})".upper().replace("X", "x"),
-                "keyword": keyword,
-                "name": row.name,
-                "basic": row.basic,
-                "effective": code,
-                "operation": op,
-                "rule": source,
-            }
-        )
+    records = resolved_rows(policy)
     if as_json:
         for record in records:
             out_console.print(json.dumps(record), markup=False)

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
+from dicomveil.cli.common import EXIT_FAILED, EXIT_USAGE, visible
 from dicomveil.cli.vault import JsonFlag, VaultKeyFile, VaultUrl, cli_errors, notice
 from dicomveil.errors import DicomveilError
 
@@ -48,7 +49,7 @@ def _print_matches(matches: list[Any], as_json: bool, query: dict[str, str]) -> 
             f"StudyInstanceUID {pseudo['StudyInstanceUID']}, {match.instance_count} instances)"
         )
         for keyword, value in match.original.as_dicom().items():
-            typer.echo(f"  {keyword}: {value}")
+            typer.echo(f"  {keyword}: {visible(value)}")
 
 
 def _write_dataset(dataset: Any, out: Path) -> None:
@@ -129,11 +130,14 @@ def reidentify(
         return open_vault(vault, key_file=key_file, create=False)
 
     who = actor if actor is not None else default_actor()
-    with cli_errors(on_error=failed):
+    # without --purpose the attempt is refused and audited as such, and the exit code says
+    # it is a usage error (2), not a lookup that found nothing (1)
+    missing = purpose is None or not purpose.strip()
+    with cli_errors(EXIT_USAGE if missing else EXIT_FAILED, on_error=failed):
         audit = AuditLog.open(notice=notice)
         if dicom is not None and out is not None:
             _reidentify_file(dicom, out, opener, audit, who, purpose or "")
-            typer.echo(json.dumps({"written": str(out)}) if as_json else f"written: {out}")
+            typer.echo(json.dumps({"written": str(out)}) if as_json else f"written: {visible(out)}")
             return
         matches = lookup(opener, audit, actor=who, purpose=purpose or "", **query)
     _print_matches(matches, as_json, query)

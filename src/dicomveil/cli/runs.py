@@ -14,7 +14,7 @@ if TYPE_CHECKING:  # the vault (SQLAlchemy) and the audit log are imported when 
     from dicomveil.pipeline.recording import RunRecorder
     from dicomveil.vault import Vault
 
-__all__ = ["build_policy", "inside", "open_recorder", "open_records"]
+__all__ = ["build_policy", "check_folder", "inside", "open_recorder", "open_records"]
 
 
 def build_policy(options: list[str], policy_file: Path | None, organization: str | None) -> Policy:
@@ -40,6 +40,7 @@ def build_policy(options: list[str], policy_file: Path | None, organization: str
                 organization=organization,
                 allow_burned_in_annotation=policy.allow_burned_in_annotation,
                 name=policy.name,
+                trust_burned_in_annotation_no=policy.trust_burned_in_annotation_no,
             )
     except ProfileError as exc:
         fail(str(exc))
@@ -53,6 +54,40 @@ def inside(child: Path, parent: Path) -> bool:
     except ValueError:
         return False
     return True
+
+
+def check_folder(path: Path, what: str, *, create: bool = True) -> None:
+    """Make sure ``path`` is (or can become) a writable folder, or exit 2 before any work.
+
+    Refused with one line each: an existing file (``deid a.dcm a.dcm``), a path below a
+    file, a folder that cannot be created or written (permissions, a read-only file system).
+    With ``create`` the folder is made now; else only its nearest existing parent is checked.
+    """
+    import errno
+    import os
+
+    from dicomveil.cli.common import fail
+
+    if path.exists() and not path.is_dir():
+        fail(f"{what} {path} is an existing file, not a folder")
+    parent = path
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        fail(f"{what} {path} cannot be created: {parent} is a file")
+    try:
+        if create:
+            path.mkdir(parents=True, exist_ok=True)
+            parent = path
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+        if create:  # the only proof on a read-only file system or for root: write something
+            import tempfile
+
+            with tempfile.TemporaryFile(dir=path):
+                pass
+    except OSError as exc:
+        fail(f"{what} {path} cannot be created or written: {exc.strerror or type(exc).__name__}")
 
 
 def open_records(*, use_vault: bool = True) -> tuple[Vault | None, AuditLog]:

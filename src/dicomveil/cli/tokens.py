@@ -10,9 +10,8 @@ import json
 
 import typer
 
-from dicomveil.cli.common import err_console, fail, out_console
+from dicomveil.cli.common import err_console, fail, out_console, show, state_folder
 from dicomveil.errors import ConfigError
-from dicomveil.home import state_home
 from dicomveil.web.tokens import ROLES, token_store
 
 __all__ = ["register", "tokens_app"]
@@ -35,7 +34,7 @@ def create(
     (the way back, audited), admin (ingest, read and metrics).
     """
     try:
-        token, secret = token_store(state_home()).create(role, name)
+        token, secret = token_store(state_folder()).create(role, name)
     except ConfigError as exc:
         fail(str(exc))
     err_console.print(
@@ -50,14 +49,16 @@ def list_tokens(
 ) -> None:
     """List the tokens (ids, names, roles, creation times; never the tokens)."""
     try:
-        tokens = token_store(state_home()).list()
+        tokens = token_store(state_folder()).list()
     except ConfigError as exc:
         fail(str(exc))
     if as_json:
         typer.echo(json.dumps([_row(token) for token in tokens]))
         return
     for token in tokens:
-        out_console.print(f"{token.id}  {token.role:<10}  {token.created}  {token.name}")
+        out_console.print(
+            f"{show(token.id)}  {show(token.role):<10}  {show(token.created)}  {show(token.name)}"
+        )
 
 
 def _row(token: object) -> dict[str, str]:
@@ -68,12 +69,12 @@ def _row(token: object) -> dict[str, str]:
 def revoke(token_id: str = typer.Argument(..., help="The token's id (see `tokens list`).")) -> None:
     """Revoke a token: a running server refuses it from its next request on."""
     try:
-        found = token_store(state_home()).revoke(token_id)
+        found = token_store(state_folder()).revoke(token_id)
     except ConfigError as exc:
         fail(str(exc))
     if not found:
         fail(f"no token with id {token_id}", code=1)
-    err_console.print(f"revoked token {token_id}")
+    err_console.print(f"revoked token {show(token_id)}")
 
 
 def register(app: typer.Typer) -> None:

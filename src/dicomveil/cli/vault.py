@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from dicomveil.cli.common import EXIT_FAILED, fail, notice
+from dicomveil.cli.common import EXIT_FAILED, fail, notice, visible
 from dicomveil.errors import DicomveilError
 from dicomveil.keystore import LoadedKey
 
@@ -161,12 +161,14 @@ def rotate_vault(
     if target is not None:
         os.replace(staged, target)
         typer.echo(
-            f"vault key rotated: {old.id} -> {new.id}, {rows} rows re-sealed; {target} updated"
+            f"vault key rotated: {old.id} -> {new.id}, {rows} rows re-sealed; "
+            f"{visible(target)} updated"
         )
     else:
         typer.echo(
             f"vault key rotated: {old.id} -> {new.id}, {rows} rows re-sealed; "
-            f"install the new key from {staged} (e.g. in DICOMVEIL_VAULT_KEY) and delete that file"
+            f"install the new key from {visible(staged)} (e.g. in DICOMVEIL_VAULT_KEY) "
+            "and delete that file"
         )
 
 

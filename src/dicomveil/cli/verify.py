@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
+from typing import Any
 
 import typer
 
-from dicomveil.cli.common import EXIT_FAILED, EXIT_OK, err_console, fail, out_console
+from dicomveil.cli.common import EXIT_FAILED, EXIT_OK, err_console, fail, out_console, show
+from dicomveil.cli.progress import file_progress
 from dicomveil.errors import ProfileError
 from dicomveil.pipeline.verify import verify_folders
 from dicomveil.profile.policy import Policy, load_policy
@@ -39,7 +42,16 @@ def verify(
             policy = (load_policy(policy_file) if policy_file else Policy()).with_options(option)
         except ProfileError as exc:
             fail(str(exc))
-    result = verify_folders(originals, deidentified, policy)
+    bar: dict[str, Any] = {}
+
+    def on_progress(done: int, total: int) -> None:
+        if not bar:  # the first file: now the total is known
+            bar["advance"], progress = file_progress(err_console, total, "verifying")
+            bar["shown"] = shown.enter_context(progress)
+        bar["advance"]()
+
+    with contextlib.ExitStack() as shown:
+        result = verify_folders(originals, deidentified, policy, on_progress=on_progress)
     if as_json:
         out_console.print_json(
             data={
@@ -59,7 +71,8 @@ def verify(
     else:
         for leak in result.leaks:
             err_console.print(
-                f"[bold red]leak:[/] {leak.output}: value of {leak.attribute} from {leak.original}"
+                f"[bold red]leak:[/] {show(leak.output)}: value of {show(leak.attribute)} "
+                f"from {show(leak.original)}"
             )
         verdict = "LEAKS FOUND" if result.leaks else "no leak found"
         err_console.print(

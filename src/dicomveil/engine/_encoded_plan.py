@@ -13,7 +13,8 @@ from typing import Final
 from dicomveil.engine._encoded_text import Fallback
 from dicomveil.engine._encoding import LONG_VRS, VR_NAMES, dummy_bytes, element, method_elements
 from dicomveil.engine.keys import PseudonymKeys
-from dicomveil.engine.rules import CompiledPolicy, Mode, Op, vr_of
+from dicomveil.engine.rules import TYPE2_WITHIN, CompiledPolicy, Mode, Op, vr_of
+from dicomveil.engine.vrs import NUMBER_SIZES, dictionary_vrs, mislabelled
 from dicomveil.profile.options import Option
 
 UNDEFINED: Final = 0xFFFFFFFF
@@ -71,6 +72,10 @@ UNDEFINED_ITEM: Final = PACK_IMPLICIT(0xFFFE, 0xE000, UNDEFINED)
 KEEP, SKIP, REMOVE, EMPTY, DUMMY, UID, PSEUDONYM, RECURSE, PRIVATE, SHIFT, SCRUB = range(11)
 CREATOR = -1
 MODES: Final = (Mode.NORMAL, Mode.CLEAN, Mode.DUMMY)
+#: The sequences whose items have rules of their own (:data:`TYPE2_WITHIN`), 0 for the rest:
+#: the walk's mode number is ``mode + len(MODES) * index`` of the enclosing sequence here.
+CONTEXTS: Final = (0, *sorted(TYPE2_WITHIN))
+CONTEXT_OF: Final = {tag: index for index, tag in enumerate(CONTEXTS) if tag}
 INNER: Final = {Op.RECURSE: -1, Op.RECURSE_CLEAN: 1, Op.RECURSE_DUMMY: 2}
 CODE_OF: Final = {
     Op.KEEP: KEEP,
@@ -87,8 +92,9 @@ CODE_OF: Final = {
     Op.SCRUB: SCRUB,
 }
 
-#: ``(code, inner mode or -1, operation name, VR, needs a closer look, constant output)``.
-Entry = tuple[int, int, str, str, bool, bytes]
+#: ``(code, inner mode or -1, operation name, VR, needs a closer look, constant output,
+#: mask)``: a value length with a bit of ``mask`` set cannot be read as the VR's numbers.
+Entry = tuple[int, int, str, str, bool, bytes, int]
 Table = dict[tuple[int, bytes | None], Entry]
 
 
@@ -105,7 +111,10 @@ def resolve(compiled: CompiledPolicy, tag: int, vrb: bytes | None, mode: int) ->
         vr = vr_of(tag, vr_name)
         if vr_name == "UN" and vr != "UN":
             raise Fallback  # pydicom converts such an element on access
-    rule = compiled.rule(tag, vr, MODES[mode])
+        if mislabelled(tag, vr_name) is not None:
+            raise Fallback  # the reference reads it as the dictionary's VR (engine.vrs)
+    context, base = divmod(mode, len(MODES))
+    rule = compiled.rule(tag, vr, MODES[base], CONTEXTS[context])
     code = CODE_OF.get(rule.op)
     name = rule.op.value
     if code is None:
@@ -128,7 +137,8 @@ def resolve(compiled: CompiledPolicy, tag: int, vrb: bytes | None, mode: int) ->
         value = b"" if code == EMPTY else dummy_bytes(vr)
         const = element(tag, vr, value, vrb is None)
     look = tag in OBSERVED or vr == "SQ" or code in (PSEUDONYM, PRIVATE, RECURSE, SHIFT, SCRUB)
-    return code, INNER.get(rule.op, -1), name, vr, look, const
+    mask = NUMBER_SIZES.get(vr, 1) - 1 if dictionary_vrs(tag) else 0
+    return code, INNER.get(rule.op, -1), name, vr, look, const, mask
 
 
 class Plan:
@@ -147,7 +157,7 @@ class Plan:
 
     def __init__(self, compiled: CompiledPolicy) -> None:
         self.compiled = compiled
-        self.tables: list[Table] = [{} for _ in MODES]
+        self.tables: list[Table] = [{} for _ in range(len(MODES) * len(CONTEXTS))]
         self.uids: dict[bytes, bytes] = {}  # raw UI value -> encoded keyed UIDs
         self.pseudonyms: dict[tuple[int, str], str] = {}
         self.uid_keys: PseudonymKeys | None = None

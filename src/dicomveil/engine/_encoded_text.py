@@ -111,16 +111,15 @@ def _decoded(raw: bytes, vr: str, charset: tuple[str, ...]) -> str | tuple[str, 
 def pixel_flags(policy: Policy, burned_in: bytes, sop_class: bytes, modality: bytes) -> list[str]:
     """The reference's ``check_pixels`` for an image: its flags, or :class:`Fallback` where
     it refuses the image (with its own message)."""
+    if Option.CLEAN_PIXEL_DATA in policy.options:
+        raise Fallback  # the pixels are examined on the reference path
     burned = converted(burned_in).strip().upper()
-    wants_cleaning = Option.CLEAN_PIXEL_DATA in policy.options
     if burned == "YES":
-        if wants_cleaning or not policy.allow_burned_in_annotation:
+        if not policy.allow_burned_in_annotation:
             raise Fallback
         return ["burned-in-annotation-allowed"]
     kind = converted(modality).strip().upper()
     risky = kind in _RISKY_MODALITIES or converted(sop_class).startswith(_RISKY_SOP_PREFIXES)
     if risky and burned != "NO":
-        if wants_cleaning:
-            raise Fallback
         return ["possible-burned-in-annotation"]
     return []

@@ -15,6 +15,7 @@ from dicomveil.engine._encoded_plan import (
     ACCESSION,
     CHARSET,
     CHECKED,
+    CONTEXT_OF,
     CREATOR,
     DUMMY,
     EMPTY,
@@ -30,6 +31,7 @@ from dicomveil.engine._encoded_plan import (
     MAX_DEPTH,
     MAX_VALUE,
     METHOD_CODES,
+    MODES,
     NO_TAG,
     ORIGINAL,
     PACK_IMPLICIT,
@@ -67,6 +69,7 @@ from dicomveil.engine._encoded_text import (
     strip_text,
 )
 from dicomveil.engine._encoding import VR_NAMES, dummy_bytes, element, text_bytes
+from dicomveil.engine.budget import TimeBudget
 from dicomveil.engine.dates import date_offset_days, shift_da, shift_dt
 from dicomveil.engine.descriptors import Scrubber, cleaned_value
 from dicomveil.engine.keys import PseudonymKeys
@@ -79,6 +82,7 @@ from dicomveil.engine.pseudonyms import (
 from dicomveil.engine.rules import CompiledPolicy, vr_of
 from dicomveil.engine.uids import remap_uid
 from dicomveil.engine.values import map_strings
+from dicomveil.engine.vrs import needs_repair
 
 
 class Level:
@@ -97,6 +101,7 @@ class Walker:
     """One instance: walks the encoded data set and builds the output."""
 
     __slots__ = (
+        "budget",
         "buf",
         "charset",
         "compiled",
@@ -123,8 +128,10 @@ class Walker:
         implicit: bool,
         compiled: CompiledPolicy,
         keys: PseudonymKeys,
+        budget: TimeBudget,
     ) -> None:
         self.buf = buf
+        self.budget = budget
         self.limit = limit
         self.eof = eof
         self.implicit = implicit
@@ -253,6 +260,7 @@ class Walker:
                 return bytes(out), pos
             if elem != 0xE000:
                 raise Fallback
+            self.budget.check()
             if length == UNDEFINED:
                 body, pos = self.dataset(pos, end, mode, depth + 1, Level(), True, False)
                 out += UNDEFINED_ITEM
@@ -302,6 +310,11 @@ class Walker:
                 return pos + 8
             if tag >> 16 == 0xFFFE:
                 raise Fallback
+            vr_name = None if vrb is None else VR_NAMES.get(vrb)
+            if vrb is not None and vr_name is None:
+                raise Fallback
+            if length != UNDEFINED and needs_repair(tag, vr_name, length):
+                raise Fallback  # the reference repairs it, with a flag (engine.vrs)
             pos += hdr
             sequence = vrb == b"SQ" or (vrb is None and vr_of(tag, None) == "SQ")
             if length == UNDEFINED:
@@ -377,12 +390,14 @@ class Walker:
             entry = table.get(key)
             if entry is None:
                 entry = table[key] = resolve(self.compiled, tag, vrb, mode)
-            code, inner, name, vr, look, const = entry
+            code, inner, name, vr, look, const, mask = entry
             if length == undefined:
                 if vr != "SQ" or vrb not in (None, b"SQ"):
                     raise Fallback
                 vend = -1
             else:
+                if length & mask:
+                    raise Fallback  # numbers of the wrong length: the reference empties them
                 vend = pos + hdr + length
                 if vend > end:
                     raise self.short(end)
@@ -477,7 +492,7 @@ class Walker:
 
         ``vend`` is -1 for an undefined-length sequence; ``end`` bounds the level.
         """
-        code, inner, name, vr, _, _ = entry
+        code, inner, name, vr, _, _, _ = entry
         buf = self.buf
         vpos = pos + hdr
         if top and tag in ORIGINAL and tag not in self.originals:
@@ -497,9 +512,9 @@ class Walker:
                 raise Fallback
             self.count(name)
             undefined = vend < 0
-            body, after = self.items(
-                vpos, end if undefined else vend, undefined, mode if inner < 0 else inner, depth
-            )
+            inner = mode % len(MODES) if inner < 0 else inner
+            inner += len(MODES) * CONTEXT_OF.get(tag, 0)
+            body, after = self.items(vpos, end if undefined else vend, undefined, inner, depth)
             if undefined:
                 out.append(sequence_header(tag, UNDEFINED, self.implicit))
                 out.append(body)
@@ -587,6 +602,7 @@ class Walker:
         written back (ASCII results only: others are re-encoded by the reference writer)."""
         if self.scrubber is None:
             raise NeedIdentifiers
+        self.budget.check()
         raw = RawDataElement(BaseTag(tag), vr, len(value), value, 0, self.implicit, True)
         before = convert_raw_data_element(raw, encoding=list(self.charset)).value
         after = cleaned_value(before, vr, self.scrubber)

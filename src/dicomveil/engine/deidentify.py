@@ -1,8 +1,15 @@
 """The de-identification engine: one dataset in, a de-identified dataset and a report out.
 
-Pure: no files, network, clock or randomness. Every value that changes is derived from the
+Pure: no files, network or randomness. Every value that changes is derived from the
 pseudonym key (:class:`~dicomveil.engine.keys.PseudonymKeys`), so the same input and key give
-the same output on any machine.
+the same output on any machine. The clock is read only to refuse an instance that takes
+longer than its time budget (:class:`~dicomveil.engine.budget.TimeBudget`).
+
+Whatever the input holds, the engine raises only :class:`~dicomveil.errors.DicomveilError`
+subclasses, whose messages name attributes and never quote a value: an element pydicom cannot
+read (a name in a character set it cannot decode, a number of the wrong length) gives a
+:class:`~dicomveil.errors.MalformedInputError`, built outside the handler of pydicom's
+exception so that not even the exception's context carries its message.
 
 References
 ----------
@@ -22,8 +29,9 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag
 
+from dicomveil.engine.budget import TimeBudget
 from dicomveil.engine.dates import date_offset_days, shift_da, shift_dt
-from dicomveil.engine.descriptors import Scrubber, cleaned_value
+from dicomveil.engine.descriptors import Scrubber, cleaned_value, too_long_to_clean
 from dicomveil.engine.identity import (
     KEYWORDS,
     IdentityRecord,
@@ -40,11 +48,20 @@ from dicomveil.engine.pseudonyms import (
     study_pseudonym,
 )
 from dicomveil.engine.report import Report
-from dicomveil.engine.rules import CompiledPolicy, Mode, Op, Rule, compile_policy, vr_of
+from dicomveil.engine.rules import (
+    TYPE2_WITHIN,
+    CompiledPolicy,
+    Mode,
+    Op,
+    Rule,
+    compile_policy,
+    vr_of,
+)
 from dicomveil.engine.scan import check_pixels, collect_identifiers
 from dicomveil.engine.uids import remap_uid
 from dicomveil.engine.values import DUMMY_PDF, dummy_value, empty_value, map_strings
-from dicomveil.errors import DeidentificationError
+from dicomveil.engine.vrs import repair_vrs
+from dicomveil.errors import DeidentificationError, DicomveilError, MalformedInputError
 from dicomveil.profile.policy import Policy
 
 __all__ = ["DeidResult", "deidentify"]
@@ -115,10 +132,20 @@ def _put(ds: Dataset, key: BaseTag, vr: str, value: object) -> None:
 class _Walker:
     """Applies a compiled policy to every element at every depth of one dataset."""
 
-    def __init__(self, ds: Dataset, compiled: CompiledPolicy, keys: PseudonymKeys) -> None:
+    def __init__(
+        self,
+        ds: Dataset,
+        compiled: CompiledPolicy,
+        keys: PseudonymKeys,
+        report: Report,
+        budget: TimeBudget,
+    ) -> None:
         self.compiled = compiled
         self.keys = keys
-        self.report = Report(options=sorted(o.value for o in compiled.policy.options))
+        self.report = report
+        self.budget = budget
+        #: The element being processed (named in the error when pydicom cannot read it).
+        self.current = 0
         self.original = _identity(ds, OriginalIdentity)
         o = self.original
         self.patient_key = patient_key(
@@ -136,14 +163,17 @@ class _Walker:
 
     # -- the walk ---------------------------------------------------------------------------
 
-    def walk(self, ds: Dataset, mode: Mode) -> None:
+    def walk(self, ds: Dataset, mode: Mode, within: int = 0) -> None:
+        """Apply the rules to ``ds``, an item of the sequence ``within`` when its module
+        requires some attributes the table removes (:data:`TYPE2_WITHIN`), else 0."""
+        self.budget.check()
         kept_blocks: set[int] = set()
         creators: list[int] = []
         rule_for = self.compiled.rule
         for base_tag, raw in list(ds._dict.items()):  # noqa: SLF001 - hot path
-            tag = int(base_tag)
+            tag = self.current = int(base_tag)
             vr = vr_of(tag, raw.VR)
-            rule = rule_for(tag, vr, mode)
+            rule = rule_for(tag, vr, mode, within)
             if rule.op is Op.KEEP:
                 continue
             if rule.op is Op.PRIVATE:
@@ -208,8 +238,9 @@ class _Walker:
             inner = {Op.RECURSE: mode, Op.RECURSE_CLEAN: Mode.CLEAN, Op.RECURSE_DUMMY: Mode.DUMMY}
             value = ds[tag].value
             if isinstance(value, Sequence):
+                context = tag if tag in TYPE2_WITHIN else 0
                 for item in value:
-                    self.walk(item, inner[op])
+                    self.walk(item, inner[op], context)
             else:  # an SQ rule on a non-sequence (odd file): never keep it
                 del ds[tag]
             return
@@ -282,6 +313,9 @@ class _Walker:
         scrubber = self.scrubber
         if scrubber is None:  # pragma: no cover - can_clean_text covers every SCRUB rule
             raise DeidentificationError(f"{elem.keyword or elem.tag}: no cleaner available")
+        self.budget.check()
+        if too_long_to_clean(elem.value):
+            self.report.flag(f"{_label(int(elem.tag))}: text too long to clean: replaced")
         elem.value = cleaned_value(elem.value, elem.VR, scrubber)
 
 
@@ -291,6 +325,8 @@ def deidentify(
     keys: PseudonymKeys,
     *,
     has_pixels: bool | None = None,
+    budget: TimeBudget | None = None,
+    pixels_checked: bool = False,
 ) -> DeidResult:
     """De-identify ``ds`` per PS3.15 Annex E under ``policy``.
 
@@ -307,12 +343,23 @@ def deidentify(
         The pseudonym key.
     has_pixels:
         Whether the instance has pixel data, when it was not parsed into ``ds``.
+    budget:
+        The time this instance may take (default: a new
+        :class:`~dicomveil.engine.budget.TimeBudget`).
+    pixels_checked:
+        The caller has examined the pixels for burned-in text (see
+        :func:`~dicomveil.engine.scan.check_pixels`); clean-pixel-data refuses images
+        without it.
 
     Raises
     ------
     UnsupportedInputError
         When the image declares burned-in annotation (or needs pixel cleaning) and the policy
-        does not allow it; nothing is emitted.
+        does not allow it, or the instance took longer than its time budget; nothing is
+        emitted.
+    MalformedInputError
+        When an element the engine must read cannot be read (the message names the
+        attribute, never its value).
 
     Examples
     --------
@@ -327,16 +374,36 @@ def deidentify(
     (True, 'YES')
     """
     compiled = policy if isinstance(policy, CompiledPolicy) else compile_policy(policy)
-    if has_pixels is None:
-        has_pixels = "PixelData" in ds or "FloatPixelData" in ds or "DoubleFloatPixelData" in ds
-    walker = _Walker(ds, compiled, keys)
-    check_pixels(ds, compiled.policy, has_pixels, walker.report)
-    walker.walk(ds, Mode.NORMAL)
-    add_method_attributes(ds, compiled.policy, compiled.date_mode)
-    identity = IdentityRecord(
-        original=walker.original,
-        pseudonymous=_identity(ds, PseudonymousIdentity),
-        key_id=keys.key_id,
-        date_offset_days=walker.offset,
-    )
-    return DeidResult(ds, walker.report, identity)
+    walker: _Walker | None = None
+    failure: DicomveilError | None = None
+    try:
+        if has_pixels is None:
+            has_pixels = "PixelData" in ds or "FloatPixelData" in ds or "DoubleFloatPixelData" in ds
+        report = Report(options=sorted(o.value for o in compiled.policy.options))
+        repair_vrs(ds, report)
+        walker = _Walker(ds, compiled, keys, report, budget or TimeBudget())
+        check_pixels(ds, compiled.policy, has_pixels, report, pixels_checked=pixels_checked)
+        walker.walk(ds, Mode.NORMAL)
+        add_method_attributes(ds, compiled.policy, compiled.date_mode)
+        identity = IdentityRecord(
+            original=walker.original,
+            pseudonymous=_identity(ds, PseudonymousIdentity),
+            key_id=keys.key_id,
+            date_offset_days=walker.offset,
+        )
+        return DeidResult(ds, report, identity)
+    except (DicomveilError, MemoryError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - see below
+        # pydicom's messages may quote the value it could not read (a patient's name): the
+        # error is built from the exception's type and the attribute only, and raised outside
+        # this handler so that it carries no context either
+        failure = _unreadable(walker.current if walker else 0, exc)
+    raise failure
+
+
+def _unreadable(tag: int, exc: BaseException) -> MalformedInputError:
+    """The value-free error for an element pydicom could not read (or convert back)."""
+    where = keyword_for_tag(tag) if tag and not tag >> 16 & 1 else ""
+    what = f"{where} cannot be read" if where else "an element cannot be read"
+    return MalformedInputError(f"{what} ({type(exc).__name__})")

@@ -44,11 +44,13 @@ from dicomveil.engine._encoded_text import (
     pixel_flags,
 )
 from dicomveil.engine._encoded_walk import Walker
+from dicomveil.engine.budget import TimeBudget
 from dicomveil.engine.dates import date_offset_days
 from dicomveil.engine.descriptors import Scrubber
 from dicomveil.engine.identity import IdentityRecord, OriginalIdentity, PseudonymousIdentity
 from dicomveil.engine.keys import PseudonymKeys
 from dicomveil.engine.rules import CompiledPolicy
+from dicomveil.errors import DicomveilError
 
 __all__ = ["EncodedResult", "NeedIdentifiers", "NeedMoreData", "deidentify_encoded"]
 
@@ -148,6 +150,7 @@ def deidentify_encoded(
     *,
     eof: bool,
     identifiers: Mapping[str, list[str]] | None = None,
+    budget: TimeBudget | None = None,
 ) -> EncodedResult | None:
     """De-identify the encoded data set that starts at ``data[start]``, or return ``None``.
 
@@ -170,6 +173,9 @@ def deidentify_encoded(
         The identifying values of the data set
         (:func:`~dicomveil.engine.scan.collect_identifiers`), needed only when it has text
         to clean.
+    budget:
+        The time this instance may take (pass the same one to the reference path when
+        this one gives up, so that the two together stay within it).
 
     Returns
     -------
@@ -183,12 +189,19 @@ def deidentify_encoded(
     NeedIdentifiers
         The data set has text to clean and ``identifiers`` were not given: call again with
         them.
+    UnsupportedInputError
+        The instance took longer than its time ``budget`` (default: a new
+        :class:`~dicomveil.engine.budget.TimeBudget`).
     """
-    walker = Walker(data, limit, eof, implicit, compiled, keys)
-    if identifiers is not None:
-        walker.scrubber = Scrubber(**identifiers)
+    walker = Walker(data, limit, eof, implicit, compiled, keys, budget or TimeBudget())
     try:
+        if identifiers is not None:
+            walker.scrubber = Scrubber(**identifiers)
         body, stop = walker.dataset(start, limit, 0, 0, walker.top, False, True)
         return _result(walker, body, stop, stop < limit)
-    except Fallback:
+    except (NeedMoreData, NeedIdentifiers, DicomveilError, MemoryError):
+        raise
+    except Exception:  # noqa: BLE001 - Fallback, or pydicom could not read a value
+        # the reference path reads the instance again and fails, if it does, with a
+        # value-free error of its own: no message of pydicom's leaves this function
         return None

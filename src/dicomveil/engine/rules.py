@@ -31,11 +31,12 @@ from enum import Enum
 
 from pydicom.datadict import dictionary_has_tag, dictionary_VR
 
+from dicomveil.engine.vrs import mislabelled
 from dicomveil.profile.options import Action, Option
 from dicomveil.profile.policy import OverrideAction, Policy
 from dicomveil.profile.table import is_safe_private, row_for, rows
 
-__all__ = ["CompiledPolicy", "Mode", "Op", "Rule", "compile_policy"]
+__all__ = ["TYPE2_WITHIN", "CompiledPolicy", "Mode", "Op", "Rule", "compile_policy"]
 
 
 class Op(Enum):
@@ -80,6 +81,11 @@ STRUCTURE_SEQUENCES = frozenset({0x0040A730, 0x00700001, 0x00400555, 0x00400610}
 #: Attributes that get keyed pseudonyms where the table empties or dummies them.
 PSEUDONYM_TAGS = frozenset({0x00100010, 0x00100020, 0x00080050, 0x00200010})
 TEXT_VRS = frozenset({"LT", "ST", "UT", "UC"})
+#: Attributes Table E.1-1 removes (X) that the module of a sequence requires, Type 2, in its
+#: items: there they are emptied instead (Z), so that the output stays a valid instance of
+#: its IOD. Referenced Request Sequence: SR Document General and Key Object Document
+#: modules (PS3.3 C.17.2, C.17.6.2), Requested Procedure ID.
+TYPE2_WITHIN: dict[int, frozenset[int]] = {0x0040A370: frozenset({0x00401001})}
 STRING_VRS = frozenset(
     {"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM", "UC", "UR", "UT"}
 )
@@ -102,9 +108,11 @@ def vr_of(tag: int, vr: str | None) -> str:
 
     An explicit ``UN`` for a tag the dictionary knows is resolved to the dictionary's VR, as
     pydicom does when it reads the value (PS3.5 6.2.2): a sequence sent as UN is a sequence.
+    An explicit VR the dictionary does not allow for a public tag is not trusted either: the
+    element is judged as the dictionary's VR (see :mod:`dicomveil.engine.vrs`).
     """
     if vr and vr != "UN":
-        return vr
+        return mislabelled(tag, vr) or vr
     try:
         found = dictionary_VR(tag)
     except KeyError:
@@ -119,7 +127,7 @@ class CompiledPolicy:
 
     def __init__(self, policy: Policy) -> None:
         self.policy = policy
-        self._cache: dict[tuple[int, str, Mode], Rule] = {}
+        self._cache: dict[tuple[int, str, Mode, int], Rule] = {}
         #: Whether any rule can scrub free text (so identifying values must be collected).
         self.can_clean_text = bool(
             policy.options & {Option.CLEAN_DESCRIPTORS, Option.CLEAN_STRUCTURED_CONTENT}
@@ -150,15 +158,16 @@ class CompiledPolicy:
                 return rule.action is OverrideAction.KEEP
         return self.has(Option.RETAIN_SAFE_PRIVATE) and is_safe_private(creator, group, offset)
 
-    def rule(self, tag: int, vr: str, mode: Mode = Mode.NORMAL) -> Rule:
-        """Return the rule for an element of ``tag`` and ``vr`` in ``mode`` (cached)."""
-        key = (tag, vr, mode)
+    def rule(self, tag: int, vr: str, mode: Mode = Mode.NORMAL, within: int = 0) -> Rule:
+        """Return the rule for an element of ``tag`` and ``vr`` in ``mode`` (cached), in an
+        item of the sequence ``within`` when it is one of :data:`TYPE2_WITHIN` (else 0)."""
+        key = (tag, vr, mode, within)
         found = self._cache.get(key)
         if found is None:
-            found = self._cache[key] = self._resolve(tag, vr, mode)
+            found = self._cache[key] = self._resolve(tag, vr, mode, within)
         return found
 
-    def _resolve(self, tag: int, vr: str, mode: Mode) -> Rule:
+    def _resolve(self, tag: int, vr: str, mode: Mode, within: int = 0) -> Rule:
         override = self.policy.overrides.get(tag)
         if override is not None:
             return _override_rule(override.action, override.value, vr)
@@ -170,6 +179,11 @@ class CompiledPolicy:
         row = row_for(tag)
         if row is not None:
             code = effective_action(row.basic, row.options, self.policy.options)
+            if code == Action.REMOVE.value and tag in TYPE2_WITHIN.get(within, ()):
+                return Rule(
+                    Op.EMPTY,
+                    f"E.1-1 {code}, Type 2 in ({within >> 16:04X},{within & 0xFFFF:04X}) items: Z",
+                )
             return self._from_code(tag, vr, code, f"E.1-1 {code}")
         return self._default(tag, vr, mode)
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from functools import cache
 
+from pydicom import config
 from pydicom.charset import default_encoding
 from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import DataElement, RawDataElement, convert_raw_data_element
@@ -84,9 +86,34 @@ def _elements(item: Dataset) -> Iterator[DataElement]:
             continue
         if deferred:
             yield item[tag]  # read as the dataset reads it
-        else:
-            charset = default_encoding if tag == _CHARSET else encoding
+            continue
+        charset = default_encoding if tag == _CHARSET else encoding
+        try:
             yield convert_raw_data_element(elem, encoding=charset, ds=item)
+        except Exception:  # noqa: BLE001 - pydicom cannot decode it: read leniently
+            lenient = _lenient(tag, elem)
+            if lenient is not None:
+                yield lenient
+
+
+def _lenient(tag: BaseTag, elem: RawDataElement) -> DataElement | None:
+    """A text element pydicom cannot decode (a name in an ISO 2022 character set with a
+    broken escape sequence), read byte by byte as Latin-1: what identifies in it is still
+    collected. Only collected here: the walk reads, or refuses, the element itself."""
+    vr = elem.VR if elem.VR not in (None, "UN") else _dictionary_vr(tag)
+    if vr not in _COLLECTED_VRS or vr == "SQ" or not isinstance(elem.value, bytes):
+        return None
+    text = elem.value.decode("latin-1").strip(" \0")
+    values = text.split("\\") if vr != "LT" and vr != "ST" else [text]
+    value = values if len(values) > 1 else text
+    return DataElement(tag, vr, value, validation_mode=config.IGNORE)
+
+
+def _dictionary_vr(tag: BaseTag) -> str:
+    try:
+        return dictionary_VR(tag).split(" or ")[0]
+    except KeyError:
+        return "UN"
 
 
 def collect_identifiers(ds: Dataset) -> dict[str, list[str]]:
@@ -113,6 +140,7 @@ def collect_identifiers(ds: Dataset) -> dict[str, list[str]]:
             values = list(value) if elem.VM > 1 else [value]
             if vr == "PN":
                 names.extend(str(v) for v in values)
+                names.extend(_shifted_runs(item, elem.tag, values))
             elif vr == "DA":
                 dates.extend(str(v) for v in values)
             elif vr == "DT":
@@ -124,24 +152,51 @@ def collect_identifiers(ds: Dataset) -> dict[str, list[str]]:
     return {"names": names, "identifiers": identifiers, "dates": dates}
 
 
-def check_pixels(ds: Dataset, policy: Policy, has_pixels: bool, report: Report) -> None:
+_ISO2022_ESCAPE = re.compile(rb"\x1b[\x20-\x2f]*[\x30-\x7e]?")
+_LETTER_RUN = re.compile(rb"[A-Za-z]{4,}")
+
+
+def _shifted_runs(item: Dataset, tag: BaseTag, values: list[object]) -> list[str]:
+    """Words of a name that its character set shifted away: a stray ISO 2022 escape
+    (``ESC $ B`` before ASCII letters) makes pydicom decode the name as other characters,
+    while free text of the same file still holds it in ASCII. The runs of four or more
+    ASCII letters of the name's bytes (escape sequences removed) that its decoded form lacks
+    are names too. Only names whose bytes hold an escape are looked at."""
+    raw = item.get_item(tag)
+    data = raw.value if isinstance(raw, RawDataElement) else None
+    if not isinstance(data, bytes) or b"\x1b" not in data:
+        return []
+    decoded = " ".join(str(v) for v in values).lower()
+    runs = (r.decode("ascii") for r in _LETTER_RUN.findall(_ISO2022_ESCAPE.sub(b" ", data)))
+    return [run for run in runs if run.lower() not in decoded]
+
+
+def check_pixels(
+    ds: Dataset, policy: Policy, has_pixels: bool, report: Report, *, pixels_checked: bool = False
+) -> None:
     """Refuse or flag images whose pixels may show identifying text.
+
+    ``pixels_checked`` says the caller has examined the pixels for burned-in text (and filled
+    what was found: :mod:`dicomveil.redaction`) or, by policy, trusts the image's own
+    Burned In Annotation ``NO``. Under clean-pixel-data an image whose pixels were not
+    checked is refused: it is never passed through with its text.
 
     Raises
     ------
     UnsupportedInputError
-        BurnedInAnnotation is YES and the policy does not allow it, or the image would need
-        the Clean Pixel Data Option (not available yet).
+        BurnedInAnnotation is YES and the policy does not allow it, or the policy asks for
+        clean-pixel-data and the pixels were not checked.
     """
     if not has_pixels:
         return
-    burned_in = str(ds.get("BurnedInAnnotation", "") or "").strip().upper()
-    wants_pixel_cleaning = Option.CLEAN_PIXEL_DATA in policy.options
-    if burned_in == "YES":
-        if wants_pixel_cleaning:
+    if Option.CLEAN_PIXEL_DATA in policy.options:
+        if not pixels_checked:
             raise UnsupportedInputError(
-                "BurnedInAnnotation is YES and clean-pixel-data is not available yet: refused"
+                "clean-pixel-data: the pixels were not examined for burned-in text: refused"
             )
+        return
+    burned_in = str(ds.get("BurnedInAnnotation", "") or "").strip().upper()
+    if burned_in == "YES":
         if not policy.allow_burned_in_annotation:
             raise UnsupportedInputError(
                 "BurnedInAnnotation is YES: the pixels show identifying text; refused "
@@ -153,9 +208,4 @@ def check_pixels(ds: Dataset, policy: Policy, has_pixels: bool, report: Report) 
     modality = str(ds.get("Modality", "") or "").strip().upper()
     risky = modality in _RISKY_MODALITIES or sop_class.startswith(_RISKY_SOP_PREFIXES)
     if risky and burned_in != "NO":
-        if wants_pixel_cleaning:
-            raise UnsupportedInputError(
-                f"{modality or 'this SOP class'} images may carry burned-in text and "
-                "clean-pixel-data is not available yet: refused"
-            )
         report.flag("possible-burned-in-annotation")

@@ -21,8 +21,10 @@ idempotent by key.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -49,7 +51,7 @@ from dicomveil.pipeline.batch_upload import RetryPolicy
 from dicomveil.pipeline.journal import Journal, batch_locked
 from dicomveil.pipeline.manifest import MANIFEST_NAME
 from dicomveil.pipeline.recording import RunRecorder
-from dicomveil.pipeline.run import discover
+from dicomveil.pipeline.sources import Skipped, discover
 from dicomveil.ports import BlobStore, Clock
 from dicomveil.profile.policy import Policy
 from dicomveil.vault import Vault
@@ -63,6 +65,7 @@ __all__ = [
     "load_batch",
     "resume_batch",
     "run_batch",
+    "stopped_by",
 ]
 
 
@@ -77,6 +80,7 @@ def create_batch(
     home: Path,
     local_dest: Path | None = None,
     clock: Clock | None = None,
+    on_skip: Callable[[Skipped], None] | None = None,
 ) -> BatchInfo:
     """Record a new batch and its inputs; nothing is de-identified or uploaded yet.
 
@@ -100,6 +104,9 @@ def create_batch(
         The destination folder when ``dest_url`` is a ``file://`` URL (checked for overlap).
     clock
         Source of ``created_at`` (default: the system clock, UTC).
+    on_skip
+        Called with each path under ``source`` that is not read (see
+        :mod:`dicomveil.pipeline.sources`: only regular files are inputs).
 
     Raises
     ------
@@ -127,7 +134,7 @@ def create_batch(
         folder=folder,
     )
     with Journal.create(folder, {**info.to_meta(), "state": "created"}) as journal:
-        found = journal.add_inputs(discover(source))
+        found = journal.add_inputs(discover(source, on_skip))
     if not found:
         shutil.rmtree(folder, ignore_errors=True)  # nothing to keep: no batch was made
         raise ConfigError(f"{source}: no files found")
@@ -275,10 +282,23 @@ def resume_batch(
                 files=sum(journal.counts().values()),
             )
             with recorder:
-                result = runner.run(recorder, workers, threads, retry or RetryPolicy())
+                try:
+                    result = runner.run(recorder, workers, threads, retry or RetryPolicy())
+                except BaseException as exc:  # stopped: say why (batch status shows it)
+                    with contextlib.suppress(Exception):
+                        journal.set_meta({"state": "stopped", "error": stopped_by(exc)})
+                    raise
         if result.status.state == "complete":
             clean_staging(folder)
     return result
+
+
+def stopped_by(exc: BaseException) -> str:
+    """Say why a batch stopped on ``exc`` (PHI-free: the exception's type, never its text,
+    which may quote a value)."""
+    if isinstance(exc, KeyboardInterrupt):
+        return "stopped: interrupted (Ctrl-C or SIGINT); resume it"
+    return f"stopped by an unexpected error ({type(exc).__name__}); resume it"
 
 
 def fetch_manifest(store: BlobStore, batch_id: str) -> dict[str, Any]:

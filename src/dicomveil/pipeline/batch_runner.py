@@ -41,7 +41,8 @@ from dicomveil.pipeline.manifest import (
 from dicomveil.pipeline.outcome import FileOutcome, upload_key
 from dicomveil.pipeline.quarantine import REASONS_NAME, quarantine_failures
 from dicomveil.pipeline.recording import RunRecorder
-from dicomveil.pipeline.run import discover, run_deidentification
+from dicomveil.pipeline.run import run_deidentification
+from dicomveil.pipeline.sources import discover
 from dicomveil.ports import BlobInfo, BlobStore
 
 __all__ = ["DICOM_CONTENT_TYPE", "BatchEvents", "BatchResult", "BatchRunner", "clean_staging"]

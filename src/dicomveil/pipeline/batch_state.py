@@ -127,6 +127,7 @@ def policy_to_mapping(policy: Policy) -> dict[str, Any]:
         "options": sorted(o.value for o in policy.options),
         "organization": policy.organization,
         "allow_burned_in_annotation": policy.allow_burned_in_annotation,
+        **({"trust_burned_in_annotation_no": True} if policy.trust_burned_in_annotation_no else {}),
         "tags": tags,
         "private": private,
     }

@@ -16,9 +16,10 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-from dicomveil.dicomio import WriteResult, read_instance, write_instance
+from dicomveil._optional import require
+from dicomveil.dicomio import Instance, WriteResult, read_instance, write_instance
 from dicomveil.dicomio.encoded import header_dataset, pixel_span, read_head
 from dicomveil.dicomio.writer import encoded_parts, write_file
 from dicomveil.engine.deidentify import deidentify
@@ -28,10 +29,14 @@ from dicomveil.engine.keys import PseudonymKeys
 from dicomveil.engine.pseudonyms import complete_identity
 from dicomveil.engine.rules import CompiledPolicy
 from dicomveil.engine.scan import collect_identifiers
-from dicomveil.errors import DeidentificationError
+from dicomveil.errors import DeidentificationError, DicomveilError, UnsupportedInputError
 from dicomveil.paths import ContainedRoot
 from dicomveil.pipeline.failures import failure
 from dicomveil.pipeline.outcome import FileOutcome, output_key
+from dicomveil.profile.options import Option
+
+if TYPE_CHECKING:
+    from dicomveil.redaction import CleanResult
 
 __all__ = ["FileOutcome", "deidentify_file", "output_key"]
 
@@ -109,9 +114,16 @@ def _deidentify(
         if outcome is not None:
             return outcome
     instance = read_instance(source)
+    instance, cleaning, checked = _pixels(instance, compiled)
     ds = instance.dataset
     modality = str(ds.get("Modality", "") or "")
-    result = deidentify(ds, compiled, keys, has_pixels=instance.pixel is not None)
+    result = deidentify(
+        ds, compiled, keys, has_pixels=instance.pixel is not None, pixels_checked=checked
+    )
+    if cleaning is not None:
+        from dicomveil.redaction import record_cleaning
+
+        record_cleaning(result.dataset, result.report, cleaning)
     identity = _checked(result.identity, compiled, keys)
     key = output_key(identity, keys)
     # Whatever followed the pixel data (digital signatures, which de-identification
@@ -148,6 +160,32 @@ def _checked(
             f"no pseudonymous {missing} to record the way back: the instance is not written"
         )
     return identity
+
+
+def _pixels(
+    instance: Instance, compiled: CompiledPolicy
+) -> tuple[Instance, CleanResult | None, bool]:
+    """Under clean-pixel-data, examine the pixels of ``instance`` for burned-in text and fill
+    it (:mod:`dicomveil.redaction`): ``(instance to write, what was cleaned or None, whether
+    the pixels were checked)``. Raises what the cleaner raises for images it cannot clean."""
+    policy = compiled.policy
+    if instance.pixel is None or Option.CLEAN_PIXEL_DATA not in policy.options:
+        return instance, None, False
+    declared = str(instance.dataset.get("BurnedInAnnotation", "") or "").strip().upper()
+    if policy.trust_burned_in_annotation_no and declared == "NO":
+        return instance, None, True
+    require("numpy", "clean-pixel-data", "redaction")
+    from dicomveil.redaction import clean_instance
+
+    try:
+        cleaning = clean_instance(instance)
+    except DicomveilError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - never pass an image its cleaner choked on
+        raise UnsupportedInputError(
+            f"clean-pixel-data: the pixels could not be examined ({type(exc).__name__})"
+        ) from None
+    return cleaning.instance, cleaning, True
 
 
 def _fast(

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from dicomveil.pipeline.outcome import FileOutcome
     from dicomveil.profile.policy import Policy
 
-__all__ = ["RunSummary", "chunk_size", "default_workers", "discover", "run_deidentification"]
+__all__ = ["RunSummary", "chunk_size", "default_workers", "run_deidentification"]
 
 MAX_CHUNK = 64
 """Most files handed to a worker at once (fewer hand-overs; still balanced at the end)."""
@@ -54,22 +54,6 @@ def chunk_size(files: int | None, workers: int) -> int:
     if files is None:
         return 16
     return max(1, min(MAX_CHUNK, files // (workers * 8)))
-
-
-def discover(source: Path) -> Iterator[Path]:
-    """Yield the candidate files under ``source`` (or ``source`` itself), sorted.
-
-    Hidden files and folders (names starting with ``.``) are passed over; whether a file is
-    DICOM is decided by its content when it is read, not by its name.
-    """
-    if source.is_file():
-        yield source
-        return
-    for root, dirs, files in os.walk(source):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for name in sorted(files):
-            if not name.startswith("."):
-                yield Path(root) / name
 
 
 @dataclass(slots=True)
@@ -157,7 +141,8 @@ def _init_pool_worker(
     with taken.get_lock():  # this worker's slot, where it shows the file it is working on
         _STATE["slot"] = (slots, taken.value)
         taken.value += 1
-    _import_pydicom_without_codecs()
+    if "clean-pixel-data" not in {o.value for o in policy.options}:  # it decodes pixels
+        _import_pydicom_without_codecs()
     _init_worker(secret, policy, dest, fsync, hash_output)
 
 
@@ -247,7 +232,7 @@ def run_deidentification(
     Parameters
     ----------
     paths:
-        Input files (see :func:`discover`).
+        Input files (see :func:`dicomveil.pipeline.sources.discover`).
     dest:
         The destination folder; receives only de-identified files.
     policy, secret:

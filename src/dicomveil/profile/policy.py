@@ -96,6 +96,9 @@ class Policy:
         Prefix of patient pseudonyms (letters, digits, ``-``), or empty.
     allow_burned_in_annotation:
         Process images that declare BurnedInAnnotation = YES (otherwise they are refused).
+    trust_burned_in_annotation_no:
+        Under clean-pixel-data, do not examine images that declare BurnedInAnnotation = NO
+        (faster; by default every image is examined, as the attribute is often wrong).
     name:
         A label recorded in reports and the audit log.
     """
@@ -106,6 +109,7 @@ class Policy:
     organization: str = ""
     allow_burned_in_annotation: bool = False
     name: str = "basic"
+    trust_burned_in_annotation_no: bool = False
 
     def __post_init__(self) -> None:
         if _EXCLUSIVE <= self.options:
@@ -130,6 +134,7 @@ class Policy:
             organization=self.organization,
             allow_burned_in_annotation=self.allow_burned_in_annotation,
             name=self.name,
+            trust_burned_in_annotation_no=self.trust_burned_in_annotation_no,
         )
 
 
@@ -212,7 +217,15 @@ def _parse_private(raw: Any) -> PrivateRule:
 
 
 _KNOWN_KEYS = frozenset(
-    {"name", "options", "organization", "allow_burned_in_annotation", "tags", "private"}
+    {
+        "name",
+        "options",
+        "organization",
+        "allow_burned_in_annotation",
+        "trust_burned_in_annotation_no",
+        "tags",
+        "private",
+    }
 )
 
 
@@ -237,6 +250,7 @@ def policy_from_mapping(data: Mapping[str, Any]) -> Policy:
         organization=str(data.get("organization", "")),
         allow_burned_in_annotation=bool(data.get("allow_burned_in_annotation", False)),
         name=str(data.get("name", "custom")),
+        trust_burned_in_annotation_no=bool(data.get("trust_burned_in_annotation_no", False)),
     )
 
 

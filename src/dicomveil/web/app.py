@@ -1,7 +1,8 @@
 """The gateway application: ``create_app(settings)`` builds one FastAPI app.
 
 Routes: health and metrics at the root, the gateway API under ``/api/v1``, DICOMweb
-(STOW-RS, QIDO-RS, WADO-RS) under ``/dicomweb``; OpenAPI at ``/docs`` and ``/openapi.json``.
+(STOW-RS, QIDO-RS, WADO-RS) under ``/dicomweb``; OpenAPI at ``/docs`` (local assets, see
+:mod:`dicomveil.web.docs`) and ``/openapi.json`` unless the ``docs`` setting is off.
 Resources (store, index, vault, audit log, tokens) are opened when the app is created and
 closed when it shuts down (or by ``app.state.services.close()``).
 """
@@ -17,9 +18,14 @@ from fastapi import FastAPI
 
 from dicomveil import __version__
 from dicomveil.quiet import quiet_pydicom
+from dicomveil.web.connections import GuardLimits, guard
+from dicomveil.web.cors import OptionsAndCors
+from dicomveil.web.docs import add_docs
 from dicomveil.web.errors import install_error_handlers
+from dicomveil.web.ingest_work import silence_pydicom_log
 from dicomveil.web.middleware import Observe
 from dicomveil.web.routes import gateway, health, qido, reid, rendered, stow, wado
+from dicomveil.web.routing import RouteTable
 from dicomveil.web.services import Services
 from dicomveil.web.settings import ENV_SETTINGS, Settings
 
@@ -41,7 +47,11 @@ def create_app(settings: Settings) -> FastAPI:
     ConfigError, ProfileError
         Bad settings, policy or key; storage, index or vault cannot be opened.
     """
+    silence_pydicom_log()
     services = Services.open(settings)
+    guard.configure(
+        GuardLimits(settings.header_timeout, settings.body_timeout, settings.max_connections)
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -55,13 +65,25 @@ def create_app(settings: Settings) -> FastAPI:
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # served from local assets by add_docs (never from a CDN)
+        redoc_url=None,
+        openapi_url="/openapi.json" if settings.docs else None,
     )
     app.state.services = services
     install_error_handlers(app)
     for module in (health, gateway, reid, stow, qido, wado, rendered):
         app.include_router(module.router)
     _include_batches(app)
-    app.add_middleware(Observe, max_body_bytes=settings.max_body_bytes, metrics=services.metrics)
+    _include_ui(app, services)
+    if settings.docs:
+        add_docs(app)
+    table = RouteTable(
+        app.router.routes,
+        upload_limit=settings.max_body_bytes,
+        json_limit=settings.max_json_bytes,
+    )
+    app.add_middleware(Observe, routes=table, tokens=services.tokens, metrics=services.metrics)
+    app.add_middleware(OptionsAndCors, origins=settings.cors_origins)  # outermost: preflights
     return app
 
 
@@ -72,6 +94,19 @@ def _include_batches(app: FastAPI) -> None:
     except ImportError:  # the batch pipeline is not part of this build
         return
     app.include_router(batches.router)
+
+
+def _include_ui(app: FastAPI, services: Services) -> None:
+    """Add the console and the installed viewer, as configured."""
+    settings = services.settings
+    if settings.console:
+        from dicomveil.web.console import install_console
+
+        install_console(app, services)
+    if settings.viewer:
+        from dicomveil.web.viewer.serve import mount_viewer
+
+        mount_viewer(app, settings)
 
 
 def app_from_environment() -> FastAPI:

@@ -1,7 +1,10 @@
 """Route dependencies: the app's services, and bearer-token authorization by role.
 
 No token (or not a bearer token): 401 with ``WWW-Authenticate: Bearer``. A token that is not
-known: 401. A known token whose role lacks the right: 403.
+known: 401. A known token whose role lacks the right: 403. The outermost middleware makes
+these checks before any body is read (see :mod:`dicomveil.web.routing`), from the role this
+module's dependency declares; the dependency checks again (or takes the token the middleware
+verified), so a route is never open because of the middleware's absence.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from dicomveil.web.errors import Forbidden, Unauthorized
+from dicomveil.web.middleware import TOKEN_SCOPE_KEY
+from dicomveil.web.routing import ROLE_ATTRIBUTE
 from dicomveil.web.services import Services
 from dicomveil.web.tokens import Role, Token
 
@@ -37,6 +42,10 @@ def require(role: Role) -> Callable[..., Awaitable[Token]]:
         request: Request,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     ) -> Token:
+        verified = request.scope.get(TOKEN_SCOPE_KEY)
+        if isinstance(verified, Token) and verified.allows(role):
+            request.state.token = verified
+            return verified
         if credentials is None or credentials.scheme.lower() != "bearer":
             raise Unauthorized()
         token = get_services(request).tokens.verify(credentials.credentials.strip())
@@ -48,6 +57,7 @@ def require(role: Role) -> Callable[..., Awaitable[Token]]:
         return token
 
     authorize.__name__ = f"require_{role}"
+    setattr(authorize, ROLE_ATTRIBUTE, role)
     return authorize
 
 
@@ -57,15 +67,20 @@ DICOMWEB_PREFIX = "/dicomweb"
 def dicomweb_root(request: Request) -> str:
     """The absolute DICOMweb root URL, for RetrieveURL and BulkDataURI.
 
-    ``public_url`` from the settings when set (behind a proxy), else the request's own base.
-    A Host header without a port (some clients send one) gets the port the server listens
-    on, so the URLs work for a client talking to the server directly.
+    ``public_url`` from the settings when set (behind a proxy). Otherwise the address the
+    client actually connected to (the socket's own address, never the ``Host`` header: a
+    client could make the server hand out URLs pointing anywhere).
     """
     public = get_services(request).settings.public_url
     if public:
         return public.rstrip("/") + DICOMWEB_PREFIX
-    url = request.base_url
     server = request.scope.get("server")
-    if url.port is None and server and server[1] not in (None, 80, 443):
-        url = url.replace(port=int(server[1]))
-    return str(url).rstrip("/") + DICOMWEB_PREFIX
+    scheme = request.url.scheme
+    if not server:
+        return f"{scheme}://localhost{DICOMWEB_PREFIX}"
+    host, port = str(server[0]), server[1]
+    if ":" in host:  # IPv6 literal
+        host = f"[{host}]"
+    default = {"http": 80, "https": 443}.get(scheme)
+    netloc = host if port in (None, default) else f"{host}:{port}"
+    return f"{scheme}://{netloc}{DICOMWEB_PREFIX}"

@@ -64,16 +64,26 @@ def resolve_import(root: Path | None, requested: str) -> Path:
     return resolved
 
 
+MAX_ZIP_RATIO: Final = 200
+"""Largest expansion of a zip upload: uncompressed bytes per byte of the zip file (with a
+floor of 1 MiB of zip), beyond which it is refused as a zip bomb."""
+
+
 def extract_zip(archive: Path, target: Path, *, max_bytes: int) -> int:
     """Extract ``archive`` into ``target`` safely; return the number of files.
+
+    The expansion is counted as it is written (declared sizes are not trusted) and capped
+    at ``max_bytes`` and at :data:`MAX_ZIP_RATIO` times the zip's size.
 
     Raises
     ------
     BadRequest
         Not a zip file, or an entry with an absolute name, ``..`` or a link.
     PayloadTooLarge
-        More than ``max_bytes`` uncompressed, or too many entries.
+        More than ``max_bytes`` uncompressed, an expansion ratio above
+        :data:`MAX_ZIP_RATIO`, or too many entries.
     """
+    limit = min(max_bytes, MAX_ZIP_RATIO * max(archive.stat().st_size, 1 << 20))
     try:
         bundle = zipfile.ZipFile(archive)
     except (zipfile.BadZipFile, OSError):
@@ -98,8 +108,8 @@ def extract_zip(archive: Path, target: Path, *, max_bytes: int) -> int:
             with bundle.open(entry) as source, destination.open("wb") as out:
                 while chunk := source.read(1 << 20):
                     total += len(chunk)
-                    if total > max_bytes:
-                        raise PayloadTooLarge(f"the zip expands to more than {max_bytes} bytes")
+                    if total > limit:
+                        raise PayloadTooLarge(f"the zip expands to more than {limit} bytes")
                     out.write(chunk)
             count += 1
     return count

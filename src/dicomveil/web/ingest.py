@@ -14,11 +14,13 @@ import uuid
 from collections import Counter
 from pathlib import Path
 
+from dicomveil.audit.entry import AuditEvent
 from dicomveil.pipeline.recording import RunRecorder
-from dicomveil.web.ingest_work import STUDY_MISMATCH_KIND, Ingested, Upload
+from dicomveil.web.ingest_work import CONFLICT_KIND, STUDY_MISMATCH_KIND, Ingested
+from dicomveil.web.request_plan import plan_uploads, settle_existing
 from dicomveil.web.services import Services
 
-__all__ = ["STUDY_MISMATCH_KIND", "Ingested", "deidentify_uploads"]
+__all__ = ["CONFLICT_KIND", "STUDY_MISMATCH_KIND", "Ingested", "deidentify_uploads"]
 
 
 def deidentify_uploads(
@@ -57,7 +59,9 @@ def deidentify_uploads(
     Returns
     -------
     list of Ingested
-        One per upload, in order. Failures carry a PHI-free reason.
+        One per upload, in order. Failures carry a PHI-free reason. Repeated and already
+        archived instances are handled as :mod:`dicomveil.web.request_plan` says; conflicts
+        and replacements are audited (``instance_conflict``).
 
     Raises
     ------
@@ -65,15 +69,12 @@ def deidentify_uploads(
         The way back, the audit trail or the index could not be written: nothing of the
         request is indexed then.
     """
-    out = str(workspace / "out")
-    work = [
-        Upload(str(path), number, out, archive, study)
-        for number, path in enumerate(uploads, start=1)
-    ]
+    plan = plan_uploads(services, uploads, str(workspace / "out"), archive=archive, study=study)
+    run_id = uuid.uuid4().hex
     recorder = RunRecorder(
         services.vault,
         services.audit,
-        run_id=uuid.uuid4().hex,
+        run_id=run_id,
         actor=actor,
         policy=services.policy,
         pseudonym_key_id=services.keys.key_id,
@@ -81,12 +82,38 @@ def deidentify_uploads(
         start_now=False,  # one request, one write to the audit log
     )
     with recorder:
-        results = services.engine.run(work)
+        results = plan.results(services.engine.run(plan.work), services)
+        if archive:
+            settle_existing(services, results)
         for result in results:
             recorder.add(result.outcome)
         counts = Counter(r.outcome.status for r in results)
         recorder.finish(dict(counts), failed=bool(counts["failed"]))
+        _audit_conflicts(services, results, actor=actor, run_id=run_id)
     services.metrics.count_instances(entry, dict(counts))
     if archive:
-        services.index.add([r.record for r in results if r.record is not None])
+        services.index.add([r.record for r in results if r.record is not None and not r.unchanged])
     return results
+
+
+def _audit_conflicts(
+    services: Services, results: list[Ingested], *, actor: str, run_id: str
+) -> None:
+    """Record every archived instance replaced, and every one refused as a conflict."""
+    events = [
+        AuditEvent(
+            "instance_conflict",
+            actor,
+            "success" if result.replaced else "failure",
+            {
+                "run_id": run_id,
+                "action": "replaced" if result.replaced else "refused",
+                "pseudo_sop_instance_uid": result.sop_instance_uid or None,
+                "output_sha256": result.outcome.sha256 or None,
+            },
+        )
+        for result in results
+        if result.replaced or result.outcome.error_kind == CONFLICT_KIND
+    ]
+    if events:
+        services.audit.append_many(events)

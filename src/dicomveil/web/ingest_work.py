@@ -11,6 +11,7 @@ The module stays light (no web framework): the pool's processes import it and no
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,21 +30,45 @@ from dicomveil.quiet import quiet_pydicom
 from dicomveil.storage import BaseBlobStore, FileUpload, open_store
 
 __all__ = [
+    "CONFLICT_KIND",
+    "HEAD_BYTES",
     "STUDY_MISMATCH_KIND",
+    "HeadUids",
     "Ingested",
     "Upload",
     "can_read",
     "failed",
+    "head_uids",
     "ingest_chunk",
     "ingest_one",
     "ingest_many",
     "init_worker",
+    "pseudonymous_uid",
+    "scan_sop_instance_uid",
+    "silence_pydicom_log",
+    "sop_instance_uid_of",
     "store_results",
 ]
 
 DICOM: Final = "application/dicom"
 STUDY_MISMATCH_KIND: Final = "StudyMismatch"
 """Error kind of an instance refused because it belongs to another study than asked."""
+CONFLICT_KIND: Final = "InstanceConflict"
+"""Error kind of an instance refused because the archive holds different content under its
+pseudonymous SOP Instance UID (or another part of the request does)."""
+HEAD_BYTES: Final = 64 * 1024
+"""Bytes of an upload read to find its UIDs without parsing it (they come early)."""
+_LAST_HEAD_TAG: Final = 0x0020000D  # StudyInstanceUID: the last UID looked for
+_SOP_INSTANCE_UID: Final = 0x00080018
+_LONG_VRS: Final = frozenset(
+    {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
+)
+_IMPLICIT_LE: Final = "1.2.840.10008.1.2"
+_EXPLICIT_LE: Final = frozenset(
+    {"1.2.840.10008.1.2.1"}
+    | {f"1.2.840.10008.1.2.4.{n}" for n in range(50, 204)}
+    | {"1.2.840.10008.1.2.5", "1.2.840.10008.1.2.1.98"}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +114,13 @@ class Ingested:
     sop_class_uid, sop_instance_uid:
         SOP Class UID and the *pseudonymous* SOP Instance UID, for STOW-RS answers (empty
         when the upload is not readable DICOM).
+    exists:
+        The archive holds an object under this instance's key already: it was not stored
+        (the server decides, see :mod:`dicomveil.web.request_plan`); ``staged`` is kept.
+    unchanged:
+        The archive holds this very content already: not stored nor indexed again.
+    replaced:
+        The archive held different content under this SOP Instance UID; replaced.
     """
 
     outcome: FileOutcome
@@ -96,6 +128,9 @@ class Ingested:
     record: InstanceRecord | None = None
     sop_class_uid: str = ""
     sop_instance_uid: str = ""
+    exists: bool = False
+    unchanged: bool = False
+    replaced: bool = False
 
     @property
     def ok(self) -> bool:
@@ -110,30 +145,135 @@ def failed(source: Path, exc: DicomveilError | str, kind: str = "") -> FileOutco
     return FileOutcome(source, "failed", reason=exc, error_kind=kind)
 
 
-def _references(path: Path, compiled: CompiledPolicy, keys: PseudonymKeys) -> tuple[str, str]:
-    """SOP Class UID and pseudonymous SOP Instance UID of an upload that failed."""
-    import pydicom
+@dataclass(frozen=True, slots=True)
+class HeadUids:
+    """UIDs read from the first :data:`HEAD_BYTES` of an upload (empty when not found)."""
+
+    sop_class: str = ""
+    sop_instance: str = ""
+    study: str = ""
+
+
+def head_uids(path: Path | str) -> HeadUids:
+    """Read the SOP Class, SOP Instance and Study Instance UIDs from the start of ``path``.
+
+    Bounded cost whatever the upload: at most :data:`HEAD_BYTES` are read and parsed, and
+    parsing stops after Study Instance UID. A file whose UIDs come later, or that is not
+    DICOM, gives empty UIDs.
+    """
+    import io
+
+    from pydicom.filereader import read_partial
 
     try:
-        ds = pydicom.dcmread(
-            path,
-            stop_before_pixels=True,
+        with open(path, "rb") as handle:
+            head = handle.read(HEAD_BYTES)
+        ds = read_partial(
+            io.BytesIO(head),
+            stop_when=lambda tag, _vr, _length: int(tag) > _LAST_HEAD_TAG,
             force=True,
-            specific_tags=["SOPClassUID", "SOPInstanceUID"],
+            specific_tags=[0x00080016, 0x00080018, _LAST_HEAD_TAG],
         )
-        sop_class = str(ds.get("SOPClassUID", "") or "")
-        original = str(ds.get("SOPInstanceUID", "") or "")
-    except Exception:  # noqa: BLE001 - unreadable: nothing to refer to
-        return "", ""
-    if not original:
-        return sop_class, ""
-    if compiled.has(Option.RETAIN_UIDS):
-        return sop_class, original
-    return sop_class, remap_uid(keys, original)
+        values = [str(ds.get(k, "") or "") for k in ("SOPClassUID", "SOPInstanceUID")]
+        study = str(ds.get("StudyInstanceUID", "") or "")
+    except Exception:  # noqa: BLE001 - unreadable (or cut in the middle): nothing to refer to
+        return HeadUids()
+    return HeadUids(values[0], values[1], study)
+
+
+def _element(head: bytes, pos: int, implicit: bool) -> tuple[int, int, int] | None:
+    """(tag, value offset, value length) of the element at ``pos``; ``None`` when it cannot
+    be read plainly (end of the head, undefined length, a VR that is not two letters)."""
+    if pos + 8 > len(head):
+        return None
+    group, number = struct.unpack_from("<HH", head, pos)
+    if implicit:
+        start, length = pos + 8, struct.unpack_from("<I", head, pos + 4)[0]
+    else:
+        vr = head[pos + 4 : pos + 6]
+        if not vr.isalpha() or not vr.isupper():
+            return None
+        if vr in _LONG_VRS:
+            if pos + 12 > len(head):
+                return None
+            start, length = pos + 12, struct.unpack_from("<I", head, pos + 8)[0]
+        else:
+            start, length = pos + 8, struct.unpack_from("<H", head, pos + 6)[0]
+    if length == 0xFFFFFFFF or start + length > len(head):
+        return None
+    return group << 16 | number, start, length
+
+
+def _text(value: bytes) -> str | None:
+    text = value.rstrip(b"\0 ")
+    return text.decode("ascii") if text.isascii() else None
+
+
+def scan_sop_instance_uid(head: bytes) -> str | None:
+    """SOP Instance UID from the first bytes of a Part 10 file, without pydicom (tens of
+    microseconds): ``""`` when the file has none, ``None`` when a plain scan cannot tell
+    (no preamble, big endian or deflated, unusual elements before it)."""
+    if head[128:132] != b"DICM":
+        return None
+    pos, syntax = 132, None
+    while (found := _element(head, pos, implicit=False)) is not None and found[0] >> 16 == 2:
+        tag, start, length = found
+        if tag == 0x00020010:
+            syntax = _text(head[start : start + length])
+        pos = start + length
+    if syntax != _IMPLICIT_LE and syntax not in _EXPLICIT_LE:
+        return None
+    while (found := _element(head, pos, implicit=syntax == _IMPLICIT_LE)) is not None:
+        tag, start, length = found
+        if tag == _SOP_INSTANCE_UID:
+            return _text(head[start : start + length])
+        if tag > _SOP_INSTANCE_UID:
+            return ""
+        pos = start + length
+    return None
+
+
+def sop_instance_uid_of(path: Path | str) -> str:
+    """The original SOP Instance UID of an upload (``""``: none found), read from its head:
+    by :func:`scan_sop_instance_uid`, else by pydicom on the head."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(HEAD_BYTES)
+    except OSError:
+        return ""
+    found = scan_sop_instance_uid(head)
+    return head_uids(path).sop_instance if found is None else found
+
+
+def pseudonymous_uid(uid: str, compiled: CompiledPolicy, keys: PseudonymKeys) -> str:
+    """The UID the de-identified instance gets for ``uid`` (``""`` stays ``""``)."""
+    if not uid or compiled.has(Option.RETAIN_UIDS):
+        return uid
+    return remap_uid(keys, uid)
+
+
+def _references(path: Path, compiled: CompiledPolicy, keys: PseudonymKeys) -> tuple[str, str]:
+    """SOP Class UID and pseudonymous SOP Instance UID of an upload that failed (read from
+    its head only: a refused upload is never parsed again in full)."""
+    uids = head_uids(path)
+    return uids.sop_class, pseudonymous_uid(uids.sop_instance, compiled, keys)
 
 
 def ingest_one(upload: Upload, compiled: CompiledPolicy, keys: PseudonymKeys) -> Ingested:
-    """De-identify one upload into its request's folder; see :class:`Upload`."""
+    """De-identify one upload into its request's folder; see :class:`Upload`.
+
+    Any error is this upload's failure alone (a PHI-free reason naming the error's type),
+    never the request's.
+    """
+    try:
+        return _ingest_one(upload, compiled, keys)
+    except Exception as exc:  # noqa: BLE001 - one upload must not sink the others
+        source = Path(f"upload-{upload.number}")
+        reason = f"unexpected error while de-identifying ({type(exc).__name__})"
+        return Ingested(failed(source, reason, "DeidentificationError"))
+
+
+def _ingest_one(upload: Upload, compiled: CompiledPolicy, keys: PseudonymKeys) -> Ingested:
     path, out = Path(upload.path), Path(upload.out)
     outcome = deidentify_file(path, out, compiled, keys, hash_output=upload.archive)
     outcome.source = Path(f"upload-{upload.number}")
@@ -175,17 +315,24 @@ def _take_record(result: Ingested) -> None:
         result.outcome, result.staged = failed(outcome.source, exc), None
 
 
-def store_results(store: BaseBlobStore, results: Sequence[Ingested]) -> None:
+def store_results(
+    store: BaseBlobStore, results: Sequence[Ingested], *, overwrite: bool = False
+) -> None:
     """Store the de-identified files of the ``results`` to archive, in one group.
 
     The staged files are moved into the archive when it is local (``staged`` is then
     ``None``). An instance that cannot be stored becomes a failure (and loses its record).
+    An instance whose key the archive holds already is not stored (``exists``) unless
+    ``overwrite``: the server compares it with the archived one first.
     """
     uploads: list[FileUpload] = []
     taken: list[Ingested] = []
     for result in results:
         outcome, staged = result.outcome, result.staged
-        if not result.ok or result.record is None or staged is None:
+        if not result.ok or result.record is None or staged is None or result.unchanged:
+            continue
+        if not overwrite and store.head(outcome.output) is not None:
+            result.exists = True
             continue
         assert outcome.identity is not None
         pseudo = outcome.identity.pseudonymous
@@ -221,6 +368,18 @@ def ingest_many(
 
 # -- pool process side ------------------------------------------------------------------------
 
+
+def silence_pydicom_log() -> None:
+    """Keep pydicom's logger out of the server's log: its messages quote values (an invalid
+    Specific Character Set, a bad length), and the server's root handler would print them.
+    Input problems are reported by dicomveil itself, without values."""
+    import logging
+
+    logger = logging.getLogger("pydicom")
+    logger.propagate = False
+    logger.setLevel(logging.CRITICAL + 1)
+
+
 _STATE: dict[str, Any] = {}
 
 
@@ -230,6 +389,7 @@ def init_worker(
     """Initialise a pool process: no pydicom warnings (they quote values), keys derived,
     policy compiled and the archive opened once (``store_url`` ``None``: the server stores)."""
     quiet_pydicom()
+    silence_pydicom_log()
     _STATE["keys"] = PseudonymKeys(secret)
     _STATE["compiled"] = compile_policy(policy)
     _STATE["store"] = None if store_url is None else open_store(store_url, **store_options)

@@ -181,11 +181,17 @@ def new_boundary() -> str:
     return f"dicomveil-{secrets.token_hex(16)}"
 
 
-def multipart_body(parts: Iterable[tuple[dict[str, str], bytes]], boundary: str) -> Iterator[bytes]:
-    """Yield the encoded multipart body of ``(headers, content)`` pairs, lazily."""
+def multipart_body(
+    parts: Iterable[tuple[dict[str, str], bytes | Iterable[bytes]]], boundary: str
+) -> Iterator[bytes]:
+    """Yield the encoded multipart body of ``(headers, content)`` pairs, lazily (a part's
+    content is bytes, or an iterable of byte chunks read as the body is sent)."""
     for headers, content in parts:
         head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
         yield f"--{boundary}\r\n{head}\r\n".encode("latin-1")
-        yield content
+        if isinstance(content, bytes | bytearray | memoryview):
+            yield bytes(content)
+        else:
+            yield from content
         yield b"\r\n"
     yield f"--{boundary}--\r\n".encode("latin-1")

@@ -35,8 +35,13 @@ class Accepted:
 
 
 def accepted(request: Request) -> list[Accepted]:
-    """Return the media ranges of the Accept header (``*/*`` when there is none)."""
-    header = request.headers.get("accept", "").strip()
+    """Return the media ranges the client accepts (``*/*`` when it says nothing).
+
+    An ``accept`` query parameter wins over the Accept header (PS3.18 §8.3.3.1: browsers
+    cannot set the header on an ``<img>``; OHIF asks for thumbnails this way).
+    """
+    header = ",".join(request.query_params.getlist("accept")).strip()
+    header = header or request.headers.get("accept", "").strip()
     if not header:
         return [Accepted("*/*", {})]
     ranges = []

@@ -3,10 +3,15 @@
 Frames of an uncompressed instance are byte ranges of its Pixel Data; frames of an
 encapsulated (compressed) instance are its fragments, one frame each, in their own media
 type (``image/jpeg``, ``image/jp2``, ...), or decoded to raw bytes when only
-``application/octet-stream`` is accepted. Rendering decodes one frame (pylibjpeg for
-compressed data), applies the Modality LUT, then the window (from the request, else the
-instance's first Window Center/Width, else the frame's range), inverts MONOCHROME1, scales to
-8 bits, fits the viewport and encodes PNG or JPEG.
+``application/octet-stream`` is accepted. Frames are read from the archived file one at a
+time, at their offsets (never the whole Pixel Data), each requested frame once.
+
+Rendering refuses images above the ``max_render_pixels`` setting before decoding anything
+(their size is read from the header), decodes the one frame it needs, and computes in
+32-bit floats (a 12000×12000 image cost 3.2 GB per request in 64-bit floats). Rendering
+decodes one frame (pylibjpeg for compressed data), applies the Modality LUT, then the window
+(from the request, else the instance's first Window Center/Width, else the frame's range),
+inverts MONOCHROME1, scales to 8 bits, fits the viewport and encodes PNG or JPEG.
 
 References
 ----------
@@ -17,17 +22,29 @@ PS3.3 §C.11.2.1.2 (linear window function).
 from __future__ import annotations
 
 import io
+import os
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final
 
 from pydicom.dataset import Dataset
 
 from dicomveil.errors import UnsupportedInputError
-from dicomveil.web.errors import BadRequest, NotFound
+from dicomveil.web.errors import BadRequest, HttpError, NotFound
+
+
+class ImageTooLarge(HttpError):
+    """The image is larger than the server renders (413, ``max_render_pixels``)."""
+
+    status = 413
+
 
 __all__ = [
     "FRAME_MEDIA_TYPES",
     "RenderOptions",
+    "ImageTooLarge",
+    "file_frames",
     "frame_media_type",
     "frames",
     "linear_window",
@@ -62,7 +79,7 @@ def frame_media_type(transfer_syntax: str) -> str:
 
 
 def parse_frame_numbers(text: str, available: int) -> list[int]:
-    """Parse ``1,3,5`` (1-based frame numbers).
+    """Parse ``1,3,5`` (1-based frame numbers): each frame once, at most ``available``.
 
     Raises
     ------
@@ -71,15 +88,20 @@ def parse_frame_numbers(text: str, available: int) -> list[int]:
     NotFound
         A frame beyond the instance's frames.
     """
+    if len(text) > 16 * _MAX_FRAMES:
+        raise BadRequest("the frame list is too long")
     try:
         numbers = [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
         raise BadRequest("frame numbers must be a comma-separated list of integers") from None
-    if not numbers or len(numbers) > _MAX_FRAMES or min(numbers) < 1:
+    if not numbers or min(numbers) < 1:
         raise BadRequest("frame numbers start at 1")
     if max(numbers) > available:
         raise NotFound(f"the instance has {available} frame(s)")
-    return numbers
+    unique = list(dict.fromkeys(numbers))  # each frame once, in the order first asked
+    if len(unique) > _MAX_FRAMES:
+        raise BadRequest(f"at most {_MAX_FRAMES} frames per request")
+    return unique
 
 
 def frame_count(ds: Dataset) -> int:
@@ -112,17 +134,71 @@ def frames(ds: Dataset, numbers: list[int], *, decode: bool) -> list[bytes]:
         stored = list(generate_frames(ds.PixelData, number_of_frames=count))
         return [stored[n - 1] for n in numbers]
     data: bytes = ds.PixelData
-    bits = int(ds.BitsAllocated) * int(ds.get("SamplesPerPixel", 1))
-    length = (int(ds.Rows) * int(ds.Columns) * bits + 7) // 8
+    length = _frame_length(ds)
     return [data[(n - 1) * length : n * length] for n in numbers]
 
 
-def _decoded(ds: Dataset, index: int) -> Any:
+_DEFLATED: Final = "1.2.840.10008.1.2.1.99"
+
+
+def _header(path: Path) -> Dataset:
+    """The dataset of ``path`` with large values (Pixel Data) left in the file."""
+    from pydicom import dcmread
+
+    return dcmread(path, defer_size=4096)
+
+
+def file_frames(path: Path, numbers: list[int], *, decode: bool) -> Iterator[bytes]:
+    """Yield the requested frames (1-based) of the file ``path``, one at a time, as stored
+    or decoded when ``decode``.
+
+    Raises
+    ------
+    NotFound
+        The instance has no pixel data.
+    UnsupportedInputError
+        The pixel data cannot be decoded (no decoder for its transfer syntax).
+    """
+    ds = _header(path)
+    if "PixelData" not in ds:
+        raise NotFound("the instance has no pixel data")
+    syntax = str(ds.file_meta.TransferSyntaxUID)
+    if syntax == _DEFLATED:  # offsets are in the inflated stream: read it all
+        from pydicom import dcmread
+
+        yield from frames(dcmread(path), numbers, decode=decode)
+        return
+    if decode:
+        for number in numbers:
+            yield _decoded(path, number - 1).tobytes()
+        return
+    raw: Any = ds.get_item("PixelData", keep_deferred=True)
+    offset = int(getattr(raw, "value_tell", 0))
+    count = frame_count(ds)
+    with open(path, "rb") as handle:
+        if syntax in FRAME_MEDIA_TYPES or raw.length == 0xFFFFFFFF:
+            from pydicom.encaps import get_frame
+
+            for number in numbers:
+                handle.seek(offset)
+                yield get_frame(handle, number - 1, number_of_frames=count)
+            return
+        length = _frame_length(ds)
+        for number in numbers:
+            yield os.pread(handle.fileno(), length, offset + (number - 1) * length)
+
+
+def _frame_length(ds: Dataset) -> int:
+    bits = int(ds.BitsAllocated) * int(ds.get("SamplesPerPixel", 1))
+    return (int(ds.Rows) * int(ds.Columns) * bits + 7) // 8
+
+
+def _decoded(source: Dataset | Path, index: int) -> Any:
     from pydicom.pixels.utils import pixel_array
 
     try:
-        return pixel_array(ds, index=index)
-    except (NotImplementedError, RuntimeError, ValueError) as exc:
+        return pixel_array(source, index=index)
+    except (NotImplementedError, RuntimeError, ValueError, AttributeError, KeyError) as exc:
         raise UnsupportedInputError(
             f"the pixel data cannot be decoded ({type(exc).__name__})"
         ) from None
@@ -191,8 +267,27 @@ def linear_window(values: Any, center: float, width: float) -> Any:
 
     if width <= 1:
         return np.where(values < center - 0.5, 0, 255).astype(np.uint8)
-    scaled = ((values - (center - 0.5)) / (width - 1) + 0.5) * 255.0
-    return np.clip(scaled, 0, 255).astype(np.uint8)
+    scaled = np.asarray(values, dtype=np.float32) - np.float32(center - 0.5)
+    scaled *= np.float32(255.0 / (width - 1))
+    scaled += np.float32(127.5)
+    return np.clip(scaled, 0, 255, out=scaled).astype(np.uint8)
+
+
+def _modality(array: Any, ds: Dataset, lut: Any) -> Any:
+    """The Modality LUT in 32-bit floats: slope and intercept in place (a LUT sequence
+    through pydicom)."""
+    import numpy as np
+
+    if "ModalityLUTSequence" in ds:
+        return lut(array, ds).astype(np.float32)
+    values = array.astype(np.float32)
+    slope = _first_number(ds.get("RescaleSlope"))
+    intercept = _first_number(ds.get("RescaleIntercept"))
+    if slope is not None and slope != 1:
+        values *= np.float32(slope)
+    if intercept:
+        values += np.float32(intercept)
+    return values
 
 
 def _to_8bit(ds: Dataset, array: Any, window: tuple[float, float] | None) -> Any:
@@ -201,12 +296,14 @@ def _to_8bit(ds: Dataset, array: Any, window: tuple[float, float] | None) -> Any
 
     if int(ds.get("SamplesPerPixel", 1)) > 1:
         if window is not None:
-            return linear_window(array.astype(np.float64), *window)
+            return linear_window(array.astype(np.float32), *window)
         if array.dtype == np.uint8:
             return array
         top = float(2 ** int(ds.get("BitsStored", 8)) - 1)
-        return np.clip(array.astype(np.float64) * (255.0 / top), 0, 255).astype(np.uint8)
-    values = apply_modality_lut(array, ds).astype(np.float64)
+        scaled = array.astype(np.float32)
+        scaled *= np.float32(255.0 / top)
+        return np.clip(scaled, 0, 255, out=scaled).astype(np.uint8)
+    values = _modality(array, ds, apply_modality_lut)
     if window is None:
         center = _first_number(ds.get("WindowCenter"))
         width = _first_number(ds.get("WindowWidth"))
@@ -221,23 +318,37 @@ def _to_8bit(ds: Dataset, array: Any, window: tuple[float, float] | None) -> Any
     return image
 
 
-def render(ds: Dataset, frame: int, options: RenderOptions) -> bytes:
-    """Render frame ``frame`` (1-based) of ``ds`` as PNG or JPEG bytes.
+def render(path: Path, frame: int, options: RenderOptions, max_pixels: int) -> bytes:
+    """Render frame ``frame`` (1-based) of the file ``path`` as PNG or JPEG bytes.
 
     Raises
     ------
     NotFound
         No pixel data, or no such frame.
+    ImageTooLarge
+        The frame has more than ``max_pixels`` pixels (refused before decoding).
     UnsupportedInputError
         The pixel data cannot be decoded.
     """
     from PIL import Image
 
+    ds = _header(path)
     if "PixelData" not in ds:
         raise NotFound("the instance has no pixel data")
     if frame > frame_count(ds):
         raise NotFound(f"the instance has {frame_count(ds)} frame(s)")
-    image = Image.fromarray(_to_8bit(ds, _decoded(ds, frame - 1), options.window))
+    try:
+        pixels = int(ds.Rows) * int(ds.Columns)
+    except (AttributeError, TypeError, ValueError):
+        raise UnsupportedInputError("the instance has no valid Rows and Columns") from None
+    if pixels > max_pixels:
+        raise ImageTooLarge(f"the image exceeds the rendering limit of {max_pixels} pixels")
+    source: Dataset | Path = path
+    if str(ds.file_meta.get("TransferSyntaxUID", "")) == _DEFLATED:
+        from pydicom import dcmread
+
+        source = dcmread(path)
+    image = Image.fromarray(_to_8bit(ds, _decoded(source, frame - 1), options.window))
     if options.viewport is not None:
         image.thumbnail(options.viewport)
     out = io.BytesIO()

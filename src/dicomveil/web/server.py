@@ -7,6 +7,10 @@ protocols here are uvicorn's with ``TCP_NODELAY`` set on every connection:
 :class:`NoDelayH11Protocol` (pure Python, always there) and, when ``httptools`` is installed
 (the ``server`` extra), ``NoDelayHttpToolsProtocol``, whose C parser costs a fraction of h11's
 CPU per request. :func:`http_protocol` names the one to use.
+
+Both also report every connection to the process's
+:class:`~dicomveil.web.connections.ConnectionGuard` (header and body timeouts, connection
+cap).
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ import importlib.util
 import socket
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from dicomveil.web.connections import guard
 
 __all__ = ["NoDelayH11Protocol", "http_protocol", "set_no_delay"]
 
@@ -31,11 +37,21 @@ def set_no_delay(transport: asyncio.BaseTransport) -> None:
 
 
 class NoDelayH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol, with Nagle's algorithm off for the connection."""
+    """uvicorn's h11 protocol, with Nagle's algorithm off, under the connection guard."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         set_no_delay(transport)
         super().connection_made(transport)
+        guard.admit(self, transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        guard.release(self)
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        guard.before_data(self)
+        super().data_received(data)
+        guard.after_data(self)
 
 
 def http_protocol() -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -23,6 +22,7 @@ from dicomveil.vault import Vault, open_vault
 from dicomveil.web.engine_pool import EnginePool
 from dicomveil.web.metrics import Metrics
 from dicomveil.web.settings import Settings
+from dicomveil.web.sweep import claim_staging
 from dicomveil.web.tokens import TokenStore, token_store
 
 __all__ = ["Services"]
@@ -40,7 +40,8 @@ class Services:
         The processes that de-identify uploads.
     staging:
         A private folder (mode 0700, under ``<home>/spool``: uploads hold PHI) for uploads
-        and de-identified files on their way to the store; removed on close.
+        and de-identified files on their way to the store; removed on close, and by the
+        next server to start if this one crashes (see :mod:`dicomveil.web.sweep`).
     """
 
     settings: Settings
@@ -92,10 +93,9 @@ class Services:
             for close in reversed(closers):
                 close()
             raise
-        spool = settings.home / "spool"
-        spool.mkdir(exist_ok=True, mode=0o700)
-        staging = Path(tempfile.mkdtemp(prefix="gateway-", dir=spool))
-        closers.append(lambda: shutil.rmtree(staging, ignore_errors=True))
+        claimed = claim_staging(settings.home / "spool")  # sweeps what a crash left
+        staging = claimed.path
+        closers.append(claimed.release)
         keys, compiled = PseudonymKeys(key.secret), compile_policy(policy)
         processes = settings.deid_processes or default_workers()
         shared = None if scheme == "memory" else settings.archive_url  # memory: one process

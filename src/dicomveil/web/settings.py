@@ -28,7 +28,7 @@ from typing import Any, Final
 from dicomveil.errors import ConfigError
 from dicomveil.profile.policy import Policy, load_policy
 
-__all__ = ["ENV_SETTINGS", "Settings"]
+__all__ = ["ENV_SETTINGS", "SECTIONS", "Settings"]
 
 ENV_SETTINGS: Final = "DICOMVEIL_SERVE_SETTINGS"
 """Environment variable through which ``dicomveil serve`` hands settings to its workers."""
@@ -42,6 +42,7 @@ _ENV: Final = {
     "batch_url": "DICOMVEIL_BATCH_URL",
 }
 _PATHS: Final = frozenset({"home", "key_file", "policy_file", "import_root"})
+_TUPLES: Final = frozenset({"options", "cors_origins"})
 _MiB: Final = 1 << 20
 
 
@@ -93,6 +94,39 @@ class Settings:
     deid_processes:
         Processes that de-identify uploads, per server process (``0``: one per core;
         ``1``: in the server process itself).
+    max_json_bytes:
+        Largest body of a route that takes JSON or no body at all (413 beyond): upload
+        routes take up to ``max_body_bytes``, every other route this much.
+    header_timeout:
+        Seconds a client has to send a request's headers (the connection is closed then).
+    body_timeout:
+        Seconds a request body may pause between two reads (the connection is closed then).
+    idle_timeout:
+        Seconds an idle keep-alive connection is kept open.
+    max_connections:
+        Open connections per server process (``0``: half the process's file descriptor
+        limit). Beyond it, the connection waiting longest for its request headers (or idle
+        longest) is closed to make room; when none is waiting, the newcomer is refused.
+    max_render_pixels:
+        Largest image (rows × columns × frames rendered) ``/rendered`` and ``/thumbnail``
+        decode; larger ones are refused with 413.
+    docs:
+        Serve the interactive API documentation at ``/docs`` (assets served locally).
+    replace_instances:
+        A STOW-RS of an archived instance (same pseudonymous patient, study, series and SOP
+        Instance UID: the same archive key) whose de-identified content differs replaces
+        it; by default it is refused (FailureReason 0111H). Audited either way.
+    console:
+        Serve the operator console at ``/console/``.
+    console_session_seconds:
+        How long a console session lasts after login.
+    console_secure_cookie:
+        Mark the session cookie ``Secure`` (off only for plain-HTTP tests on loopback).
+    cors_origins:
+        Origins (``https://viewer.example.org``) whose scripts may call DICOMweb with a
+        bearer token (CORS); none by default.
+    viewer:
+        Serve the installed viewer (``dicomveil viewer install``) at ``/viewer/``.
     """
 
     home: Path
@@ -116,14 +150,37 @@ class Settings:
     batch_url: str | None = None
     batch_workers: int = 1
     deid_processes: int = 0
+    max_json_bytes: int = 16 * 1024
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+    idle_timeout: float = 5.0
+    max_connections: int = 0
+    max_render_pixels: int = 50_000_000
+    docs: bool = True
+    replace_instances: bool = False
+    console: bool = True
+    console_session_seconds: int = 8 * 3600
+    console_secure_cookie: bool = True
+    cors_origins: tuple[str, ...] = ()
+    viewer: bool = True
 
     def __post_init__(self) -> None:
-        if self.max_body_bytes <= 0 or self.max_instance_bytes <= 0:
+        if min(self.max_body_bytes, self.max_instance_bytes, self.max_json_bytes) <= 0:
             raise ConfigError("size limits must be positive")
         if self.deid_processes < 0:
             raise ConfigError("deid_processes must be 0 (one per core) or more")
+        if min(self.header_timeout, self.body_timeout, self.idle_timeout) <= 0:
+            raise ConfigError("timeouts must be positive")
+        if self.max_connections < 0:
+            raise ConfigError("max_connections must be 0 (automatic) or more")
+        if self.max_render_pixels <= 0:
+            raise ConfigError("max_render_pixels must be positive")
         if not 0 < self.qido_default_limit <= self.qido_max_limit:
             raise ConfigError("qido_default_limit must be between 1 and qido_max_limit")
+        if self.console_session_seconds <= 0:
+            raise ConfigError("console_session_seconds must be positive")
+        for origin in self.cors_origins:
+            check_origin(origin)
 
     @property
     def archive_url(self) -> str:
@@ -209,13 +266,19 @@ class Settings:
                 converted[name] = None
             elif name in _PATHS:
                 converted[name] = Path(value).expanduser()
-            elif name == "options":
-                converted[name] = tuple(str(v) for v in value)
+            elif name in _TUPLES:
+                items = value.split(",") if isinstance(value, str) else value
+                converted[name] = tuple(str(v).strip() for v in items if str(v).strip())
             elif known[name].type in ("int", int):
                 try:
                     converted[name] = int(value)
                 except (TypeError, ValueError):
                     raise ConfigError(f"server setting {name} must be an integer") from None
+            elif known[name].type in ("float", float):
+                try:
+                    converted[name] = float(value)
+                except (TypeError, ValueError):
+                    raise ConfigError(f"server setting {name} must be a number") from None
             elif known[name].type in ("bool", bool):
                 converted[name] = value if isinstance(value, bool) else str(value) in ("1", "true")
             else:
@@ -233,14 +296,47 @@ class Settings:
         return cls.from_mapping(json.loads(text))
 
 
-def _read_toml(path: Path) -> dict[str, Any]:
+def check_origin(origin: str) -> None:
+    """Refuse an origin that is not ``scheme://host[:port]`` (no path, no wildcard)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(origin)
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or origin != (f"{parts.scheme}://{parts.netloc}")
+    ):
+        raise ConfigError("a CORS origin is scheme://host[:port], without a path")
+
+
+SECTIONS: Final[dict[str, str]] = {"server": "the gateway (dicomveil serve)"}
+"""The tables a configuration file may hold, and what each configures. Only ``[server]``
+is read by :meth:`Settings.load`; a section added here is accepted by every reader."""
+
+
+def _read_toml(path: Path, section: str = "server") -> dict[str, Any]:
+    """The ``[section]`` table of the TOML file ``path`` (``{}`` when absent).
+
+    Raises
+    ------
+    ConfigError
+        Unreadable or malformed file, a top-level key outside the known :data:`SECTIONS`,
+        or a section that is not a table.
+    """
     try:
         data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(f"config file {path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path}: {exc}") from None
-    server = data.get("server", {})
-    if not isinstance(server, dict):
-        raise ConfigError(f"config file {path}: [server] must be a table")
-    return server
+    outside = sorted(set(data) - set(SECTIONS))
+    if outside:
+        known = ", ".join(f"[{name}]" for name in SECTIONS)
+        raise ConfigError(
+            f"config file {path}: settings outside {known}: {', '.join(outside)} "
+            f"(every setting belongs in a table: {known})"
+        )
+    table = data.get(section, {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"config file {path}: [{section}] must be a table")
+    return table

@@ -7,21 +7,61 @@ nothing of it lands on disk and no file is created or removed per part. The part
 request share a memory budget; a part that would exceed it moves to a file in the request's
 workspace (mode 0600), where every part goes when anonymous files are not available (or the
 engine processes cannot read them). :meth:`Spool.close` releases the memory.
+
+An anonymous file stays open until the request ends (it has no other name), so they are
+also budgeted in file descriptors: at most :data:`MAX_OPEN_PER_REQUEST` per request and
+:data:`MAX_OPEN_PER_PROCESS` across the process; further parts go to the workspace, where a
+part's file is closed as soon as it is written. A request of a thousand tiny parts then
+holds a few dozen descriptors, not a thousand, and cannot starve other clients.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 from typing import Final
 
-__all__ = ["MEMORY_BUDGET", "Spool", "SpoolFile"]
+__all__ = [
+    "MAX_OPEN_PER_PROCESS",
+    "MAX_OPEN_PER_REQUEST",
+    "MEMORY_BUDGET",
+    "Spool",
+    "SpoolFile",
+]
 
 MEMORY_BUDGET: Final = 64 * 1024 * 1024
 """Bytes of one request's parts held in memory; later parts go to files."""
 
+MAX_OPEN_PER_REQUEST: Final = 32
+"""Anonymous memory files (open descriptors) one request may hold."""
+MAX_OPEN_PER_PROCESS: Final = 256
+"""Anonymous memory files the whole process may hold."""
+
 _IN_MEMORY: Final = hasattr(os, "memfd_create") and os.path.isdir("/proc/self/fd")
 _CLOEXEC: Final = getattr(os, "O_CLOEXEC", 0)
+
+
+class _Descriptors:
+    """The process-wide count of open anonymous memory files."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.used = limit, 0
+        self._lock = threading.Lock()
+
+    def take(self) -> bool:
+        with self._lock:
+            if self.used >= self.limit:
+                return False
+            self.used += 1
+            return True
+
+    def give_back(self) -> None:
+        with self._lock:
+            self.used -= 1
+
+
+_DESCRIPTORS: Final = _Descriptors(MAX_OPEN_PER_PROCESS)
 
 
 def _write_all(fd: int, data: bytes | memoryview) -> None:
@@ -36,9 +76,19 @@ class SpoolFile:
     def __init__(self, spool: Spool, name: str) -> None:
         self._spool, self._name = spool, name
         self.size = 0
-        self.in_memory = _IN_MEMORY and spool.used < spool.budget
+        self.in_memory = (
+            _IN_MEMORY
+            and spool.used < spool.budget
+            and spool.open_in_memory < spool.max_open
+            and _DESCRIPTORS.take()
+        )
         if self.in_memory:
-            self._fd = os.memfd_create("dicomveil-upload", os.MFD_CLOEXEC)
+            try:
+                self._fd = os.memfd_create("dicomveil-upload", os.MFD_CLOEXEC)
+            except OSError:
+                _DESCRIPTORS.give_back()
+                raise
+            spool.open_in_memory += 1
             self.path = Path(f"/proc/{os.getpid()}/fd/{self._fd}")
         else:
             self._fd, self.path = self._on_disk()
@@ -68,7 +118,7 @@ class SpoolFile:
             done += len(chunk)
         os.close(memory)
         self._spool.used -= self.size
-        self.in_memory = False
+        self._release_memory()
 
     def finish(self) -> None:
         """Stop writing (a part on disk is closed; one in memory stays open to be read)."""
@@ -83,7 +133,12 @@ class SpoolFile:
             self._fd = -1
         if self.in_memory:
             self._spool.used -= self.size
-            self.in_memory = False
+            self._release_memory()
+
+    def _release_memory(self) -> None:
+        self.in_memory = False
+        self._spool.open_in_memory -= 1
+        _DESCRIPTORS.give_back()
 
 
 class Spool:
@@ -95,11 +150,16 @@ class Spool:
         The request's private folder, for parts that do not stay in memory.
     budget
         Bytes held in memory across the request's parts.
+    max_open
+        Parts held in memory (open descriptors) at most.
     """
 
-    def __init__(self, folder: Path, budget: int = MEMORY_BUDGET) -> None:
-        self.folder, self.budget = folder, budget
+    def __init__(
+        self, folder: Path, budget: int = MEMORY_BUDGET, max_open: int = MAX_OPEN_PER_REQUEST
+    ) -> None:
+        self.folder, self.budget, self.max_open = folder, budget, max_open
         self.used = 0
+        self.open_in_memory = 0
         self._files: list[SpoolFile] = []
 
     def create(self, name: str) -> SpoolFile:

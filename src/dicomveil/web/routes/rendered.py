@@ -20,11 +20,12 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
 from dicomveil.index import StoredInstance
+from dicomveil.web.archived import archived_file
 from dicomveil.web.deps import DICOMWEB_PREFIX, ServicesDep, require
 from dicomveil.web.errors import BadRequest
 from dicomveil.web.negotiation import negotiate
 from dicomveil.web.pixels import RenderOptions, parse_render_options, render
-from dicomveil.web.routes.wado import load_dataset, stored_instances
+from dicomveil.web.routes.wado import stored_instances
 from dicomveil.web.services import Services
 from dicomveil.web.tokens import Token
 
@@ -81,7 +82,8 @@ Thumbnail = Annotated[RenderOptions, Depends(thumbnail_options)]
 def _rendered(
     services: Services, found: StoredInstance, frame: int, options: RenderOptions
 ) -> bytes:
-    return render(load_dataset(services, found), frame, options)
+    with archived_file(services, found) as path:
+        return render(path, frame, options, services.settings.max_render_pixels)
 
 
 async def _answer(

@@ -13,6 +13,15 @@ PS3.18 leaves the code to the implementation; A9xx (the data set does not match 
 request says) is the family of Table I.2-2 that fits, and A7xx would tell the client the
 server is out of resources.
 
+Every part gets its own answer, whatever the others did and whichever engine process
+finishes first (see :mod:`dicomveil.web.request_plan`): a part repeating an earlier part's
+SOP Instance UID with the same bytes is answered as stored (once in the archive); with other
+bytes, or whose SOP Instance UID the archive holds with other content, it is refused with
+FailureReason 0111H (Duplicate SOP Instance, PS3.7 Annex C) and a ``Warning`` header;
+unless the ``replace_instances`` setting is on, when the archived instance is replaced. An
+identical re-STOW is a success that stores nothing again. Conflicts and replacements are
+audited.
+
 References
 ----------
 PS3.18 §10.5 (Store Transaction), Table 10.5.3-1 and Table I.2-2 (failure reasons).
@@ -28,10 +37,11 @@ from fastapi.responses import JSONResponse
 
 from dicomveil.web.deps import DICOMWEB_PREFIX, ServicesDep, dicomweb_root, require
 from dicomveil.web.dicomjson import element
-from dicomveil.web.ingest import STUDY_MISMATCH_KIND, Ingested, deidentify_uploads
+from dicomveil.web.ingest import CONFLICT_KIND, STUDY_MISMATCH_KIND, Ingested, deidentify_uploads
 from dicomveil.web.services import Services
 from dicomveil.web.tokens import Token
 from dicomveil.web.uploads import Workspace, receive_instances
+from dicomveil.web.warning_header import warning_header
 
 __all__ = ["FAILURE_REASONS", "router"]
 
@@ -44,6 +54,7 @@ CANNOT_UNDERSTAND: Final = 0xC000
 OUT_OF_RESOURCES: Final = 0xA700
 SOP_CLASS_NOT_SUPPORTED: Final = 0x0122
 STUDY_MISMATCH: Final = 0xA900
+DUPLICATE_INSTANCE: Final = 0x0111
 
 FAILURE_REASONS: Final[dict[str, int]] = {
     "MalformedInputError": CANNOT_UNDERSTAND,
@@ -53,8 +64,14 @@ FAILURE_REASONS: Final[dict[str, int]] = {
     "StorageUnavailable": OUT_OF_RESOURCES,
     "OSError": OUT_OF_RESOURCES,
     STUDY_MISMATCH_KIND: STUDY_MISMATCH,
+    CONFLICT_KIND: DUPLICATE_INSTANCE,
 }
 """Error kind of a failed instance → FailureReason (0110 processing failure by default)."""
+
+CONFLICT_WARNING: Final = (
+    "an instance was refused: its SOP Instance UID is archived (or repeated in the request) "
+    "with other content"
+)
 
 _STOW_BODY: Final[dict[str, Any]] = {
     "requestBody": {
@@ -109,7 +126,9 @@ def _response(results: list[Ingested], unsupported: int, root: str) -> JSONRespo
     if stored:
         body["00081199"] = {"vr": "SQ", "Value": stored}
     status = 200 if not failed else 202 if stored else 409
-    return JSONResponse(body, status_code=status, media_type=DICOM_JSON)
+    conflicts = any(r.outcome.error_kind == CONFLICT_KIND for r in results)
+    headers = warning_header([CONFLICT_WARNING] if conflicts else [])
+    return JSONResponse(body, status_code=status, media_type=DICOM_JSON, headers=headers)
 
 
 _RESPONSES: Final[dict[int | str, dict[str, Any]]] = {

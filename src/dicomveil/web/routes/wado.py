@@ -6,33 +6,37 @@ PS3.18 §10.4 (Retrieve Transaction): instance resources (multipart/related;
 type="application/dicom"), metadata resources (application/dicom+json with BulkDataURI),
 bulk data and frame resources (multipart/related; type="application/octet-stream" or the
 compressed frames' own media type).
+
+Instances and frames are streamed from the archived files (see
+:mod:`dicomveil.web.archived`): the memory a retrieve costs does not grow with the
+instance's size.
 """
 
 from __future__ import annotations
 
-import io
+import itertools
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response, StreamingResponse
 from pydicom import dcmread
-from pydicom.dataset import Dataset
 
 from dicomveil.index import StoredInstance
+from dicomveil.web.archived import archived_file, file_chunks
 from dicomveil.web.deps import DICOMWEB_PREFIX, ServicesDep, dicomweb_root, require
 from dicomveil.web.dicomjson import rewrite_bulk
 from dicomveil.web.errors import BadRequest, NotFound
 from dicomveil.web.headers import complete_instances
 from dicomveil.web.multipart import multipart_body, new_boundary, related_content_type
 from dicomveil.web.negotiation import negotiate
-from dicomveil.web.pixels import OCTET, frame_media_type, frames, parse_frame_numbers
+from dicomveil.web.pixels import OCTET, file_frames, frame_media_type, parse_frame_numbers
 from dicomveil.web.services import Services
 from dicomveil.web.tokens import Token
 
-__all__ = ["load_dataset", "router", "stored_instances"]
+__all__ = ["router", "stored_instances"]
 
 router = APIRouter(prefix=DICOMWEB_PREFIX, tags=["WADO-RS"])
 
@@ -54,9 +58,13 @@ def stored_instances(
     return found
 
 
-def load_dataset(services: Services, instance: StoredInstance) -> Dataset:
-    """Read one archived instance completely (pixel data included)."""
-    return dcmread(io.BytesIO(services.store.get_bytes(instance.storage_key)))
+def _element_value(services: Services, instance: StoredInstance, tag: int) -> bytes | None:
+    """The bytes of one top-level element (``None``: absent, or not bulk data); the rest
+    of the instance's large values stay in the file."""
+    with archived_file(services, instance) as path:
+        ds = dcmread(path, defer_size=4096)
+        element = ds.get(tag)
+        return element.value if element is not None and isinstance(element.value, bytes) else None
 
 
 def _instance_url(root: str, instance: StoredInstance) -> str:
@@ -73,14 +81,13 @@ async def _retrieve(
     if single:
         offers.append((DICOM, None))
     kind, _ = negotiate(request, offers)
-    first = await run_in_threadpool(services.store.get_bytes, found[0].storage_key)
     if kind == DICOM:
-        return Response(first, media_type=DICOM)
+        headers = {"Content-Length": str(found[0].size)} if found[0].size else None
+        return StreamingResponse(file_chunks(services, found[0]), media_type=DICOM, headers=headers)
 
-    def parts() -> Iterator[tuple[dict[str, str], bytes]]:
-        yield {"Content-Type": DICOM}, first
-        for instance in found[1:]:
-            yield {"Content-Type": DICOM}, services.store.get_bytes(instance.storage_key)
+    def parts() -> Iterator[tuple[dict[str, str], Iterable[bytes]]]:
+        for instance in found:
+            yield {"Content-Type": DICOM}, file_chunks(services, instance)
 
     boundary = new_boundary()
     return StreamingResponse(
@@ -168,13 +175,13 @@ async def instance_metadata(
     return await _metadata(request, services, found)
 
 
-def _octets(chunks: list[bytes], part_type: str, syntax: str | None = None) -> Response:
+def _octets(chunks: Iterable[bytes], part_type: str, syntax: str | None = None) -> Response:
     boundary = new_boundary()
     header = part_type if syntax is None else f"{part_type}; transfer-syntax={syntax}"
     params = {} if syntax is None else {"transfer_syntax": syntax}
     parts = (({"Content-Type": header}, chunk) for chunk in chunks)
-    return Response(
-        b"".join(multipart_body(parts, boundary)),
+    return StreamingResponse(
+        multipart_body(parts, boundary),
         media_type=related_content_type(part_type, boundary, **params),
     )
 
@@ -198,11 +205,10 @@ async def bulkdata(
         raise BadRequest("a bulk data tag is eight hexadecimal digits")
     negotiate(request, [("multipart/related", OCTET)])
     (found,) = await run_in_threadpool(stored_instances, services, study, series, instance)
-    ds = await run_in_threadpool(load_dataset, services, found)
-    element = ds.get(int(tag, 16))
-    if element is None or not isinstance(element.value, bytes):
+    value = await run_in_threadpool(_element_value, services, found, int(tag, 16))
+    if value is None:
         raise NotFound("the instance has no bulk data under this tag")
-    return _octets([element.value], OCTET)
+    return _octets([value], OCTET)
 
 
 @router.get(
@@ -232,9 +238,25 @@ async def retrieve_frames(
     if native != OCTET:
         offers.append(("multipart/related", OCTET))
     _kind, part = negotiate(request, offers)
-    ds = await run_in_threadpool(load_dataset, services, found)
     decode = native != OCTET and part == OCTET
-    chunks = await run_in_threadpool(frames, ds, numbers, decode=decode)
+    chunks = await run_in_threadpool(_frames, services, found, numbers, decode)
     if decode or native == OCTET:
         return _octets(chunks, OCTET)
     return _octets(chunks, native, found.transfer_syntax_uid)
+
+
+def _frames(
+    services: Services, found: StoredInstance, numbers: list[int], decode: bool
+) -> Iterator[bytes]:
+    """The frames, read one at a time as the answer is sent; the first is read here, so
+    that a missing frame or pixel data is an error answer, not a broken stream."""
+    stream = _frame_stream(services, found, numbers, decode)
+    first = next(stream)
+    return itertools.chain([first], stream)
+
+
+def _frame_stream(
+    services: Services, found: StoredInstance, numbers: list[int], decode: bool
+) -> Iterator[bytes]:
+    with archived_file(services, found) as path:
+        yield from file_frames(path, numbers, decode=decode)

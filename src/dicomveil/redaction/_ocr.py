@@ -1,0 +1,182 @@
+"""Finding text in an 8-bit image: an ONNX text detector, each box confirmed by a recogniser.
+
+The detector (PP-OCR's DB network, run by RapidOCR on onnxruntime; its models ship in the
+wheel, nothing is downloaded) finds text-like regions; on its own it also marks smooth anatomy
+and speckle. Every region is therefore cropped and read by the recogniser, and only regions
+that read as text are kept (a tall region is read turned both ways, for vertical text). Small
+images are enlarged first (small text on a small ultrasound frame is 6-8 pixels high) and
+large ones are read in overlapping tiles at their own resolution (a CR's 9-pixel annotation
+would vanish if the image were scaled down), so the detector's memory stays bounded.
+
+The model is loaded once per process, on first use (about 1 s, about 150 MB).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any, Final
+
+import numpy as np
+import numpy.typing as npt
+
+from dicomveil._optional import require
+
+__all__ = ["Box", "TextFinder", "text_finder"]
+
+UInt8Image = npt.NDArray[np.uint8]
+
+TILE: Final = 640
+"""Side of the square tiles a large image is read in (pixels of the scaled image)."""
+OVERLAP: Final = 96
+"""Overlap of neighbouring tiles: a text line up to this high lies whole in one of them."""
+TARGET_SIDE: Final = 736
+"""Images whose longer side is shorter are enlarged to about this (at most MAX_SCALE)."""
+MAX_SCALE: Final = 3.0
+MIN_SCORE: Final = 0.5
+"""Recogniser confidence from which a region with two or more characters is text."""
+MIN_SCORE_SINGLE: Final = 0.8
+"""Confidence needed when only one character is read (anatomy is sometimes read as 'l')."""
+MAX_SINGLE_HEIGHT: Final = 80
+"""A one-character region taller than this (original pixels) is not taken for text."""
+
+
+@dataclass(frozen=True, slots=True)
+class Box:
+    """An axis-aligned region of the original image, in pixels: ``[top, bottom)``, ``[left,
+    right)``; ``score`` is the recogniser's confidence (the text read is never kept)."""
+
+    top: int
+    left: int
+    bottom: int
+    right: int
+    score: float
+
+    def padded(self, margin: int, rows: int, columns: int) -> Box:
+        """This box grown by ``margin`` pixels on each side, clipped to the image."""
+        return Box(
+            max(0, self.top - margin),
+            max(0, self.left - margin),
+            min(rows, self.bottom + margin),
+            min(columns, self.right + margin),
+            self.score,
+        )
+
+
+def _is_text(text: str, score: float, height: float) -> bool:
+    """Whether the recogniser's reading of a region says it is text."""
+    chars = sum(1 for c in text if not c.isspace())
+    if chars >= 2:
+        return score >= MIN_SCORE
+    return chars == 1 and score >= MIN_SCORE_SINGLE and height <= MAX_SINGLE_HEIGHT
+
+
+class TextFinder:
+    """The detector and recogniser of one process (use :func:`text_finder`)."""
+
+    def __init__(self, threads: int = 1) -> None:
+        rapidocr = require("rapidocr", "clean-pixel-data", "redaction")
+        self._crop = require("rapidocr.utils.process_img", "clean-pixel-data", "redaction")
+        self._cv2 = require("cv2", "clean-pixel-data", "redaction", distribution="opencv-python")
+        params: dict[str, Any] = {
+            "Global.log_level": "error",
+            "Global.use_cls": False,
+            "Det.limit_type": "max",
+            "Det.limit_side_len": TILE + OVERLAP,
+            "EngineConfig.onnxruntime.intra_op_num_threads": threads,
+            "EngineConfig.onnxruntime.inter_op_num_threads": 1,
+        }
+        engine = rapidocr.RapidOCR(params=params)
+        self._detector = engine._load_det_model()  # noqa: SLF001 - the stages, not the pipeline
+        self._recogniser = engine._load_rec_model()  # noqa: SLF001
+        self._rec_input = require("rapidocr.ch_ppocr_rec", "clean-pixel-data", "redaction")
+        self._lock = threading.Lock()
+
+    def find(self, image: UInt8Image) -> list[Box]:
+        """Return the text regions of ``image`` (2-D gray or ``(rows, columns, 3)`` RGB)."""
+        rows, columns = image.shape[:2]
+        scale = min(MAX_SCALE, max(1.0, TARGET_SIDE / max(rows, columns)))
+        rgb = image if image.ndim == 3 else np.repeat(image[:, :, None], 3, axis=2)
+        if scale > 1.0:
+            size = (round(columns * scale), round(rows * scale))
+            rgb = self._cv2.resize(rgb, size, interpolation=self._cv2.INTER_CUBIC)
+        boxes: list[Box] = []
+        with self._lock:  # onnxruntime sessions are thread-safe, the pre-processing is not
+            for top, left, tile in _tiles(rgb):
+                boxes.extend(self._read(tile, top, left, scale, rows, columns))
+        return boxes
+
+    def _read(
+        self, tile: UInt8Image, top: int, left: int, scale: float, rows: int, columns: int
+    ) -> list[Box]:
+        found = self._detector(np.ascontiguousarray(tile))
+        if found.boxes is None or len(found.boxes) == 0:
+            return []
+        quads = [np.asarray(quad, dtype=np.float32) for quad in found.boxes]
+        crops = [self._crop.get_rotate_crop_image(tile, quad.copy()) for quad in quads]
+        readings = self._recognise(crops)
+        tall = [i for i, crop in enumerate(crops) if _was_turned(crop, quads[i])]
+        if tall:  # read turned the other way too: vertical text runs either way
+            again = self._recognise([np.rot90(crops[i], 2) for i in tall])
+            for i, reading in zip(tall, again, strict=True):
+                if reading[1] > readings[i][1]:
+                    readings[i] = reading
+        boxes = []
+        for quad, (text, score) in zip(quads, readings, strict=True):
+            ys = (quad[:, 1] + top) / scale
+            xs = (quad[:, 0] + left) / scale
+            if not _is_text(text, score, float(ys.max() - ys.min())):
+                continue
+            boxes.append(
+                Box(
+                    max(0, int(np.floor(ys.min()))),
+                    max(0, int(np.floor(xs.min()))),
+                    min(rows, int(np.ceil(ys.max())) + 1),
+                    min(columns, int(np.ceil(xs.max())) + 1),
+                    float(score),
+                )
+            )
+        return boxes
+
+    def _recognise(self, crops: list[UInt8Image]) -> list[tuple[str, float]]:
+        result = self._recogniser(self._rec_input.TextRecInput(img=crops))
+        texts = result.txts or ("",) * len(crops)
+        scores = result.scores or (0.0,) * len(crops)
+        return [(str(t), float(s)) for t, s in zip(texts, scores, strict=True)]
+
+
+def _was_turned(crop: UInt8Image, quad: npt.NDArray[np.float32]) -> bool:
+    """Whether the cropper turned a tall region on its side (it turns one way only)."""
+    height = max(np.linalg.norm(quad[0] - quad[3]), np.linalg.norm(quad[1] - quad[2]))
+    width = max(np.linalg.norm(quad[0] - quad[1]), np.linalg.norm(quad[2] - quad[3]))
+    return bool(width > 0 and height / width >= 1.5)
+
+
+def _spans(size: int) -> list[tuple[int, int]]:
+    """``(start, stop)`` of the tiles along one axis of ``size`` pixels."""
+    if size <= TILE + OVERLAP:
+        return [(0, size)]
+    last = size - TILE
+    return [(start, start + TILE) for start in [*range(0, last, TILE - OVERLAP), last]]
+
+
+def _tiles(image: UInt8Image) -> list[tuple[int, int, UInt8Image]]:
+    """``(top, left, tile)`` covering ``image``; one tile when it is small enough."""
+    rows, columns = image.shape[:2]
+    return [
+        (top, left, image[top:bottom, left:right])
+        for top, bottom in _spans(rows)
+        for left, right in _spans(columns)
+    ]
+
+
+_FINDERS: list[TextFinder] = []
+_FINDER_LOCK = threading.Lock()
+
+
+def text_finder() -> TextFinder:
+    """The process's :class:`TextFinder`, loaded on first use."""
+    with _FINDER_LOCK:
+        if not _FINDERS:
+            _FINDERS.append(TextFinder())
+        return _FINDERS[0]

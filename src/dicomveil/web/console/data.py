@@ -1,0 +1,200 @@
+"""What the console pages show, gathered from the services (no HTML here).
+
+Every value is PHI-free by construction: index counts, metric counters, batch states and
+counts, quarantine reasons (never the quarantined files' names or source paths), audit
+entries (pseudonyms, opaque ids and keyed fingerprints only).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from dicomveil.audit.entry import AuditEntry
+from dicomveil.errors import ConfigError, DicomveilError
+from dicomveil.pipeline.quarantine import REASONS_NAME
+from dicomveil.storage import parse_store_url
+from dicomveil.web.services import Services
+
+__all__ = [
+    "AuditFilter",
+    "QuarantineRun",
+    "archive_volume",
+    "audit_entries",
+    "batches",
+    "ingest_counts",
+    "quarantine_runs",
+    "request_counts",
+]
+
+_RUN_ID: Final = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+
+
+def _samples(metric: Any) -> Iterable[tuple[dict[str, str], float]]:
+    for family in metric.collect():
+        for sample in family.samples:
+            if sample.name.endswith("_total"):
+                yield sample.labels, float(sample.value)
+
+
+def ingest_counts(services: Services) -> dict[str, float]:
+    """Instances received by this server process since it started, by outcome."""
+    found: dict[str, float] = {}
+    for labels, value in _samples(services.metrics.instances):
+        outcome = labels.get("outcome", "?")
+        found[outcome] = found.get(outcome, 0.0) + value
+    return found
+
+
+def request_counts(services: Services) -> dict[str, float]:
+    """Requests answered by this server process since it started, by status class."""
+    found: dict[str, float] = {}
+    for labels, value in _samples(services.metrics.requests):
+        status = labels.get("status", "0")
+        kind = f"{status[:1]}xx"
+        found[kind] = found.get(kind, 0.0) + value
+    return dict(sorted(found.items()))
+
+
+def archive_volume(services: Services) -> tuple[int, int] | None:
+    """(used, total) bytes of the volume holding a ``file://`` archive, else ``None``."""
+    try:
+        url = parse_store_url(services.settings.archive_url)
+    except DicomveilError:
+        return None
+    if url.scheme != "file":
+        return None
+    folder = Path(services.settings.archive_url.removeprefix("file://"))
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    usage = shutil.disk_usage(folder)
+    return usage.used, usage.total
+
+
+def batches(services: Services) -> list[dict[str, Any]]:
+    """Every batch's public status (no server-side paths), newest first."""
+    try:
+        from dicomveil.pipeline.batch_state import list_batches
+    except ImportError:  # the batch pipeline is not part of this build
+        return []
+    private = ("staging", "quarantine", "destination")
+    found = [s.to_dict() for s in list_batches(services.settings.home)]
+    return [{k: v for k, v in s.items() if k not in private} for s in reversed(found)]
+
+
+@dataclass(frozen=True, slots=True)
+class QuarantineRun:
+    """One run's quarantine folder: how many inputs, how many copies, why (PHI-free)."""
+
+    run_id: str
+    inputs: int
+    copies: int
+    reasons: dict[str, int]
+
+
+def quarantine_root(services: Services) -> Path:
+    """The folder holding each run's quarantine folder."""
+    return services.settings.home / "quarantine"
+
+
+def quarantine_folder(services: Services, run_id: str) -> Path:
+    """The quarantine folder of ``run_id``.
+
+    Raises
+    ------
+    ConfigError
+        ``run_id`` is not a plain run id (a path, ``..``).
+    """
+    if not run_id or len(run_id) > 64 or not set(run_id) <= _RUN_ID:
+        raise ConfigError("not a run id")
+    return quarantine_root(services) / run_id
+
+
+def quarantine_runs(services: Services) -> list[QuarantineRun]:
+    """Every quarantine folder, newest run id first (reasons counted, no file names)."""
+    root = quarantine_root(services)
+    runs = []
+    for folder in sorted(root.iterdir(), reverse=True) if root.is_dir() else []:
+        if not folder.is_dir() or not set(folder.name) <= _RUN_ID:
+            continue
+        try:
+            listed = json.loads((folder / REASONS_NAME).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            listed = []
+        reasons = Counter(str(item.get("reason", "")) for item in listed if isinstance(item, dict))
+        copies = sum(1 for item in listed if isinstance(item, dict) and item.get("file"))
+        runs.append(QuarantineRun(folder.name, len(listed), copies, dict(reasons)))
+    return runs
+
+
+@dataclass(frozen=True, slots=True)
+class AuditFilter:
+    """What the audit page searches for (empty: anything)."""
+
+    since: str = ""
+    until: str = ""
+    actor: str = ""
+    event: str = ""
+
+    def matches(self, entry: AuditEntry) -> bool:
+        """Whether ``entry`` passes: time prefix range, actor substring, event prefix."""
+        if self.since and entry.time[: len(self.since)] < self.since:
+            return False
+        if self.until and entry.time[: len(self.until)] > self.until:
+            return False
+        if self.actor and self.actor.lower() not in entry.actor.lower():
+            return False
+        return not self.event or entry.event.startswith(self.event)
+
+
+def audit_entries(services: Services, wanted: AuditFilter, limit: int) -> list[AuditEntry]:
+    """The newest ``limit`` entries that match ``wanted``, newest first.
+
+    The log is read backwards from its end, so a page costs what it shows (plus the entries
+    the filter skips), not the whole log. A torn last line (a write in progress) is skipped;
+    entries are not authenticated here (the chain check is :meth:`AuditLog.verify`).
+    """
+    found: list[AuditEntry] = []
+    for line in _lines_backwards(services.audit.path):
+        try:
+            entry = AuditEntry.parse(line)
+        except ValueError:
+            continue
+        if wanted.matches(entry):
+            found.append(entry)
+            if len(found) >= limit:
+                break
+    return found
+
+
+def _lines_backwards(path: Path, block: int = 1 << 16) -> Iterator[bytes]:
+    """The complete lines of ``path`` from the last to the first (no newline)."""
+    try:
+        handle = path.open("rb")
+    except FileNotFoundError:
+        return
+    with handle:
+        end = handle.seek(0, os.SEEK_END)
+        tail = b""
+        complete = False  # the bytes after the last newline are a torn line
+        while end > 0:
+            start = max(0, end - block)
+            handle.seek(start)
+            chunk = handle.read(end - start) + tail
+            end = start
+            lines = chunk.split(b"\n")
+            tail = lines.pop(0)  # may continue in the block before
+            if not complete:
+                if not lines:  # no newline yet: still inside the last line
+                    continue
+                lines.pop()  # after the last newline: nothing, or a torn line
+                complete = True
+            yield from reversed([line for line in lines if line])
+        if tail and complete:
+            yield tail

@@ -1,0 +1,491 @@
+"""The console's pages: server-rendered HTML (Jinja2), no script at all.
+
+Every page needs a live session (else the login page) and checks the session's role:
+studies need ``read``, batches ``ingest``, quarantine, audit and tokens ``admin``,
+re-identification ``reidentify``; the dashboard and the policy are open to every session.
+Forms that change something carry the session's CSRF token. Every answer is ``no-store``
+and carries a CSP that allows no script.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+from typing import Annotated, Any, Final
+from urllib.parse import urlencode, urlsplit
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from dicomveil.audit.entry import AuditEvent
+from dicomveil.errors import AccessDenied, ConfigError, QueryError
+from dicomveil.index import Level, matchable_at, parse_condition
+from dicomveil.index import Query as IndexQuery
+from dicomveil.profile.resolved import resolved_rows
+from dicomveil.reid import reidentify
+from dicomveil.web.console import data
+from dicomveil.web.console.auth import (
+    CONSOLE_LOGIN,
+    ConsoleAuth,
+    LoginRequired,
+    PageForbidden,
+    Visitor,
+    console_auth,
+)
+from dicomveil.web.console.charts import bar_chart
+from dicomveil.web.deps import ServicesDep
+from dicomveil.web.services import Services
+from dicomveil.web.tokens import ROLES, Role
+
+__all__ = ["SECURITY_HEADERS", "router", "templates"]
+
+router = APIRouter(prefix="/console", include_in_schema=False)
+
+templates = Environment(
+    loader=FileSystemLoader(Path(__file__).with_name("templates")),
+    autoescape=select_autoescape(default=True),
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+SECURITY_HEADERS: Final = {
+    "Content-Security-Policy": (
+        "default-src 'none'; img-src 'self' data:; style-src 'self'; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "Cache-Control": "no-store",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+}
+
+STUDY_FIELDS: Final = (
+    ("PatientID", "Patient ID"),
+    ("PatientName", "Patient name"),
+    ("StudyDate", "Study date"),
+    ("AccessionNumber", "Accession"),
+    ("ModalitiesInStudy", "Modalities"),
+    ("StudyDescription", "Description"),
+)
+_PAGE: Final = 50
+_AUDIT_ROWS: Final = 200
+_NAV: Final[tuple[tuple[str, str, Role | None], ...]] = (
+    ("/console/", "Dashboard", None),
+    ("/console/studies", "Studies", "read"),
+    ("/console/batches", "Batches", "ingest"),
+    ("/console/quarantine", "Quarantine", "admin"),
+    ("/console/audit", "Audit", "admin"),
+    ("/console/tokens", "Tokens", "admin"),
+    ("/console/policy", "Policy", None),
+    ("/console/reidentify", "Re-identify", "reidentify"),
+)
+
+
+def _auth(request: Request) -> ConsoleAuth:
+    auth = console_auth(request)
+    assert auth is not None, "the console router is mounted only with its auth"
+    return auth
+
+
+def current_visitor(request: Request) -> Visitor:
+    """The request's session (a FastAPI dependency); no session: the login page."""
+    visitor = _auth(request).visitor(request)
+    if visitor is None:
+        raise LoginRequired()
+    return visitor
+
+
+Session = Annotated[Visitor, Depends(current_visitor)]
+Csrf = Annotated[str, Form(max_length=128)]
+
+
+def _need(visitor: Visitor, role: Role) -> None:
+    if not visitor.allows(role):
+        raise PageForbidden(f"this page needs the {role} role (this session: {visitor.token.role})")
+
+
+def render(
+    request: Request,
+    name: str,
+    visitor: Visitor | None,
+    context: dict[str, Any] | None = None,
+    status: int = 200,
+) -> HTMLResponse:
+    """Render a template with the navigation the session may use, and the headers."""
+    nav = [
+        (href, label, href == request.url.path)
+        for href, label, role in _NAV
+        if visitor is not None and (role is None or visitor.allows(role))
+    ]
+    page = templates.get_template(name).render(
+        visitor=visitor,
+        csrf=visitor.session.csrf if visitor else "",
+        nav=nav,
+        **(context or {}),
+    )
+    return HTMLResponse(page, status_code=status, headers=SECURITY_HEADERS)
+
+
+def _same_origin(request: Request) -> bool:
+    """A form post comes from this server's own pages (browsers say so; others send none)."""
+    site = request.headers.get("sec-fetch-site")
+    if site is not None and site not in ("same-origin", "none"):
+        return False
+    origin = request.headers.get("origin")
+    if not origin or origin == "null":  # "null": a page with Referrer-Policy no-referrer
+        return True
+    return urlsplit(origin).netloc == request.headers.get("host", "")
+
+
+# -- login, logout -------------------------------------------------------------------------
+
+
+@router.get("", response_class=HTMLResponse)
+def console_root() -> Response:
+    """``/console`` → ``/console/``."""
+    return RedirectResponse("/console/", status_code=308)
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_page(request: Request) -> HTMLResponse:
+    """The login form: paste a token."""
+    return render(request, "login.html", None)
+
+
+@router.post("/login", response_class=HTMLResponse)
+def login(request: Request, token: Annotated[str, Form(max_length=256)] = "") -> Response:
+    """Check the token, open a session, set the cookie, go to the dashboard."""
+    if not _same_origin(request):
+        return render(request, "login.html", None, {"error": "cross-site login refused"}, 403)
+    response: Response = RedirectResponse("/console/", status_code=303)
+    if _auth(request).login(response, token) is None:
+        failed = render(request, "login.html", None, {"error": "that token is not valid"}, 401)
+        return failed
+    response.headers.update(SECURITY_HEADERS)
+    return response
+
+
+@router.post("/logout")
+def logout(request: Request, visitor: Session, csrf: Csrf = "") -> Response:
+    """End the session (audited) and go back to the login page."""
+    auth = _auth(request)
+    auth.check_csrf(visitor, csrf)
+    response = RedirectResponse(CONSOLE_LOGIN, status_code=303)
+    auth.logout(request, response)
+    return response
+
+
+# -- dashboard ----------------------------------------------------------------------------
+
+
+def _mib(value: float) -> float:
+    return value / (1 << 20)
+
+
+@router.get("/", response_class=HTMLResponse)
+async def dashboard(request: Request, visitor: Session, services: ServicesDep) -> HTMLResponse:
+    """Archive counts, ingest outcomes, request outcomes, storage, recent batches."""
+    counts = await run_in_threadpool(services.index.counts)
+    runs = await run_in_threadpool(data.batches, services) if visitor.allows("ingest") else []
+    volume = data.archive_volume(services)
+    ingest = data.ingest_counts(services)
+    recent = runs[:8]
+    context = {
+        "counts": counts,
+        "ingest": ingest,
+        "minutes": (time.monotonic() - _auth(request).started) / 60,
+        "volume": volume,
+        "quarantined": sum(r.inputs for r in data.quarantine_runs(services)),
+        "batches": recent,
+        "ingest_chart": bar_chart("Instances received, by outcome", sorted(ingest.items())),
+        "requests_chart": bar_chart(
+            "Requests answered, by status", list(data.request_counts(services).items())
+        ),
+        "batch_chart": bar_chart(
+            "Recent batches: MiB written",
+            [(b["batch_id"][-8:], _mib(b["bytes"])) for b in recent],
+            " MiB",
+        ),
+    }
+    return render(request, "dashboard.html", visitor, context)
+
+
+# -- studies --------------------------------------------------------------------------------
+
+
+def _study_query(services: Services, values: dict[str, str], offset: int) -> IndexQuery:
+    allowed = matchable_at(Level.STUDY)
+    conditions = {}
+    for keyword, raw in values.items():
+        condition = parse_condition(
+            allowed[keyword],
+            raw,
+            case_insensitive_names=services.settings.case_insensitive_names,
+        )
+        if condition is not None:
+            conditions[keyword] = condition
+    return IndexQuery(Level.STUDY, conditions=conditions, limit=_PAGE, offset=offset)
+
+
+@router.get("/studies", response_class=HTMLResponse)
+async def studies(
+    request: Request, visitor: Session, services: ServicesDep, offset: int = 0
+) -> HTMLResponse:
+    """Search the archive like QIDO-RS; thumbnails; open a study in the viewer."""
+    _need(visitor, "read")
+    values = {
+        keyword: request.query_params.get(keyword, "").strip()[:128]
+        for keyword, _label in STUDY_FIELDS
+    }
+    wanted = {k: v for k, v in values.items() if v}
+    offset = max(0, min(offset, 2**31 - 1))
+    error, rows, more = "", [], False
+    try:
+        result = await run_in_threadpool(
+            services.index.search, _study_query(services, wanted, offset)
+        )
+        rows, more = [row.values for row in result.rows], result.more
+    except QueryError as exc:
+        error = str(exc)
+    context = {
+        "fields": STUDY_FIELDS,
+        "values": values,
+        "rows": rows,
+        "error": error,
+        "offset": offset,
+        "page": _PAGE,
+        "more": more,
+        "query": urlencode(wanted),
+        "viewer": getattr(request.app.state, "viewer_installed", False),
+    }
+    return render(request, "studies.html", visitor, context)
+
+
+# -- batches ----------------------------------------------------------------------------------
+
+
+@router.get("/batches", response_class=HTMLResponse)
+async def batches(request: Request, visitor: Session, services: ServicesDep) -> HTMLResponse:
+    """Every batch: state, progress, counts."""
+    _need(visitor, "ingest")
+    found = await run_in_threadpool(data.batches, services)
+    return render(request, "batches.html", visitor, {"batches": found})
+
+
+@router.get("/batches/{batch_id}", response_class=HTMLResponse)
+async def batch(
+    request: Request, batch_id: str, visitor: Session, services: ServicesDep
+) -> HTMLResponse:
+    """One batch: state, counts, failures (reasons) and its manifest when complete."""
+    _need(visitor, "ingest")
+    found = next(
+        (b for b in await run_in_threadpool(data.batches, services) if b["batch_id"] == batch_id),
+        None,
+    )
+    if found is None:
+        return render(request, "error.html", visitor, {"message": "no such batch"}, 404)
+    manifest = ""
+    if found["state"] == "complete" and found.get("manifest"):
+        manifest = await run_in_threadpool(_manifest, services, batch_id)
+    return render(request, "batch.html", visitor, {"batch": found, "manifest": manifest})
+
+
+def _manifest(services: Services, batch_id: str) -> str:
+    from dicomveil.web.routes.batches import manifest
+
+    answer = manifest(batch_id, services, None)  # type: ignore[arg-type]  # role checked
+    return bytes(answer.body).decode("utf-8", errors="replace")
+
+
+# -- quarantine -----------------------------------------------------------------------------
+
+
+@router.get("/quarantine", response_class=HTMLResponse)
+async def quarantine(request: Request, visitor: Session, services: ServicesDep) -> HTMLResponse:
+    """Each run's quarantined inputs: counts and reasons (never names or paths)."""
+    _need(visitor, "admin")
+    runs = await run_in_threadpool(data.quarantine_runs, services)
+    return render(request, "quarantine.html", visitor, {"runs": runs})
+
+
+@router.post("/quarantine/{run_id}/delete")
+async def delete_quarantine(
+    request: Request, run_id: str, visitor: Session, services: ServicesDep, csrf: Csrf = ""
+) -> Response:
+    """Delete one run's quarantined inputs (audited)."""
+    _need(visitor, "admin")
+    _auth(request).check_csrf(visitor, csrf)
+    try:
+        folder = data.quarantine_folder(services, run_id)
+    except ConfigError:
+        return render(request, "error.html", visitor, {"message": "no such run"}, 404)
+    if not folder.is_dir():
+        return render(request, "error.html", visitor, {"message": "no such run"}, 404)
+    files = sum(1 for path in folder.iterdir() if path.is_file())
+    await run_in_threadpool(shutil.rmtree, folder)
+    services.audit.append(
+        AuditEvent(
+            "quarantine.delete",
+            visitor.token.actor,
+            "success",
+            {"run_id": run_id, "files": files, "session": visitor.session.id},
+        )
+    )
+    return RedirectResponse("/console/quarantine", status_code=303)
+
+
+# -- audit ----------------------------------------------------------------------------------
+
+
+@router.get("/audit", response_class=HTMLResponse)
+async def audit(
+    request: Request,
+    visitor: Session,
+    services: ServicesDep,
+    since: str = "",
+    until: str = "",
+    actor: str = "",
+    event: str = "",
+    verify: bool = False,
+) -> HTMLResponse:
+    """Search the audit log (time range, actor, event); verify the chain when asked (it
+    reads every entry, so not on every page view)."""
+    _need(visitor, "admin")
+    wanted = data.AuditFilter(since[:32], until[:32], actor[:128], event[:64])
+    entries = await run_in_threadpool(data.audit_entries, services, wanted, _AUDIT_ROWS)
+    verified = await run_in_threadpool(services.audit.verify) if verify else None
+    context = {"filter": wanted, "entries": entries, "verified": verified, "limit": _AUDIT_ROWS}
+    return render(request, "audit.html", visitor, context)
+
+
+# -- tokens ----------------------------------------------------------------------------------
+
+
+def _tokens_page(
+    request: Request, visitor: Visitor, services: Services, status: int = 200, **extra: Any
+) -> HTMLResponse:
+    context = {"tokens": services.tokens.list(), "roles": ROLES, **extra}
+    return render(request, "tokens.html", visitor, context, status)
+
+
+@router.get("/tokens", response_class=HTMLResponse)
+def tokens(request: Request, visitor: Session, services: ServicesDep) -> HTMLResponse:
+    """Every token's record (never a token); create and revoke."""
+    _need(visitor, "admin")
+    return _tokens_page(request, visitor, services)
+
+
+@router.post("/tokens", response_class=HTMLResponse)
+def create_token(
+    request: Request,
+    visitor: Session,
+    services: ServicesDep,
+    csrf: Csrf = "",
+    role: Annotated[str, Form(max_length=32)] = "",
+    name: Annotated[str, Form(max_length=64)] = "",
+) -> HTMLResponse:
+    """Create a token; it is shown once, on this answer only."""
+    _need(visitor, "admin")
+    _auth(request).check_csrf(visitor, csrf)
+    try:
+        token, secret = services.tokens.create(role, name.strip())
+    except ConfigError as exc:
+        return _tokens_page(request, visitor, services, error=str(exc), status=400)
+    services.audit.append(
+        AuditEvent(
+            "token.create",
+            visitor.token.actor,
+            "success",
+            {"token_id": token.id, "role": token.role, "session": visitor.session.id},
+        )
+    )
+    return _tokens_page(request, visitor, services, created=token, secret=secret)
+
+
+@router.post("/tokens/{token_id}/revoke")
+def revoke_token(
+    request: Request, token_id: str, visitor: Session, services: ServicesDep, csrf: Csrf = ""
+) -> Response:
+    """Revoke a token: its API calls and its console sessions end at once (audited)."""
+    _need(visitor, "admin")
+    auth = _auth(request)
+    auth.check_csrf(visitor, csrf)
+    if not services.tokens.revoke(token_id[:32]):
+        return render(request, "error.html", visitor, {"message": "no such token"}, 404)
+    auth.sessions.close_token(token_id)
+    services.audit.append(
+        AuditEvent(
+            "token.revoke",
+            visitor.token.actor,
+            "success",
+            {"token_id": token_id, "session": visitor.session.id},
+        )
+    )
+    target = CONSOLE_LOGIN if token_id == visitor.token.id else "/console/tokens"
+    return RedirectResponse(target, status_code=303)
+
+
+# -- policy -----------------------------------------------------------------------------------
+
+
+@router.get("/policy", response_class=HTMLResponse)
+def policy(request: Request, visitor: Session, services: ServicesDep) -> HTMLResponse:
+    """The resolved policy (``dicomveil profile show``); resolved once per app."""
+    rows = getattr(request.app.state, "policy_rows", None)
+    if rows is None:
+        rows = request.app.state.policy_rows = resolved_rows(services.policy)
+    context = {
+        "policy": services.policy,
+        "options": sorted(o.value for o in services.policy.options),
+        "rows": rows,
+    }
+    return render(request, "policy.html", visitor, context)
+
+
+# -- re-identification ---------------------------------------------------------------------
+
+_KINDS: Final = ("patient", "study", "accession")
+
+
+@router.get("/reidentify", response_class=HTMLResponse)
+def reidentify_page(request: Request, visitor: Session) -> HTMLResponse:
+    """The re-identification form (role ``reidentify`` only)."""
+    _need(visitor, "reidentify")
+    return render(request, "reidentify.html", visitor, {"kinds": _KINDS})
+
+
+@router.post("/reidentify", response_class=HTMLResponse)
+def reidentify_submit(
+    request: Request,
+    visitor: Session,
+    services: ServicesDep,
+    csrf: Csrf = "",
+    kind: Annotated[str, Form(max_length=16)] = "",
+    value: Annotated[str, Form(max_length=128)] = "",
+    purpose: Annotated[str, Form(max_length=1000)] = "",
+) -> HTMLResponse:
+    """Look a pseudonym up: purpose required, audited, the answer shown once (no-store)."""
+    _need(visitor, "reidentify")
+    _auth(request).check_csrf(visitor, csrf)
+    context: dict[str, Any] = {"kinds": _KINDS}
+    if kind not in _KINDS or not value.strip():
+        context["error"] = "choose what to look up and give its pseudonym"
+        return render(request, "reidentify.html", visitor, context, 400)
+    try:
+        matches = reidentify(
+            services.vault_opener(),
+            services.audit,
+            actor=visitor.token.actor,
+            purpose=purpose,
+            **{kind: value.strip()},
+        )
+    except AccessDenied as exc:
+        context["error"] = str(exc)
+        return render(request, "reidentify.html", visitor, context, 403)
+    context.update(
+        searched=True, matches=[(m.pseudonymous_dicom(), m.original.as_dicom()) for m in matches]
+    )
+    return render(request, "reidentify.html", visitor, context)

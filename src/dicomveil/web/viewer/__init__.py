@@ -1,0 +1,2 @@
+"""The built-in viewer: OHIF from the npm registry (:mod:`.install`), served at ``/viewer/``
+(:mod:`.serve`)."""

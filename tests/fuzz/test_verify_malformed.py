@@ -1,0 +1,103 @@
+"""``verify`` on what the fuzz campaign met: undecodable originals, names of separators only.
+
+The fuzz campaign found ``dicomveil verify`` ending with a traceback (``NotImplementedError``,
+``BytesLengthException``) when an original held an element pydicom cannot decode: an unknown
+VR, or a name sent under a numeric VR with a length that VR does not allow. Such files are the
+ones most worth checking (the engine may have copied the element verbatim).
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+from pydicom.datadict import keyword_for_tag
+
+from dicomveil.pipeline.verify import verify_folders
+from tests.fuzz.encoded import encode_element, layout
+from tests.fuzz.mutator import GIVEN, PATIENT_ID_TAG, PATIENT_NAME, _start, bases
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+
+def _with_vr(data: bytes, tag: int, vr: bytes) -> bytes:
+    element = layout(data).find(tag)
+    assert element is not None
+    value = data[element.value_at : element.end]
+    encoded = encode_element(tag, vr, value, implicit=False)
+    return data[: element.start] + encoded + data[element.end :]
+
+
+@pytest.mark.parametrize(
+    ("tag", "vr"),
+    [
+        (PATIENT_NAME, b"FD"),  # 20 bytes under FD: not a multiple of 8
+        (PATIENT_ID_TAG, b"ZZ"),  # no such VR
+    ],
+    ids=["name-as-FD", "id-unknown-VR"],
+)
+def test_undecodable_value_is_looked_for(tmp_path: Path, tag: int, vr: bytes) -> None:
+    base = next(b for b in bases() if b.label == "test_files/CT_small.dcm")
+    data = _with_vr(_start(random.Random(1), base), tag, vr)
+    originals, outputs = tmp_path / "originals", tmp_path / "outputs"
+    originals.mkdir()
+    outputs.mkdir()
+    (originals / "in.dcm").write_bytes(data)
+    (outputs / "out.dcm").write_bytes(data)  # the worst output: nothing removed
+    result = verify_folders(originals, outputs)
+    assert result.originals == 1
+    found = {leak.attribute for leak in result.leaks}  # no traceback, and:
+    assert keyword_for_tag(tag) in found  # the undecodable element's value is looked for
+    assert GIVEN not in repr(result.leaks)
+
+
+def test_name_of_separators_only_is_no_needle(tmp_path: Path) -> None:
+    """pydicom's chrArab.dcm has a Referring Physician's Name of ``^^^^``: no name at all.
+    Found as text in another output (an Image Comments of ``^^^^``), it is no leak."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+
+    original = Dataset()
+    original.ReferringPhysicianName = "^^^^"
+    original.PatientName = f"{GIVEN}^X"
+    output = Dataset()
+    output.ImageComments = "^^^^"
+    for folder, ds in (("originals", original), ("outputs", output)):
+        (tmp_path / folder).mkdir()
+        ds.SOPClassUID, ds.SOPInstanceUID = SecondaryCaptureImageStorage, generate_uid()
+        ds.file_meta = FileMetaDataset()
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds.save_as(tmp_path / folder / "f.dcm", enforce_file_format=True)
+    result = verify_folders(tmp_path / "originals", tmp_path / "outputs")
+    assert result.originals == 1 and result.needles > 0
+    assert result.leaks == []
+
+
+@pytest.mark.slow
+def test_deflate_bomb_original_costs_bounded_memory(tmp_path: Path) -> None:
+    """A deflated original of a few hundred KiB that inflates to 512 MiB: pydicom alone
+    inflated all of it (2 GB of RSS and 37 s for 1 GiB); read as ``deid`` reads it, the
+    header limit bounds it."""
+    from tests.fuzz.campaign import child_environment, dicomveil_command, run_child
+    from tests.fuzz.mutator import deflate_bomb
+
+    base = next(b for b in bases() if b.label == "test_files/CT_small.dcm")
+    rng = random.Random(3)
+    made = None
+    while made is None or not made[0].startswith("padding:512"):
+        made = deflate_bomb(rng, _start(rng, base), scale=2)
+    originals, outputs = tmp_path / "originals", tmp_path / "outputs"
+    originals.mkdir()
+    outputs.mkdir()
+    (originals / "bomb.dcm").write_bytes(made[1])
+    (outputs / "out.dcm").write_bytes(base.raw)
+    finished = run_child(
+        dicomveil_command("verify", originals, outputs),
+        env=child_environment(tmp_path / "home"),
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert finished.code in (0, 1), finished.stderr[-2000:]
+    assert "Traceback" not in finished.stderr
+    assert finished.max_rss_kib < 600 * 1024

@@ -1,0 +1,152 @@
+"""Transfer syntaxes and pixel kinds: lossless stays lossless, the Contract's attributes hold,
+and what cannot be cleaned safely is refused."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from benchmarks.pixel_corpus import make_sample, preserved, removed, to_dataset
+from PIL import Image
+from pydicom.encaps import encapsulate
+from pydicom.uid import (
+    ExplicitVRLittleEndian,
+    JPEG2000Lossless,
+    JPEGBaseline8Bit,
+    RLELossless,
+)
+
+from dicomveil.errors import UnsupportedInputError
+from tests.redaction.conftest import Cleaned
+
+
+def _outside_unchanged(cleaned: Cleaned, boxes: list[Any]) -> None:
+    before, after = cleaned.frames()
+    for frame in range(before.shape[0]):
+        same, total = preserved(boxes, before[frame], after[frame])
+        assert same == total
+
+
+def _contract(cleaned: Cleaned) -> None:
+    before, after = cleaned.before, cleaned.after
+    for keyword in ("Rows", "Columns", "SamplesPerPixel", "BitsAllocated", "PixelRepresentation"):
+        assert after[keyword].value == before[keyword].value, keyword
+    assert after.get("NumberOfFrames", 1) == before.get("NumberOfFrames", 1)
+    assert after.BurnedInAnnotation == "NO"
+
+
+@pytest.mark.parametrize(
+    ("syntax", "photometric", "bits"),
+    [
+        (RLELossless, "MONOCHROME2", 8),
+        (RLELossless, "RGB", 8),
+        (RLELossless, "MONOCHROME2", 16),
+        (JPEG2000Lossless, "MONOCHROME2", 16),
+    ],
+)
+def test_lossless_syntax_kept(
+    syntax: str, photometric: str, bits: int, clean: Callable[..., Cleaned]
+) -> None:
+    sample = make_sample("lossless", seed=5, rows=200, columns=300, texts=2, sizes=(14, 18),
+                         photometric=photometric, bits=bits)  # fmt: skip
+    ds = to_dataset(sample)
+    ds.compress(syntax)
+    cleaned = clean(ds)
+    assert cleaned.regions >= 1
+    assert cleaned.after.file_meta.TransferSyntaxUID == syntax
+    assert cleaned.after.get("LossyImageCompression", "00") != "01"
+    _contract(cleaned)
+    before, after = cleaned.frames()
+    assert all(removed(b, sample.mask, before[0], after[0]) for b in sample.boxes)
+    _outside_unchanged(cleaned, sample.boxes + sample.labels)
+
+
+def test_native_bytes_outside_regions_are_the_input_bytes(clean: Callable[..., Cleaned]) -> None:
+    sample = make_sample("native", seed=9, rows=200, columns=300, texts=2, sizes=(16, 20),
+                         bits=16, signed=True, kind="disc")  # fmt: skip
+    cleaned = clean(sample)
+    a = np.frombuffer(cleaned.before.PixelData, dtype="<u2").reshape(200, 300)
+    b = np.frombuffer(cleaned.after.PixelData, dtype="<u2").reshape(200, 300)
+    changed = a != b
+    assert changed.any()
+    ys, xs = np.nonzero(changed)
+    assert (ys.max() - ys.min()) < 200 and len(ys) < 0.5 * a.size  # only regions changed
+    fill = int(np.int16(cleaned.before.pixel_array.min()).view(np.uint16))
+    assert set(np.unique(b[changed]).tolist()) == {fill}  # filled with the image's black
+    assert cleaned.after.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
+    _contract(cleaned)
+
+
+def _jpeg_dataset(sample: Any) -> Any:
+    ds = to_dataset(sample)
+    buffer = io.BytesIO()
+    Image.fromarray(sample.pixels[0]).save(buffer, format="JPEG", quality=92)
+    ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+    ds.PixelData = encapsulate([buffer.getvalue()])
+    ds["PixelData"].VR = "OB"
+    ds["PixelData"].is_undefined_length = True
+    return ds
+
+
+def test_lossy_input_written_uncompressed_and_recorded(clean: Callable[..., Cleaned]) -> None:
+    sample = make_sample("jpeg", seed=11, rows=200, columns=300, texts=2, sizes=(14, 18))
+    cleaned = clean(_jpeg_dataset(sample))
+    assert cleaned.regions >= 1
+    assert cleaned.after.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
+    assert cleaned.after.LossyImageCompression == "01"  # the input was lossy: said truthfully
+    _contract(cleaned)
+    before, after = cleaned.frames()  # decoded input against output: no second lossy step
+    assert all(removed(b, sample.mask, before[0], after[0]) for b in sample.boxes)
+    _outside_unchanged(cleaned, sample.boxes + sample.labels)
+
+
+def test_control_jpeg_keeps_its_bytes(clean: Callable[..., Cleaned]) -> None:
+    sample = make_sample("jpeg-control", seed=12, rows=200, columns=300, texts=0, kind="smooth")
+    cleaned = clean(_jpeg_dataset(sample))
+    assert cleaned.regions == 0
+    assert cleaned.after.file_meta.TransferSyntaxUID == JPEGBaseline8Bit
+    assert cleaned.after.PixelData == cleaned.before.PixelData
+
+
+def test_undecodable_pixels_refused(finder: Any, tmp_path: Path) -> None:
+    from dicomveil.dicomio import read_instance
+    from dicomveil.redaction import clean_instance
+
+    sample = make_sample("broken", seed=13, rows=64, columns=64, texts=0)
+    ds = to_dataset(sample)
+    ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+    ds.PixelData = encapsulate([b"\xff\xd8\xff\xe0 not a jpeg at all \xff\xd9"])
+    ds["PixelData"].VR = "OB"
+    ds["PixelData"].is_undefined_length = True
+    path = tmp_path / "broken.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    with pytest.raises(UnsupportedInputError, match="cannot be decoded") as caught:
+        clean_instance(read_instance(path), finder)
+    assert sample.header["PatientID"] not in str(caught.value)
+
+
+def test_one_bit_pixels_refused(finder: Any, tmp_path: Path) -> None:
+    from dicomveil.dicomio import read_instance
+    from dicomveil.redaction import clean_instance
+
+    ds = to_dataset(make_sample("bits", seed=14, rows=64, columns=64, texts=0))
+    ds.BitsAllocated = ds.BitsStored = 1
+    ds.HighBit = 0
+    ds.PixelData = b"\0" * (64 * 64 // 8)
+    path = tmp_path / "bits.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    with pytest.raises(UnsupportedInputError, match="clean-pixel-data"):
+        clean_instance(read_instance(path), finder)
+
+
+def test_odd_sized_8_bit_image_keeps_an_even_value(clean: Callable[..., Cleaned]) -> None:
+    sample = make_sample("odd", seed=15, rows=201, columns=301, texts=2, sizes=(16, 20))
+    cleaned = clean(sample)
+    assert cleaned.regions >= 1
+    assert len(cleaned.after.PixelData) == len(cleaned.before.PixelData) == 201 * 301 + 1
+    before, after = cleaned.frames()
+    assert all(removed(b, sample.mask, before[0], after[0]) for b in sample.boxes)

@@ -1,0 +1,1 @@
+"""Console, sessions, CORS and the built-in viewer, tested in Chromium."""
