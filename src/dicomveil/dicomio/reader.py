@@ -10,6 +10,7 @@ names the problem and never an attribute value.
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 from typing import Final
 
@@ -124,9 +125,12 @@ def read_instance(
     PS3.10 section 7.1 (DICOM File Meta Information); PS3.5 section A.5 (deflate).
     """
     path = Path(path)
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    # O_NONBLOCK: opening a FIFO or a device never blocks; only regular files are read
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     failure: DicomveilError
     try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise UnsupportedInputError("not a regular file")
         return _read(path, fd, require_uids, defer_size, max_header_bytes)
     except (DicomveilError, OSError, MemoryError):
         raise

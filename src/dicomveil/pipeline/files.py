@@ -22,6 +22,7 @@ from dicomveil._optional import require
 from dicomveil.dicomio import Instance, WriteResult, read_instance, write_instance
 from dicomveil.dicomio.encoded import header_dataset, pixel_span, read_head
 from dicomveil.dicomio.writer import encoded_parts, write_file
+from dicomveil.engine.budget import TimeBudget
 from dicomveil.engine.deidentify import deidentify
 from dicomveil.engine.encoded import NeedIdentifiers, NeedMoreData, deidentify_encoded
 from dicomveil.engine.identity import IdentityRecord
@@ -106,20 +107,28 @@ def _deidentify(
     hash_output: bool,
     fast: bool,
 ) -> FileOutcome:
+    budget = TimeBudget()  # one budget for both paths: a fallback does not restart it
     if fast:
         try:
-            outcome = _fast(source, dest_root, compiled, keys, fsync, hash_output)
+            outcome = _fast(source, dest_root, compiled, keys, fsync, hash_output, budget)
         except Exception:  # noqa: BLE001 - whatever it is, the reference path decides
             outcome = None  # (it reports the same I/O error, or its own verdict)
+            budget.check()  # ... unless the time is spent
         if outcome is not None:
             return outcome
     instance = read_instance(source)
     instance, cleaning, checked = _pixels(instance, compiled)
-    ds = instance.dataset
-    modality = str(ds.get("Modality", "") or "")
     result = deidentify(
-        ds, compiled, keys, has_pixels=instance.pixel is not None, pixels_checked=checked
+        instance.dataset,
+        compiled,
+        keys,
+        has_pixels=instance.pixel is not None,
+        pixels_checked=checked,
+        budget=budget,
     )
+    # read after de-identification: the engine has read it with the dictionary's VR (a
+    # mislabelled one could not be converted, and pydicom's error would quote the value)
+    modality = str(result.dataset.get("Modality", "") or "")
     if cleaning is not None:
         from dicomveil.redaction import record_cleaning
 
@@ -195,9 +204,13 @@ def _fast(
     keys: PseudonymKeys,
     fsync: bool,
     hash_output: bool,
+    budget: TimeBudget | None = None,
 ) -> FileOutcome | None:
     """The byte-level path, or ``None`` when the reference path must decide."""
-    fd = os.open(source, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    budget = budget or TimeBudget()
+    # O_NONBLOCK: a FIFO swapped in since discovery does not hang the worker (no effect on
+    # regular files; anything else is refused by the reader on the reference path)
+    fd = os.open(source, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     try:
         size = os.fstat(fd).st_size
         want = FIRST_READ
@@ -218,6 +231,7 @@ def _fast(
                     keys,
                     eof=head.eof,
                     identifiers=identifiers,
+                    budget=budget,
                 )
                 break
             except NeedIdentifiers:  # text to clean: collect what identifies, walk again
