@@ -154,8 +154,11 @@ class TestDicomwebClient:
     ) -> None:
         from pydicom.dataelem import RawDataElement
         from pydicom.tag import Tag
+        from pydicom.uid import generate_uid
 
         ds = pydicom.dcmread(originals[0])
+        # a new instance: the archive refuses other content under an archived instance's UID
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
         # values pydicom finds invalid when the engine reads them back: it would warn, quoting
         tag = Tag(0x00200013)  # Instance Number (kept by the profile, read for the index)
         ds[tag] = RawDataElement(tag, "IS", 10, b"LEAKCANARY", 0, False, True)
