@@ -117,7 +117,8 @@ def _variants(text: str, vr: str) -> Iterator[str]:
 def _elements(item: Dataset) -> Iterator[DataElement]:
     """The elements of ``item``. One pydicom cannot decode (an unknown VR, a length its VR
     does not allow: a malformed original the engine may still have handled) is given as
-    the text of its bytes under the dictionary's VR when that is a text VR, else left out:
+    the text of its bytes under the dictionary's VR when that is a searched text VR (not a
+    number), else left out:
     its value is still looked for, and it never ends the check."""
     for tag in list(item.keys()):
         try:
@@ -127,10 +128,12 @@ def _elements(item: Dataset) -> Iterator[DataElement]:
             raw = item.get_item(tag)
             data = getattr(raw, "value", None)
             vr = vr_of(int(tag), None)
-            if not isinstance(data, bytes) or vr not in _TEXT_VRS:
+            if not isinstance(data, bytes) or vr not in _SEARCHED_VRS:
                 continue
-            text = data.decode("latin-1")
-            elem = DataElement(tag, vr, text, validation_mode=config.IGNORE)
+            try:
+                elem = DataElement(tag, vr, data.decode("latin-1"), validation_mode=config.IGNORE)
+            except Exception:  # noqa: BLE001 - not even as text of its VR
+                continue
         yield elem
 
 
@@ -294,10 +297,24 @@ def _same_class(a: int, b: int) -> bool:
 
 
 def _bounded(data: bytes, start: int, end: int) -> bool:
-    """A number must not continue a longer number, a word not a longer word."""
+    """A number must not continue a longer number, a word not a longer word, and a dotted
+    number not sit in the middle of a longer one (``1.2.4`` inside the transfer syntax
+    ``1.2.840.10008.1.2.4.50``; an original UID as a prefix or suffix of another still
+    counts)."""
     if start > 0 and _same_class(data[start - 1], data[start]):
         return False
-    return not (end < len(data) and _same_class(data[end - 1], data[end]))
+    if end < len(data) and _same_class(data[end - 1], data[end]):
+        return False
+    return not (_dotted(data, start - 1, start - 2) and _dotted(data, end, end + 1))
+
+
+def _dotted(data: bytes, dot: int, digit: int) -> bool:
+    """Whether ``data[dot]`` is a dot and ``data[digit]`` a digit (in range)."""
+    return (
+        0 <= min(dot, digit)
+        and max(dot, digit) < len(data)
+        and (data[dot] == 0x2E and 0x30 <= data[digit] <= 0x39)
+    )
 
 
 def _scan(path: Path, matcher: _Matcher, chunk: int = 64 << 20) -> set[bytes]:
