@@ -7,8 +7,8 @@ own font at several scales; sizes 9-32 px; bright or dark, high or low contrast;
 vertical), stored as a DICOM instance whose header holds the same values. The boxes and pixel
 masks of the rendered text are returned with it, so a tool's output can be scored:
 
-- a PHI box is *removed* when its text pixels no longer show: at least 98 % of them changed,
-  or the box's rectangle is a single flat value;
+- a PHI box (the value only, not a label such as "ID") is *removed* when its text pixels no
+  longer show: at least 90 % of them changed value or lie in a flat patch of the output;
 - a pixel is *non-text* when it lies farther than ``MARGIN`` pixels from every text box; the
   share of those left exactly as they were is the *preserved* rate.
 """
@@ -68,8 +68,9 @@ class TextBox:
 
 @dataclass
 class Sample:
-    """A rendered image: stored values (``(frames, rows, columns[, 3])``), the text boxes, the
-    mask of text pixels, and the identifying values planted in the header."""
+    """A rendered image: stored values (``(frames, rows, columns[, 3])``), the PHI text boxes
+    (values only), the mask of text pixels, the identifying values planted in the header, and
+    the boxes of the labels written before some values ("ID", "DOB": text, but not PHI)."""
 
     name: str
     pixels: Array
@@ -79,6 +80,7 @@ class Sample:
     signed: bool = False
     bits: int = 8
     header: dict[str, str] = field(default_factory=dict)
+    labels: list[TextBox] = field(default_factory=list)
 
 
 def fonts() -> list[ImageFont.FreeTypeFont | ImageFont.ImageFont]:
@@ -138,19 +140,32 @@ def phi_strings(rng: random.Random) -> dict[str, str]:
     }
 
 
-def written(header: dict[str, str], rng: random.Random) -> list[str]:
-    """How the header's values appear burned in (several written forms)."""
+def written(header: dict[str, str], rng: random.Random) -> list[tuple[str, str]]:
+    """How the header's values appear burned in (several written forms), as ``(label,
+    value)``: the label ("ID", "DOB", ...) is text but not PHI; only the value is scored."""
     last, first = header["PatientName"].split("^")
     birth = header["PatientBirthDate"]
     y, m, d = birth[:4], birth[4:6], birth[6:]
+    patient_id = header["PatientID"]
     return [
-        rng.choice([f"{last}^{first}", f"{last}, {first}", f"{first} {last}"]),
-        rng.choice(
-            [f"ID {header['PatientID']}", f"MRN: {header['PatientID']}", header["PatientID"]]
-        ),
-        rng.choice([f"{y}-{m}-{d}", f"{d}/{m}/{y}", f"DOB {m}.{d}.{y}"]),
-        f"Acc {header['AccessionNumber']}",
+        ("", rng.choice([f"{last}^{first}", f"{last}, {first}", f"{first} {last}"])),
+        rng.choice([("ID", patient_id), ("MRN:", patient_id), ("", patient_id)]),
+        rng.choice([("", f"{y}-{m}-{d}"), ("", f"{d}/{m}/{y}"), ("DOB", f"{m}.{d}.{y}")]),
+        ("Acc", header["AccessionNumber"]),
     ]
+
+
+def _split_box(
+    box: tuple[int, int, int, int], font: ImageFont.ImageFont, label: str, vertical: bool
+) -> tuple[tuple[int, int, int, int], tuple[int, int, int, int] | None]:
+    """The parts of a rendered ``label value`` box that show the value and the label."""
+    if not label:
+        return box, None
+    offset = int(font.getlength(label + " "))  # type: ignore[attr-defined]
+    top, left, bottom, right = box
+    if vertical:  # turned 90 degrees counter-clockwise: the string starts at the bottom
+        return (top, left, bottom - offset, right), (bottom - offset, left, bottom, right)
+    return (top, left + offset, bottom, right), (top, left, bottom, left + offset)
 
 
 def _draw(
@@ -198,11 +213,13 @@ def make_sample(
     canvas = Image.new("L", (columns, rows), 0)
     faces = fonts()
     boxes: list[TextBox] = []
+    labels: list[TextBox] = []
     text_layer = np.zeros((rows, columns))
     candidates = written(header, rng)
     taken = np.zeros((rows, columns), dtype=bool)
     for index in range(texts):
-        text = candidates[index % len(candidates)]
+        label, value = candidates[index % len(candidates)]
+        text = f"{label} {value}" if label else value
         size = sizes[index % len(sizes)]
         font = _font(faces[(seed + index) % len(faces)], size)
         turned = vertical and index == texts - 1
@@ -216,7 +233,10 @@ def make_sample(
                 continue
             taken[t:b, left:r] = True
             text_layer = np.maximum(text_layer, np.asarray(layer, dtype=np.float64) / 255)
-            boxes.append(TextBox(text, t, left, b, r, size, turned))
+            value_box, label_box = _split_box((t, left, b, r), font, label, turned)
+            boxes.append(TextBox(value, *value_box, size, turned))
+            if label_box is not None:
+                labels.append(TextBox(label, *label_box, size, turned))
             break
     level = (0.0 if dark else 1.0) * contrast + (1 - contrast) * (0.35 if not dark else 0.65)
     if dark:
@@ -260,6 +280,7 @@ def make_sample(
         signed=signed,
         bits=bits,
         header=header,
+        labels=labels,
     )
 
 
@@ -310,25 +331,51 @@ def to_dataset(sample: Sample) -> Dataset:
 
 
 def removed(box: TextBox, mask: npt.NDArray[np.bool_], before: Array, after: Array) -> bool:
-    """Whether ``box``'s text no longer shows in ``after`` (one frame, stored values)."""
-    inside = np.zeros(mask.shape, dtype=bool)
-    inside[box.top : box.bottom, box.left : box.right] = True
-    text = inside & mask
+    """Whether ``box``'s text no longer shows in ``after`` (one frame, stored values): at
+    least 90 % of its text pixels changed value or lie in a flat 3x3 patch of the output (a
+    fill of the text's own colour hides the text as well as a black one; untouched text of
+    this corpus scores at most about 15 %, its strokes being thin and anti-aliased)."""
+    window = (slice(box.top, box.bottom), slice(box.left, box.right))
+    text = mask[window]
     if not text.any():
         return True
-    b, a = before[text], after[text]
-    if b.ndim > 1:
-        changed = np.any(b != a, axis=-1)
-    else:
-        changed = b != a
-    if float(np.mean(changed)) >= 0.98:
-        return True
-    window = after[box.top : box.bottom, box.left : box.right]
-    return bool(np.all(window == window.reshape(-1, *window.shape[2:])[0]))
+    changed = before[window] != after[window]
+    if changed.ndim == 3:
+        changed = changed.any(axis=-1)
+    # flat patches of the output, looked for around the box (colours as one number)
+    r = FLAT_RADIUS
+    around = np.asarray(after)
+    if around.ndim == 3:
+        around = (around[..., 0].astype(np.int64) * 65536
+                  + around[..., 1].astype(np.int64) * 256 + around[..., 2])  # fmt: skip
+    rows, columns = mask.shape
+    top, left = max(0, box.top - r), max(0, box.left - r)
+    patch = around[top : min(rows, box.bottom + r), left : min(columns, box.right + r)]
+    flat = _flat(patch, r)[box.top - top :, box.left - left :]
+    flat = flat[: text.shape[0], : text.shape[1]]
+    hidden = changed | flat
+    return float(np.mean(hidden[text])) >= HIDDEN
+
+
+FLAT_RADIUS: Final = 1
+"""Half-size of the patch that must be flat around a hidden text pixel."""
+HIDDEN: Final = 0.9
+"""Share of a box's text pixels that must be hidden for the box to count as removed."""
+
+
+def _flat(image: Array, radius: int) -> npt.NDArray[np.bool_]:
+    """Whether each pixel's ``(2 radius + 1)`` square neighbourhood holds a single value."""
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    padded = np.pad(image, radius, mode="edge")
+    windows = sliding_window_view(padded, (2 * radius + 1, 2 * radius + 1))
+    result: npt.NDArray[np.bool_] = windows.max(axis=(2, 3)) == windows.min(axis=(2, 3))
+    return result
 
 
 def preserved(boxes: list[TextBox], before: Array, after: Array) -> tuple[int, int]:
-    """``(unchanged, total)`` non-text pixels of one frame (farther than MARGIN from text)."""
+    """``(unchanged, total)`` non-text pixels of one frame: farther than MARGIN from every box
+    in ``boxes`` (pass the labels too: they are text)."""
     rows, columns = before.shape[:2]
     far = np.ones((rows, columns), dtype=bool)
     for box in boxes:

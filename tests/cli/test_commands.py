@@ -173,3 +173,31 @@ def test_a_stopped_batch_records_why(
     assert status["error"] == "stopped: interrupted (Ctrl-C or SIGINT); resume it"
     monkeypatch.setattr(dicomveil.cli.batch, "RichBatchEvents", RichBatchEvents)
     assert main(["batch", "resume", batch_id, "--key-file", str(key_file), "-j", "1"]) == 0
+
+
+def test_batch_names_special_files_and_does_not_hang(
+    demo_study: Path, tmp_path: Path, key_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A FIFO in SOURCE hung a batch as it hung deid."""
+    os.mkfifo(demo_study / "fifo.dcm")
+    (demo_study / "environ.dcm").symlink_to("/proc/self/environ")
+    argv = ["batch", str(demo_study), "--dest", str(tmp_path / "d"), "--key-file", str(key_file)]
+    assert main([*argv, "-j", "1"]) == 0
+    err = capsys.readouterr().err
+    assert f"not read: {demo_study / 'fifo.dcm'}: a FIFO" in err
+    assert f"not read: {demo_study / 'environ.dcm'}: symbolic link leading outside" in err
+
+
+def test_one_helper_shows_any_name() -> None:
+    from dicomveil.cli.common import show, visible
+
+    assert visible("plain name.dcm") == "plain name.dcm"
+    assert visible("a\x1b[2Jb\nc\td") == "a\\x1b[2Jb\\nc\\td"
+    assert visible(os.fsdecode(b"caf\xe9.dcm")) == "caf\\xe9.dcm"  # not UTF-8: byte shown
+    assert visible("evil\u202egpj.exe") == "evil\\u202egpj.exe"  # bidirectional override
+    assert visible("Müller Ærø") == "Müller Ærø"
+    assert show("q[/bold]x") == "q\\[/bold]x"
+    buffer = io.StringIO()
+    name = os.fsdecode(b"[/red]\xff")
+    Console(file=buffer, width=200).print(f"failed: {show(name)}")
+    assert buffer.getvalue() == "failed: [/red]\\xff\n"

@@ -196,3 +196,47 @@ class TestQuarantine:
         assert self._run(demo_study, tmp_path / "b", key_file) == 1
         left = sorted(p.name for p in (state_home / "quarantine").iterdir())
         assert old.name not in left and "not-a-run" in left and len(left) == 2
+
+
+def test_a_quarantine_that_cannot_be_written_keeps_the_report(
+    demo_study: Path, tmp_path: Path, key_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The quarantine was made after every output, so its failure lost the report."""
+    import dicomveil.cli.deid
+
+    good = sorted(demo_study.glob("*/*/*.dcm"))[0]
+    (demo_study / "cut.dcm").write_bytes(good.read_bytes()[:300])
+    quarantine = tmp_path / "q"
+    original = dicomveil.cli.deid.run_deidentification
+
+    def then_block(*args: object, **kwargs: object) -> object:
+        summary = original(*args, **kwargs)  # type: ignore[arg-type]
+        quarantine.write_text("a file where the quarantine folder should go")
+        return summary
+
+    monkeypatch.setattr(dicomveil.cli.deid, "run_deidentification", then_block)
+    dest = tmp_path / "out"
+    argv = ["deid", str(demo_study), str(dest), "--key-file", str(key_file), "-j", "1"]
+    assert main([*argv, "--quarantine", str(quarantine)]) == 1
+    report = json.loads((dest / "dicomveil-report.json").read_text())
+    assert report["files"]["ok"] == 18 and report["files"]["failed"] == 1
+    assert report["quarantine"]["error"].startswith("the quarantine could not be written")
+
+
+def test_skipped_files_are_named(
+    tmp_path: Path, key_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pydicom.data import get_testdata_file
+
+    source = tmp_path / "media"
+    source.mkdir()
+    dicomdir = get_testdata_file("DICOMDIR")
+    assert dicomdir is not None
+    (source / "DICOMDIR").write_bytes(Path(dicomdir).read_bytes())
+    dest = tmp_path / "out"
+    argv = ["deid", str(source), str(dest), "--key-file", str(key_file), "-j", "1"]
+    assert main([*argv, "--verbose"]) == 0
+    assert f"skipped: {source / 'DICOMDIR'}: DICOMDIR" in capsys.readouterr().err
+    report = json.loads((dest / "dicomveil-report.json").read_text())
+    (skipped,) = report["skipped"]
+    assert len(skipped["input_sha256"]) == 64 and "DICOMDIR" in skipped["reason"]

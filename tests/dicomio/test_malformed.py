@@ -298,3 +298,39 @@ class TestFuzz:
             except DeidentificationError:
                 pass
         assert outcomes["read"] and outcomes["refused"]
+
+
+def test_value_bytes_read_as_a_tag_are_not_quoted(tmp_path: Path) -> None:
+    """A mutated length makes the reader take four bytes of a name for a tag: the message
+    describes it, it does not quote it (``(4F58,4554)`` would be "XOTE")."""
+    from tests.engine.rawfile import base_elements, raw_file
+
+    elements = base_elements()
+    elements[0x00100010] = (b"PN", b"ABXOTE^ZEBULON  ")
+    data = bytearray(raw_file(tmp_path / "ok.dcm", elements).read_bytes())
+    at = data.index(b"ABXOTE") - 2
+    struct.pack_into("<H", data, at, 2)  # the name's length: 2 instead of 16
+    with pytest.raises(MalformedInputError) as exc:
+        read_instance(_write(tmp_path / "bad.dcm", bytes(data)))
+    message = str(exc.value)
+    assert "the element at byte" in message or "a private or unlisted element" in message
+    assert "4F58" not in message and "4554" not in message
+    _assert_clean(exc)
+
+
+def test_pydicom_errors_leave_no_context(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever a reading step raises (here pydicom's BytesLengthException, whose message
+    quotes the bytes), the reader's error keeps its type only: no value, no cause, no
+    context."""
+    from pydicom.errors import BytesLengthException
+
+    from dicomveil.dicomio import reader
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise BytesLengthException("received b'Canary^Patient' with length 15")
+
+    monkeypatch.setattr(reader, "scan_dataset", broken)
+    with pytest.raises(MalformedInputError, match="BytesLengthException") as exc:
+        read_instance(_write(tmp_path / "x.dcm", _small_ct()))
+    _assert_clean(exc)
+    assert exc.value.__cause__ is None and exc.value.__context__ is None

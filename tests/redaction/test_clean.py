@@ -40,7 +40,7 @@ def test_text_removed_rest_unchanged(case: str, clean: Callable[..., Cleaned]) -
     assert cleaned.regions >= 1
     _check_all_removed(cleaned, sample.boxes, sample.mask)
     before, after = cleaned.frames()
-    same, total = preserved(sample.boxes, before[0], after[0])
+    same, total = preserved(sample.boxes + sample.labels, before[0], after[0])
     # padded regions reach a few pixels past the text; nothing farther than MARGIN changes
     assert same == total
 
@@ -64,5 +64,5 @@ def test_cine_static_overlay_and_clock(clean: Callable[..., Cleaned]) -> None:
     _check_all_removed(cleaned, sample.boxes, sample.mask)
     # every frame: only pixels near text changed
     for frame in range(before.shape[0]):
-        same, total = preserved(sample.boxes, before[frame], after[frame])
+        same, total = preserved(sample.boxes + sample.labels, before[frame], after[frame])
         assert same == total

@@ -62,7 +62,7 @@ def test_lossless_syntax_kept(
     _contract(cleaned)
     before, after = cleaned.frames()
     assert all(removed(b, sample.mask, before[0], after[0]) for b in sample.boxes)
-    _outside_unchanged(cleaned, sample.boxes)
+    _outside_unchanged(cleaned, sample.boxes + sample.labels)
 
 
 def test_native_bytes_outside_regions_are_the_input_bytes(clean: Callable[..., Cleaned]) -> None:
@@ -101,7 +101,7 @@ def test_lossy_input_written_uncompressed_and_recorded(clean: Callable[..., Clea
     _contract(cleaned)
     before, after = cleaned.frames()  # decoded input against output: no second lossy step
     assert all(removed(b, sample.mask, before[0], after[0]) for b in sample.boxes)
-    _outside_unchanged(cleaned, sample.boxes)
+    _outside_unchanged(cleaned, sample.boxes + sample.labels)
 
 
 def test_control_jpeg_keeps_its_bytes(clean: Callable[..., Cleaned]) -> None:
@@ -141,3 +141,12 @@ def test_one_bit_pixels_refused(finder: Any, tmp_path: Path) -> None:
     ds.save_as(path, enforce_file_format=True)
     with pytest.raises(UnsupportedInputError, match="clean-pixel-data"):
         clean_instance(read_instance(path), finder)
+
+
+def test_odd_sized_8_bit_image_keeps_an_even_value(clean: Callable[..., Cleaned]) -> None:
+    sample = make_sample("odd", seed=15, rows=201, columns=301, texts=2, sizes=(16, 20))
+    cleaned = clean(sample)
+    assert cleaned.regions >= 1
+    assert len(cleaned.after.PixelData) == len(cleaned.before.PixelData) == 201 * 301 + 1
+    before, after = cleaned.frames()
+    assert all(removed(b, sample.mask, before[0], after[0]) for b in sample.boxes)

@@ -52,3 +52,12 @@ def test_trusted_no_is_not_examined(tmp_path: Path) -> None:
     outcome = files.deidentify_file(path, tmp_path / "out", compile_policy(policy), KEYS)
     assert outcome.status == "ok"
     assert "clean-pixel-data" not in outcome.operations  # trusted, not examined
+
+
+def test_trust_setting_survives_a_batch_journal() -> None:
+    from dicomveil.pipeline.batch_state import policy_to_mapping
+
+    policy = Policy.from_names(["clean-pixel-data"], trust_burned_in_annotation_no=True)
+    assert policy_from_mapping(policy_to_mapping(policy)) == policy
+    assert policy.with_options(["retain-uids"]).trust_burned_in_annotation_no
+    assert "trust_burned_in_annotation_no" not in policy_to_mapping(Policy())  # unchanged

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from dicomveil.web.routing import RouteTable, flat_routes
+from dicomveil.web.routing import Resolved, RouteTable, flat_routes
 from dicomveil.web.tokens import PERMISSIONS, ROLES, token_store
 from tests.web.conftest import auth
 
@@ -76,11 +76,10 @@ def _app_routes(app: FastAPI) -> set[tuple[str, str]]:
     which leaves routes out of the schema), documentation pages and assets aside."""
     found = set()
     for route in flat_routes(app.router.routes):
-        path = str(getattr(route, "path", ""))
-        if path in _OPEN or path.startswith(_ASSETS):
+        if route.path in _OPEN or route.path.startswith(_ASSETS):
             continue
-        for method in getattr(route, "methods", None) or ("*",):
-            found.add((method, path))
+        for method in route.methods or {"*"}:
+            found.add((method, route.path))
     return found
 
 
@@ -191,3 +190,31 @@ async def test_revoked_token_refused_at_once(
     assert (await client.get("/dicomweb/studies", headers=auth(secret))).status_code == 200
     store.revoke(token.id)
     assert (await client.get("/dicomweb/studies", headers=auth(secret))).status_code == 401
+
+
+def test_route_table_follows_included_prefixes() -> None:
+    """Routers included with a prefix (as a new console or viewer may be) are resolved at
+    their full path, with their role, and 405 names their methods."""
+    from fastapi import APIRouter, Depends
+
+    from dicomveil.web.deps import require
+
+    inner = APIRouter()
+
+    @inner.get("/item/{name}", dependencies=[Depends(require("read"))])
+    def item(name: str) -> str:
+        return name
+
+    outer = APIRouter()
+    outer.include_router(inner, prefix="/inner")
+    app = FastAPI()
+    app.include_router(outer, prefix="/outer")
+    table = RouteTable(app.router.routes, upload_limit=2, json_limit=1)
+
+    def resolve(method: str, path: str) -> Resolved:
+        return table.resolve({"type": "http", "method": method, "path": path, "root_path": ""})
+
+    found = resolve("GET", "/outer/inner/item/x")
+    assert found.policy is not None and found.policy.role == "read"
+    assert resolve("POST", "/outer/inner/item/x").allowed == {"GET"}
+    assert resolve("GET", "/item/x").policy is None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import resource
 import socket
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -351,3 +352,53 @@ def test_reads_cost_bounded_memory(gateway: Gateway, demo_files: list[Path]) -> 
     rendered = httpx.get(f"{url}/rendered", headers=read, timeout=30)
     assert rendered.status_code == 413
     assert "rendering limit" in rendered.json()["error"]["message"]
+
+
+def test_pydicom_log_does_not_quote_values(gateway: Gateway, demo_files: list[Path]) -> None:
+    """An invalid Specific Character Set value: pydicom logs it (with the value) through its
+    logger; the server's log must not show it."""
+    import io
+
+    import pydicom
+
+    from tests.web.support import related_body
+
+    ds = pydicom.dcmread(demo_files[0])
+    out = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom objects to the value planted here
+        ds.SpecificCharacterSet = "ISO_IR Zebulon"
+        ds.PatientName = "Quixote^Zebulon"
+        ds.save_as(out, enforce_file_format=True)
+    content_type, body = related_body([out.getvalue()])
+    answer = httpx.post(
+        gateway.url + "/dicomweb/studies",
+        content=body,
+        headers={
+            "Authorization": f"Bearer {gateway.tokens['ingest']}",
+            "Content-Type": content_type,
+        },
+        timeout=60,
+    )
+    assert answer.status_code in (200, 409), answer.text[:300]
+    assert "Zebulon" not in _log(gateway)
+
+
+def test_rejected_upload_is_not_parsed_again(gateway: Gateway) -> None:
+    """16 MiB of zeros as a STOW-RS part: refused at once (before: 18 s re-reading it in
+    full with ``force=True`` to name it in the answer)."""
+    from tests.web.support import related_body
+
+    content_type, body = related_body([b"\0" * (16 << 20)])
+    started = time.monotonic()
+    answer = httpx.post(
+        gateway.url + "/dicomweb/studies",
+        content=body,
+        headers={
+            "Authorization": f"Bearer {gateway.tokens['ingest']}",
+            "Content-Type": content_type,
+        },
+        timeout=60,
+    )
+    assert answer.status_code == 409
+    assert time.monotonic() - started < 5

@@ -67,3 +67,69 @@ def test_bad_toml(tmp_path: Path) -> None:
     config.write_text("[server\n")
     with pytest.raises(ConfigError, match="bad.toml"):
         Settings.load(home=tmp_path, config=config, environ={})
+
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "gateway.md"
+
+
+def test_every_setting_is_documented_with_an_example() -> None:
+    """docs/gateway.md has a table row and an example line for every setting, and its
+    example is a valid configuration."""
+    import dataclasses
+    import tomllib
+
+    text = DOCS.read_text()
+    example = text.split("```toml", 1)[1].split("```", 1)[0]
+    table = tomllib.loads(example)["server"]
+    names = {f.name for f in dataclasses.fields(Settings)}
+    for name in names:
+        assert f"| `{name}` |" in text, name
+    assert set(table) == names
+    Settings.from_mapping(table)
+
+
+def test_unknown_keys_are_all_named(tmp_path: Path) -> None:
+    config = tmp_path / "server.toml"
+    config.write_text("[server]\nmax_bodybytes = 1\nstorage = 'x'\nqido_max_limit = 5000\n")
+    with pytest.raises(ConfigError, match="max_bodybytes, storage"):
+        Settings.load(home=tmp_path, config=config, environ={})
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["max_body_bytes = 1\n[server]\n", "[server]\n[dimse]\nport = 104\n", "[serve]\nport = 1\n"],
+)
+def test_settings_outside_server_refused(tmp_path: Path, text: str) -> None:
+    config = tmp_path / "server.toml"
+    config.write_text(text)
+    with pytest.raises(ConfigError, match=r"settings outside \[server\]"):
+        Settings.load(home=tmp_path, config=config, environ={})
+
+
+def test_serve_help_and_config_errors(tmp_path: Path) -> None:
+    """``serve --help`` shows the [server] table (rich markup once swallowed it); a bad
+    config is a usage error naming the problem, not a traceback."""
+    import subprocess
+    import sys
+
+    from tests.web.gateway_server import ROOT, environment
+    from tests.web.support import TEST_KEY
+
+    env = environment(tmp_path / "home", TEST_KEY)
+    cmd = [sys.executable, "-m", "tests.web.cliapp", "serve"]
+    shown = subprocess.run(
+        [*cmd, "--help"], env=env, cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert "[server] table" in " ".join(shown.stdout.split())
+    config = tmp_path / "bad.toml"
+    config.write_text("[server]\nheader_timeout = 1\nnonsense = 2\n[dimse]\nport = 104\n")
+    done = subprocess.run(
+        [*cmd, "--config", str(config)],
+        check=False,
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2
+    assert "dimse" in done.stderr and "Traceback" not in done.stderr

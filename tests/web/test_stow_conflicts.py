@@ -132,3 +132,32 @@ async def test_replace_setting_replaces_and_audits(
     stored = pydicom.dcmread(io.BytesIO(services.store.get_bytes(after.storage_key)))
     assert bytes(stored.PixelData)[:64] == bytes(64 - i for i in range(64))
     assert _conflicts(services) == ["replaced"]
+
+
+def test_sop_uid_scan_agrees_with_pydicom() -> None:
+    """The plain scan of a file's head finds the SOP Instance UID pydicom reads, or says it
+    cannot tell (then pydicom is asked): never another UID."""
+    import warnings
+
+    from pydicom.data import get_testdata_files
+
+    from dicomveil.web.ingest_work import HEAD_BYTES, scan_sop_instance_uid
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # files that must be downloaded are left out
+        names = get_testdata_files("*.dcm")
+    found = 0
+    for name in names:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                expected = str(
+                    pydicom.dcmread(name, stop_before_pixels=True).get("SOPInstanceUID", "")
+                )
+            except Exception:  # noqa: BLE001 - files pydicom cannot read: no claim
+                continue
+        with open(name, "rb") as handle:
+            scanned = scan_sop_instance_uid(handle.read(HEAD_BYTES))
+        assert scanned is None or scanned == expected, name
+        found += scanned is not None
+    assert found > 50

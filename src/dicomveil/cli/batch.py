@@ -147,6 +147,9 @@ def start(
             endpoint_url=endpoint_url,
             home=home,
             local_dest=local,
+            on_skip=lambda s: err_console.print(
+                f"[yellow]not read:[/] {show(s.path)}: {show(s.reason)}"
+            ),
         )
     except ConfigError as exc:
         fail(str(exc))

@@ -281,7 +281,9 @@ class _Run:
             assert recorder is not None
             counts = {"ok": summary.ok, "failed": summary.failed, "skipped": summary.skipped}
             counts["duplicates"] = summary.duplicates
-            recorder.finish(counts, failed=bool(summary.failed))
+            if self.inputs.skipped:  # paths under SOURCE never read (special files, ...)
+                counts["not_read"] = len(self.inputs.skipped)
+            recorder.finish(counts, failed=bool(summary.failed or self.inputs.skipped))
         self.seconds = time.perf_counter() - started
         return summary
 

@@ -22,10 +22,12 @@ HELP = """Serve the gateway: de-identify over HTTP, batches, re-identification, 
 
 Needs no other server: SQLite index and archive folder under $DICOMVEIL_HOME by default;
 --storage and --index (or a --config TOML file, or DICOMVEIL_STORAGE_URL /
-DICOMVEIL_INDEX_URL) select S3/Azure/GCS and PostgreSQL. Every route but /healthz and
-/readyz needs a bearer token from `dicomveil tokens create --role ROLE`.
+DICOMVEIL_INDEX_URL) select S3/Azure/GCS and PostgreSQL; every setting of the --config file's
+\[server] table is described, with an example, in docs/gateway.md. Every route but /healthz
+and /readyz needs a bearer token from `dicomveil tokens create --role ROLE`.
 
-DICOMweb root: /dicomweb   API: /api/v1   OpenAPI: /docs
+DICOMweb root: /dicomweb   API: /api/v1   OpenAPI: /docs   Console: /console/
+Viewer: /viewer/ once installed with `dicomveil viewer install`.
 
 Examples:
 
@@ -56,7 +58,9 @@ def serve(
         help="Pseudonym key file. Default: $DICOMVEIL_KEY, else the state folder's key.",
     ),
     config: Path | None = typer.Option(
-        None, "--config", help="TOML file with a [server] table of settings."
+        None,
+        "--config",
+        help="TOML file with a \\[server] table of settings (every key: docs/gateway.md).",
     ),
     storage: str | None = typer.Option(
         None, "--storage", help="Archive URL (default: file://$DICOMVEIL_HOME/archive)."
@@ -133,7 +137,12 @@ def serve(
 
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     scheme = "https" if ssl_certfile else "http"
-    err_console.print(f"dicomveil gateway on {scheme}://{host}:{port} (DICOMweb at /dicomweb)")
+    err_console.print(
+        f"dicomveil gateway on {scheme}://{host}:{port} (DICOMweb at /dicomweb"
+        + (", console at /console/" if settings.console else "")
+        + (", viewer at /viewer/" if settings.viewer and _viewer_installed(settings.home) else "")
+        + ")"
+    )
     common: dict[str, Any] = {
         "host": host,
         "port": port,
@@ -157,6 +166,12 @@ def serve(
         return
     os.environ[ENV_SETTINGS] = settings.to_json()
     uvicorn.run("dicomveil.web.app:app_from_environment", factory=True, workers=workers, **common)
+
+
+def _viewer_installed(home: Path) -> bool:
+    from dicomveil.web.viewer.install import installed_viewer
+
+    return installed_viewer(home) is not None
 
 
 def register(app: typer.Typer) -> None:

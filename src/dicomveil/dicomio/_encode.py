@@ -353,8 +353,12 @@ def _pydicom_encode(
         else:
             elem = ds[tag]
         write_data_element(fp, elem, charset)
-    except _ENCODE_ERRORS as exc:
-        raise DeidentificationError(f"{tag_name(tag)} cannot be encoded") from exc
+    except _ENCODE_ERRORS:
+        failed = True  # raised below, outside the handler: pydicom's message may quote a value
+    else:
+        failed = False
+    if failed:
+        raise DeidentificationError(f"{tag_name(tag)} cannot be encoded")
     data = fp.getvalue()
     if not implicit and data[4:6] == b"UN" and elem.VR != "UN":
         # pydicom turns an over-long short-length value into UN; a strict writer refuses

@@ -10,7 +10,6 @@ names the problem and never an attribute value.
 from __future__ import annotations
 
 import os
-import struct
 from pathlib import Path
 from typing import Final
 
@@ -39,7 +38,12 @@ from dicomveil.dicomio._model import (
 from dicomveil.dicomio._scan import scan_dataset
 from dicomveil.dicomio._walk import pixel_extent
 from dicomveil.dicomio._window import Window
-from dicomveil.errors import MalformedInputError, NotAnInstanceError, UnsupportedInputError
+from dicomveil.errors import (
+    DicomveilError,
+    MalformedInputError,
+    NotAnInstanceError,
+    UnsupportedInputError,
+)
 
 __all__ = ["REQUIRED_UIDS", "is_dicom", "read_instance"]
 
@@ -106,7 +110,9 @@ def read_instance(
     Raises
     ------
     MalformedInputError
-        Empty file, not DICOM, truncated, wrong element length, or a required UID missing.
+        Empty file, not DICOM, truncated, wrong element length, or a required UID missing;
+        the message never quotes a value, and the error carries no exception of pydicom's
+        (whose message could).
     UnsupportedInputError
         The header (or inflated data set) is larger than `max_header_bytes`, sequences
         nest deeper than 64 levels, or (with `require_uids`) the file is a DICOMDIR.
@@ -119,16 +125,20 @@ def read_instance(
     """
     path = Path(path)
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    failure: DicomveilError
     try:
         return _read(path, fd, require_uids, defer_size, max_header_bytes)
-    except (MalformedInputError, UnsupportedInputError):
+    except (DicomveilError, OSError, MemoryError):
         raise
-    except (struct.error, ValueError, UnicodeError, KeyError, IndexError, TypeError) as exc:
-        raise MalformedInputError(f"not readable DICOM ({type(exc).__name__})") from exc
-    except RecursionError as exc:
-        raise UnsupportedInputError("sequences are nested too deeply") from exc
+    except RecursionError:
+        failure = UnsupportedInputError("sequences are nested too deeply")
+    except Exception as exc:  # noqa: BLE001 - pydicom's own exceptions included
+        # pydicom's messages may quote a value: only the exception's type is kept, and the
+        # error is raised outside this handler so that it carries no context either
+        failure = MalformedInputError(f"not readable DICOM ({type(exc).__name__})")
     finally:
         os.close(fd)
+    raise failure
 
 
 def _read(path: Path, fd: int, require_uids: bool, defer_size: int, budget: int) -> Instance:

@@ -96,6 +96,8 @@ _ESCAPES = re.compile(r"\x1b[\x20-\x2f]*[\x30-\x7e]?")
 _WORD = re.compile(r"\w")
 _NOT_WORD_OR_UNDERSCORE = re.compile(r"[\W_]+")
 _ASCII_ALNUM_RUN = re.compile(r"[A-Za-z0-9]{2,}")
+_LETTER_RUN = re.compile(r"[^\W\d_]{2,}")
+_COMPONENT_DELIMITERS = re.compile(r"[\^=\s\\]+")
 #: ASCII characters that are not word characters (``\W``), mapped to a space.
 _ASCII_SEPARATORS: Final = {code: " " for code in range(128) if not _WORD.match(chr(code))}
 
@@ -138,24 +140,33 @@ def name_parts(value: str) -> list[str]:
     escape sequences are removed, the name is split on every character that is not a letter
     or digit (component and group delimiters ``^`` and ``=``, spaces, punctuation, controls,
     replacement characters) and each part of two or more characters is lower-cased. A part
-    that mixes ASCII and other letters also gives its ASCII runs (a Latin-1 fallback
-    decoding can glue a stray letter to a name).
+    with digits also gives its runs of letters, and a part that mixes ASCII and other
+    letters its ASCII runs (a Latin-1 fallback decoding can glue a stray letter to a name).
 
     Examples
     --------
-    >>> name_parts("QUIXOTE\\0ZEBULON")
-    ['quixote', 'zebulon']
+    >>> name_parts("QUIXOTE^ZEB\\0ULON")
+    ['zebulon', 'quixote', 'zeb', 'ulon']
     >>> name_parts("Quixote\\x1b$BZebulon^Ann")
     ['quixote', 'zebulon', 'ann']
     """
     parts: list[str] = []
-    for part in _NOT_WORD_OR_UNDERSCORE.split(_ESCAPES.sub(" ", value)):
+    value = _ESCAPES.sub(" ", value)
+    for component in _COMPONENT_DELIMITERS.split(value):
+        # a character that is no letter inside a component (a NUL, an invalid byte) may have
+        # been inserted: the component without it is matched too
+        joined = _lower(_NOT_WORD_OR_UNDERSCORE.sub("", component))
+        if len(joined) >= 2 and joined != _lower(component):
+            parts.append(joined)
+    for part in _NOT_WORD_OR_UNDERSCORE.split(value):
         if len(part) < 2:
             continue
         part = _lower(part)
         parts.append(part)
+        runs = set(_LETTER_RUN.findall(part))
         if not part.isascii():
-            parts.extend(run for run in _ASCII_ALNUM_RUN.findall(part) if run != part)
+            runs.update(_ASCII_ALNUM_RUN.findall(part))
+        parts.extend(sorted(runs - {part}))
     return parts
 
 

@@ -31,6 +31,7 @@ from enum import Enum
 
 from pydicom.datadict import dictionary_has_tag, dictionary_VR
 
+from dicomveil.engine.vrs import mislabelled
 from dicomveil.profile.options import Action, Option
 from dicomveil.profile.policy import OverrideAction, Policy
 from dicomveil.profile.table import is_safe_private, row_for, rows
@@ -107,9 +108,11 @@ def vr_of(tag: int, vr: str | None) -> str:
 
     An explicit ``UN`` for a tag the dictionary knows is resolved to the dictionary's VR, as
     pydicom does when it reads the value (PS3.5 6.2.2): a sequence sent as UN is a sequence.
+    An explicit VR the dictionary does not allow for a public tag is not trusted either: the
+    element is judged as the dictionary's VR (see :mod:`dicomveil.engine.vrs`).
     """
     if vr and vr != "UN":
-        return vr
+        return mislabelled(tag, vr) or vr
     try:
         found = dictionary_VR(tag)
     except KeyError:

@@ -6,6 +6,7 @@ import re
 from collections.abc import Iterator
 from functools import cache
 
+from pydicom import config
 from pydicom.charset import default_encoding
 from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import DataElement, RawDataElement, convert_raw_data_element
@@ -85,9 +86,34 @@ def _elements(item: Dataset) -> Iterator[DataElement]:
             continue
         if deferred:
             yield item[tag]  # read as the dataset reads it
-        else:
-            charset = default_encoding if tag == _CHARSET else encoding
+            continue
+        charset = default_encoding if tag == _CHARSET else encoding
+        try:
             yield convert_raw_data_element(elem, encoding=charset, ds=item)
+        except Exception:  # noqa: BLE001 - pydicom cannot decode it: read leniently
+            lenient = _lenient(tag, elem)
+            if lenient is not None:
+                yield lenient
+
+
+def _lenient(tag: BaseTag, elem: RawDataElement) -> DataElement | None:
+    """A text element pydicom cannot decode (a name in an ISO 2022 character set with a
+    broken escape sequence), read byte by byte as Latin-1: what identifies in it is still
+    collected. Only collected here: the walk reads, or refuses, the element itself."""
+    vr = elem.VR if elem.VR not in (None, "UN") else _dictionary_vr(tag)
+    if vr not in _COLLECTED_VRS or vr == "SQ" or not isinstance(elem.value, bytes):
+        return None
+    text = elem.value.decode("latin-1").strip(" \0")
+    values = text.split("\\") if vr != "LT" and vr != "ST" else [text]
+    value = values if len(values) > 1 else text
+    return DataElement(tag, vr, value, validation_mode=config.IGNORE)
+
+
+def _dictionary_vr(tag: BaseTag) -> str:
+    try:
+        return dictionary_VR(tag).split(" or ")[0]
+    except KeyError:
+        return "UN"
 
 
 def collect_identifiers(ds: Dataset) -> dict[str, list[str]]:

@@ -10,9 +10,9 @@ no element leaves the engine with a VR it cannot be read as.
 dictionary knows is read as the dictionary's VR when its label is another one (its bytes are
 kept: text stays text), and an element whose bytes cannot be read as that VR (a binary
 number of the wrong length, a sequence labelled as text) is emptied. Each repair is flagged
-in the report, by keyword. Private elements and elements the dictionary does not know keep
-their label (the dictionary has no say on them; the profile removes them unless a rule keeps
-them).
+in the report, by keyword. Private creators are always ``LO``; other private elements and
+elements the dictionary does not know keep their label (the dictionary has no say on them;
+the profile removes them unless a rule keeps them).
 
 The byte-level fast path (:mod:`dicomveil.engine.encoded`) leaves every such instance to the
 reference path.
@@ -52,9 +52,12 @@ _CHARSET: Final = BaseTag(0x00080005)
 
 @cache
 def dictionary_vrs(tag: int) -> tuple[str, ...]:
-    """The VRs the data dictionary allows for a public ``tag`` (``()`` when it does not say:
-    private, group length, unknown, or ``UN`` in the dictionary)."""
-    if tag >> 16 & 1 or not tag & 0xFFFF:
+    """The VRs the data dictionary allows for ``tag`` (``()`` when it does not say: private
+    data elements, group length, unknown, or ``UN`` in the dictionary). A private creator
+    is always ``LO`` (PS3.5 7.8.1)."""
+    if tag >> 16 & 1:
+        return ("LO",) if 0x0010 <= tag & 0xFFFF <= 0x00FF and tag >> 16 > 0x0008 else ()
+    if not tag & 0xFFFF:
         return ()
     try:
         found = dictionary_VR(tag)
@@ -89,15 +92,24 @@ def unreadable_length(vr: str, length: int) -> bool:
 def needs_repair(tag: int, vr: str | None, length: int) -> bool:
     """Whether :func:`repair_vrs` changes an element of ``tag``, label ``vr`` (``None``:
     implicit) and value ``length`` (for the fast path, which leaves such instances)."""
+    size = _repair_size(tag, vr)
+    return size < 0 or length % size != 0
+
+
+@cache
+def _repair_size(tag: int, vr: str | None) -> int:
+    """-1 when the label is wrong, else the size a value's length must be a multiple of."""
     if mislabelled(tag, vr) is not None:
-        return True
+        return -1
     allowed = dictionary_vrs(tag)
     if not allowed:
-        return False
-    return unreadable_length(vr if vr not in (None, "UN") else allowed[0], length)
+        return 1
+    return NUMBER_SIZES.get(vr if vr not in (None, "UN") else allowed[0], 1)
 
 
 def _label(tag: int) -> str:
+    if tag >> 16 & 1:
+        return "private creator"  # the only private elements repaired
     return dictionary_keyword(tag)  # only dictionary tags are repaired
 
 
@@ -145,9 +157,11 @@ def repair_vrs(ds: Dataset, report: Report, depth: int = 0) -> None:
 def _relabel(ds: Dataset, key: BaseTag, elem: RawDataElement, vr: str, report: Report) -> None:
     """Replace ``elem`` by its value read as ``vr``, or by an empty value of ``vr``."""
     tag = int(key)
+    # A sequence's items are neither text nor numbers: only a name is read from them (as
+    # text: the name must be known to clean descriptions, and is never kept as it is).
     readable = (
         elem.value is not None
-        and elem.VR != "SQ"  # a sequence's items are no text, and no number
+        and (elem.VR != "SQ" or vr == "PN")
         and not unreadable_length(vr, len(elem.value))
     )
     converted = _converted(ds, key, elem._replace(VR=vr)) if readable else None

@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -50,7 +51,7 @@ from dicomveil.pipeline.batch_upload import RetryPolicy
 from dicomveil.pipeline.journal import Journal, batch_locked
 from dicomveil.pipeline.manifest import MANIFEST_NAME
 from dicomveil.pipeline.recording import RunRecorder
-from dicomveil.pipeline.sources import discover
+from dicomveil.pipeline.sources import Skipped, discover
 from dicomveil.ports import BlobStore, Clock
 from dicomveil.profile.policy import Policy
 from dicomveil.vault import Vault
@@ -79,6 +80,7 @@ def create_batch(
     home: Path,
     local_dest: Path | None = None,
     clock: Clock | None = None,
+    on_skip: Callable[[Skipped], None] | None = None,
 ) -> BatchInfo:
     """Record a new batch and its inputs; nothing is de-identified or uploaded yet.
 
@@ -102,6 +104,9 @@ def create_batch(
         The destination folder when ``dest_url`` is a ``file://`` URL (checked for overlap).
     clock
         Source of ``created_at`` (default: the system clock, UTC).
+    on_skip
+        Called with each path under ``source`` that is not read (see
+        :mod:`dicomveil.pipeline.sources`: only regular files are inputs).
 
     Raises
     ------
@@ -129,7 +134,7 @@ def create_batch(
         folder=folder,
     )
     with Journal.create(folder, {**info.to_meta(), "state": "created"}) as journal:
-        found = journal.add_inputs(discover(source))
+        found = journal.add_inputs(discover(source, on_skip))
     if not found:
         shutil.rmtree(folder, ignore_errors=True)  # nothing to keep: no batch was made
         raise ConfigError(f"{source}: no files found")

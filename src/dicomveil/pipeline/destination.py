@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from dicomveil.errors import ConfigError
+from dicomveil.paths import contained_path
 from dicomveil.storage import BaseBlobStore, open_store, parse_store_url
 from dicomveil.storage._keys import RESERVED_PREFIX
 from dicomveil.storage.file import META_DIR
@@ -90,7 +91,11 @@ def sweep_partial_writes(url: str, prefix: str) -> int:
     if root is None:
         return 0
     removed = 0
-    for base in (root / prefix, root / META_DIR / prefix):
+    bases = (
+        contained_path(root, prefix, whole=True),
+        contained_path(root, [META_DIR, prefix], whole=True),
+    )
+    for base in bases:
         for path in base.rglob(RESERVED_PREFIX + "tmp-*") if base.is_dir() else ():
             if path.is_file():
                 path.unlink(missing_ok=True)

@@ -58,6 +58,8 @@ def _written(dest_root: Path, key: str, write: Callable[[str], WriteResult]) -> 
     (:class:`~dicomveil.paths.ContainedRoot`), once its folder exists."""
     root = _ROOTS.get(str(dest_root))
     if root is None:
+        if len(_ROOTS) >= 64:  # a server's engine process sees one root per request
+            _ROOTS.clear()
         root = _ROOTS.setdefault(str(dest_root), ContainedRoot(dest_root))
     target = root.prepare(key)
     try:

@@ -13,6 +13,7 @@ are files handed out.
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 import os
 import sys
@@ -21,6 +22,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -126,9 +128,19 @@ def _import_pydicom_without_codecs() -> None:
 
 
 def _init_pool_worker(
-    secret: bytes, policy: Policy, dest: str, fsync: bool, hash_output: bool, parent: int
+    secret: bytes,
+    policy: Policy,
+    dest: str,
+    fsync: bool,
+    hash_output: bool,
+    parent: int,
+    slots: Any,
+    taken: Any,
 ) -> None:
     die_with_parent(parent)
+    with taken.get_lock():  # this worker's slot, where it shows the file it is working on
+        _STATE["slot"] = (slots, taken.value)
+        taken.value += 1
     if "clean-pixel-data" not in {o.value for o in policy.options}:  # it decodes pixels
         _import_pydicom_without_codecs()
     _init_worker(secret, policy, dest, fsync, hash_output)
@@ -150,7 +162,9 @@ def _ready() -> None:
     """A no-op task: handing it out starts the workers."""
 
 
-def _process_chunk(paths: Sequence[str]) -> list[FileOutcome]:
+def _process_chunk(paths: Sequence[str], first: int = 0) -> list[FileOutcome]:
+    """De-identify ``paths`` (inputs number ``first`` on), showing in this worker's slot
+    the number of the file in hand (so that the parent knows which file a crash was on)."""
     run = _STATE["run"]
     compiled, keys, dest, options = (
         _STATE["compiled"],
@@ -158,18 +172,30 @@ def _process_chunk(paths: Sequence[str]) -> list[FileOutcome]:
         _STATE["dest"],
         _STATE["options"],
     )
-    return [run(Path(p), dest, compiled, keys, **options) for p in paths]
+    slots, slot = _STATE.get("slot", (None, 0))
+    outcomes = []
+    for number, path in enumerate(paths, start=first):
+        if slots is not None:
+            slots[slot] = number
+        outcomes.append(run(Path(path), dest, compiled, keys, **options))
+    if slots is not None:
+        slots[slot] = -1
+    return outcomes
 
 
-def _chunks(paths: Iterable[Path], size: int) -> Iterator[list[str]]:
+def _chunks(paths: Iterable[Path | str], size: int) -> Iterator[tuple[int, list[str]]]:
+    """Yield ``(number of the first, paths)`` chunks of at most ``size`` paths."""
     chunk: list[str] = []
-    for path in paths:
+    first = 0
+    for number, path in enumerate(paths):
+        if not chunk:
+            first = number
         chunk.append(str(path))
         if len(chunk) >= size:
-            yield chunk
+            yield first, chunk
             chunk = []
     if chunk:
-        yield chunk
+        yield first, chunk
 
 
 def _context() -> Any:
@@ -240,65 +266,165 @@ def run_deidentification(
             if on_outcome is not None:
                 on_outcome(outcome)
 
+    in_order = _InOrder(handle)
     if in_process:
         if before is not None:
             before()
         _init_worker(secret, policy, str(dest), fsync, hash_output)
-        for chunk in _chunks(paths, 1):
-            handle(_process_chunk(chunk))
+        for first, chunk in _chunks(paths, 1):
+            in_order.add(first, _process_chunk(chunk, first))
         return summary
 
-    with ProcessPoolExecutor(
-        max_workers=workers,
-        mp_context=_context(),
-        initializer=_init_pool_worker,
-        initargs=(secret, policy, str(dest), fsync, hash_output, os.getpid()),
-    ) as pool:
-        pool.submit(_ready)  # forks the workers now: they get ready while ``before`` runs
-        if before is not None:
-            before()
-        # Outcomes are handled in input order (those of a chunk finished early wait for the
-        # chunks before it), so which of two inputs sharing an output comes first does not
-        # depend on the workers' timing.
-        in_order = _InOrder(handle)
-        pending: set[Future[list[FileOutcome]]] = set()
-        # A list is handed out at once, so workers never wait for this process (busy
-        # recording, or in an fsync); a generator is followed a few chunks ahead.
-        ahead = None if files is not None else workers * 4
-        for chunk in _chunks(paths, chunk_size(files, workers)):
-            pending.add(in_order.track(pool.submit(_process_chunk, chunk)))
-            if ahead is not None and len(pending) >= ahead:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                in_order.done(done)
-        while pending:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            in_order.done(done)
-    return summary
+    pool = _Pools(workers, (secret, policy, str(dest), fsync, hash_output, os.getpid()))
+    # A list is handed out at once, so workers never wait for this process (busy
+    # recording, or in an fsync); a generator is followed a few chunks ahead.
+    ahead = None if files is not None else workers * 4
+    work: Iterator[tuple[int, list[str]]] = _chunks(paths, chunk_size(files, workers))
+    while True:  # one pass, and another after a worker died (rarely)
+        left, suspects = pool.run(work, in_order, ahead, before)
+        before = None
+        for number, path in suspects:  # one of them killed its worker: each alone
+            in_order.add(number, [pool.alone(number, path)])
+        if left is None:
+            return summary
+        work = left
+
+
+class _Pools:
+    """Runs chunks in a pool of worker processes; survives a worker that dies.
+
+    A worker killed by one file (the kernel's out-of-memory killer, a crash in a native
+    library) breaks the pool: every file not finished is then handed out again in a new
+    pool, except the ones the workers were on (shown in their slots), which are run one
+    at a time, each in a pool of its own: the file that kills its worker again fails alone
+    (``WorkerCrash``), the others are de-identified.
+    """
+
+    def __init__(self, workers: int, initargs: tuple[Any, ...]) -> None:
+        self.workers, self.initargs = workers, initargs
+
+    def _pool(self, workers: int) -> tuple[ProcessPoolExecutor, Any]:
+        context = _context()
+        slots = context.Array("q", [-1] * workers, lock=False)
+        taken = context.Value("i", 0)
+        pool = ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=context,
+            initializer=_init_pool_worker,
+            initargs=(*self.initargs, slots, taken),
+        )
+        return pool, slots
+
+    def run(
+        self,
+        work: Iterator[tuple[int, list[str]]],
+        in_order: _InOrder,
+        ahead: int | None,
+        before: Callable[[], None] | None,
+    ) -> tuple[Iterator[tuple[int, list[str]]] | None, list[tuple[int, str]]]:
+        """Run ``work``; return what is left and the suspects if a worker died, else
+        ``(None, [])``."""
+        pool, slots = self._pool(self.workers)
+        chunks: dict[Future[list[FileOutcome]], tuple[int, list[str]]] = {}
+        broken = False
+        with pool:
+            pool.submit(_ready)  # forks the workers now: they get ready while ``before`` runs
+            if before is not None:
+                before()
+            for first, chunk in work:
+                try:
+                    chunks[pool.submit(_process_chunk, chunk, first)] = (first, chunk)
+                except BrokenProcessPool:
+                    chunks[Future()] = (first, chunk)  # never run: handed out again
+                    broken = True
+                    break
+                if ahead is not None and len(chunks) >= ahead:
+                    broken = self._collect(chunks, in_order, FIRST_COMPLETED)
+                    if broken:
+                        break
+            while chunks and not broken:
+                broken = self._collect(chunks, in_order, FIRST_COMPLETED)
+        if not broken:
+            return None, []
+        in_hand = {number for number in slots if number >= 0}
+        left = [(n, p) for first, c in chunks.values() for n, p in enumerate(c, start=first)]
+        left.sort()
+        if not in_hand.intersection(n for n, _ in left):  # it died between files: the
+            in_hand = {n for n, _ in left[: self.workers]}  # first ones go alone (progress)
+        suspects = [(n, p) for n, p in left if n in in_hand]
+        again = [(n, p) for n, p in left if n not in in_hand]
+        size = max(1, min(MAX_CHUNK, len(again) // (self.workers * 8)))
+        redo = ((g[0][0], [p for _, p in g]) for g in _groups(again, size))
+        return itertools.chain(redo, work), suspects
+
+    @staticmethod
+    def _collect(
+        chunks: dict[Future[list[FileOutcome]], tuple[int, list[str]]],
+        in_order: _InOrder,
+        when: str,
+    ) -> bool:
+        """Hand over the chunks that are done; return whether the pool broke."""
+        done, _ = wait(list(chunks), return_when=when)
+        broken = False
+        for future in done:
+            try:
+                outcomes = future.result()
+            except BrokenProcessPool:
+                broken = True
+                continue
+            first, _ = chunks.pop(future)
+            in_order.add(first, outcomes)
+        return broken
+
+    def alone(self, number: int, path: str) -> FileOutcome:
+        """De-identify one file in a pool of its own (``WorkerCrash`` if it kills it)."""
+        from dicomveil.pipeline.outcome import FileOutcome
+
+        pool, _ = self._pool(1)
+        with pool:
+            try:
+                return pool.submit(_process_chunk, [path], number).result()[0]
+            except BrokenProcessPool:
+                return FileOutcome(
+                    Path(path), "failed", reason=WORKER_CRASH_REASON, error_kind="WorkerCrash"
+                )
+
+
+WORKER_CRASH_REASON = "the worker process ended abruptly while de-identifying this file"
+
+
+def _groups(items: list[tuple[int, str]], size: int) -> Iterator[list[tuple[int, str]]]:
+    """Consecutive runs of at most ``size`` items whose numbers follow each other."""
+    group: list[tuple[int, str]] = []
+    for item in items:
+        if group and (len(group) >= size or item[0] != group[-1][0] + 1):
+            yield group
+            group = []
+        group.append(item)
+    if group:
+        yield group
 
 
 class _InOrder:
-    """Hands the results of futures to ``handle`` in the order the futures were tracked."""
+    """Hands outcomes to ``handle`` in input order (those finished early wait for the
+    files before them), so which of two inputs sharing an output comes first does not
+    depend on the workers' timing."""
 
     def __init__(self, handle: Callable[[list[FileOutcome]], None]) -> None:
         self._handle = handle
-        self._number: dict[Future[list[FileOutcome]], int] = {}
-        self._ready: dict[int, list[FileOutcome]] = {}
-        self._next = self._tracked = 0
+        self._ready: dict[int, FileOutcome] = {}
+        self._next = 0
 
-    def track(self, future: Future[list[FileOutcome]]) -> Future[list[FileOutcome]]:
-        """Note ``future`` as the next in order; return it."""
-        self._number[future] = self._tracked
-        self._tracked += 1
-        return future
-
-    def done(self, futures: Iterable[Future[list[FileOutcome]]]) -> None:
-        """Take the results of finished ``futures``; handle those whose turn has come."""
-        for future in futures:
-            self._ready[self._number.pop(future)] = future.result()
+    def add(self, first: int, outcomes: list[FileOutcome]) -> None:
+        """Take the outcomes of inputs number ``first`` on; hand over those whose turn came."""
+        for number, outcome in enumerate(outcomes, start=first):
+            self._ready[number] = outcome
+        turn = []
         while self._next in self._ready:
-            outcomes = self._ready.pop(self._next)
+            turn.append(self._ready.pop(self._next))
             self._next += 1
-            self._handle(outcomes)
+        if turn:
+            self._handle(turn)
 
 
 def _restorer(

@@ -26,11 +26,11 @@ __all__ = ["Box", "TextFinder", "text_finder"]
 
 UInt8Image = npt.NDArray[np.uint8]
 
-TILE: Final = 1024
+TILE: Final = 640
 """Side of the square tiles a large image is read in (pixels of the scaled image)."""
-OVERLAP: Final = 128
+OVERLAP: Final = 96
 """Overlap of neighbouring tiles: a text line up to this high lies whole in one of them."""
-TARGET_SIDE: Final = 800
+TARGET_SIDE: Final = 736
 """Images whose longer side is shorter are enlarged to about this (at most MAX_SCALE)."""
 MAX_SCALE: Final = 3.0
 MIN_SCORE: Final = 0.5

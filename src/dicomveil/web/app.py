@@ -22,6 +22,7 @@ from dicomveil.web.connections import GuardLimits, guard
 from dicomveil.web.cors import OptionsAndCors
 from dicomveil.web.docs import add_docs
 from dicomveil.web.errors import install_error_handlers
+from dicomveil.web.ingest_work import silence_pydicom_log
 from dicomveil.web.middleware import Observe
 from dicomveil.web.routes import gateway, health, qido, reid, rendered, stow, wado
 from dicomveil.web.routing import RouteTable
@@ -46,6 +47,7 @@ def create_app(settings: Settings) -> FastAPI:
     ConfigError, ProfileError
         Bad settings, policy or key; storage, index or vault cannot be opened.
     """
+    silence_pydicom_log()
     services = Services.open(settings)
     guard.configure(
         GuardLimits(settings.header_timeout, settings.body_timeout, settings.max_connections)

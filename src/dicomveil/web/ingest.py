@@ -17,7 +17,7 @@ from pathlib import Path
 from dicomveil.audit.entry import AuditEvent
 from dicomveil.pipeline.recording import RunRecorder
 from dicomveil.web.ingest_work import CONFLICT_KIND, STUDY_MISMATCH_KIND, Ingested
-from dicomveil.web.request_plan import plan_uploads
+from dicomveil.web.request_plan import plan_uploads, settle_existing
 from dicomveil.web.services import Services
 
 __all__ = ["CONFLICT_KIND", "STUDY_MISMATCH_KIND", "Ingested", "deidentify_uploads"]
@@ -83,6 +83,8 @@ def deidentify_uploads(
     )
     with recorder:
         results = plan.results(services.engine.run(plan.work), services)
+        if archive:
+            settle_existing(services, results)
         for result in results:
             recorder.add(result.outcome)
         counts = Counter(r.outcome.status for r in results)

@@ -11,6 +11,7 @@ The module stays light (no web framework): the pool's processes import it and no
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +44,9 @@ __all__ = [
     "ingest_many",
     "init_worker",
     "pseudonymous_uid",
+    "scan_sop_instance_uid",
+    "silence_pydicom_log",
+    "sop_instance_uid_of",
     "store_results",
 ]
 
@@ -55,6 +59,16 @@ pseudonymous SOP Instance UID (or another part of the request does)."""
 HEAD_BYTES: Final = 64 * 1024
 """Bytes of an upload read to find its UIDs without parsing it (they come early)."""
 _LAST_HEAD_TAG: Final = 0x0020000D  # StudyInstanceUID: the last UID looked for
+_SOP_INSTANCE_UID: Final = 0x00080018
+_LONG_VRS: Final = frozenset(
+    {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
+)
+_IMPLICIT_LE: Final = "1.2.840.10008.1.2"
+_EXPLICIT_LE: Final = frozenset(
+    {"1.2.840.10008.1.2.1"}
+    | {f"1.2.840.10008.1.2.4.{n}" for n in range(50, 204)}
+    | {"1.2.840.10008.1.2.5", "1.2.840.10008.1.2.1.98"}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,12 +89,6 @@ class Upload:
     study:
         Take only instances of this pseudonymous study (others fail, kind
         :data:`STUDY_MISMATCH_KIND`).
-    known_sha256:
-        SHA-256 of the archived instance with the same pseudonymous SOP Instance UID, if
-        any: the same content is not stored again (``unchanged``); different content fails
-        (kind :data:`CONFLICT_KIND`) unless ``replace``.
-    replace:
-        Replace an archived instance whose content differs (``replaced``).
     """
 
     path: str
@@ -88,8 +96,6 @@ class Upload:
     out: str
     archive: bool
     study: str | None = None
-    known_sha256: str = ""
-    replace: bool = False
 
 
 @dataclass(slots=True)
@@ -108,6 +114,9 @@ class Ingested:
     sop_class_uid, sop_instance_uid:
         SOP Class UID and the *pseudonymous* SOP Instance UID, for STOW-RS answers (empty
         when the upload is not readable DICOM).
+    exists:
+        The archive holds an object under this instance's key already: it was not stored
+        (the server decides, see :mod:`dicomveil.web.request_plan`); ``staged`` is kept.
     unchanged:
         The archive holds this very content already: not stored nor indexed again.
     replaced:
@@ -119,6 +128,7 @@ class Ingested:
     record: InstanceRecord | None = None
     sop_class_uid: str = ""
     sop_instance_uid: str = ""
+    exists: bool = False
     unchanged: bool = False
     replaced: bool = False
 
@@ -171,6 +181,70 @@ def head_uids(path: Path | str) -> HeadUids:
     return HeadUids(values[0], values[1], study)
 
 
+def _element(head: bytes, pos: int, implicit: bool) -> tuple[int, int, int] | None:
+    """(tag, value offset, value length) of the element at ``pos``; ``None`` when it cannot
+    be read plainly (end of the head, undefined length, a VR that is not two letters)."""
+    if pos + 8 > len(head):
+        return None
+    group, number = struct.unpack_from("<HH", head, pos)
+    if implicit:
+        start, length = pos + 8, struct.unpack_from("<I", head, pos + 4)[0]
+    else:
+        vr = head[pos + 4 : pos + 6]
+        if not vr.isalpha() or not vr.isupper():
+            return None
+        if vr in _LONG_VRS:
+            if pos + 12 > len(head):
+                return None
+            start, length = pos + 12, struct.unpack_from("<I", head, pos + 8)[0]
+        else:
+            start, length = pos + 8, struct.unpack_from("<H", head, pos + 6)[0]
+    if length == 0xFFFFFFFF or start + length > len(head):
+        return None
+    return group << 16 | number, start, length
+
+
+def _text(value: bytes) -> str | None:
+    text = value.rstrip(b"\0 ")
+    return text.decode("ascii") if text.isascii() else None
+
+
+def scan_sop_instance_uid(head: bytes) -> str | None:
+    """SOP Instance UID from the first bytes of a Part 10 file, without pydicom (tens of
+    microseconds): ``""`` when the file has none, ``None`` when a plain scan cannot tell
+    (no preamble, big endian or deflated, unusual elements before it)."""
+    if head[128:132] != b"DICM":
+        return None
+    pos, syntax = 132, None
+    while (found := _element(head, pos, implicit=False)) is not None and found[0] >> 16 == 2:
+        tag, start, length = found
+        if tag == 0x00020010:
+            syntax = _text(head[start : start + length])
+        pos = start + length
+    if syntax != _IMPLICIT_LE and syntax not in _EXPLICIT_LE:
+        return None
+    while (found := _element(head, pos, implicit=syntax == _IMPLICIT_LE)) is not None:
+        tag, start, length = found
+        if tag == _SOP_INSTANCE_UID:
+            return _text(head[start : start + length])
+        if tag > _SOP_INSTANCE_UID:
+            return ""
+        pos = start + length
+    return None
+
+
+def sop_instance_uid_of(path: Path | str) -> str:
+    """The original SOP Instance UID of an upload (``""``: none found), read from its head:
+    by :func:`scan_sop_instance_uid`, else by pydicom on the head."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(HEAD_BYTES)
+    except OSError:
+        return ""
+    found = scan_sop_instance_uid(head)
+    return head_uids(path).sop_instance if found is None else found
+
+
 def pseudonymous_uid(uid: str, compiled: CompiledPolicy, keys: PseudonymKeys) -> str:
     """The UID the de-identified instance gets for ``uid`` (``""`` stays ``""``)."""
     if not uid or compiled.has(Option.RETAIN_UIDS):
@@ -218,34 +292,12 @@ def _ingest_one(upload: Upload, compiled: CompiledPolicy, keys: PseudonymKeys) -
             result.staged = contained_path(out, outcome.output)
             if upload.archive:
                 _take_record(result)
-                _compare_with_archive(result, upload)
     if result.record is not None:
         result.sop_class_uid = result.record.text("SOPClassUID")
     elif not result.ok:
         result.sop_class_uid, references = _references(path, compiled, keys)
         result.sop_instance_uid = result.sop_instance_uid or references
     return result
-
-
-def _compare_with_archive(result: Ingested, upload: Upload) -> None:
-    """Check the de-identified instance against the archived one of the same UID."""
-    if not upload.known_sha256 or result.record is None:
-        return
-    if result.outcome.sha256 == upload.known_sha256:
-        result.unchanged = True
-    elif upload.replace:
-        result.replaced = True
-    else:
-        outcome = result.outcome
-        result.outcome = FileOutcome(
-            outcome.source,
-            "failed",
-            reason="the archive holds different content under this SOP Instance UID",
-            sha256=outcome.sha256,
-            error_kind=CONFLICT_KIND,
-            identity=outcome.identity,
-        )
-        result.record, result.staged = None, None
 
 
 def _take_record(result: Ingested) -> None:
@@ -263,17 +315,24 @@ def _take_record(result: Ingested) -> None:
         result.outcome, result.staged = failed(outcome.source, exc), None
 
 
-def store_results(store: BaseBlobStore, results: Sequence[Ingested]) -> None:
+def store_results(
+    store: BaseBlobStore, results: Sequence[Ingested], *, overwrite: bool = False
+) -> None:
     """Store the de-identified files of the ``results`` to archive, in one group.
 
     The staged files are moved into the archive when it is local (``staged`` is then
     ``None``). An instance that cannot be stored becomes a failure (and loses its record).
+    An instance whose key the archive holds already is not stored (``exists``) unless
+    ``overwrite``: the server compares it with the archived one first.
     """
     uploads: list[FileUpload] = []
     taken: list[Ingested] = []
     for result in results:
         outcome, staged = result.outcome, result.staged
         if not result.ok or result.record is None or staged is None or result.unchanged:
+            continue
+        if not overwrite and store.head(outcome.output) is not None:
+            result.exists = True
             continue
         assert outcome.identity is not None
         pseudo = outcome.identity.pseudonymous
@@ -309,6 +368,18 @@ def ingest_many(
 
 # -- pool process side ------------------------------------------------------------------------
 
+
+def silence_pydicom_log() -> None:
+    """Keep pydicom's logger out of the server's log: its messages quote values (an invalid
+    Specific Character Set, a bad length), and the server's root handler would print them.
+    Input problems are reported by dicomveil itself, without values."""
+    import logging
+
+    logger = logging.getLogger("pydicom")
+    logger.propagate = False
+    logger.setLevel(logging.CRITICAL + 1)
+
+
 _STATE: dict[str, Any] = {}
 
 
@@ -318,6 +389,7 @@ def init_worker(
     """Initialise a pool process: no pydicom warnings (they quote values), keys derived,
     policy compiled and the archive opened once (``store_url`` ``None``: the server stores)."""
     quiet_pydicom()
+    silence_pydicom_log()
     _STATE["keys"] = PseudonymKeys(secret)
     _STATE["compiled"] = compile_policy(policy)
     _STATE["store"] = None if store_url is None else open_store(store_url, **store_options)

@@ -73,7 +73,7 @@ class Observe:
         state = {"status": 0, "received": 0}
         resolved = self.routes.resolve(scope)
         policy = resolved.policy
-        limit = policy.body_limit if policy is not None else self.routes.json_limit
+        limit = self._limit(scope, resolved)
         extra = _ALWAYS + (_NO_STORE if policy is not None and policy.no_store else [])
 
         async def limited_receive() -> Message:
@@ -108,6 +108,17 @@ class Observe:
             method = str(scope.get("method", ""))
             self.metrics.observe(method, route, state["status"], seconds)
             access_log.info("%s %s %s %.1fms", method, route, state["status"], seconds * 1000)
+
+    def _limit(self, scope: Scope, resolved: Resolved) -> int:
+        """The route's body limit; a JSON body gets the JSON limit even on an upload route
+        (the batches route takes a JSON folder request or uploaded files)."""
+        json_limit = self.routes.json_limit
+        if resolved.policy is None:
+            return json_limit
+        kind = _headers(scope).get(b"content-type", b"").split(b";")[0].strip().lower()
+        if kind == b"application/json":
+            return min(resolved.policy.body_limit, json_limit)
+        return resolved.policy.body_limit
 
     def _refusal(self, scope: Scope, resolved: Resolved, limit: int) -> JSONResponse | None:
         """The answer made without reading the body, or ``None`` to let the app answer."""

@@ -1,19 +1,19 @@
 """Before de-identifying a request's uploads: parts that repeat an instance, and instances
 the archive holds already.
 
-The pseudonymous SOP Instance UID is a keyed function of the original one, so both checks
-are made on the original UIDs, read from each upload's first bytes (see
-:func:`~dicomveil.web.ingest_work.head_uids`), before any de-identification:
-
-- parts of one request with the same SOP Instance UID: the first is de-identified; a later
-  one with the very same bytes shares its fate (stored once, answered as stored); one with
-  other bytes is refused (kind :data:`~dicomveil.web.ingest_work.CONFLICT_KIND`). The
-  answer no longer depends on which engine process finishes first.
-- an instance the archive holds: the upload carries the archived object's SHA-256, and the
-  engine compares it with the de-identified result (same: nothing stored again; different:
-  refused, or replaced when the ``replace_instances`` setting says so).
-
-An upload whose UIDs cannot be read from its head is de-identified without these checks.
+- Parts of one request with the same SOP Instance UID (the pseudonymous one is a keyed
+  function of the original, so the original, read from each upload's first bytes by
+  :func:`~dicomveil.web.ingest_work.sop_instance_uid_of`, tells): the first is
+  de-identified; a later one with the very same bytes shares its fate (stored once,
+  answered as stored); one with other bytes is refused (kind
+  :data:`~dicomveil.web.ingest_work.CONFLICT_KIND`). The answer no longer depends on which
+  engine process finishes first. An upload whose UID cannot be read this way is
+  de-identified without the check.
+- An instance whose archive key is taken already is not stored by the engine
+  (``exists``); :func:`settle_existing` compares it with the indexed instance: the same
+  SHA-256 is an idempotent success; other content is refused, or replaces the archived
+  object when the ``replace_instances`` setting says so. A key in the archive that the
+  index does not know (a crash between the two) is simply stored again.
 """
 
 from __future__ import annotations
@@ -26,16 +26,16 @@ from pathlib import Path
 from dicomveil.pipeline.files import FileOutcome
 from dicomveil.web.ingest_work import (
     CONFLICT_KIND,
-    HeadUids,
     Ingested,
     Upload,
     failed,
-    head_uids,
     pseudonymous_uid,
+    sop_instance_uid_of,
+    store_results,
 )
 from dicomveil.web.services import Services
 
-__all__ = ["Plan", "plan_uploads"]
+__all__ = ["Plan", "plan_uploads", "settle_existing"]
 
 
 @dataclass(slots=True)
@@ -49,15 +49,16 @@ class Plan:
     copies:
         Upload number → number of the earlier upload with the same bytes.
     conflicts:
-        Uploads refused: an earlier part has their SOP Instance UID and other bytes.
-    heads:
-        The UIDs read from each upload's head (by number).
+        Uploads refused (number → the earlier upload with their SOP Instance UID and other
+        bytes).
+    uids:
+        The original SOP Instance UID of each upload (by number; ``""``: not read).
     """
 
     work: list[Upload] = field(default_factory=list)
     copies: dict[int, int] = field(default_factory=dict)
-    conflicts: set[int] = field(default_factory=set)
-    heads: dict[int, HeadUids] = field(default_factory=dict)
+    conflicts: dict[int, int] = field(default_factory=dict)
+    uids: dict[int, str] = field(default_factory=dict)
 
     def results(self, done: list[Ingested], services: Services) -> list[Ingested]:
         """Every upload's :class:`Ingested`, in order, from the results of :attr:`work`."""
@@ -71,13 +72,11 @@ class Plan:
             elif number in self.copies:
                 results.append(_copy(by_number[self.copies[number]], source))
             else:
-                head = self.heads[number]
                 reason = "another part of the request has this SOP Instance UID, other content"
                 outcome = failed(source, reason, CONFLICT_KIND)
-                uid = pseudonymous_uid(head.sop_instance, services.compiled, services.keys)
-                results.append(
-                    Ingested(outcome, sop_class_uid=head.sop_class, sop_instance_uid=uid)
-                )
+                uid = pseudonymous_uid(self.uids[number], services.compiled, services.keys)
+                sop_class = by_number[self.conflicts[number]].sop_class_uid
+                results.append(Ingested(outcome, sop_class_uid=sop_class, sop_instance_uid=uid))
         return results
 
 
@@ -109,14 +108,36 @@ def _digest(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _known_sha256(services: Services, head: HeadUids) -> str:
-    if not head.sop_instance or not head.study:
-        return ""
-    compiled, keys = services.compiled, services.keys
-    study = pseudonymous_uid(head.study, compiled, keys)
-    sop = pseudonymous_uid(head.sop_instance, compiled, keys)
-    found = services.index.instances(study, None, sop)
-    return found[0].sha256 if found else ""
+def settle_existing(services: Services, results: list[Ingested]) -> None:
+    """Decide on the instances the engine did not store because their key was taken (see
+    the module's documentation); store those that replace, or were not indexed."""
+    to_store: list[Ingested] = []
+    for result in results:
+        if not result.exists or result.record is None:
+            continue
+        values = result.record.values
+        found = services.index.instances(
+            str(values["StudyInstanceUID"]),
+            str(values["SeriesInstanceUID"]),
+            str(values["SOPInstanceUID"]),
+        )
+        if found and found[0].sha256 == result.outcome.sha256:
+            result.unchanged = True
+        elif found and not services.settings.replace_instances:
+            done = result.outcome
+            result.outcome = FileOutcome(
+                done.source,
+                "failed",
+                reason="the archive holds different content under this SOP Instance UID",
+                sha256=done.sha256,
+                error_kind=CONFLICT_KIND,
+            )
+            result.record, result.staged = None, None
+        else:
+            result.replaced = bool(found)
+            to_store.append(result)
+    if to_store:
+        store_results(services.store, to_store, overwrite=True)
 
 
 def plan_uploads(
@@ -124,14 +145,14 @@ def plan_uploads(
 ) -> Plan:
     """Plan the work on a request's ``uploads`` (see the module's documentation)."""
     plan = Plan()
-    if len(uploads) == 1 and not archive:  # one instance sent back: nothing to compare
+    if len(uploads) == 1:  # nothing to compare within the request
         plan.work.append(Upload(str(uploads[0]), 1, out, archive, study))
         return plan
     by_uid: dict[str, list[int]] = defaultdict(list)
     for number, path in enumerate(uploads, start=1):
-        plan.heads[number] = head = head_uids(path)
-        if head.sop_instance:
-            by_uid[head.sop_instance].append(number)
+        plan.uids[number] = uid = sop_instance_uid_of(path)
+        if uid:
+            by_uid[uid].append(number)
     for numbers in by_uid.values():
         if len(numbers) > 1:
             first = _digest(uploads[numbers[0] - 1])
@@ -140,11 +161,8 @@ def plan_uploads(
                 if same:
                     plan.copies[number] = numbers[0]
                 else:
-                    plan.conflicts.add(number)
-    replace = services.settings.replace_instances
+                    plan.conflicts[number] = numbers[0]
     for number, path in enumerate(uploads, start=1):
-        if number in plan.copies or number in plan.conflicts:
-            continue
-        known = _known_sha256(services, plan.heads[number]) if archive else ""
-        plan.work.append(Upload(str(path), number, out, archive, study, known, replace))
+        if number not in plan.copies and number not in plan.conflicts:
+            plan.work.append(Upload(str(path), number, out, archive, study))
     return plan

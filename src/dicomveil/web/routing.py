@@ -12,18 +12,20 @@ A path that exists for other methods only gets the union of their methods, for `
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Final
 
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
-from starlette.routing import BaseRoute, Match
+from starlette.routing import BaseRoute, Match, Route, compile_path
 from starlette.types import Scope
 
 __all__ = [
     "NO_STORE_TAG",
     "ROLE_ATTRIBUTE",
+    "FlatRoute",
     "Resolved",
     "RoutePolicy",
     "RouteTable",
@@ -83,18 +85,42 @@ def _takes_uploads(route: APIRoute) -> bool:
     return bool(types - _JSON)
 
 
-def flat_routes(routes: Iterable[BaseRoute]) -> Iterator[BaseRoute]:
+def _route_path(scope: Scope) -> str:
+    """The request path below the application's root path (as the router matches it)."""
+    path, root = str(scope.get("path", "")), str(scope.get("root_path", ""))
+    return path[len(root) :] if root and path.startswith(root) else path
+
+
+@dataclass(frozen=True, slots=True)
+class FlatRoute:
+    """One route of the application, with its full path (prefixes of included routers).
+
+    ``regex`` is ``None`` for routes that match by themselves (mounted applications)."""
+
+    route: BaseRoute
+    path: str
+    regex: re.Pattern[str] | None
+    methods: frozenset[str]
+
+
+def flat_routes(routes: Iterable[BaseRoute], prefix: str = "") -> Iterator[FlatRoute]:
     """The routes of an application, with those of included routers in their place.
 
-    Recent FastAPI versions keep an included router as one entry (its routes carry their
-    full paths: routers are included here without a prefix); older ones copy its routes.
+    Recent FastAPI versions keep an included router as one entry (its routes carry the
+    paths of their own router; the include's prefix is added here); older ones copy its
+    routes.
     """
     for route in routes:
         included = getattr(route, "original_router", None)
         if included is not None and not isinstance(route, APIRoute):
-            yield from flat_routes(included.routes)
+            context = getattr(route, "include_context", None)
+            yield from flat_routes(included.routes, prefix + (getattr(context, "prefix", "") or ""))
+        elif isinstance(route, Route):
+            path = prefix + route.path
+            regex = compile_path(path)[0] if prefix else route.path_regex
+            yield FlatRoute(route, path, regex, frozenset(route.methods or ()))
         else:
-            yield route
+            yield FlatRoute(route, prefix + str(getattr(route, "path", "")), None, frozenset())
 
 
 class RouteTable:
@@ -129,10 +155,13 @@ class RouteTable:
     def resolve(self, scope: Scope) -> Resolved:
         """The route ``scope`` goes to (``policy`` ``None``: none; ``allowed``: 405)."""
         allowed: set[str] = set()
-        for route in flat_routes(self._routes):
-            match, _child = route.matches(scope)
-            if match is Match.FULL:
-                return Resolved(self.policy(route))
-            if match is Match.PARTIAL:
-                allowed |= set(getattr(route, "methods", None) or ())
+        path, method = _route_path(scope), str(scope.get("method", ""))
+        for flat in flat_routes(self._routes):
+            if flat.regex is None:
+                if flat.route.matches(scope)[0] is Match.FULL:
+                    return Resolved(self.policy(flat.route))
+            elif flat.regex.match(path):
+                if method in flat.methods:
+                    return Resolved(self.policy(flat.route))
+                allowed |= flat.methods
         return Resolved(None, frozenset(allowed))

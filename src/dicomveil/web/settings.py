@@ -113,9 +113,9 @@ class Settings:
     docs:
         Serve the interactive API documentation at ``/docs`` (assets served locally).
     replace_instances:
-        A STOW-RS of an archived instance (same pseudonymous SOP Instance UID) whose
-        de-identified content differs replaces it; by default it is refused (FailureReason
-        0111H). Audited either way.
+        A STOW-RS of an archived instance (same pseudonymous patient, study, series and SOP
+        Instance UID: the same archive key) whose de-identified content differs replaces
+        it; by default it is refused (FailureReason 0111H). Audited either way.
     console:
         Serve the operator console at ``/console/``.
     console_session_seconds:

@@ -22,7 +22,6 @@ from tests.web.console.live import Live, live_gateway, store_files
 from tests.web.support import TEST_KEY
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"]
-PHI = ("DOE^JOHN", "Doe^John")  # demo patient names are checked by the PHI test itself
 
 
 def chromium_path() -> str | None:
@@ -31,9 +30,9 @@ def chromium_path() -> str | None:
     return named or shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def playwright_browser() -> Iterator[Any]:
-    """One headless Chromium for the session."""
+    """One headless Chromium per module (stopped before other modules' asyncio tests run)."""
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
@@ -60,14 +59,9 @@ def demo_originals(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
 
 
 def gateway_settings(home: Path, key_file: Path, **extra: Any) -> Settings:
-    """Settings of a browser-test gateway (plain HTTP on loopback: no Secure cookie)."""
-    return Settings(
-        home=home,
-        key_file=key_file,
-        deid_processes=1,
-        console_secure_cookie=False,
-        **extra,
-    )
+    """Settings of a browser-test gateway: the defaults (Chromium keeps a ``Secure``,
+    ``__Host-`` cookie from plain HTTP on loopback, which it deems potentially trustworthy)."""
+    return Settings(home=home, key_file=key_file, deid_processes=1, **extra)
 
 
 @pytest.fixture(scope="module")

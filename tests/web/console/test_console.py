@@ -279,3 +279,164 @@ async def test_options_answers_with_allow_and_cors_is_off_by_default(
     )
     assert "access-control-allow-origin" not in preflight.headers
     assert (await client.options("/no/such/path")).status_code == 404
+
+
+async def test_cors_for_configured_origins_only(home: Path, key_file: Path) -> None:
+    from dicomveil.web import Settings, create_app
+    from dicomveil.web.tokens import token_store
+
+    origin = "https://viewer.example:8443"
+    settings = Settings(home=home, key_file=key_file, deid_processes=1, cors_origins=(origin,))
+    app = create_app(settings)
+    token = token_store(home).create("read", "cors")[1]
+    try:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+            preflight = await c.options(
+                "/dicomweb/studies",
+                headers={
+                    "Origin": origin,
+                    "Access-Control-Request-Method": "GET",
+                    "Access-Control-Request-Headers": "authorization",
+                },
+            )
+            assert preflight.status_code == 204
+            assert preflight.headers["access-control-allow-origin"] == origin
+            assert "GET" in preflight.headers["access-control-allow-methods"]
+            assert "Authorization" in preflight.headers["access-control-allow-headers"]
+            assert "access-control-allow-credentials" not in preflight.headers
+            other = await c.options(
+                "/dicomweb/studies",
+                headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "GET"},
+            )
+            assert "access-control-allow-origin" not in other.headers
+            get = await c.get("/dicomweb/studies", headers={**auth(token), "Origin": origin})
+            assert get.status_code == 200
+            assert get.headers["access-control-allow-origin"] == origin
+            assert "Origin" in get.headers["vary"]
+            assert "Warning" in get.headers["access-control-expose-headers"]
+            evil = await c.get(
+                "/dicomweb/studies", headers={**auth(token), "Origin": "https://evil.example"}
+            )
+            assert "access-control-allow-origin" not in evil.headers
+    finally:
+        app.state.services.close()
+
+
+@pytest.mark.parametrize(
+    "origin", ["*", "https://viewer.example/", "ftp://viewer.example", "https://x.example/path"]
+)
+def test_cors_origins_must_be_plain_origins(home: Path, origin: str) -> None:
+    from dicomveil.errors import ConfigError
+    from dicomveil.web import Settings
+
+    with pytest.raises(ConfigError, match="CORS origin"):
+        Settings.from_mapping({"home": str(home), "cors_origins": [origin]})
+    parsed = Settings.from_mapping(
+        {"home": str(home), "cors_origins": "https://a.example, http://127.0.0.1:3000"}
+    )
+    assert parsed.cors_origins == ("https://a.example", "http://127.0.0.1:3000")
+
+
+async def test_batches_page_shows_progress_failures_and_manifest(
+    home: Path, key_file: Path, tokens: dict[str, str], demo_files: list[Path], tmp_path: Path
+) -> None:
+    import html
+    import json
+
+    from dicomveil.web import Settings, create_app
+    from tests.web.test_batches import finished
+
+    settings = Settings(
+        home=home, key_file=key_file, deid_processes=1, batch_url=f"file://{tmp_path / 'out'}"
+    )
+    app = create_app(settings)
+    try:
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="https://testserver") as c:
+            files = [
+                ("files", (f"{i}.dcm", p.read_bytes(), "application/dicom"))
+                for i, p in enumerate(demo_files[:3])
+            ]
+            files.append(("files", ("broken.dcm", b"not dicom at all", "application/dicom")))
+            answer = await c.post("/api/v1/batches", files=files, headers=auth(tokens["ingest"]))
+            assert answer.status_code == 202, answer.text
+            batch_id = answer.json()["batch_id"]
+            status = await finished(c, tokens["ingest"], batch_id)
+            assert status["state"] == "complete", status
+            await login(c, tokens["ingest"])
+            listing = await c.get("/console/batches")
+            assert listing.status_code == 200 and batch_id in listing.text
+            assert f'value="{status["inputs"]["total"]}"' in listing.text  # progress: all done
+            page = await c.get(f"/console/batches/{batch_id}")
+            assert page.status_code == 200
+            assert "Failures" in page.text and "broken" not in page.text
+            assert "total_images" in page.text  # the manifest, shown
+            assert (await c.get("/console/batches/NOSUCHBATCH")).status_code == 404
+            dashboard = await c.get("/console/")
+            assert batch_id in dashboard.text and "svg" in dashboard.text
+            leaked = [p.parent.parent.name.split("_")[0] for p in demo_files[:3]]
+            for text in (listing.text, page.text, dashboard.text):
+                assert not any(name in text for name in leaked)
+                assert str(tmp_path) not in text and str(home) not in text
+            manifest = page.text.split('<pre class="manifest">', 1)[1].split("</pre>")[0]
+            assert json.loads(html.unescape(manifest))["batch_id"] == batch_id
+    finally:
+        app.state.services.close()
+
+
+async def test_audit_page_searches_and_verifies_the_chain_on_request(
+    browser: httpx.AsyncClient, tokens: dict[str, str], home: Path
+) -> None:
+    await login(browser, tokens["read"])
+    browser.cookies.clear()
+    await login(browser, tokens["admin"])
+    page = await browser.get("/console/audit", params={"actor": "test-read"})
+    assert page.status_code == 200
+    assert page.text.count("<td>console.login</td>") == 1
+    assert "<td>token:test-admin</td>" not in page.text
+    assert "Verify the whole chain now" in page.text
+    verified = await browser.get("/console/audit", params={"verify": "true"})
+    assert "Chain: audit log OK: 2 entries verified" in verified.text
+    log = home / "audit"
+    target = log / "audit.jsonl"
+    target.write_bytes(target.read_bytes().replace(b"test-read", b"test-REAd"))
+    broken = await browser.get("/console/audit", params={"verify": "true"})
+    assert "does NOT verify" in broken.text
+
+
+@pytest.mark.parametrize("block", [1, 3, 7, 64, 1 << 16])
+@pytest.mark.parametrize("ending", [b"\n", b"\n{torn", b""])
+def test_audit_lines_are_read_backwards(tmp_path: Path, block: int, ending: bytes) -> None:
+    from dicomveil.web.console.data import _lines_backwards
+
+    lines = [b"first", b"second line", b"x", b"a much longer fourth line " * 3]
+    path = tmp_path / "audit.jsonl"
+    path.write_bytes(b"\n".join(lines) + ending)
+    expected = list(reversed(lines if ending != b"" else lines[:-1]))  # no newline: torn
+    assert list(_lines_backwards(path, block)) == expected
+    assert list(_lines_backwards(tmp_path / "missing", block)) == []
+    path.write_bytes(b"torn only")
+    assert list(_lines_backwards(path, block)) == []
+
+
+async def test_the_accept_query_parameter_wins_over_the_header(
+    client: httpx.AsyncClient, tokens: dict[str, str], archive: dict[str, list[str]]
+) -> None:
+    """OHIF asks for thumbnails with ``?accept=image/jpeg`` and a multipart Accept header."""
+    url = archive["urls"][0] + "/thumbnail"
+    header = {
+        **auth(tokens["read"]),
+        "Accept": 'multipart/related; type="application/octet-stream"',
+    }
+    assert (await client.get(url, headers=header)).status_code == 406
+    jpeg = await client.get(url, params={"accept": "image/jpeg"}, headers=header)
+    assert jpeg.status_code == 200 and jpeg.headers["content-type"] == "image/jpeg"
+    png = await client.get(url, params={"accept": "image/png"}, headers=header)
+    assert png.status_code == 200 and png.content.startswith(b"\x89PNG")
+    search = await client.get(
+        "/dicomweb/studies",
+        params={"accept": "application/dicom+json"},
+        headers=auth(tokens["read"]),
+    )
+    assert search.status_code == 200 and len(search.json()) == 2

@@ -12,6 +12,7 @@ re-identification API, which keep requiring the bearer token itself.
 from __future__ import annotations
 
 import hmac
+import time
 from dataclasses import dataclass
 from typing import Final
 
@@ -82,6 +83,7 @@ class ConsoleAuth:
         self.audit = audit
         self.secure = secure
         self.cookie = "__Host-dicomveil-session" if secure else "dicomveil-session"
+        self.started = time.monotonic()
 
     def visitor(self, request: Request) -> Visitor | None:
         """The request's live session and its (still existing) token, else ``None``."""

@@ -10,9 +10,10 @@ and carries a CSP that allows no script.
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 from typing import Annotated, Any, Final
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.concurrency import run_in_threadpool
@@ -195,6 +196,7 @@ async def dashboard(request: Request, visitor: Session, services: ServicesDep) -
     context = {
         "counts": counts,
         "ingest": ingest,
+        "minutes": (time.monotonic() - _auth(request).started) / 60,
         "volume": volume,
         "quarantined": sum(r.inputs for r in data.quarantine_runs(services)),
         "batches": recent,
@@ -256,7 +258,7 @@ async def studies(
         "offset": offset,
         "page": _PAGE,
         "more": more,
-        "query": "&".join(f"{k}={v}" for k, v in wanted.items()),
+        "query": urlencode(wanted),
         "viewer": getattr(request.app.state, "viewer_installed", False),
     }
     return render(request, "studies.html", visitor, context)
@@ -347,12 +349,14 @@ async def audit(
     until: str = "",
     actor: str = "",
     event: str = "",
+    verify: bool = False,
 ) -> HTMLResponse:
-    """Search the audit log (time range, actor, event); the chain's verification."""
+    """Search the audit log (time range, actor, event); verify the chain when asked (it
+    reads every entry, so not on every page view)."""
     _need(visitor, "admin")
     wanted = data.AuditFilter(since[:32], until[:32], actor[:128], event[:64])
     entries = await run_in_threadpool(data.audit_entries, services, wanted, _AUDIT_ROWS)
-    verified = await run_in_threadpool(services.audit.verify)
+    verified = await run_in_threadpool(services.audit.verify) if verify else None
     context = {"filter": wanted, "entries": entries, "verified": verified, "limit": _AUDIT_ROWS}
     return render(request, "audit.html", visitor, context)
 
@@ -361,11 +365,10 @@ async def audit(
 
 
 def _tokens_page(
-    request: Request, visitor: Visitor, services: Services, **extra: Any
+    request: Request, visitor: Visitor, services: Services, status: int = 200, **extra: Any
 ) -> HTMLResponse:
     context = {"tokens": services.tokens.list(), "roles": ROLES, **extra}
-    response = render(request, "tokens.html", visitor, context, extra.pop("status", 200))
-    return response
+    return render(request, "tokens.html", visitor, context, status)
 
 
 @router.get("/tokens", response_class=HTMLResponse)
@@ -430,11 +433,14 @@ def revoke_token(
 
 @router.get("/policy", response_class=HTMLResponse)
 def policy(request: Request, visitor: Session, services: ServicesDep) -> HTMLResponse:
-    """The resolved policy (``dicomveil profile show``)."""
+    """The resolved policy (``dicomveil profile show``); resolved once per app."""
+    rows = getattr(request.app.state, "policy_rows", None)
+    if rows is None:
+        rows = request.app.state.policy_rows = resolved_rows(services.policy)
     context = {
         "policy": services.policy,
         "options": sorted(o.value for o in services.policy.options),
-        "rows": resolved_rows(services.policy),
+        "rows": rows,
     }
     return render(request, "policy.html", visitor, context)
 

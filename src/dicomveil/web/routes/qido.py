@@ -29,6 +29,7 @@ from dicomveil.web.dicomjson import parse_includefield, resolve_tag, row_json
 from dicomveil.web.headers import complete_rows
 from dicomveil.web.negotiation import negotiate
 from dicomveil.web.tokens import Token
+from dicomveil.web.warning_header import warning_header
 
 __all__ = ["router"]
 
@@ -81,11 +82,8 @@ def _conditions(
     for name, value in request.query_params.multi_items():
         if name in _RESERVED:
             continue
-        tag = resolve_tag(name.split(".")[0])
-        if tag is None:
-            raise QueryError("a query parameter is neither a DICOM keyword nor a tag")
-        keyword = keyword_for_tag(int(tag, 16)) if "." not in name else name
-        raw.setdefault(keyword or tag, []).append(value)
+        keyword = _canonical(name)
+        raw.setdefault(keyword, []).append(value)
     conditions: dict[str, Condition] = {}
     unsupported: list[str] = []
     for keyword, values in raw.items():
@@ -98,6 +96,24 @@ def _conditions(
         if condition is not None:
             conditions[keyword] = condition
     return conditions, unsupported
+
+
+def _canonical(name: str) -> str:
+    """The attribute (or dotted sequence path) ``name`` names, spelled from the dictionary:
+    keywords, else tags, never the client's own bytes.
+
+    Raises
+    ------
+    QueryError
+        A part is neither a DICOM keyword nor a tag.
+    """
+    parts = []
+    for part in name.split("."):
+        tag = resolve_tag(part)
+        if tag is None:
+            raise QueryError("a query parameter is neither a DICOM keyword nor a tag")
+        parts.append(keyword_for_tag(int(tag, 16)) or tag)
+    return ".".join(parts)
 
 
 async def _search(
@@ -146,7 +162,7 @@ async def _search(
             "The number of results exceeded the maximum supported by the server. "
             "Additional results can be requested."
         )
-    headers = {"Warning": ", ".join(f'299 dicomveil: "{w}"' for w in warnings)} if warnings else {}
+    headers = warning_header(warnings)
     return JSONResponse(body, media_type=DICOM_JSON, headers=headers)
 
 

@@ -41,6 +41,7 @@ from dicomveil.web.ingest import CONFLICT_KIND, STUDY_MISMATCH_KIND, Ingested, d
 from dicomveil.web.services import Services
 from dicomveil.web.tokens import Token
 from dicomveil.web.uploads import Workspace, receive_instances
+from dicomveil.web.warning_header import warning_header
 
 __all__ = ["FAILURE_REASONS", "router"]
 
@@ -125,9 +126,8 @@ def _response(results: list[Ingested], unsupported: int, root: str) -> JSONRespo
     if stored:
         body["00081199"] = {"vr": "SQ", "Value": stored}
     status = 200 if not failed else 202 if stored else 409
-    headers = {}
-    if any(r.outcome.error_kind == CONFLICT_KIND for r in results):
-        headers["Warning"] = f'299 dicomveil: "{CONFLICT_WARNING}"'
+    conflicts = any(r.outcome.error_kind == CONFLICT_KIND for r in results)
+    headers = warning_header([CONFLICT_WARNING] if conflicts else [])
     return JSONResponse(body, status_code=status, media_type=DICOM_JSON, headers=headers)
 
 
