@@ -146,3 +146,28 @@ def test_short_uid_inside_a_longer_one_is_no_leak(tmp_path: Path) -> None:
     output.SeriesInstanceUID = "1.2.4.99"  # the original value, extended: a leak
     save(output, tmp_path / "outputs" / "f.dcm")
     assert verify_folders(tmp_path / "originals", tmp_path / "outputs").leaks
+
+
+@pytest.mark.slow
+def test_long_text_original_does_not_crash(tmp_path: Path) -> None:
+    """The long campaign's mutant ``long-text`` (seed 1, index 18, scale 2: Image Comments
+    of 400 kB of ``@.``) became needles of up to 800 kB, and the Aho-Corasick automaton
+    crashed ``verify`` with a segmentation fault. A long value is searched by its head."""
+    from tests.fuzz.campaign import child_environment, dicomveil_command, run_child
+    from tests.fuzz.mutator import mutant
+
+    made = mutant(1, 18, bomb_scale=2)
+    assert made.kind == "long-text"
+    originals, outputs = tmp_path / "originals", tmp_path / "outputs"
+    originals.mkdir()
+    outputs.mkdir()
+    (originals / "in.dcm").write_bytes(made.data)
+    (outputs / "out.dcm").write_bytes(made.data)  # nothing removed: the comment is found
+    finished = run_child(
+        dicomveil_command("verify", originals, outputs, "--json"),
+        env=child_environment(tmp_path / "home"),
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert finished.code == 1, (finished.code, finished.stderr[-1000:])
+    assert '"ImageComments"' in finished.stdout

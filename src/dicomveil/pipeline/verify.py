@@ -33,6 +33,11 @@ from dicomveil.profile.table import is_safe_private
 __all__ = ["Leak", "VerifyResult", "collect_needles", "options_from_output", "verify_folders"]
 
 MIN_NEEDLE = 4
+MAX_NEEDLE = 256
+"""Longer values are searched by their first characters, up to a word boundary: that is
+evidence enough, and a needle of hundreds of kB (a long comment) made the Aho-Corasick
+automaton crash the process (a segmentation fault freeing its deep trie)."""
+_BREAK = re.compile(r"\W")
 _SEARCHED_OPS = frozenset(
     {Op.REMOVE, Op.EMPTY, Op.DUMMY, Op.PSEUDONYM, Op.UID, Op.SHIFT, Op.HASH, Op.REPLACE}
 )
@@ -137,6 +142,15 @@ def _elements(item: Dataset) -> Iterator[DataElement]:
         yield elem
 
 
+def _head(text: str) -> str:
+    """``text``, or its first :data:`MAX_NEEDLE` characters cut after a non-word character."""
+    if len(text) <= MAX_NEEDLE:
+        return text
+    head = text[:MAX_NEEDLE]
+    breaks = [m.end() for m in _BREAK.finditer(head)]
+    return head[: breaks[-1]] if breaks and breaks[-1] >= MIN_NEEDLE else head
+
+
 def collect_needles(
     ds: Dataset, compiled: CompiledPolicy, source: Path, kept: set[str] | None = None
 ) -> list[Needle]:
@@ -182,7 +196,7 @@ def collect_needles(
     visit(ds, Mode.NORMAL)
     needles: dict[bytes, Needle] = {}
     for text, vr, attribute in candidates:
-        for variant in _variants(text, vr):
+        for variant in map(_head, _variants(text, vr)):
             if len(variant.encode("utf-8")) < MIN_NEEDLE:
                 continue
             for data in _encodings_of(variant, encodings):
