@@ -101,3 +101,73 @@ def test_deflate_bomb_original_costs_bounded_memory(tmp_path: Path) -> None:
     assert finished.code in (0, 1), finished.stderr[-2000:]
     assert "Traceback" not in finished.stderr
     assert finished.max_rss_kib < 600 * 1024
+
+
+def test_undecodable_number_is_passed_over(tmp_path: Path) -> None:
+    """An element of unknown VR whose dictionary VR is a number (Slice Thickness, DS) and
+    whose bytes are no number (a NUL inside): it identifies nobody and never ends the check
+    (the campaign's long run met it: ``could not convert string to float``)."""
+    from tests.fuzz.encoded import set_value
+
+    base = next(b for b in bases() if b.label == "test_files/CT_small.dcm")
+    data = set_value(_start(random.Random(4), base), 0x00180050, b"6.36977e+01\0", b"DS")
+    data = _with_vr(data, 0x00180050, b"ZZ")
+    originals, outputs = tmp_path / "originals", tmp_path / "outputs"
+    originals.mkdir()
+    outputs.mkdir()
+    (originals / "in.dcm").write_bytes(data)
+    (outputs / "out.dcm").write_bytes(base.raw)
+    result = verify_folders(originals, outputs)
+    assert result.originals == 1
+
+
+def test_short_uid_inside_a_longer_one_is_no_leak(tmp_path: Path) -> None:
+    """A hostile Study Instance UID ``1.2.3\\1.2.4`` (two short values): ``1.2.4`` is in the
+    middle of JPEG Baseline's transfer syntax ``1.2.840.10008.1.2.4.50`` of another output,
+    which is no leak; the same value as the prefix of an output's UID still is."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import JPEGBaseline8Bit, SecondaryCaptureImageStorage
+
+    def save(ds: Dataset, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        ds.SOPClassUID = SecondaryCaptureImageStorage
+        ds.file_meta = FileMetaDataset()
+        ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+        ds.save_as(path, enforce_file_format=True)
+
+    original = Dataset()
+    original.SOPInstanceUID = "2.25.1"
+    original.StudyInstanceUID = ["1.2.3", "1.2.4"]
+    save(original, tmp_path / "originals" / "f.dcm")
+    output = Dataset()
+    output.SOPInstanceUID = "2.25.2"
+    save(output, tmp_path / "outputs" / "f.dcm")
+    assert verify_folders(tmp_path / "originals", tmp_path / "outputs").leaks == []
+    output.SeriesInstanceUID = "1.2.4.99"  # the original value, extended: a leak
+    save(output, tmp_path / "outputs" / "f.dcm")
+    assert verify_folders(tmp_path / "originals", tmp_path / "outputs").leaks
+
+
+@pytest.mark.slow
+def test_long_text_original_does_not_crash(tmp_path: Path) -> None:
+    """The long campaign's mutant ``long-text`` (seed 1, index 18, scale 2: Image Comments
+    of 400 kB of ``@.``) became needles of up to 800 kB, and the Aho-Corasick automaton
+    crashed ``verify`` with a segmentation fault. A long value is searched by its head."""
+    from tests.fuzz.campaign import child_environment, dicomveil_command, run_child
+    from tests.fuzz.mutator import mutant
+
+    made = mutant(1, 18, bomb_scale=2)
+    assert made.kind == "long-text"
+    originals, outputs = tmp_path / "originals", tmp_path / "outputs"
+    originals.mkdir()
+    outputs.mkdir()
+    (originals / "in.dcm").write_bytes(made.data)
+    (outputs / "out.dcm").write_bytes(made.data)  # nothing removed: the comment is found
+    finished = run_child(
+        dicomveil_command("verify", originals, outputs, "--json"),
+        env=child_environment(tmp_path / "home"),
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert finished.code == 1, (finished.code, finished.stderr[-1000:])
+    assert '"ImageComments"' in finished.stdout

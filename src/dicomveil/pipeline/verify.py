@@ -33,6 +33,11 @@ from dicomveil.profile.table import is_safe_private
 __all__ = ["Leak", "VerifyResult", "collect_needles", "options_from_output", "verify_folders"]
 
 MIN_NEEDLE = 4
+MAX_NEEDLE = 256
+"""Longer values are searched by their first characters, up to a word boundary: that is
+evidence enough, and a needle of hundreds of kB (a long comment) made the Aho-Corasick
+automaton crash the process (a segmentation fault freeing its deep trie)."""
+_BREAK = re.compile(r"\W")
 _SEARCHED_OPS = frozenset(
     {Op.REMOVE, Op.EMPTY, Op.DUMMY, Op.PSEUDONYM, Op.UID, Op.SHIFT, Op.HASH, Op.REPLACE}
 )
@@ -117,7 +122,8 @@ def _variants(text: str, vr: str) -> Iterator[str]:
 def _elements(item: Dataset) -> Iterator[DataElement]:
     """The elements of ``item``. One pydicom cannot decode (an unknown VR, a length its VR
     does not allow: a malformed original the engine may still have handled) is given as
-    the text of its bytes under the dictionary's VR when that is a text VR, else left out:
+    the text of its bytes under the dictionary's VR when that is a searched text VR (not a
+    number), else left out:
     its value is still looked for, and it never ends the check."""
     for tag in list(item.keys()):
         try:
@@ -127,11 +133,22 @@ def _elements(item: Dataset) -> Iterator[DataElement]:
             raw = item.get_item(tag)
             data = getattr(raw, "value", None)
             vr = vr_of(int(tag), None)
-            if not isinstance(data, bytes) or vr not in _TEXT_VRS:
+            if not isinstance(data, bytes) or vr not in _SEARCHED_VRS:
                 continue
-            text = data.decode("latin-1")
-            elem = DataElement(tag, vr, text, validation_mode=config.IGNORE)
+            try:
+                elem = DataElement(tag, vr, data.decode("latin-1"), validation_mode=config.IGNORE)
+            except Exception:  # noqa: BLE001 - not even as text of its VR
+                continue
         yield elem
+
+
+def _head(text: str) -> str:
+    """``text``, or its first :data:`MAX_NEEDLE` characters cut after a non-word character."""
+    if len(text) <= MAX_NEEDLE:
+        return text
+    head = text[:MAX_NEEDLE]
+    breaks = [m.end() for m in _BREAK.finditer(head)]
+    return head[: breaks[-1]] if breaks and breaks[-1] >= MIN_NEEDLE else head
 
 
 def collect_needles(
@@ -179,7 +196,7 @@ def collect_needles(
     visit(ds, Mode.NORMAL)
     needles: dict[bytes, Needle] = {}
     for text, vr, attribute in candidates:
-        for variant in _variants(text, vr):
+        for variant in map(_head, _variants(text, vr)):
             if len(variant.encode("utf-8")) < MIN_NEEDLE:
                 continue
             for data in _encodings_of(variant, encodings):
@@ -294,10 +311,24 @@ def _same_class(a: int, b: int) -> bool:
 
 
 def _bounded(data: bytes, start: int, end: int) -> bool:
-    """A number must not continue a longer number, a word not a longer word."""
+    """A number must not continue a longer number, a word not a longer word, and a dotted
+    number not sit in the middle of a longer one (``1.2.4`` inside the transfer syntax
+    ``1.2.840.10008.1.2.4.50``; an original UID as a prefix or suffix of another still
+    counts)."""
     if start > 0 and _same_class(data[start - 1], data[start]):
         return False
-    return not (end < len(data) and _same_class(data[end - 1], data[end]))
+    if end < len(data) and _same_class(data[end - 1], data[end]):
+        return False
+    return not (_dotted(data, start - 1, start - 2) and _dotted(data, end, end + 1))
+
+
+def _dotted(data: bytes, dot: int, digit: int) -> bool:
+    """Whether ``data[dot]`` is a dot and ``data[digit]`` a digit (in range)."""
+    return (
+        0 <= min(dot, digit)
+        and max(dot, digit) < len(data)
+        and (data[dot] == 0x2E and 0x30 <= data[digit] <= 0x39)
+    )
 
 
 def _scan(path: Path, matcher: _Matcher, chunk: int = 64 << 20) -> set[bytes]:
