@@ -57,6 +57,7 @@ ROUTES: list[tuple[str, str, str | None]] = [
 
 _OPEN = {"/healthz", "/readyz", "/docs", "/openapi.json"}
 _ASSETS = "/docs/static"
+_SESSION = ("/console", "/viewer")  # console session, not bearer: tests/web/console pins them
 
 
 def _template(path: str) -> str:
@@ -77,7 +78,7 @@ def _app_routes(app: FastAPI) -> set[tuple[str, str]]:
     found = set()
     for route in flat_routes(app.router.routes):
         path = str(getattr(route, "path", ""))
-        if path in _OPEN or path.startswith(_ASSETS):
+        if path in _OPEN or path.startswith(_ASSETS) or path.startswith(_SESSION):
             continue
         for method in getattr(route, "methods", None) or ("*",):
             found.add((method, path))
