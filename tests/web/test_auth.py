@@ -57,6 +57,7 @@ ROUTES: list[tuple[str, str, str | None]] = [
 
 _OPEN = {"/healthz", "/readyz", "/docs", "/openapi.json"}
 _ASSETS = "/docs/static"
+_SESSION = ("/console", "/viewer")  # console session, not bearer: tests/web/console pins them
 
 
 def _template(path: str) -> str:
@@ -76,10 +77,11 @@ def _app_routes(app: FastAPI) -> set[tuple[str, str]]:
     which leaves routes out of the schema), documentation pages and assets aside."""
     found = set()
     for route in flat_routes(app.router.routes):
-        if route.path in _OPEN or route.path.startswith(_ASSETS):
+        path = route.path
+        if path in _OPEN or path.startswith(_ASSETS) or path.startswith(_SESSION):
             continue
         for method in route.methods or {"*"}:
-            found.add((method, route.path))
+            found.add((method, path))
     return found
 
 
