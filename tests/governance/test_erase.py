@@ -118,13 +118,6 @@ def test_erase_removes_every_vault_trace(
     assert main(["audit", "verify"]) == 0
 
 
-def test_archive_option_is_refused_clearly(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["erase", "--patient", "MRN-1", "--purpose", "x", "--archive"])
-    assert code == 2
-    err = capsys.readouterr().err
-    assert "--archive" in err and "MRN-1" not in err
-
-
 def test_unknown_vault_fails_without_creating_one(
     home: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

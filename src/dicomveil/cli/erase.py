@@ -3,7 +3,9 @@
 ``erase --patient ID --purpose TEXT [--issuer ISSUER] [--dry-run] [--json]`` removes every
 vault record of the patient with that original id, found through the vault's keyed blind
 index (the id is never stored or compared in clear). Afterwards the patient's studies cannot be
-re-identified. ``--dry-run`` lists what would go and deletes nothing. Every call, dry or not,
+re-identified. With ``--archive`` the de-identified archive objects and index rows of the
+patient's studies go too (before the vault records, so an interrupted erasure can be run
+again). ``--dry-run`` lists what would go and deletes nothing. Every call, dry or not,
 is audited (event ``patient.erase``) with pseudonymous ids and counts only: never the id given.
 
 Exit status: 0 erased (or listed), 1 nothing recorded for the patient, 2 usage error.
@@ -12,12 +14,17 @@ Exit status: 0 erased (or listed), 1 nothing recorded for the patient, 2 usage e
 from __future__ import annotations
 
 import json
-from typing import Annotated
+import os
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from dicomveil.cli.common import EXIT_FAILED, fail, out_console, show
+from dicomveil.cli.common import EXIT_FAILED, fail, out_console, show, state_folder
 from dicomveil.cli.vault import JsonFlag, VaultKeyFile, VaultUrl, cli_errors, notice
+
+if TYPE_CHECKING:
+    from dicomveil.index.erasure import ArchiveErasure
+    from dicomveil.vault.erasure import Erasure
 
 __all__ = ["ERASE_EVENT", "erase", "register"]
 
@@ -59,20 +66,23 @@ def erase(
 
     if not patient.strip() or not purpose.strip():
         fail("--patient and --purpose must not be empty")
-    if archive:
-        fail("--archive is not available yet: archive objects and index rows are kept", code=2)
     who = actor if actor is not None else default_actor()
     with cli_errors(EXIT_FAILED):
         audit = AuditLog.open(notice=notice)
         with open_vault(vault, key_file=key_file, create=False) as opened:
-            done = erase_patient(opened, patient.strip(), issuer.strip(), dry_run=dry_run)
-        details = {
+            found = erase_patient(opened, patient.strip(), issuer.strip(), dry_run=True)
+            archived = _erase_archive(found, dry_run) if archive and found.found else None
+            done = found if dry_run else erase_patient(opened, patient.strip(), issuer.strip())
+        details: dict[str, Any] = {
             "purpose": purpose,
             "dry_run": dry_run,
             "pseudo_patient_ids": list(done.pseudo_patient_ids),
             "pseudo_study_uids": list(done.pseudo_study_uids),
             "rows": done.rows,
         }
+        if archive:
+            details["archive_rows"] = archived.rows if archived else {}
+            details["archive_objects"] = archived.objects if archived else 0
         outcome: Outcome = "success" if done.found else "not-found"
         audit.append(AuditEvent(ERASE_EVENT, who, outcome, details))
     answer = {k: v for k, v in details.items() if k != "purpose"}
@@ -86,10 +96,31 @@ def erase(
             + ", ".join(f"{show(k)} {v}" for k, v in done.rows.items()),
             highlight=False,
         )
+        if archive:
+            out_console.print(
+                f"archive: {details['archive_objects']} objects, "
+                + ", ".join(f"{show(k)} {v}" for k, v in details["archive_rows"].items()),
+                highlight=False,
+            )
         for uid in done.pseudo_study_uids:
             out_console.print(f"  study {show(uid)}", highlight=False)
     if not done.found:
         raise typer.Exit(1)
+
+
+def _erase_archive(found: Erasure, dry_run: bool) -> ArchiveErasure:
+    """Erase (or count) the archived studies of an erasure: ``$DICOMVEIL_STORAGE_URL`` and
+    ``$DICOMVEIL_INDEX_URL``, else the archive folder and index under ``$DICOMVEIL_HOME``
+    (the gateway's defaults)."""
+    from dicomveil.index.db import default_index_url
+    from dicomveil.index.erasure import erase_archive
+
+    home = state_folder()
+    storage = os.environ.get("DICOMVEIL_STORAGE_URL") or f"file://{home / 'archive'}"
+    index = os.environ.get("DICOMVEIL_INDEX_URL") or default_index_url(home)
+    return erase_archive(
+        index, storage, found.pseudo_study_uids, found.pseudo_patient_ids, dry_run=dry_run
+    )
 
 
 def register(app: typer.Typer) -> None:
