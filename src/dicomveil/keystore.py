@@ -13,6 +13,10 @@ Where a key comes from, first match wins: an explicit file (``--key-file``), the
 environment (``DICOMVEIL_KEY``, ``DICOMVEIL_VAULT_KEY``, ``DICOMVEIL_AUDIT_KEY``, or ``*_FILE``
 variants naming a file), then ``$DICOMVEIL_HOME/keys/<name>.key``, created on first use
 (mode 0600) with a notice.
+
+A key file may instead hold a key wrapped by AWS KMS (``keys init --kms KEY_ID``, envelope
+encryption, see :mod:`dicomveil.kms`): it is unwrapped when loaded, and the file alone reveals
+nothing. A local key file stays the default.
 """
 
 from __future__ import annotations
@@ -50,6 +54,8 @@ class LoadedKey:
     secret: bytes
     origin: str
     created: bool = False
+    kms_key_id: str = ""
+    """The KMS key wrapping the key file, or empty for a key kept in clear."""
 
     @property
     def id(self) -> str:
@@ -65,14 +71,35 @@ def key_id(secret: bytes) -> str:
     return hmac.new(secret, b"dicomveil key id", hashlib.sha256).hexdigest()[:12]
 
 
+_UNWRAPPED: dict[tuple[str, str], tuple[bytes, str]] = {}
+"""Keys unwrapped by KMS in this process, by (what, wrapped text): one KMS call per key."""
+
+
 def _read_secret(path: Path, what: str) -> bytes:
+    return _read_key(path, what)[0]
+
+
+def _read_key(path: Path, what: str) -> tuple[bytes, str]:
+    """Return (the key, the KMS key id wrapping it or ``""``) from the key file ``path``."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{what}: key file {path} does not exist") from None
     except OSError as exc:
         raise ConfigError(f"{what}: key file {path} cannot be read ({exc.strerror})") from None
-    return _validate(text, what)
+    from dicomveil import kms
+
+    if not kms.is_wrapped(text):
+        return _validate(text, what), ""
+    cached = _UNWRAPPED.get((what, text.strip()))
+    if cached is None:
+        cached = _UNWRAPPED[(what, text.strip())] = kms.unwrap_key(text, path, what)
+    return cached
+
+
+def _loaded(name: KeyName, path: Path, what: str, created: bool = False) -> LoadedKey:
+    secret, kms_key_id = _read_key(path, what)
+    return LoadedKey(name, secret, f"file {path}", created=created, kms_key_id=kms_key_id)
 
 
 def _validate(text: str, what: str) -> bytes:
@@ -84,15 +111,31 @@ def _validate(text: str, what: str) -> bytes:
     return lines[0].encode("utf-8")
 
 
-def create_key_file(path: Path, *, overwrite: bool = False) -> bytes:
+def create_key_file(
+    path: Path, *, overwrite: bool = False, kms_key_id: str = "", name: KeyName | None = None
+) -> bytes:
     """Write a new random key (256 bits, urlsafe base64) to ``path`` with mode 0600.
+
+    With ``kms_key_id``, KMS makes the key and the file holds it wrapped by that KMS key
+    (``name`` says which key it is: it binds the wrapped key to its purpose).
 
     Raises
     ------
     ConfigError
-        If ``path`` exists and ``overwrite`` is false.
+        If ``path`` exists and ``overwrite`` is false, or the KMS refuses.
     """
-    secret = base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"=")
+    if kms_key_id:
+        from dicomveil import kms
+
+        if name is None:
+            raise ConfigError("a KMS-wrapped key needs its name (pseudonym, vault or audit)")
+        if path.exists() and not overwrite:
+            raise ConfigError(f"key file {path} already exists")
+        secret, line = kms.generate_wrapped_key(name, kms_key_id)
+        content = line.encode("utf-8")
+    else:
+        secret = base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"=")
+        content = secret
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if overwrite else os.O_EXCL)
     try:
@@ -100,7 +143,7 @@ def create_key_file(path: Path, *, overwrite: bool = False) -> bytes:
     except FileExistsError:
         raise ConfigError(f"key file {path} already exists") from None
     with os.fdopen(fd, "wb") as handle:
-        handle.write(secret + b"\n")
+        handle.write(content + b"\n")
         handle.flush()
         os.fsync(handle.fileno())
     os.chmod(path, 0o600)
@@ -135,18 +178,17 @@ def load_key(
     """
     what = f"{name} key"
     if key_file is not None:
-        return LoadedKey(name, _read_secret(Path(key_file), what), f"file {key_file}")
+        return _loaded(name, Path(key_file), what)
     env = os.environ if environ is None else environ
     var = ENV_VARS[name]
     if env.get(var):
         return LoadedKey(name, _validate(env[var], what), f"environment {var}")
     if env.get(f"{var}_FILE"):
-        path = Path(env[f"{var}_FILE"])
-        return LoadedKey(name, _read_secret(path, what), f"file {path}")
+        return _loaded(name, Path(env[f"{var}_FILE"]), what)
     folder = (home if home is not None else state_home(dict(env))) / "keys"
     path = folder / f"{name}.key"
     if path.exists():
-        return LoadedKey(name, _read_secret(path, what), f"file {path}")
+        return _loaded(name, path, what)
     if not create:
         raise ConfigError(f"{what}: none found (set {var}, or run `dicomveil keys init`)")
     try:

@@ -7,7 +7,16 @@ from pathlib import Path
 
 import typer
 
-from dicomveil.cli.common import EXIT_FAILED, err_console, fail, out_console, show, state_folder
+from dicomveil.cli.common import (
+    EXIT_FAILED,
+    EXIT_USAGE,
+    err_console,
+    fail,
+    notice,
+    out_console,
+    show,
+    state_folder,
+)
 from dicomveil.errors import ConfigError
 from dicomveil.keystore import ENV_VARS, KEY_NAMES, KeyName, create_key_file, key_id, load_key
 
@@ -24,20 +33,48 @@ def init(
         None, "--dir", help="Where to write the key files (default: $DICOMVEIL_HOME/keys)."
     ),
     force: bool = typer.Option(False, "--force", help="Overwrite existing key files."),
+    kms_key: str = typer.Option(
+        "",
+        "--kms",
+        help="Wrap the keys with this AWS KMS key (id, ARN or alias): the files hold only "
+        "the wrapped keys. Needs dicomveil[kms] and AWS credentials.",
+        show_default=False,
+    ),
 ) -> None:
     """Write new random pseudonym, vault and audit keys (files with mode 0600).
 
     Back them up somewhere safe: without the pseudonym key the same pseudonyms cannot be
-    produced again, and without the vault key nobody can re-identify.
+    produced again, and without the vault key nobody can re-identify. With --kms the files
+    hold keys wrapped by AWS KMS (envelope encryption): they are useless without the KMS.
+
+    Warns when clear keys are written into $DICOMVEIL_HOME, beside the vault and audit log
+    they protect: a copy of that folder would re-identify offline.
     """
-    target = folder or state_folder() / "keys"
+    home = state_folder()
+    target = folder or home / "keys"
+    for name in KEY_NAMES:
+        path = target / f"{name}.key"
+        if path.exists() and not force:
+            fail(f"key file {path} already exists (use --force to replace it)")
     for name in KEY_NAMES:
         path = target / f"{name}.key"
         try:
-            secret = create_key_file(path, overwrite=force)
+            secret = create_key_file(path, overwrite=force, kms_key_id=kms_key, name=name)
         except ConfigError as exc:
-            fail(f"{exc} (use --force to replace it)")
-        err_console.print(f"wrote {name} key {key_id(secret)} to {show(path)}")
+            fail(str(exc), code=EXIT_FAILED if kms_key else EXIT_USAGE)
+        wrapped = " (wrapped by KMS)" if kms_key else ""
+        err_console.print(f"wrote {name} key {key_id(secret)}{wrapped} to {show(path)}")
+    if not kms_key and _inside(target, home):
+        notice(
+            f"warning: the keys are in {target}, inside {home} which also holds the vault "
+            "and the audit log they protect: a copy of that folder re-identifies. Keep the "
+            "keys elsewhere (--dir, DICOMVEIL_*_KEY_FILE) or wrap them with --kms."
+        )
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    """Whether ``path`` is ``folder`` or lies under it (symbolic links resolved)."""
+    return path.resolve().is_relative_to(folder.resolve())
 
 
 def _origin(name: KeyName) -> str | None:
@@ -70,7 +107,8 @@ def show_keys() -> None:
             invalid += 1
             out_console.print(f"{name}: [bold red]INVALID[/], from {show(origin)}: {show(exc)}")
             continue
-        out_console.print(f"{name}: id {key.id}, from {show(key.origin)}")
+        wrapped = f", wrapped by KMS key {show(key.kms_key_id)}" if key.kms_key_id else ""
+        out_console.print(f"{name}: id {key.id}, from {show(key.origin)}{wrapped}")
     if invalid:
         raise typer.Exit(EXIT_FAILED)
 

@@ -43,6 +43,7 @@ COMMANDS: Final = (
     "serve",
     "tokens",
     "quarantine",
+    "erase",
     "viewer",
 )
 """Command and group names, each registered by the module of the same name in ``cli``."""

@@ -134,8 +134,8 @@ def rotate_vault(
         resuming = [load_key("vault", key_file=staged).secret] if staged.exists() else []
         audit = AuditLog.open(notice=notice)
         with Vault.open(default_vault_url(vault), [old.secret, *resuming], create=False) as opened:
-            if not resuming:
-                create_key_file(staged)
+            if not resuming:  # a KMS-wrapped key is replaced by one wrapped the same way
+                create_key_file(staged, kms_key_id=old.kms_key_id, name="vault")
             new = load_key("vault", key_file=staged)
 
             def record(operation: KeyOperation, **extra: Any) -> None:

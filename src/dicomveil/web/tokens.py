@@ -2,10 +2,14 @@
 
 A token is ``dvt_`` followed by 256 random bits (URL-safe base64). The store,
 ``$DICOMVEIL_HOME/tokens.json`` (mode 0600), keeps for each token an opaque id, a name, a
-role, its creation time and the SHA-256 of the token; a SHA-256 of a 256-bit random value
+role, its creation time, optionally an expiry time and an organisation code, the time it was
+last used (recorded at most once a minute per token, not on every request) and the SHA-256 of
+the token; a SHA-256 of a 256-bit random value
 cannot be inverted or guessed, so no slow hash is needed. Writers hold an exclusive lock and
 replace the file atomically; readers reload it when it changes, so a running server accepts
-new tokens and drops revoked ones without a restart.
+new tokens and drops revoked ones without a restart. An expired token verifies as no token
+(the gateway answers 401). Entries written before expiry, organisation and last use existed
+load unchanged: the fields are optional.
 
 This module imports no web framework: ``dicomveil tokens`` uses it too.
 """
@@ -13,16 +17,19 @@ This module imports no web framework: ``dicomveil tokens`` uses it too.
 from __future__ import annotations
 
 import base64
+import builtins
 import fcntl
 import hashlib
 import json
 import os
+import re
 import secrets
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Final, Literal
 
@@ -44,6 +51,8 @@ PERMISSIONS: Final[dict[Role, frozenset[Role]]] = {
 TOKENS_FILE: Final = "tokens.json"
 _PREFIX: Final = "dvt_"
 _FORMAT: Final = 1
+LAST_USED_INTERVAL: Final = 60.0
+"""Seconds between two recordings of one token's last use (a write per request would not do)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +63,12 @@ class Token:
     name: str
     role: Role
     created: str
+    expires: str = ""
+    """When the token stops working (ISO 8601, UTC), or empty: it never expires."""
+    org: str = ""
+    """The organisation (tenant) code the token is bound to, or empty."""
+    last_used: str = field(default="", compare=False)
+    """When the token was last accepted (ISO 8601, UTC; to the minute), or empty: never."""
 
     @property
     def actor(self) -> str:
@@ -63,6 +78,18 @@ class Token:
     def allows(self, needed: Role) -> bool:
         """Whether this token's role includes ``needed``."""
         return needed in PERMISSIONS[self.role]
+
+    def expired(self, now: datetime | None = None) -> bool:
+        """Whether the token has expired at ``now`` (default: the current time)."""
+        if not self.expires:
+            return False
+        try:
+            end = datetime.fromisoformat(self.expires)
+        except ValueError:
+            return True  # an unreadable expiry fails closed
+        if end.tzinfo is None:
+            end = end.replace(tzinfo=UTC)
+        return (now or datetime.now(UTC)) >= end
 
 
 def _digest(secret: str) -> str:
@@ -83,6 +110,7 @@ class TokenStore:
         self._lock = threading.Lock()
         self._stamp: tuple[int, int] | None = None
         self._by_hash: dict[str, Token] = {}
+        self._recorded: dict[str, float] = {}
 
     # -- file access ---------------------------------------------------------------------
 
@@ -122,27 +150,42 @@ class TokenStore:
 
     # -- operations ----------------------------------------------------------------------
 
-    def create(self, role: str, name: str = "") -> tuple[Token, str]:
+    def create(
+        self, role: str, name: str = "", *, expires: timedelta | None = None, org: str = ""
+    ) -> tuple[Token, str]:
         """Create a token; return its record and the token (shown once, never stored).
+
+        ``expires`` is the token's lifetime from now (``None``: it never expires); ``org``
+        binds it to an organisation code.
 
         Raises
         ------
         ConfigError
-            Unknown role, or a name longer than 64 characters or with control characters.
+            Unknown role, a name longer than 64 characters or with control characters, a
+            lifetime that is not positive, or an organisation code that is not 1 to 32
+            letters, digits, ``-`` or ``_``.
         """
         if role not in ROLES:
             raise ConfigError(f"unknown role {role!r} (known: {', '.join(ROLES)})")
         if len(name) > 64 or not name.isprintable():
             raise ConfigError("a token name is up to 64 printable characters")
+        if org and not _ORG_CODE.fullmatch(org):
+            raise ConfigError("an organisation code is 1 to 32 letters, digits, '-' or '_'")
+        if expires is not None and expires <= timedelta(0):
+            raise ConfigError("a token's lifetime must be positive")
+        now = datetime.now(UTC)
+        end = "" if expires is None else (now + expires).isoformat(timespec="seconds")
         secret = _PREFIX + base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
         token = Token(
             id=secrets.token_hex(6),
             name=name,
             role=role,
-            created=datetime.now(UTC).isoformat(timespec="seconds"),
+            created=now.isoformat(timespec="seconds"),
+            expires=end,
+            org=org,
         )
         with self._locked() as entries:
-            entries.append({**asdict(token), "sha256": _digest(secret)})
+            entries.append(_entry(token, _digest(secret)))
         return token, secret
 
     def list(self) -> list[Token]:
@@ -157,12 +200,43 @@ class TokenStore:
             entries[:] = kept
         return found
 
+    def find(self, ref: str) -> builtins.list[Token]:
+        """The tokens ``ref`` names: the one with that id, else every one with that name."""
+        tokens = self.list()
+        by_id = [token for token in tokens if token.id == ref]
+        return by_id or [token for token in tokens if ref and token.name == ref]
+
     def verify(self, secret: str) -> Token | None:
-        """Return the token's record when ``secret`` is a valid token, else ``None``."""
+        """Return the token's record when ``secret`` is a valid, unexpired token, else ``None``.
+
+        An accepted token's last use is recorded (at most once per
+        :data:`LAST_USED_INTERVAL` per token and process).
+        """
         if not secret.startswith(_PREFIX) or len(secret) > 128:
             return None
         self._refresh()
-        return self._by_hash.get(_digest(secret))
+        token = self._by_hash.get(_digest(secret))
+        if token is None or token.expired():
+            return None
+        self._record_use(token.id)
+        return token
+
+    def _record_use(self, token_id: str) -> None:
+        """Write the token's last-use time unless this process did so less than a minute ago."""
+        now = time.monotonic()
+        with self._lock:
+            previous = self._recorded.get(token_id)
+            if previous is not None and now - previous < LAST_USED_INTERVAL:
+                return
+            self._recorded[token_id] = now
+        stamp = datetime.now(UTC).isoformat(timespec="seconds")
+        try:
+            with self._locked() as entries:
+                for entry in entries:
+                    if entry.get("id") == token_id:
+                        entry["last_used"] = stamp
+        except (OSError, ConfigError):
+            pass  # the use still counts; recording it is best effort
 
     def _refresh(self) -> None:
         try:
@@ -178,11 +252,31 @@ class TokenStore:
             self._stamp = stamp
 
 
+_ORG_CODE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,31}")
+
+
+def _entry(token: Token, digest: str) -> dict[str, str]:
+    """The stored form of ``token``; optional fields only when set (old readers ignore them)."""
+    entry = {"id": token.id, "name": token.name, "role": token.role, "created": token.created}
+    entry.update(
+        {key: value for key, value in (("expires", token.expires), ("org", token.org)) if value}
+    )
+    return {**entry, "sha256": digest}
+
+
 def _token(entry: dict[str, str]) -> Token:
     role = entry.get("role", "")
     if role not in ROLES:
         raise ConfigError("token file holds a token with an unknown role")
-    return Token(entry["id"], entry.get("name", ""), role, entry.get("created", ""))
+    return Token(
+        entry["id"],
+        entry.get("name", ""),
+        role,
+        entry.get("created", ""),
+        expires=entry.get("expires", ""),
+        org=entry.get("org", ""),
+        last_used=entry.get("last_used", ""),
+    )
 
 
 def token_store(home: Path) -> TokenStore:

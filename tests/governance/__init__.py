@@ -1,0 +1,1 @@
+"""Governance: key custody, erasure."""
