@@ -77,7 +77,9 @@ def test_workers_do_not_print_values(tmp_path: Path, key_file: Path) -> None:
         env={**os.environ, "DICOMVEIL_HOME": str(tmp_path / "h")},
     )
     assert result.returncode == 0, result.stderr
-    assert "3 de-identified, 0 failed" in result.stderr
+    # three copies of one instance: each is de-identified by a worker, one is kept
+    assert "1 de-identified, 0 failed" in result.stderr
+    assert "2 duplicate(s)" in result.stderr
     assert "1.2.123.456.78.9.0123.4567.89012345678901" not in result.stdout + result.stderr
 
 
