@@ -112,3 +112,28 @@ def test_without_the_extra_pixels_is_a_usage_error(
 )
 def test_fuzzy_match(value: str, read: str, expected: bool) -> None:
     assert matches(normalised(value), normalised(read)) is expected
+
+
+def test_output_whose_pixels_cannot_be_read_fails(
+    tmp_path: Path, key_file: Path, capsys: pytest.CaptureFixture[str], finder: Any
+) -> None:
+    import pydicom
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import JPEGBaseline8Bit
+
+    source, dest = tmp_path / "in", tmp_path / "out"
+    _original(source)
+    _deid(source, dest, key_file)
+    (path,) = dest.rglob("*.dcm")
+    ds = pydicom.dcmread(path)
+    ds.BitsAllocated = ds.BitsStored = 8
+    ds.HighBit = 7
+    ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+    ds.PixelData = encapsulate([b"\xff\xd8 broken \xff\xd9"])
+    ds["PixelData"].VR = "OB"
+    ds["PixelData"].is_undefined_length = True
+    ds.save_as(path, enforce_file_format=True)
+    capsys.readouterr()
+    code, result, _ = _verify(source, dest, capsys, "--pixels")
+    assert code == 1
+    assert result["pixels_unread"] == [str(path)] and result["images"] == 0
