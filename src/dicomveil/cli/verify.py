@@ -10,8 +10,8 @@ import typer
 
 from dicomveil.cli.common import EXIT_FAILED, EXIT_OK, err_console, fail, out_console, show
 from dicomveil.cli.progress import file_progress
-from dicomveil.errors import ProfileError
-from dicomveil.pipeline.verify import verify_folders
+from dicomveil.errors import ConfigError, ProfileError
+from dicomveil.pipeline.verify import Leak, VerifyResult, verify_folders
 from dicomveil.profile.policy import Policy, load_policy
 
 __all__ = ["register"]
@@ -25,6 +25,11 @@ def verify(
     ),
     policy_file: Path | None = typer.Option(None, "--policy", help="The policy file applied."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
+    pixels: bool = typer.Option(
+        False,
+        "--pixels",
+        help="Also read the text in the outputs' pixels (OCR; needs dicomveil[redaction]).",
+    ),
 ) -> None:
     """Search every byte of the de-identified files for identifying values of the originals.
 
@@ -32,6 +37,9 @@ def verify(
     private elements too, is searched in every character set the file could use, person name
     components separately, and dates in common written forms. Exit 1 with a leak report
     (attribute keywords and file names, never the values) if anything survived.
+
+    With --pixels, the text burned into every output image is read (OCR) and compared,
+    fuzzily, with the same values; an image whose pixels cannot be decoded also fails.
     """
     for path in (originals, deidentified):
         if not path.exists():
@@ -42,6 +50,13 @@ def verify(
             policy = (load_policy(policy_file) if policy_file else Policy()).with_options(option)
         except ProfileError as exc:
             fail(str(exc))
+    if pixels:
+        try:
+            from dicomveil.redaction.verify import require_ocr
+
+            require_ocr()
+        except ConfigError as exc:
+            fail(str(exc))  # plain text: "dicomveil[redaction]" is printed as it is
     bar: dict[str, Any] = {}
 
     def on_progress(done: int, total: int) -> None:
@@ -51,21 +66,18 @@ def verify(
         bar["advance"]()
 
     with contextlib.ExitStack() as shown:
-        result = verify_folders(originals, deidentified, policy, on_progress=on_progress)
+        result = verify_folders(
+            originals, deidentified, policy, pixels=pixels, on_progress=on_progress
+        )
+    failed = bool(result.leaks or result.pixel_leaks or result.pixels_unread)
     if as_json:
         out_console.print_json(
             data={
                 "originals": result.originals,
                 "outputs": result.outputs,
                 "needles": result.needles,
-                "leaks": [
-                    {
-                        "output": str(leak.output),
-                        "attribute": leak.attribute,
-                        "original": str(leak.original),
-                    }
-                    for leak in result.leaks
-                ],
+                "leaks": [_leak_json(leak) for leak in result.leaks],
+                **(_pixel_json(result) if pixels else {}),
             }
         )
     else:
@@ -74,12 +86,34 @@ def verify(
                 f"[bold red]leak:[/] {show(leak.output)}: value of {show(leak.attribute)} "
                 f"from {show(leak.original)}"
             )
-        verdict = "LEAKS FOUND" if result.leaks else "no leak found"
+        for leak in result.pixel_leaks:
+            err_console.print(
+                f"[bold red]leak in pixels:[/] {show(leak.output)}: value of "
+                f"{show(leak.attribute)} from {show(leak.original)} is readable in the image"
+            )
+        for path in result.pixels_unread:
+            err_console.print(f"[bold red]not examined:[/] {show(path)}: pixels cannot be decoded")
+        verdict = "LEAKS FOUND" if failed else "no leak found"
         err_console.print(
             f"{verdict}: searched {result.outputs} output file(s) for {result.needles} "
             f"identifying value(s) of {result.originals} original(s)"
+            + (f"; read the pixels of {result.images} image(s)" if pixels else "")
         )
-    raise typer.Exit(EXIT_FAILED if result.leaks else EXIT_OK)
+    raise typer.Exit(EXIT_FAILED if failed else EXIT_OK)
+
+
+def _leak_json(leak: Leak) -> dict[str, str]:
+    """A leak as JSON: output, attribute keyword and original (never the value)."""
+    return {"output": str(leak.output), "attribute": leak.attribute, "original": str(leak.original)}
+
+
+def _pixel_json(result: VerifyResult) -> dict[str, object]:
+    """The ``--pixels`` part of the JSON result (keywords and paths, never values)."""
+    return {
+        "images": result.images,
+        "pixel_leaks": [_leak_json(leak) for leak in result.pixel_leaks],
+        "pixels_unread": [str(path) for path in result.pixels_unread],
+    }
 
 
 def register(app: typer.Typer) -> None:

@@ -78,6 +78,11 @@ class VerifyResult:
     needles: int = 0
     leaks: list[Leak] = field(default_factory=list)
     unreadable: list[Path] = field(default_factory=list)
+    #: With ``pixels``: outputs whose pixels were read, values read in them, and outputs
+    #: whose pixels could not be decoded (not examined: nothing is proven about them).
+    images: int = 0
+    pixel_leaks: list[Leak] = field(default_factory=list)
+    pixels_unread: list[Path] = field(default_factory=list)
 
 
 def _label(tag: int) -> str:
@@ -377,6 +382,7 @@ def verify_folders(
     deidentified: Path,
     policy: Policy | None = None,
     *,
+    pixels: bool = False,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> VerifyResult:
     """Search every output under ``deidentified`` for identifying values of ``originals``.
@@ -388,6 +394,9 @@ def verify_folders(
         De-identification Method attribute, on top of the Basic Profile.
     on_progress:
         Called with ``(files done, files in all)`` after each original and each output.
+    pixels:
+        Also read the text in every output's pixels (OCR, the ``redaction`` extra) and look
+        for the same values there (see :mod:`dicomveil.redaction.verify`).
     """
     result = VerifyResult()
     outputs = [p for p in _files(deidentified) if p.suffix != ".json"]
@@ -435,4 +444,30 @@ def verify_folders(
         for hit in sorted(_scan(path, matcher)):
             needle = needles[hit]
             result.leaks.append(Leak(path, needle.attribute, needle.original))
+    if pixels:
+        _verify_pixels(outputs, list(needles.values()), result)
     return result
+
+
+def _verify_pixels(outputs: list[Path], needles: list[Needle], result: VerifyResult) -> None:
+    """Read the text in each output's pixels; record every needle it still shows."""
+    from dicomveil.errors import DicomveilError
+    from dicomveil.redaction.verify import matches, normalised, read_pixels
+
+    values: dict[tuple[str, str, Path], None] = {}
+    for needle in needles:
+        values.setdefault((normalised(needle.text), needle.attribute, needle.original))
+    for path in outputs:
+        try:
+            read = read_pixels(path)
+        except DicomveilError:
+            result.pixels_unread.append(path)
+            continue
+        if read is None:
+            continue
+        result.images += 1
+        seen: set[tuple[str, Path]] = set()
+        for value, attribute, original in values:
+            if (attribute, original) not in seen and matches(value, read.text):
+                seen.add((attribute, original))
+                result.pixel_leaks.append(Leak(path, attribute, original))
