@@ -136,6 +136,18 @@ class TestFramesTranscoded:
         part = f"Content-Type: application/octet-stream; transfer-syntax={EXPLICIT_LE}"
         assert part.encode() in answer.content
 
+    @pytest.mark.parametrize(
+        ("syntax", "status"), [("*", 200), (EXPLICIT_LE, 200), (JPEG_BASELINE, 406)]
+    )
+    def test_raw_frames_only_in_explicit_little_endian(
+        self, stored: tuple[Gateway, pydicom.Dataset], syntax: str, status: int
+    ) -> None:
+        gateway, ds = stored
+        accept = f'multipart/related; type="application/octet-stream"; transfer-syntax={syntax}'
+        headers = {"Authorization": f"Bearer {gateway.tokens['read']}", "Accept": accept}
+        answer = httpx.get(_frames_url(gateway, ds), headers=headers, timeout=30)
+        assert answer.status_code == status
+
     def test_metadata_describes_the_stored_instance(
         self, stored: tuple[Gateway, pydicom.Dataset]
     ) -> None:
