@@ -24,12 +24,17 @@ class Accepted:
     kind: str
     params: dict[str, str]
 
-    def covers(self, kind: str, part: str | None = None) -> bool:
-        """Whether this range admits ``kind`` (and, for multipart, the part type ``part``)."""
+    def covers(self, kind: str, part: str | None = None, syntax: str | None = None) -> bool:
+        """Whether this range admits ``kind`` (and, for multipart, the part type ``part``
+        in the transfer syntax ``syntax``: a ``transfer-syntax`` parameter other than ``*``
+        must name it)."""
         if self.kind in ("*/*", kind) or (
             self.kind.endswith("/*") and kind.startswith(self.kind[:-1])
         ):
             wanted = self.params.get("type", "").lower()
+            asked = self.params.get("transfer-syntax", "*").strip()
+            if syntax is not None and asked not in ("*", syntax):
+                return False
             return part is None or not wanted or wanted == part or wanted == "*/*"
         return False
 
@@ -70,10 +75,16 @@ def _split(header: str) -> list[str]:
     return [item.strip() for item in items if item.strip()]
 
 
-def negotiate(request: Request, offers: list[tuple[str, str | None]]) -> tuple[str, str | None]:
+def negotiate(
+    request: Request,
+    offers: list[tuple[str, str | None]],
+    syntaxes: dict[str, str] | None = None,
+) -> tuple[str, str | None]:
     """Return the first of ``offers`` (``(media type, multipart part type)``) the client takes.
 
-    The client's order of preference decides first, then ours.
+    The client's order of preference decides first, then ours. ``syntaxes`` maps a part
+    type to the transfer syntax the server would send it in (frames): a range asking for
+    another ``transfer-syntax`` does not take that offer.
 
     Raises
     ------
@@ -82,7 +93,8 @@ def negotiate(request: Request, offers: list[tuple[str, str | None]]) -> tuple[s
     """
     for range_ in accepted(request):
         for kind, part in offers:
-            if range_.covers(kind, part):
+            syntax = None if syntaxes is None or part is None else syntaxes.get(part)
+            if range_.covers(kind, part, syntax):
                 return kind, part
     names = ", ".join(kind if part is None else f'{kind}; type="{part}"' for kind, part in offers)
     raise NotAcceptable(f"this resource is available as {names}")

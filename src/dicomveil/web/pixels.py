@@ -50,6 +50,7 @@ __all__ = [
     "linear_window",
     "parse_frame_numbers",
     "parse_render_options",
+    "raw_frame_syntax",
     "render",
 ]
 
@@ -76,6 +77,17 @@ _MAX_FRAMES: Final = 10_000
 def frame_media_type(transfer_syntax: str) -> str:
     """Media type of the stored frames (``application/octet-stream`` when uncompressed)."""
     return FRAME_MEDIA_TYPES.get(transfer_syntax, OCTET)
+
+
+EXPLICIT_LITTLE: Final = "1.2.840.10008.1.2.1"
+_BIG_ENDIAN: Final = "1.2.840.10008.1.2.2"
+
+
+def raw_frame_syntax(transfer_syntax: str) -> str:
+    """Transfer syntax of the raw (``application/octet-stream``) frames of an instance
+    stored in ``transfer_syntax``: Explicit VR Little Endian (frames of implicit, deflated
+    and decoded compressed instances are little endian bytes), or Big Endian as stored."""
+    return _BIG_ENDIAN if transfer_syntax == _BIG_ENDIAN else EXPLICIT_LITTLE
 
 
 def parse_frame_numbers(text: str, available: int) -> list[int]:

@@ -32,7 +32,13 @@ from dicomveil.web.errors import BadRequest, NotFound
 from dicomveil.web.headers import complete_instances
 from dicomveil.web.multipart import multipart_body, new_boundary, related_content_type
 from dicomveil.web.negotiation import negotiate
-from dicomveil.web.pixels import OCTET, file_frames, frame_media_type, parse_frame_numbers
+from dicomveil.web.pixels import (
+    OCTET,
+    file_frames,
+    frame_media_type,
+    parse_frame_numbers,
+    raw_frame_syntax,
+)
 from dicomveil.web.services import Services
 from dicomveil.web.tokens import Token
 
@@ -229,19 +235,28 @@ async def retrieve_frames(
     instance: str,
     frame_list: str,
 ) -> Response:
-    """Frames (``1,2,3``, 1-based) as stored, or decoded to raw bytes when only
-    ``application/octet-stream`` is accepted for compressed pixel data."""
+    """Frames (``1,2,3``, 1-based) as stored when the client accepts their media type
+    (and transfer syntax), else decoded to raw bytes (``application/octet-stream``).
+
+    Every part's Content-Type names its transfer syntax. Decoded frames are Explicit VR
+    Little Endian with pixels interleaved (PlanarConfiguration 0), and YBR colour JPEG
+    is converted to RGB as it is decoded (PS3.5 §8.2.1): the PhotometricInterpretation
+    that applies to them is RGB, while the metadata keeps describing the stored instance.
+    """
     (found,) = await run_in_threadpool(stored_instances, services, study, series, instance)
     numbers = parse_frame_numbers(frame_list, found.number_of_frames or 1)
     native = frame_media_type(found.transfer_syntax_uid)
+    raw_syntax = raw_frame_syntax(found.transfer_syntax_uid)
     offers: list[tuple[str, str | None]] = [("multipart/related", native)]
+    syntaxes = {native: found.transfer_syntax_uid if native != OCTET else raw_syntax}
     if native != OCTET:
         offers.append(("multipart/related", OCTET))
-    _kind, part = negotiate(request, offers)
+        syntaxes[OCTET] = raw_syntax
+    _kind, part = negotiate(request, offers, syntaxes)
     decode = native != OCTET and part == OCTET
     chunks = await run_in_threadpool(_frames, services, found, numbers, decode)
     if decode or native == OCTET:
-        return _octets(chunks, OCTET)
+        return _octets(chunks, OCTET, raw_syntax)
     return _octets(chunks, native, found.transfer_syntax_uid)
 
 
