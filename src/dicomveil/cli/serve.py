@@ -18,7 +18,7 @@ from dicomveil.errors import DicomveilError
 
 __all__ = ["register", "serve"]
 
-HELP = """Serve the gateway: de-identify over HTTP, batches, re-identification, DICOMweb.
+HELP = r"""Serve the gateway: de-identify over HTTP, batches, re-identification, DICOMweb.
 
 Needs no other server: SQLite index and archive folder under $DICOMVEIL_HOME by default;
 --storage and --index (or a --config TOML file, or DICOMVEIL_STORAGE_URL /
