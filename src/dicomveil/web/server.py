@@ -23,7 +23,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from dicomveil.web.connections import guard
 
-__all__ = ["NoDelayH11Protocol", "http_protocol", "set_no_delay"]
+__all__ = ["GuardedConnection", "NoDelayH11Protocol", "http_protocol", "set_no_delay"]
 
 
 def set_no_delay(transport: asyncio.BaseTransport) -> None:
@@ -36,8 +36,9 @@ def set_no_delay(transport: asyncio.BaseTransport) -> None:
             pass
 
 
-class NoDelayH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol, with Nagle's algorithm off, under the connection guard."""
+class GuardedConnection(asyncio.Protocol):
+    """Mixin for a uvicorn protocol: Nagle's algorithm off, every connection under the
+    process's connection guard (put it before the protocol class in the bases)."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         set_no_delay(transport)
@@ -52,6 +53,10 @@ class NoDelayH11Protocol(H11Protocol):
         guard.before_data(self)
         super().data_received(data)
         guard.after_data(self)
+
+
+class NoDelayH11Protocol(GuardedConnection, H11Protocol):
+    """uvicorn's h11 protocol, with Nagle's algorithm off, under the connection guard."""
 
 
 def http_protocol() -> str:
