@@ -16,11 +16,17 @@ PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
 
 @contextmanager
 def running_orthanc(
-    folder: Path, servers: Mapping[str, Mapping[str, Any]] | None = None
+    folder: Path,
+    servers: Mapping[str, Mapping[str, Any]] | None = None,
+    *,
+    dicomweb_root: str = "/dicom-web/",
+    public_host: str | None = None,
 ) -> Iterator[str]:
     """Run Orthanc until the block ends; yield its REST base URL (DICOMweb at /dicom-web).
 
-    ``servers`` become the plugin's DICOMweb servers (``Url``, ``HttpHeaders``...).
+    ``servers`` become the plugin's DICOMweb servers (``Url``, ``HttpHeaders``...);
+    ``dicomweb_root`` is where the plugin serves, ``public_host`` the ``host:port`` its
+    answers' URLs (RetrieveURL, BulkDataURI) name (default: Orthanc's own).
     """
     binary = require_binary("Orthanc", "/usr/sbin/Orthanc")
     require(f"the Orthanc DICOMweb plugin ({PLUGIN})", PLUGIN.exists())
@@ -37,8 +43,8 @@ def running_orthanc(
         "Plugins": [str(PLUGIN)],
         "DicomWeb": {
             "Enable": True,
-            "Root": "/dicom-web/",
-            "Host": f"127.0.0.1:{http_port}",
+            "Root": dicomweb_root,
+            "Host": public_host or f"127.0.0.1:{http_port}",
             "Ssl": False,
             "Servers": dict(servers or {}),
         },
