@@ -3,7 +3,9 @@
 The detector (PP-OCR's DB network, run by RapidOCR on onnxruntime; its models ship in the
 wheel, nothing is downloaded) finds text-like regions; on its own it also marks smooth anatomy
 and speckle. Every region is therefore cropped and read by the recogniser, and only regions
-that read as text are kept (a tall region is read turned both ways, for vertical text). Small
+that read as text are kept (a tall region is read turned both ways, for vertical text);
+regions whose reading is neither clearly text nor clearly not are returned marked unsure, for
+the caller to decide (the cleaner refuses the image rather than pass one of them). Small
 images are enlarged first (small text on a small ultrasound frame is 6-8 pixels high) and
 large ones are read in overlapping tiles at their own resolution (a CR's 9-pixel annotation
 would vanish if the image were scaled down), so the detector's memory stays bounded.
@@ -22,7 +24,7 @@ import numpy.typing as npt
 
 from dicomveil._optional import require
 
-__all__ = ["Box", "TextFinder", "text_finder"]
+__all__ = ["Box", "TextFinder", "text_finder", "verdict"]
 
 UInt8Image = npt.NDArray[np.uint8]
 
@@ -39,18 +41,24 @@ MIN_SCORE_SINGLE: Final = 0.8
 """Confidence needed when only one character is read (anatomy is sometimes read as 'l')."""
 MAX_SINGLE_HEIGHT: Final = 80
 """A one-character region taller than this (original pixels) is not taken for text."""
+UNSURE_SCORE: Final = 0.3
+"""From this confidence up to MIN_SCORE a region with two or more characters is unsure."""
+UNSURE_SCORE_SINGLE: Final = 0.6
+"""From this confidence up to MIN_SCORE_SINGLE a one-character region is unsure."""
 
 
 @dataclass(frozen=True, slots=True)
 class Box:
     """An axis-aligned region of the original image, in pixels: ``[top, bottom)``, ``[left,
-    right)``; ``score`` is the recogniser's confidence (the text read is never kept)."""
+    right)``; ``score`` is the recogniser's confidence (the text read is never kept);
+    ``sure`` is false when the reading was neither clearly text nor clearly not."""
 
     top: int
     left: int
     bottom: int
     right: int
     score: float
+    sure: bool = True
 
     def padded(self, margin: int, rows: int, columns: int) -> Box:
         """This box grown by ``margin`` pixels on each side, clipped to the image."""
@@ -60,15 +68,19 @@ class Box:
             min(rows, self.bottom + margin),
             min(columns, self.right + margin),
             self.score,
+            self.sure,
         )
 
 
-def _is_text(text: str, score: float, height: float) -> bool:
-    """Whether the recogniser's reading of a region says it is text."""
+def verdict(text: str, score: float, height: float) -> bool | None:
+    """What the recogniser's reading of a region says: text (``True``), not text
+    (``False``), or unsure (``None``)."""
     chars = sum(1 for c in text if not c.isspace())
     if chars >= 2:
-        return score >= MIN_SCORE
-    return chars == 1 and score >= MIN_SCORE_SINGLE and height <= MAX_SINGLE_HEIGHT
+        return True if score >= MIN_SCORE else (None if score >= UNSURE_SCORE else False)
+    if chars != 1 or height > MAX_SINGLE_HEIGHT:
+        return False
+    return True if score >= MIN_SCORE_SINGLE else (None if score >= UNSURE_SCORE_SINGLE else False)
 
 
 class TextFinder:
@@ -93,7 +105,8 @@ class TextFinder:
         self._lock = threading.Lock()
 
     def find(self, image: UInt8Image) -> list[Box]:
-        """Return the text regions of ``image`` (2-D gray or ``(rows, columns, 3)`` RGB)."""
+        """Return the text regions of ``image`` (2-D gray or ``(rows, columns, 3)`` RGB),
+        and the unsure ones (``sure`` false)."""
         rows, columns = image.shape[:2]
         scale = min(MAX_SCALE, max(1.0, TARGET_SIDE / max(rows, columns)))
         rgb = image if image.ndim == 3 else np.repeat(image[:, :, None], 3, axis=2)
@@ -114,10 +127,10 @@ class TextFinder:
             return []
         quads = [np.asarray(quad, dtype=np.float32) for quad in found.boxes]
         crops = [self._crop.get_rotate_crop_image(tile, quad.copy()) for quad in quads]
-        readings = self._recognise(crops)
+        readings = self.read(crops)
         tall = [i for i, crop in enumerate(crops) if _was_turned(crop, quads[i])]
         if tall:  # read turned the other way too: vertical text runs either way
-            again = self._recognise([np.rot90(crops[i], 2) for i in tall])
+            again = self.read([np.rot90(crops[i], 2) for i in tall])
             for i, reading in zip(tall, again, strict=True):
                 if reading[1] > readings[i][1]:
                     readings[i] = reading
@@ -125,7 +138,8 @@ class TextFinder:
         for quad, (text, score) in zip(quads, readings, strict=True):
             ys = (quad[:, 1] + top) / scale
             xs = (quad[:, 0] + left) / scale
-            if not _is_text(text, score, float(ys.max() - ys.min())):
+            said = verdict(text, score, float(ys.max() - ys.min()))
+            if said is False:
                 continue
             boxes.append(
                 Box(
@@ -134,11 +148,16 @@ class TextFinder:
                     min(rows, int(np.ceil(ys.max())) + 1),
                     min(columns, int(np.ceil(xs.max())) + 1),
                     float(score),
+                    said is True,
                 )
             )
         return boxes
 
-    def _recognise(self, crops: list[UInt8Image]) -> list[tuple[str, float]]:
+    def read(self, crops: list[UInt8Image]) -> list[tuple[str, float]]:
+        """The recogniser's reading of each crop (RGB, any size): ``(text, confidence)``.
+        The text is for matching only: callers never keep, log or report it."""
+        if not crops:
+            return []
         result = self._recogniser(self._rec_input.TextRecInput(img=crops))
         texts = result.txts or ("",) * len(crops)
         scores = result.scores or (0.0,) * len(crops)

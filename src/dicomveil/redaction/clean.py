@@ -7,9 +7,15 @@ frame is taken to be there in all.
 Only the filled pixels change (see :mod:`dicomveil.redaction._frames` for how the pixel data
 is written back); an image in which no text is found keeps its pixel data byte for byte.
 
+The policy's pixel settings (:mod:`dicomveil.profile.pixel_regions`) add device region
+templates (rectangles filled without OCR), the ``regions-only`` mode (no OCR; an image no
+template matches is refused) and what to do with a region the recogniser is unsure about
+(by default the image is refused, unless that region touches one that is filled anyway).
+
 Anything the cleaner cannot do safely (pixels it cannot decode or encode, kinds it does not
-handle) raises :class:`~dicomveil.errors.UnsupportedInputError` with a value-free reason: the
-pipeline then quarantines the file; nothing is ever passed through uncleaned.
+handle, regions it cannot tell text or not) raises
+:class:`~dicomveil.errors.UnsupportedInputError` with a value-free reason: the pipeline then
+quarantines the file; nothing is ever passed through uncleaned.
 
 References
 ----------
@@ -32,6 +38,8 @@ from pydicom.sequence import Sequence
 
 from dicomveil.dicomio import Instance
 from dicomveil.engine.report import Report
+from dicomveil.errors import UnsupportedInputError
+from dicomveil.profile.pixel_regions import PixelMode, PixelSettings, UnsureAction
 from dicomveil.redaction._frames import (
     LOSSLESS,
     Frames,
@@ -94,23 +102,26 @@ def _changed(frame: Array, previous: Array) -> tuple[int, int, int, int] | None:
 
 
 def _read(
-    finder: TextFinder, frame: Array, layout: PixelLayout, ds: Dataset, area: tuple[int, ...]
+    finder: TextFinder | None, frame: Array, layout: PixelLayout, ds: Dataset, area: tuple[int, ...]
 ) -> list[Box]:
+    if finder is None:
+        return []
     top, left, bottom, right = area
     found: list[Box] = []
     for view in views(frame, layout, ds):
         part = np.ascontiguousarray(view[top:bottom, left:right])
         found.extend(
-            Box(b.top + top, b.left + left, b.bottom + top, b.right + left, b.score)
+            Box(b.top + top, b.left + left, b.bottom + top, b.right + left, b.score, b.sure)
             for b in finder.find(part)
         )
     return found
 
 
 def find_regions(frames: Iterator[Array], layout: PixelLayout, ds: Dataset,
-                 finder: TextFinder) -> tuple[list[Box], list[list[int]], int]:  # fmt: skip
-    """Read every frame; return the padded regions found, the black value of each frame and
-    the number of frames.
+                 finder: TextFinder | None) -> tuple[list[Box], list[list[int]], int]:  # fmt: skip
+    """Read every frame; return the padded regions found (unsure ones with ``sure`` false),
+    the black value of each frame and the number of frames (``finder`` ``None``: no regions
+    are read, the frames are only walked for their black values).
 
     The first frame is read whole. For the others, what stays the same in every frame is
     what the first frame showed; where frames differ, the brightest and the darkest value
@@ -139,7 +150,31 @@ def find_regions(frames: Iterator[Array], layout: PixelLayout, ds: Dataset,
         m = CHANGE_MARGIN
         area = (max(0, t - m), max(0, left - m), min(rows, b + m), min(columns, r + m))
         found += _read(finder, high, layout, ds, area) + _read(finder, low, layout, ds, area)
-    return _merged([_padded(b, rows, columns) for b in found]), blacks, len(blacks)
+    return [_padded(b, rows, columns) for b in found], blacks, len(blacks)
+
+
+def _touch(a: Box, b: Box) -> bool:
+    return a.top <= b.bottom and b.top <= a.bottom and a.left <= b.right and b.left <= a.right
+
+
+def _decided(found: list[Box], templates: list[Box], unsure: UnsureAction) -> list[Box]:
+    """The regions to fill: the text found, the templates' rectangles, and each unsure region
+    that touches one of those (or all of them with ``unsure = fill``).
+
+    Raises
+    ------
+    UnsupportedInputError
+        An unsure region stands alone and the policy refuses them (the default).
+    """
+    sure = [b for b in found if b.sure] + templates
+    doubtful = [b for b in found if not b.sure]
+    alone = [b for b in doubtful if not any(_touch(b, s) for s in sure)]
+    if alone and unsure is UnsureAction.REFUSE:
+        raise UnsupportedInputError(
+            f"clean-pixel-data: {len(alone)} region(s) could not be told text or not; the "
+            'image is refused (policy pixel_unsure = "fill" fills such regions instead)'
+        )
+    return _merged(sure + doubtful)
 
 
 def _merged(boxes: list[Box]) -> list[Box]:
@@ -166,8 +201,11 @@ def _filled_frames(frames: Frames, regions: list[Box], blacks: list[list[int]]) 
         yield frame
 
 
-def clean_instance(instance: Instance, finder: TextFinder | None = None) -> CleanResult:
-    """Examine every frame of ``instance`` for burned-in text and fill what is found.
+def clean_instance(
+    instance: Instance, finder: TextFinder | None = None, settings: PixelSettings | None = None
+) -> CleanResult:
+    """Examine every frame of ``instance`` for burned-in text and fill what is found, and
+    the rectangles of the device region templates of ``settings`` that match it.
 
     ``instance.dataset`` is changed in place: Burned In Annotation becomes ``NO``, and when a
     region was filled it holds the new Pixel Data (and, if the pixel data had to be written
@@ -177,14 +215,26 @@ def clean_instance(instance: Instance, finder: TextFinder | None = None) -> Clea
     Raises
     ------
     UnsupportedInputError
-        The pixels cannot be decoded, encoded or are of a kind the cleaner does not handle.
+        The pixels cannot be decoded, encoded or are of a kind the cleaner does not handle;
+        a region could not be told text or not; under ``regions-only`` no template matches.
     """
+    settings = settings or PixelSettings()
     ds = instance.dataset
     layout = pixel_layout(ds, instance.transfer_syntax)
+    templates = [
+        Box(*rect, score=1.0) for rect in settings.rectangles(ds, layout.rows, layout.columns)
+    ]
+    ocr = settings.mode is not PixelMode.REGIONS_ONLY
+    if not ocr and not templates:
+        raise UnsupportedInputError(
+            "clean-pixel-data: no [[pixel_regions]] template matches the image "
+            "(pixel_mode regions-only)"
+        )
     frames = Frames(instance, layout)
-    regions, blacks, count = find_regions(
-        iter(frames), layout, frames.dataset, finder or text_finder()
+    found, blacks, count = find_regions(
+        iter(frames), layout, frames.dataset, (finder or text_finder()) if ocr else None
     )
+    regions = _decided(found, templates, settings.unsure)
     if "IconImageSequence" in ds:
         del ds.IconImageSequence
     ds.BurnedInAnnotation = "NO"
