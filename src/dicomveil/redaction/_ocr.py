@@ -15,7 +15,9 @@ The model is loaded once per process, on first use (about 1 s, about 150 MB).
 
 from __future__ import annotations
 
+import ctypes
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -117,15 +119,16 @@ class TextFinder:
         with self._lock:  # onnxruntime sessions are thread-safe, the pre-processing is not
             for top, left, tile in _tiles(rgb):
                 boxes.extend(self._read(tile, top, left, scale, rows, columns))
+            _give_back()
         return boxes
 
     def _read(
         self, tile: UInt8Image, top: int, left: int, scale: float, rows: int, columns: int
     ) -> list[Box]:
-        found = self._detector(np.ascontiguousarray(tile))
-        if found.boxes is None or len(found.boxes) == 0:
+        found = self._detect(tile)
+        if len(found) == 0:
             return []
-        quads = [np.asarray(quad, dtype=np.float32) for quad in found.boxes]
+        quads = [np.asarray(quad, dtype=np.float32) for quad in found]
         crops = [self._crop.get_rotate_crop_image(tile, quad.copy()) for quad in quads]
         readings = self.read(crops)
         tall = [i for i, crop in enumerate(crops) if _was_turned(crop, quads[i])]
@@ -153,6 +156,25 @@ class TextFinder:
             )
         return boxes
 
+    def _detect(self, tile: UInt8Image) -> list[npt.NDArray[np.float32]]:
+        """The detector's quadrilaterals in ``tile`` (at most TILE + OVERLAP a side).
+
+        RapidOCR's own pre-processing is done here in single precision (its normalisation
+        works in double precision and cost a tenth of the detector's time): the tile is
+        resized to multiples of 32, as the network needs, and mapped to [-1, 1] (mean and
+        deviation 0.5)."""
+        rows, columns = tile.shape[:2]
+        size = (max(32, round(columns / 32) * 32), max(32, round(rows / 32) * 32))
+        if size != (columns, rows):
+            tile = self._cv2.resize(tile, size)
+        blob = tile.astype(np.float32)
+        blob *= np.float32(2 / 255)
+        blob -= np.float32(1)
+        batch = np.ascontiguousarray(blob.transpose(2, 0, 1)[None])
+        predictions = self._detector.session(batch)
+        boxes, _ = self._detector.postprocess_op(predictions, (rows, columns))
+        return list(boxes)
+
     def read(self, crops: list[UInt8Image]) -> list[tuple[str, float]]:
         """The recogniser's reading of each crop (RGB, any size): ``(text, confidence)``.
         The text is for matching only: callers never keep, log or report it."""
@@ -162,6 +184,27 @@ class TextFinder:
         texts = result.txts or ("",) * len(crops)
         scores = result.scores or (0.0,) * len(crops)
         return [(str(t), float(s)) for t, s in zip(texts, scores, strict=True)]
+
+
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim``, or ``None`` on other C libraries."""
+    try:
+        trim: Callable[[int], int] = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return None
+    return trim
+
+
+_TRIM: Final = _malloc_trim()
+
+
+def _give_back() -> None:
+    """Return the freed memory of the networks' work to the system. Without a memory arena
+    onnxruntime frees its buffers after each run, but glibc keeps the freed pages, and the
+    next images' buffers fragment them: the process grew by about 100 MB over 20 images and
+    its peak by 50 MB more (measured on the benchmark corpus). Costs well under 1 ms."""
+    if _TRIM is not None:
+        _TRIM(0)
 
 
 def _was_turned(crop: UInt8Image, quad: npt.NDArray[np.float32]) -> bool:
