@@ -35,7 +35,7 @@ class Scripted(TextFinder):
     def __init__(self, boxes: list[Box] | None) -> None:  # no model
         self.boxes = boxes
 
-    def find(self, image: Any) -> list[Box]:
+    def find(self, image: Any, wanted: Any = None) -> list[Box]:
         assert self.boxes is not None, "the OCR was run"
         return list(self.boxes)
 
@@ -230,3 +230,46 @@ def test_unsure_regions_filled_on_request_or_next_to_text(tmp_path: Path) -> Non
     assert result.regions == 2
     after = np.frombuffer(result.instance.dataset.PixelData, np.uint8).reshape(64, 96)
     assert (after[12:18, 12:38] == after.min()).all()
+
+
+def _with_other_text(sample: Sample) -> tuple[np.ndarray, list[tuple[slice, slice]]]:
+    """The sample's pixels with two more lines drawn in free places: an anatomical label
+    (not identifying) and a phone number (identifying by its pattern). Returns the pixels and
+    the ``(rows, columns)`` slices of the two lines."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.truetype("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf", 16)
+    image = Image.fromarray(sample.pixels[0].copy())
+    draw = ImageDraw.Draw(image)
+    taken = np.zeros(sample.pixels[0].shape, dtype=bool)
+    for b in sample.boxes + sample.labels:
+        taken[max(0, b.top - 8) : b.bottom + 8, max(0, b.left - 8) : b.right + 8] = True
+    placed: list[tuple[slice, slice]] = []
+    for text in ("LIVER LONG", "TEL 555-867-5309"):
+        for top in range(4, 220, 6):
+            left, t, right, bottom = draw.textbbox((8, top), text, font=font)
+            if not taken[t - 6 : bottom + 6, left - 6 : right + 6].any():
+                draw.text((8, top), text, fill=255, font=font)
+                taken[t - 6 : bottom + 6, left - 6 : right + 6] = True
+                placed.append((slice(t - 1, bottom + 1), slice(left - 1, right + 1)))
+                break
+    assert len(placed) == 2
+    return np.asarray(image), placed
+
+
+@pytest.mark.parametrize("mode", ["sensitive", "all-text"])
+def test_sensitive_mode_keeps_text_that_identifies_nobody(
+    mode: str, tmp_path: Path, finder: Any
+) -> None:
+    sample = _sample(11)
+    pixels, (label, phone) = _with_other_text(sample)
+    ds = to_dataset(sample)
+    ds.PixelData = pixels.tobytes()
+    ds.save_as(tmp_path / "in.dcm", enforce_file_format=True)
+    settings = pixel_settings({"pixel_mode": mode})
+    result = clean_instance(read_instance(tmp_path / "in.dcm"), finder, settings)
+    after = np.frombuffer(result.instance.dataset.PixelData, np.uint8).reshape(pixels.shape)
+    assert all(removed(b, sample.mask, pixels, after) for b in sample.boxes)  # name, ID, dates
+    assert not np.array_equal(pixels[phone], after[phone])  # a phone number: its pattern
+    kept = np.array_equal(pixels[label], after[label])
+    assert kept is (mode == "sensitive")  # "LIVER LONG": identifies nobody

@@ -2,7 +2,7 @@
 
 In a policy file::
 
-    pixel_mode = "all-text"         # all-text (default) | regions-only
+    pixel_mode = "all-text"         # all-text (default) | sensitive | regions-only
     pixel_unsure = "refuse"         # refuse (default) | fill: a region the recogniser
                                     # cannot call text or not text
     [[pixel_regions]]               # a device's fixed annotation band, blanked without OCR
@@ -68,6 +68,9 @@ class PixelMode(StrEnum):
 
     ALL_TEXT = "all-text"
     """Every region the OCR reads as text, plus the matching device regions."""
+    SENSITIVE = "sensitive"
+    """The text that matches the instance's identifying values or patterns (dates, phone
+    numbers, IDs), plus the matching device regions; other text is kept."""
     REGIONS_ONLY = "regions-only"
     """Only the matching device regions; the OCR is not run."""
 

@@ -106,9 +106,12 @@ class TextFinder:
         self._rec_input = require("rapidocr.ch_ppocr_rec", "clean-pixel-data", "redaction")
         self._lock = threading.Lock()
 
-    def find(self, image: UInt8Image) -> list[Box]:
+    def find(self, image: UInt8Image, wanted: Callable[[str], bool] | None = None) -> list[Box]:
         """Return the text regions of ``image`` (2-D gray or ``(rows, columns, 3)`` RGB),
-        and the unsure ones (``sure`` false)."""
+        and the unsure ones (``sure`` false).
+
+        With ``wanted``, a region read as text is kept only when ``wanted`` says yes to
+        its text, and an unsure one it says yes to counts as text (``sensitive`` mode)."""
         rows, columns = image.shape[:2]
         scale = min(MAX_SCALE, max(1.0, TARGET_SIDE / max(rows, columns)))
         rgb = image if image.ndim == 3 else np.repeat(image[:, :, None], 3, axis=2)
@@ -118,12 +121,19 @@ class TextFinder:
         boxes: list[Box] = []
         with self._lock:  # onnxruntime sessions are thread-safe, the pre-processing is not
             for top, left, tile in _tiles(rgb):
-                boxes.extend(self._read(tile, top, left, scale, rows, columns))
+                boxes.extend(self._read(tile, top, left, scale, rows, columns, wanted))
             _give_back()
         return boxes
 
     def _read(
-        self, tile: UInt8Image, top: int, left: int, scale: float, rows: int, columns: int
+        self,
+        tile: UInt8Image,
+        top: int,
+        left: int,
+        scale: float,
+        rows: int,
+        columns: int,
+        wanted: Callable[[str], bool] | None,
     ) -> list[Box]:
         found = self._detect(tile)
         if len(found) == 0:
@@ -144,6 +154,11 @@ class TextFinder:
             said = verdict(text, score, float(ys.max() - ys.min()))
             if said is False:
                 continue
+            if wanted is not None:
+                if wanted(text):
+                    said = True
+                elif said:
+                    continue  # text, but none that identifies
             boxes.append(
                 Box(
                     max(0, int(np.floor(ys.min()))),

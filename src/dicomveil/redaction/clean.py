@@ -26,7 +26,7 @@ PS3.15 E.3.1 (Clean Pixel Data Option); PS3.3 C.7.6.1.1.4 (Burned In Annotation)
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Final
 
@@ -52,6 +52,7 @@ from dicomveil.redaction._frames import (
 )
 from dicomveil.redaction._ocr import Box, TextFinder, text_finder
 from dicomveil.redaction._view import black, views
+from dicomveil.redaction.sensitive import SensitiveText
 
 __all__ = ["CleanResult", "clean_instance", "find_regions", "record_cleaning"]
 
@@ -102,7 +103,12 @@ def _changed(frame: Array, previous: Array) -> tuple[int, int, int, int] | None:
 
 
 def _read(
-    finder: TextFinder | None, frame: Array, layout: PixelLayout, ds: Dataset, area: tuple[int, ...]
+    finder: TextFinder | None,
+    frame: Array,
+    layout: PixelLayout,
+    ds: Dataset,
+    area: tuple[int, ...],
+    wanted: Callable[[str], bool] | None,
 ) -> list[Box]:
     if finder is None:
         return []
@@ -112,13 +118,14 @@ def _read(
         part = np.ascontiguousarray(view[top:bottom, left:right])
         found.extend(
             Box(b.top + top, b.left + left, b.bottom + top, b.right + left, b.score, b.sure)
-            for b in finder.find(part)
+            for b in finder.find(part, wanted)
         )
     return found
 
 
 def find_regions(frames: Iterator[Array], layout: PixelLayout, ds: Dataset,
-                 finder: TextFinder | None) -> tuple[list[Box], list[list[int]], int]:  # fmt: skip
+                 finder: TextFinder | None, wanted: Callable[[str], bool] | None = None,
+                 ) -> tuple[list[Box], list[list[int]], int]:  # fmt: skip
     """Read every frame; return the padded regions found (unsure ones with ``sure`` false),
     the black value of each frame and the number of frames (``finder`` ``None``: no regions
     are read, the frames are only walked for their black values).
@@ -127,7 +134,8 @@ def find_regions(frames: Iterator[Array], layout: PixelLayout, ds: Dataset,
     what the first frame showed; where frames differ, the brightest and the darkest value
     each pixel takes in any frame are read (text drawn in any frame, bright or dark, is in
     one of those two images: a clock that changes every second shows as superposed digits).
-    A 30-frame loop costs about three frame readings, not thirty.
+    A 30-frame loop costs about three frame readings, not thirty. ``wanted`` (sensitive
+    mode) chooses the text to fill by what it reads (see :meth:`TextFinder.find`).
     """
     rows, columns = layout.rows, layout.columns
     first: Array | None = None
@@ -143,13 +151,14 @@ def find_regions(frames: Iterator[Array], layout: PixelLayout, ds: Dataset,
             np.minimum(low, frame, out=low)
     if first is None or high is None or low is None:
         return [], blacks, 0
-    found = _read(finder, first, layout, ds, (0, 0, rows, columns))
+    found = _read(finder, first, layout, ds, (0, 0, rows, columns), wanted)
     area = _changed(high, low) if len(blacks) > 1 else None
     if area is not None:
         t, left, b, r = area
         m = CHANGE_MARGIN
         area = (max(0, t - m), max(0, left - m), min(rows, b + m), min(columns, r + m))
-        found += _read(finder, high, layout, ds, area) + _read(finder, low, layout, ds, area)
+        found += _read(finder, high, layout, ds, area, wanted)
+        found += _read(finder, low, layout, ds, area, wanted)
     return [_padded(b, rows, columns) for b in found], blacks, len(blacks)
 
 
@@ -231,8 +240,9 @@ def clean_instance(
             "(pixel_mode regions-only)"
         )
     frames = Frames(instance, layout)
+    wanted = SensitiveText(ds) if settings.mode is PixelMode.SENSITIVE else None
     found, blacks, count = find_regions(
-        iter(frames), layout, frames.dataset, (finder or text_finder()) if ocr else None
+        iter(frames), layout, frames.dataset, (finder or text_finder()) if ocr else None, wanted
     )
     regions = _decided(found, templates, settings.unsure)
     if "IconImageSequence" in ds:
