@@ -1,5 +1,6 @@
-"""Fixtures of the clean-pixel-data tests: the OCR model loaded once per session, and
-helpers that write a rendered sample, clean it and read the result back."""
+"""Fixtures of the clean-pixel-data tests: a fresh state folder and a key file, the OCR
+model loaded once per session, and helpers that write a rendered sample, clean it and read
+the result back."""
 
 from __future__ import annotations
 
@@ -15,6 +16,24 @@ from benchmarks.pixel_corpus import Sample, to_dataset
 from pydicom.dataset import Dataset
 
 from tests.support.cloud import require_module
+
+
+@pytest.fixture(autouse=True)
+def state_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh ``DICOMVEIL_HOME`` for each test (quarantine, vault, runs), no key in the
+    environment."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("DICOMVEIL_HOME", str(home))
+    monkeypatch.delenv("DICOMVEIL_KEY", raising=False)
+    return home
+
+
+@pytest.fixture
+def key_file(tmp_path: Path) -> Path:
+    """A pseudonym key file."""
+    path = tmp_path / "pseudonym.key"
+    path.write_text("test-pseudonym-key-0123456789abcdef\n")
+    return path
 
 
 @pytest.fixture(scope="session")

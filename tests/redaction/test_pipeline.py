@@ -8,7 +8,6 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,21 +20,6 @@ from pydicom.data import get_testdata_file
 from dicomveil.cli.main import main
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
-
-
-@pytest.fixture(autouse=True)
-def state_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    home = tmp_path / "home"
-    monkeypatch.setenv("DICOMVEIL_HOME", str(home))
-    monkeypatch.delenv("DICOMVEIL_KEY", raising=False)
-    yield home
-
-
-@pytest.fixture
-def key_file(tmp_path: Path) -> Path:
-    path = tmp_path / "pseudonym.key"
-    path.write_text("test-pseudonym-key-0123456789abcdef\n")
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -17,21 +17,6 @@ from dicomveil.redaction.verify import matches, normalised
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 
-@pytest.fixture(autouse=True)
-def state_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    home = tmp_path / "home"
-    monkeypatch.setenv("DICOMVEIL_HOME", str(home))
-    monkeypatch.delenv("DICOMVEIL_KEY", raising=False)
-    return home
-
-
-@pytest.fixture
-def key_file(tmp_path: Path) -> Path:
-    path = tmp_path / "pseudonym.key"
-    path.write_text("test-pseudonym-key-0123456789abcdef\n")
-    return path
-
-
 def _original(folder: Path) -> Sample:
     """One image with the patient's name, ID, birth date burned in (and in its header)."""
     folder.mkdir()

@@ -41,6 +41,7 @@ def build_policy(options: list[str], policy_file: Path | None, organization: str
                 allow_burned_in_annotation=policy.allow_burned_in_annotation,
                 name=policy.name,
                 trust_burned_in_annotation_no=policy.trust_burned_in_annotation_no,
+                pixels=policy.pixels,
             )
     except ProfileError as exc:
         fail(str(exc))

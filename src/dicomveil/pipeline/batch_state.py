@@ -28,6 +28,7 @@ from dicomveil.errors import ConfigError
 from dicomveil.pipeline.journal import Journal, is_locked
 from dicomveil.pipeline.manifest import MANIFEST_NAME
 from dicomveil.pipeline.quarantine import input_sha256
+from dicomveil.profile.pixel_regions import pixel_settings_to_mapping
 from dicomveil.profile.policy import Policy, policy_from_mapping
 
 __all__ = [
@@ -128,6 +129,7 @@ def policy_to_mapping(policy: Policy) -> dict[str, Any]:
         "organization": policy.organization,
         "allow_burned_in_annotation": policy.allow_burned_in_annotation,
         **({"trust_burned_in_annotation_no": True} if policy.trust_burned_in_annotation_no else {}),
+        **pixel_settings_to_mapping(policy.pixels),
         "tags": tags,
         "private": private,
     }

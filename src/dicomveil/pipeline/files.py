@@ -187,7 +187,7 @@ def _pixels(
     from dicomveil.redaction import clean_instance
 
     try:
-        cleaning = clean_instance(instance)
+        cleaning = clean_instance(instance, settings=policy.pixels)
     except DicomveilError:
         raise
     except Exception as exc:  # noqa: BLE001 - never pass an image its cleaner choked on

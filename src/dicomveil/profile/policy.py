@@ -35,6 +35,7 @@ from typing import Any
 
 from dicomveil.errors import ProfileError
 from dicomveil.profile.options import Option
+from dicomveil.profile.pixel_regions import SETTING_KEYS, PixelSettings, pixel_settings
 
 __all__ = ["Override", "OverrideAction", "Policy", "PrivateRule", "load_policy", "parse_tag"]
 
@@ -99,6 +100,9 @@ class Policy:
     trust_burned_in_annotation_no:
         Under clean-pixel-data, do not examine images that declare BurnedInAnnotation = NO
         (faster; by default every image is examined, as the attribute is often wrong).
+    pixels:
+        Under clean-pixel-data: the mode, unsure regions, device region templates
+        (:mod:`dicomveil.profile.pixel_regions`).
     name:
         A label recorded in reports and the audit log.
     """
@@ -110,6 +114,7 @@ class Policy:
     allow_burned_in_annotation: bool = False
     name: str = "basic"
     trust_burned_in_annotation_no: bool = False
+    pixels: PixelSettings = PixelSettings()
 
     def __post_init__(self) -> None:
         if _EXCLUSIVE <= self.options:
@@ -135,6 +140,7 @@ class Policy:
             allow_burned_in_annotation=self.allow_burned_in_annotation,
             name=self.name,
             trust_burned_in_annotation_no=self.trust_burned_in_annotation_no,
+            pixels=self.pixels,
         )
 
 
@@ -225,6 +231,7 @@ _KNOWN_KEYS = frozenset(
         "trust_burned_in_annotation_no",
         "tags",
         "private",
+        *SETTING_KEYS,
     }
 )
 
@@ -251,6 +258,7 @@ def policy_from_mapping(data: Mapping[str, Any]) -> Policy:
         allow_burned_in_annotation=bool(data.get("allow_burned_in_annotation", False)),
         name=str(data.get("name", "custom")),
         trust_burned_in_annotation_no=bool(data.get("trust_burned_in_annotation_no", False)),
+        pixels=pixel_settings(data),
     )
 
 

@@ -7,9 +7,15 @@ frame is taken to be there in all.
 Only the filled pixels change (see :mod:`dicomveil.redaction._frames` for how the pixel data
 is written back); an image in which no text is found keeps its pixel data byte for byte.
 
+The policy's pixel settings (:mod:`dicomveil.profile.pixel_regions`) add device region
+templates (rectangles filled without OCR), the ``regions-only`` mode (no OCR; an image no
+template matches is refused) and what to do with a region the recogniser is unsure about
+(by default the image is refused, unless that region touches one that is filled anyway).
+
 Anything the cleaner cannot do safely (pixels it cannot decode or encode, kinds it does not
-handle) raises :class:`~dicomveil.errors.UnsupportedInputError` with a value-free reason: the
-pipeline then quarantines the file; nothing is ever passed through uncleaned.
+handle, regions it cannot tell text or not) raises
+:class:`~dicomveil.errors.UnsupportedInputError` with a value-free reason: the pipeline then
+quarantines the file; nothing is ever passed through uncleaned.
 
 References
 ----------
@@ -20,7 +26,7 @@ PS3.15 E.3.1 (Clean Pixel Data Option); PS3.3 C.7.6.1.1.4 (Burned In Annotation)
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Final
 
@@ -32,6 +38,8 @@ from pydicom.sequence import Sequence
 
 from dicomveil.dicomio import Instance
 from dicomveil.engine.report import Report
+from dicomveil.errors import UnsupportedInputError
+from dicomveil.profile.pixel_regions import PixelMode, PixelSettings, UnsureAction
 from dicomveil.redaction._frames import (
     LOSSLESS,
     Frames,
@@ -44,6 +52,7 @@ from dicomveil.redaction._frames import (
 )
 from dicomveil.redaction._ocr import Box, TextFinder, text_finder
 from dicomveil.redaction._view import black, views
+from dicomveil.redaction.sensitive import SensitiveText
 
 __all__ = ["CleanResult", "clean_instance", "find_regions", "record_cleaning"]
 
@@ -94,29 +103,44 @@ def _changed(frame: Array, previous: Array) -> tuple[int, int, int, int] | None:
 
 
 def _read(
-    finder: TextFinder, frame: Array, layout: PixelLayout, ds: Dataset, area: tuple[int, ...]
+    finder: TextFinder | None,
+    frame: Array,
+    layout: PixelLayout,
+    ds: Dataset,
+    area: tuple[int, ...],
+    wanted: Callable[[str], bool] | None,
 ) -> list[Box]:
+    if finder is None:
+        return []
     top, left, bottom, right = area
     found: list[Box] = []
     for view in views(frame, layout, ds):
         part = np.ascontiguousarray(view[top:bottom, left:right])
         found.extend(
-            Box(b.top + top, b.left + left, b.bottom + top, b.right + left, b.score)
-            for b in finder.find(part)
+            Box(b.top + top, b.left + left, b.bottom + top, b.right + left, b.score, b.sure)
+            for b in finder.find(part, wanted)
         )
     return found
 
 
 def find_regions(frames: Iterator[Array], layout: PixelLayout, ds: Dataset,
-                 finder: TextFinder) -> tuple[list[Box], list[list[int]], int]:  # fmt: skip
-    """Read every frame; return the padded regions found, the black value of each frame and
-    the number of frames.
+                 finder: TextFinder | None, wanted: Callable[[str], bool] | None = None,
+                 ) -> tuple[list[Box], list[list[int]], int]:  # fmt: skip
+    """Read every frame; return the padded regions found (unsure ones with ``sure`` false),
+    the black value of each frame and the number of frames (``finder`` ``None``: no regions
+    are read, the frames are only walked for their black values).
 
     The first frame is read whole. For the others, what stays the same in every frame is
     what the first frame showed; where frames differ, the brightest and the darkest value
     each pixel takes in any frame are read (text drawn in any frame, bright or dark, is in
     one of those two images: a clock that changes every second shows as superposed digits).
-    A 30-frame loop costs about three frame readings, not thirty.
+    When the frames differ over more than half of the image (moving anatomy), the first
+    frame is not read at all: text brighter than its surroundings in the first frame is at
+    least as bright against the darkest image (its surroundings can only be darker there),
+    dark text at least as dark against the brightest one, and where nothing changes both
+    equal the first frame. A 30-frame loop thus costs two or three frame readings, not
+    thirty. ``wanted`` (sensitive mode) chooses the text to fill by what it reads (see
+    :meth:`TextFinder.find`).
     """
     rows, columns = layout.rows, layout.columns
     first: Array | None = None
@@ -132,14 +156,45 @@ def find_regions(frames: Iterator[Array], layout: PixelLayout, ds: Dataset,
             np.minimum(low, frame, out=low)
     if first is None or high is None or low is None:
         return [], blacks, 0
-    found = _read(finder, first, layout, ds, (0, 0, rows, columns))
+    whole = (0, 0, rows, columns)
     area = _changed(high, low) if len(blacks) > 1 else None
-    if area is not None:
+    if area is None:
+        found = _read(finder, first, layout, ds, whole, wanted)
+    else:
         t, left, b, r = area
         m = CHANGE_MARGIN
         area = (max(0, t - m), max(0, left - m), min(rows, b + m), min(columns, r + m))
-        found += _read(finder, high, layout, ds, area) + _read(finder, low, layout, ds, area)
-    return _merged([_padded(b, rows, columns) for b in found]), blacks, len(blacks)
+        if 2 * (area[2] - area[0]) * (area[3] - area[1]) > rows * columns:
+            area, found = whole, []
+        else:
+            found = _read(finder, first, layout, ds, whole, wanted)
+        found += _read(finder, high, layout, ds, area, wanted)
+        found += _read(finder, low, layout, ds, area, wanted)
+    return [_padded(b, rows, columns) for b in found], blacks, len(blacks)
+
+
+def _touch(a: Box, b: Box) -> bool:
+    return a.top <= b.bottom and b.top <= a.bottom and a.left <= b.right and b.left <= a.right
+
+
+def _decided(found: list[Box], templates: list[Box], unsure: UnsureAction) -> list[Box]:
+    """The regions to fill: the text found, the templates' rectangles, and each unsure region
+    that touches one of those (or all of them with ``unsure = fill``).
+
+    Raises
+    ------
+    UnsupportedInputError
+        An unsure region stands alone and the policy refuses them (the default).
+    """
+    sure = [b for b in found if b.sure] + templates
+    doubtful = [b for b in found if not b.sure]
+    alone = [b for b in doubtful if not any(_touch(b, s) for s in sure)]
+    if alone and unsure is UnsureAction.REFUSE:
+        raise UnsupportedInputError(
+            f"clean-pixel-data: {len(alone)} region(s) could not be told text or not; the "
+            'image is refused (policy pixel_unsure = "fill" fills such regions instead)'
+        )
+    return _merged(sure + doubtful)
 
 
 def _merged(boxes: list[Box]) -> list[Box]:
@@ -166,8 +221,11 @@ def _filled_frames(frames: Frames, regions: list[Box], blacks: list[list[int]]) 
         yield frame
 
 
-def clean_instance(instance: Instance, finder: TextFinder | None = None) -> CleanResult:
-    """Examine every frame of ``instance`` for burned-in text and fill what is found.
+def clean_instance(
+    instance: Instance, finder: TextFinder | None = None, settings: PixelSettings | None = None
+) -> CleanResult:
+    """Examine every frame of ``instance`` for burned-in text and fill what is found, and
+    the rectangles of the device region templates of ``settings`` that match it.
 
     ``instance.dataset`` is changed in place: Burned In Annotation becomes ``NO``, and when a
     region was filled it holds the new Pixel Data (and, if the pixel data had to be written
@@ -177,14 +235,27 @@ def clean_instance(instance: Instance, finder: TextFinder | None = None) -> Clea
     Raises
     ------
     UnsupportedInputError
-        The pixels cannot be decoded, encoded or are of a kind the cleaner does not handle.
+        The pixels cannot be decoded, encoded or are of a kind the cleaner does not handle;
+        a region could not be told text or not; under ``regions-only`` no template matches.
     """
+    settings = settings or PixelSettings()
     ds = instance.dataset
     layout = pixel_layout(ds, instance.transfer_syntax)
+    templates = [
+        Box(*rect, score=1.0) for rect in settings.rectangles(ds, layout.rows, layout.columns)
+    ]
+    ocr = settings.mode is not PixelMode.REGIONS_ONLY
+    if not ocr and not templates:
+        raise UnsupportedInputError(
+            "clean-pixel-data: no [[pixel_regions]] template matches the image "
+            "(pixel_mode regions-only)"
+        )
     frames = Frames(instance, layout)
-    regions, blacks, count = find_regions(
-        iter(frames), layout, frames.dataset, finder or text_finder()
+    wanted = SensitiveText(ds) if settings.mode is PixelMode.SENSITIVE else None
+    found, blacks, count = find_regions(
+        iter(frames), layout, frames.dataset, (finder or text_finder()) if ocr else None, wanted
     )
+    regions = _decided(found, templates, settings.unsure)
     if "IconImageSequence" in ds:
         del ds.IconImageSequence
     ds.BurnedInAnnotation = "NO"

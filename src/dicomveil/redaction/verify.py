@@ -107,8 +107,8 @@ def _read_views(finder: TextFinder, images: Iterable[UInt8Image]) -> list[str]:
         if not boxes:
             continue
         crops = [_crop(view, box, cv2) for box in boxes]
-        readings = finder._recognise(crops)  # noqa: SLF001 - the finder's own recogniser
-        turned = finder._recognise([np.ascontiguousarray(np.rot90(c, 2)) for c in crops])  # noqa: SLF001
+        readings = finder.read(crops)
+        turned = finder.read([np.ascontiguousarray(np.rot90(c, 2)) for c in crops])
         texts.extend(a[0] for a in readings)
         texts.extend(b[0] for b in turned)
     return texts
