@@ -29,7 +29,7 @@ from starlette.routing import Route
 
 from dicomveil.web.console.auth import CONSOLE_LOGIN, ConsoleAuth
 from dicomveil.web.settings import Settings
-from dicomveil.web.viewer.install import BASE_PATH, Installed, installed_viewer, viewer_folder
+from dicomveil.viewer import BASE_PATH, Installed, installed_viewer, viewer_folder
 
 __all__ = ["app_config", "mount_viewer", "viewer_csp"]
 
