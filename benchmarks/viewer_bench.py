@@ -157,13 +157,12 @@ class Trial:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    from dicomveil.web.viewer.install import install_viewer
     from playwright.sync_api import sync_playwright
     from tests.web.console.conftest import CHROMIUM_ARGS, chromium_path
     from tests.web.console.test_viewer_browser import ohif_package
     from tests.web.gateway_server import running_gateway
     from tests.web.orthanc_server import running_orthanc
-
-    from dicomveil.web.viewer.install import install_viewer
 
     work = Path(tempfile.mkdtemp(prefix="dicomveil-viewer-bench-"))
     results: dict[str, Any] = {
