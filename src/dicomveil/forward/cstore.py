@@ -1,0 +1,135 @@
+"""Forward by C-STORE: pynetdicom as Storage SCU to a remote AE.
+
+Presentation contexts come from the stored objects themselves: one context per (SOP Class,
+Transfer Syntax) pair found in the instances to send, so compressed instances go as they are
+(never decoded) and the peer accepts or rejects each pair. More than 128 pairs (the
+association limit, PS3.8 §9.3.2.2) are sent over several associations. Each acknowledged
+instance (Success or Warning status) is recorded at once; an instance refused by the peer
+(Failure status, or its context rejected) makes the attempt fail after the others were sent,
+so a retry sends only what is missing. Instances are read and sent 100 at a time, one
+association each (memory stays bounded for large studies).
+
+References
+----------
+PS3.4 §B.2.3 (C-STORE statuses), PS3.7 §9.1.1 (C-STORE).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from io import BytesIO
+from typing import Any, Final
+
+from dicomveil._optional import require
+from dicomveil.forward.queue import Job, QueuedInstance
+from dicomveil.forward.sender import Delivery, ForwardFailed
+from dicomveil.forward.settings import Target
+
+__all__ = ["CStoreSender"]
+
+_log = logging.getLogger(__name__)
+_MAX_CONTEXTS: Final = 128
+_CHUNK: Final = 100
+"""Instances read from the archive and sent over one association (at most)."""
+_WARNINGS: Final = frozenset({0xB000, 0xB006, 0xB007})
+
+
+class CStoreSender:
+    """Send to the remote AE of ``target`` with our ``ae_title``.
+
+    Parameters
+    ----------
+    target
+        Host, port and called AE title.
+    ae_title
+        Our (calling) AE title.
+    timeout
+        Seconds for association, DIMSE and network waits.
+    """
+
+    def __init__(self, target: Target, ae_title: str, timeout: float) -> None:
+        self._target, self._ae_title, self._timeout = target, ae_title, timeout
+
+    def scope(self, job: Job) -> str:
+        """Sent records are kept per remote AE (``AET@host:port``)."""
+        return f"cstore:{self._target.label}"
+
+    def send(self, delivery: Delivery) -> None:
+        """Send the pending instances; raise :class:`ForwardFailed` if any is not stored."""
+        if not delivery.pending:
+            return
+        pydicom = require("pydicom", "C-STORE forwarding", "dimse")
+        refused: dict[str, int] = {}
+        pending = list(delivery.pending)
+        for start in range(0, len(pending), _CHUNK):  # bounded memory: one chunk read at once
+            loaded = [
+                (item, pydicom.dcmread(BytesIO(delivery.read(item.storage_key))))
+                for item in pending[start : start + _CHUNK]
+            ]
+            for group in _groups(loaded):
+                self._associate(group, delivery, refused)
+        if refused:
+            detail = ", ".join(f"{kind} x{n}" for kind, n in sorted(refused.items()))
+            raise ForwardFailed(f"C-STORE refused: {detail}")
+
+    def _associate(
+        self,
+        group: Sequence[tuple[QueuedInstance, Any]],
+        delivery: Delivery,
+        refused: dict[str, int],
+    ) -> None:
+        netdicom = require("pynetdicom", "C-STORE forwarding", "dimse")
+        ae = netdicom.AE(ae_title=self._ae_title)
+        ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = self._timeout
+        ae.connection_timeout = self._timeout
+        for sop_class, syntax in sorted({_pair(ds) for _, ds in group}):
+            ae.add_requested_context(sop_class, syntax)
+        target = self._target
+        assoc = ae.associate(target.host, target.port, ae_title=target.ae_title)
+        if not assoc.is_established:
+            kind = "rejected" if assoc.is_rejected else "aborted" if assoc.is_aborted else "failed"
+            raise ForwardFailed(f"association {kind} by {target.label}")
+        try:
+            for item, dataset in group:
+                try:
+                    status = assoc.send_c_store(dataset)
+                except ValueError:  # no accepted presentation context for this pair
+                    refused["context rejected"] = refused.get("context rejected", 0) + 1
+                    continue
+                code = int(getattr(status, "Status", -1)) if status else -1
+                if code == -1:
+                    raise ForwardFailed(f"association with {target.label} lost mid-study")
+                if code == 0x0000 or code in _WARNINGS:
+                    delivery.sent([item.sop_instance_uid])
+                else:
+                    kind = f"status 0x{code:04X}"
+                    refused[kind] = refused.get(kind, 0) + 1
+        finally:
+            if assoc.is_established:
+                assoc.release()
+
+
+def _pair(dataset: Any) -> tuple[str, str]:
+    """The (SOP Class UID, Transfer Syntax UID) of a stored instance."""
+    meta = dataset.file_meta
+    return str(meta.MediaStorageSOPClassUID), str(meta.TransferSyntaxUID)
+
+
+def _groups(
+    loaded: list[tuple[QueuedInstance, Any]],
+) -> list[list[tuple[QueuedInstance, Any]]]:
+    """Split instances so no association needs more than 128 presentation contexts."""
+    groups: list[list[tuple[QueuedInstance, Any]]] = []
+    pairs: list[set[tuple[str, str]]] = []
+    for entry in loaded:
+        pair = _pair(entry[1])
+        for members, seen in zip(groups, pairs, strict=True):
+            if pair in seen or len(seen) < _MAX_CONTEXTS:
+                members.append(entry)
+                seen.add(pair)
+                break
+        else:
+            groups.append([entry])
+            pairs.append({pair})
+    return groups
