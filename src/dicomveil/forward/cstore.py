@@ -88,8 +88,9 @@ class CStoreSender:
         target = self._target
         assoc = ae.associate(target.host, target.port, ae_title=target.ae_title)
         if not assoc.is_established:
-            kind = "rejected" if assoc.is_rejected else "aborted" if assoc.is_aborted else "failed"
-            raise ForwardFailed(f"association {kind} by {target.label}")
+            if assoc.is_rejected:
+                raise ForwardFailed(f"association rejected by {target.label}")
+            raise ForwardFailed(f"no association with {target.label} (refused or aborted)")
         try:
             for item, dataset in group:
                 try:
