@@ -20,6 +20,7 @@ from dicomveil.audit import AuditLog
 from dicomveil.demo import write_demo_study
 from dicomveil.engine.keys import PseudonymKeys
 from dicomveil.engine.rules import compile_policy
+from dicomveil.forward.completion import CompletionTracker
 from dicomveil.pipeline.files import deidentify_file
 from dicomveil.profile.policy import Policy
 from dicomveil.storage import BaseBlobStore, open_store
@@ -115,3 +116,29 @@ def routing_toml(path: Path, body: str, **values: Any) -> Path:
     """Write a settings TOML (``body`` formatted with ``values``) and return its path."""
     path.write_text(body.format(**{k: json.dumps(v) for k, v in values.items()}))
     return path
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def events(study: str, count: int, ae: str = "FASTCT", start: int = 0) -> list[Stored]:
+    return [
+        Stored(study, f"{study}.1", f"{study}.1.{i}", "1.2.840.10008.5.1.4.1.1.2", "CT",
+               f"{study}/{i}.dcm", Origin(calling_ae=ae), {"Modality": "CT"})
+        for i in range(start, start + count)
+    ]  # fmt: skip
+
+
+def complete_studies(
+    tracker: CompletionTracker, clock: Clock, studies: Sequence[str], count: int, quiet: float
+) -> None:
+    """Record ``count`` instances of each study, then let each go quiet and complete."""
+    for study in studies:
+        tracker.record(events(study, count))
+        clock.now += quiet
+        tracker.sweep()

@@ -18,7 +18,7 @@ from dicomveil.forward.queue import ForwardQueue, Job
 from dicomveil.forward.sender import Delivery, ForwardFailed
 from dicomveil.forward.settings import RoutingSettings
 from dicomveil.forward.worker import ForwardWorker
-from tests.forward.support import Origin, Stored
+from tests.forward.support import Clock, complete_studies, events
 
 RULES = """
 [routing]
@@ -50,14 +50,6 @@ priority = "STAT"
 """
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 class Recorder:
     """A sender that acknowledges everything (or fails while ``failing``)."""
 
@@ -74,14 +66,6 @@ class Recorder:
         uids = [x.sop_instance_uid for x in delivery.pending]
         self.calls.append(uids)
         delivery.sent(uids)
-
-
-def events(study: str, count: int, ae: str = "FASTCT", start: int = 0) -> list[Stored]:
-    return [
-        Stored(study, f"{study}.1", f"{study}.1.{i}", "1.2.840.10008.5.1.4.1.1.2", "CT",
-               f"{study}/{i}.dcm", Origin(calling_ae=ae), {"Modality": "CT"})
-        for i in range(start, start + count)
-    ]  # fmt: skip
 
 
 @pytest.fixture
@@ -183,11 +167,7 @@ class TestJobs:
         )
         settings = RoutingSettings.load(toml, home=tmp_path)
         clock = Clock()
-        tracker = CompletionTracker(queue, settings, clock)
-        for study in ("9.1", "9.2"):
-            tracker.record(events(study, 1))
-            clock.now += 31
-            tracker.sweep()
+        complete_studies(CompletionTracker(queue, settings, clock), clock, ("9.1", "9.2"), 1, 31)
         order = []
         while (job := queue.claim("me", clock(), 60)) is not None:
             order.append((job.rule, job.study_uid))
