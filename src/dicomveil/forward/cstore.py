@@ -21,6 +21,8 @@ from collections.abc import Sequence
 from io import BytesIO
 from typing import Any, Final
 
+import pydicom
+
 from dicomveil._optional import require
 from dicomveil.forward.queue import Job, QueuedInstance
 from dicomveil.forward.sender import Delivery, ForwardFailed
@@ -59,7 +61,6 @@ class CStoreSender:
         """Send the pending instances; raise :class:`ForwardFailed` if any is not stored."""
         if not delivery.pending:
             return
-        pydicom = require("pydicom", "C-STORE forwarding", "dimse")
         refused: dict[str, int] = {}
         pending = list(delivery.pending)
         for start in range(0, len(pending), _CHUNK):  # bounded memory: one chunk read at once
@@ -79,7 +80,7 @@ class CStoreSender:
         delivery: Delivery,
         refused: dict[str, int],
     ) -> None:
-        netdicom = require("pynetdicom", "C-STORE forwarding", "dimse")
+        netdicom = require("pynetdicom", "C-STORE forwarding", "routing")
         ae = netdicom.AE(ae_title=self._ae_title)
         ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = self._timeout
         ae.connection_timeout = self._timeout
