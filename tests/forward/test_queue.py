@@ -7,6 +7,7 @@ survives a restart.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -68,10 +69,17 @@ class Recorder:
         delivery.sent(uids)
 
 
-@pytest.fixture
-def settings(tmp_path: Path) -> RoutingSettings:
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.server)])
+def settings(tmp_path: Path, request: pytest.FixtureRequest) -> RoutingSettings:
+    """The rules above, with the queue in SQLite (the default) or in PostgreSQL."""
     (tmp_path / "routing.toml").write_text(RULES.format())
-    return RoutingSettings.load(tmp_path / "routing.toml", home=tmp_path)
+    loaded = RoutingSettings.load(tmp_path / "routing.toml", home=tmp_path)
+    if request.param == "postgresql":
+        from tests.conftest import create_postgres_database
+
+        url = create_postgres_database(request.getfixturevalue("postgres_url"), "routing")
+        loaded = dataclasses.replace(loaded, queue_url=url)
+    return loaded
 
 
 @pytest.fixture
@@ -249,3 +257,18 @@ def test_the_listener_never_raises(tmp_path: Path) -> None:
         assert len(forwarding.queue.open_rounds()) == 1
     finally:
         forwarding.stop()
+
+
+def test_concurrent_first_arrivals_of_a_study_are_all_recorded(
+    queue: ForwardQueue, settings: RoutingSettings
+) -> None:
+    """Associations in parallel threads deliver the first instances of one study at once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    tracker = CompletionTracker(queue, settings, Clock())
+    for study in ("7.1", "7.2", "7.3"):
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(tracker.record, [events(study, 2, start=2 * i) for i in range(8)]))
+    assert sorted((due.study_uid, due.instances) for due in queue.open_rounds()) == [
+        ("7.1", 16), ("7.2", 16), ("7.3", 16)
+    ]  # fmt: skip

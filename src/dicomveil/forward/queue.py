@@ -29,7 +29,7 @@ from typing import Any, Final, Literal
 
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.engine import Connection, Engine, RowMapping
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from dicomveil.database import make_engine, public_url, write_transaction
 from dicomveil.errors import QueueError
@@ -172,9 +172,16 @@ class ForwardQueue:
         groups: dict[tuple[str, str], list[Arrival]] = {}
         for item in arrivals:
             groups.setdefault((item.study_uid, item.source), []).append(item)
-        with self._failing("record arrivals"), write_transaction(self._engine) as conn:
-            for (study, source), items in groups.items():
-                self._arrive(conn, study, source, items, now)
+        with self._failing("record arrivals"):
+            for attempt in range(3):
+                try:
+                    with write_transaction(self._engine) as conn:
+                        for (study, source), items in groups.items():
+                            self._arrive(conn, study, source, items, now)
+                    return
+                except IntegrityError:  # another writer inserted the same rows first
+                    if attempt == 2:  # (PostgreSQL; SQLite writers take turns)
+                        raise
 
     def _arrive(
         self, conn: Connection, study: str, source: str, items: list[Arrival], now: float
