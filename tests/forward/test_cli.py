@@ -47,7 +47,7 @@ def config(tmp_path: Path) -> Path:
                retry_at=None)  # fmt: skip
     second = queue.claim("w", clock(), 60)
     assert second is not None
-    queue.mark_sent(second.id, "w", "s", ["2.25.2.1.0"], clock(), 60)
+    queue.mark_sent(second.id, "s", ["2.25.2.1.0"], clock())
     queue.finish(second, "w", 3, clock())
     queue.close()
     return path

@@ -66,7 +66,7 @@ def test_cstore_and_stow_routes_deliver_the_deidentified_study(
     dimse, web = receivers
     caplog.set_level(logging.DEBUG)
     home = tmp_path / "home"
-    files = originals(tmp_path / "originals", 4, series=2)
+    files = originals(tmp_path / "originals", 12, series=2)  # 2 associations
     events = archive(files, home)
     toml = tmp_path / "routing.toml"
     toml.write_text(
@@ -106,8 +106,8 @@ url = "{web.dicomweb}"
     finally:
         forwarding.stop()
         del os.environ["ROUTING_TEST_TOKEN"]
-    assert dimse.count() == 8 and web.count() == 8
-    assert dimse.stores_received() == 8
+    assert dimse.count() == 24 and web.count() == 24
+    assert dimse.stores_received() == 24
     phi = phi_of(files)
     for received in dimse.files() + web.files():
         assert not [value for value in phi if value in received]
@@ -115,8 +115,8 @@ url = "{web.dicomweb}"
         assert ds.StudyInstanceUID == events[0].study_uid and ds.PatientIdentityRemoved == "YES"
     entries = [e for e in runtime.audit.entries() if e.event == "forward.study"]
     assert sorted((e.details["rule"], e.outcome, e.details["sent"]) for e in entries) == [
-        ("cloud", "success", 8),
-        ("pacs", "success", 8),
+        ("cloud", "success", 24),
+        ("pacs", "success", 24),
     ]
     assert {e.details["destination"] for e in entries} == {
         f"{AET}@127.0.0.1:{dimse.dicom_port}",
@@ -167,6 +167,7 @@ ae_title = "NOBODY"
     assert outcomes == ["queued", "queued", "dead"]
 
 
+@pytest.mark.slow
 def test_kill_9_mid_forward_loses_nothing_and_sends_nothing_twice(
     receivers: tuple[Orthanc, Orthanc], tmp_path: Path
 ) -> None:
@@ -190,6 +191,7 @@ action = "cstore"
 host = "127.0.0.1"
 port = {dimse.dicom_port}
 ae_title = "{AET}"
+associations = 1
 """
     )
     pause = tmp_path / "paused"

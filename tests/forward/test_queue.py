@@ -192,7 +192,7 @@ class TestJobs:
         tracker.sweep()
         first = queue.claim("dead-worker", clock(), settings.lease)
         assert first is not None and first.rule == "stat"
-        queue.mark_sent(first.id, "dead-worker", "rec:stat", ["1.3.1.0"], clock(), 5)
+        queue.mark_sent(first.id, "rec:stat", ["1.3.1.0"], clock())
         clock.now += 4
         second = queue.claim("next", clock(), settings.lease)
         assert second is not None and second.rule == "ct"  # the stat job is still leased
@@ -205,7 +205,7 @@ class TestJobs:
 
     def test_sent_records_are_idempotent(self, queue: ForwardQueue) -> None:
         for _ in range(2):
-            queue.mark_sent(1, "me", "scope", ["1.2", "1.2", "1.3"], 0.0, 5)
+            queue.mark_sent(1, "scope", ["1.2", "1.2", "1.3"], 0.0)
         assert queue.sent_count("scope") == 2 and queue.sent_count("other") == 0
 
     def test_failures_back_off_then_dead_letter_then_retry(

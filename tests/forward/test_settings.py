@@ -49,6 +49,7 @@ def test_a_full_table(tmp_path: Path) -> None:
     reading, tele = settings.rules
     assert reading.priority is Priority.STAT and tele.priority is Priority.URGENT
     assert reading.target.label == "READING@10.0.0.5:104" and reading.target.port == 104
+    assert reading.target.associations == 4
     assert tele.target.url == "s3://bucket/prefix"
     assert reading.matches({"calling_ae": {"CT01"}, "Modality": {"SR", "MR"}})
     assert not reading.matches({"calling_ae": {"ct01"}, "Modality": {"CT"}})  # case-sensitive
@@ -73,6 +74,8 @@ def test_defaults_without_a_file(tmp_path: Path) -> None:
         ("[[routing.rules]]\naction = 'cstore'\ndestination = 'X'", "not in \\[dimse.dest"),
         ("[[routing.rules]]\naction = 'cstore'\nhost = 'h'\nport = 0\nae_title='A'", "port"),
         ("[[routing.rules]]\naction = 'cstore'\nhost = 'h'\nport = 1\nae_title=''", "AE title"),
+        ("[[routing.rules]]\naction = 'cstore'\nhost = 'h'\nport = 1\nae_title='A'\n"
+         "associations = 0", "associations must be a whole number from 1 to 16"),
         ("[[routing.rules]]\naction = 'stow'", "needs a url"),
         ("[[routing.rules]]\naction = 'stow'\nurl = 'ftp://x'", "http:// or https://"),
         ("[[routing.rules]]\naction = 'webhook'\nurl = 'https://u:pw@x/'", "no credentials"),

@@ -369,34 +369,28 @@ class ForwardQueue:
             ]
         return [x for x in covered if x.sop_instance_uid not in done], covered
 
-    def mark_sent(
-        self, job_id: int, owner: str, scope: str, sop_uids: Iterable[str], now: float,
-        lease: float,
-    ) -> None:  # fmt: skip
-        """Record instances ``scope`` acknowledged and renew the job's lease."""
-        s, j = schema.sent, schema.jobs
-        uids = list(dict.fromkeys(sop_uids))
+    def mark_sent(self, job_id: int, scope: str, sop_uids: Iterable[str], now: float) -> None:
+        """Record instances ``scope`` acknowledged (one short transaction; idempotent)."""
+        s = schema.sent
+        rows = [
+            {"scope": scope, "sop_instance_uid": u, "job_id": job_id, "sent_at": now}
+            for u in dict.fromkeys(sop_uids)
+        ]
+        if not rows:
+            return
         with self._failing("record sent instances"), write_transaction(self._engine) as conn:
-            known: set[str] = set()
-            if uids:
-                known = set(
-                    conn.execute(
-                        select(s.c.sop_instance_uid).where(
-                            s.c.scope == scope, s.c.sop_instance_uid.in_(uids)
-                        )
-                    ).scalars()
-                )
-            rows = [
-                {"scope": scope, "sop_instance_uid": u, "job_id": job_id, "sent_at": now}
-                for u in uids
-                if u not in known
-            ]
-            if rows:
-                conn.execute(s.insert(), rows)
-            conn.execute(
-                j.update()
-                .where(j.c.id == job_id, j.c.lease_owner == owner)
-                .values(lease_until=now + lease, sent=j.c.sent + len(rows), updated_at=now)
+            conn.execute(_insert_ignore(conn, s).values(rows))
+
+    def renew(self, job_id: int, owner: str, until: float) -> bool:
+        """Extend ``owner``'s lease on a running job; ``False`` if it lost the job."""
+        j = schema.jobs
+        with self._failing("renew a lease"), write_transaction(self._engine) as conn:
+            return bool(
+                conn.execute(
+                    j.update()
+                    .where(j.c.id == job_id, j.c.state == "running", j.c.lease_owner == owner)
+                    .values(lease_until=until)
+                ).rowcount
             )
 
     def finish(self, job: Job, owner: str, total: int, now: float) -> bool:
@@ -418,7 +412,9 @@ class ForwardQueue:
         return self._end(job.id, owner, now, state=state, error=error[:255], **values)
 
     def _end(self, job_id: int, owner: str, now: float, **values: Any) -> bool:
-        j = schema.jobs
+        j, s = schema.jobs, schema.sent
+        sent = select(func.count()).select_from(s).where(s.c.job_id == job_id).scalar_subquery()
+        values["sent"] = sent
         with self._failing("update a job"), write_transaction(self._engine) as conn:
             return bool(
                 conn.execute(
@@ -486,6 +482,19 @@ class _MapErrors:
             raise QueueError(
                 f"routing queue {where}: could not {self._operation} ({type(exc).__name__})"
             ) from exc
+
+
+def _insert_ignore(conn: Connection, table: Any) -> Any:
+    """An INSERT that skips rows whose primary key exists (SQLite and PostgreSQL)."""
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(table).on_conflict_do_nothing()
+    if conn.dialect.name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert(table).on_conflict_do_nothing()
+    raise QueueError(f"routing queue: {conn.dialect.name} databases are not supported")
 
 
 def _merge_attributes(current: str, items: Iterable[Arrival]) -> str:

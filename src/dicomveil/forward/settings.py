@@ -21,6 +21,7 @@ Example::
     action = "cstore"
     destination = "READING"            # a [dimse.destinations.READING] entry...
     # host = "10.0.0.5", port = 104, ae_title = "READING"   # ...or given here
+    associations = 4                   # at once, per study (1 for peers that take one)
     priority = "STAT"
 
 Actions: ``cstore`` (``destination`` or ``host``/``port``/``ae_title``), ``stow`` (``url``
@@ -93,6 +94,7 @@ _RULE: Final = frozenset(
         "ae_title",
         "url",
         "token_env",
+        "associations",
     }
 )
 
@@ -140,6 +142,7 @@ class Target:
     ae_title: str = ""
     url: str = ""
     token_env: str = ""
+    associations: int = 1
 
     def token(self, environ: Mapping[str, str] | None = None) -> str | None:
         """Return the bearer token from the environment variable named ``token_env``.
@@ -346,6 +349,10 @@ def _target(
     if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
         raise ConfigError(f"{where}: cstore needs a port from 1 to 65535")
     ae_title = _ae(node.get("ae_title", ""), "ae_title")
+    lanes = table.get("associations", 4)
+    if isinstance(lanes, bool) or not isinstance(lanes, int) or not 1 <= lanes <= 16:
+        raise ConfigError(f"{where}: associations must be a whole number from 1 to 16")
     return Target(
-        action=action, label=f"{ae_title}@{host}:{port}", host=host, port=port, ae_title=ae_title
-    )
+        action=action, label=f"{ae_title}@{host}:{port}", host=host, port=port,
+        ae_title=ae_title, associations=lanes,
+    )  # fmt: skip

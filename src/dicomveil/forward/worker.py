@@ -125,11 +125,19 @@ class ForwardWorker:
         scope = sender.scope(job)
         pending, covered = self._queue.pending(job, scope)
         count = [0]
+        renewed = [self._clock()]
+        lock = threading.Lock()
 
-        def sent(uids: Sequence[str]) -> None:
+        def sent(uids: Sequence[str]) -> None:  # senders may call it from several threads
             now = self._clock()
-            self._queue.mark_sent(job.id, self.owner, scope, uids, now, self._settings.lease)
-            count[0] += len(uids)
+            self._queue.mark_sent(job.id, scope, uids, now)
+            with lock:
+                count[0] += len(uids)
+                renew = now - renewed[0] > self._settings.lease / 4
+                if renew:
+                    renewed[0] = now
+            if renew:
+                self._queue.renew(job.id, self.owner, now + self._settings.lease)
 
         def remember_batch(batch_id: str) -> None:
             self._queue.set_batch_id(job.id, batch_id)
