@@ -84,6 +84,8 @@ def summary_dict(
             "skipped": summary.skipped,
         },
         "duplicates": summary.duplicates,
+        "fast_path_fallbacks": summary.fallbacks,
+        "fast_path_errors": summary.fast_path_errors,
         "bytes_written": summary.bytes_written,
         "seconds": round(seconds, 3),
         "operations": dict(sorted(summary.operations.items())),
@@ -170,7 +172,7 @@ def deid(
         fail("DEST must not be inside SOURCE")
     if quarantine is not None and inside(quarantine, dest):
         fail("the quarantine folder must not be inside DEST (it holds originals)")
-    home = state_folder()
+    home = state_folder(create=not dry_run)
     limits = QuarantineLimits(quota_bytes, quota_files, retention_days)
     root = home / "quarantine"
     if not dry_run:  # every folder the run writes to, before any work
@@ -183,7 +185,12 @@ def deid(
     else:
         check_folder(dest, "DEST", create=False)
     policy = build_policy(option, policy_file, organization)
-    key = get_key("pseudonym", key_file)
+    if dry_run:
+        from dicomveil.cli.deid_dry import dry_run_key
+
+        key = dry_run_key(key_file, home)
+    else:
+        key = get_key("pseudonym", key_file)
     if quarantine is None and retention_days > 0 and not dry_run:
         swept = sweep_quarantine(root, retention_days)
         if swept:
@@ -220,6 +227,10 @@ def _print_summary(summary: RunSummary, not_read: int, seconds: float, dest: Pat
         line += f", {summary.duplicates} duplicate(s)"
     if not_read:
         line += f", {not_read} not read"
+    if summary.fallbacks:
+        line += f", {summary.fallbacks} by the reference path"
+        if summary.fast_path_errors:
+            line += f" ({summary.fast_path_errors} after a fast-path error)"
     err_console.print(
         f"{line} of {summary.total + not_read} file(s) in {seconds:.1f} s "
         f"({rate:.0f} files/s) -> {show(dest)}"

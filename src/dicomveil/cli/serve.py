@@ -6,10 +6,7 @@ The web stack is imported only when the command runs; without it the command nam
 
 from __future__ import annotations
 
-import logging
-import os
 from pathlib import Path
-from typing import Any
 
 import typer
 
@@ -108,10 +105,10 @@ def serve(
         fail("--ssl-certfile and --ssl-keyfile go together")
     try:
         _require_server_stack()
-        from dicomveil.web.settings import ENV_SETTINGS, Settings
+        from dicomveil.web import launch  # the one import of the gateway (docs/architecture.md)
 
-        settings = Settings.load(
-            config=config,
+        settings = launch.load_settings(
+            config,
             storage_url=storage,
             index_url=index,
             vault_url=vault,
@@ -127,51 +124,22 @@ def serve(
             archive_fsync=False if no_archive_fsync else None,
             deid_processes=deid_processes,
         )
-        settings.policy()
     except DicomveilError as exc:
         fail(str(exc))
     get_key("pseudonym", key_file)  # created now, once, before any worker starts
-    import uvicorn
-
-    from dicomveil.web.server import http_protocol
-
-    logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
-    scheme = "https" if ssl_certfile else "http"
-    err_console.print(
-        f"dicomveil gateway on {scheme}://{host}:{port} (DICOMweb at /dicomweb"
-        + (", console at /console/" if settings.console else "")
-        + (", viewer at /viewer/" if settings.viewer and _viewer_installed(settings.home) else "")
-        + ")"
-    )
-    common: dict[str, Any] = {
-        "host": host,
-        "port": port,
-        "ssl_certfile": str(ssl_certfile) if ssl_certfile else None,
-        "ssl_keyfile": str(ssl_keyfile) if ssl_keyfile else None,
-        "access_log": False,  # ours names route templates, never paths or queries
-        "log_level": log_level.lower(),
-        "server_header": False,
-        "http": http_protocol(),
-        "timeout_keep_alive": settings.idle_timeout,
-    }
-    if workers == 1:
-        from dicomveil.web.app import create_app, quiet_pydicom
-
-        quiet_pydicom()
-        try:
-            app = create_app(settings)
-        except DicomveilError as exc:
-            fail(str(exc))
-        uvicorn.run(app, **common)
-        return
-    os.environ[ENV_SETTINGS] = settings.to_json()
-    uvicorn.run("dicomveil.web.app:app_from_environment", factory=True, workers=workers, **common)
-
-
-def _viewer_installed(home: Path) -> bool:
-    from dicomveil.web.viewer.install import installed_viewer
-
-    return installed_viewer(home) is not None
+    try:
+        launch.run_gateway(
+            settings,
+            host=host,
+            port=port,
+            ssl_certfile=ssl_certfile,
+            ssl_keyfile=ssl_keyfile,
+            workers=workers,
+            log_level=log_level,
+            announce=err_console.print,
+        )
+    except DicomveilError as exc:
+        fail(str(exc))
 
 
 def register(app: typer.Typer) -> None:
