@@ -1,7 +1,8 @@
 """A routing process for the kill -9 test: ``python -m tests.forward.forward_proc ...``.
 
-Arguments: HOME TOML EVENTS PAUSE_AT PAUSE_FILE. With an EVENTS file (JSON list of stored
-instances) the events are recorded first, as the ingest listener would. The archive is read
+Arguments: HOME TOML FILES PAUSE_AT PAUSE_FILE. With a FILES list (JSON list of original
+paths) the files are ingested first through the runtime's ingest service, one per call, with
+routing subscribed (as ``dicomveil scp`` would). The archive is read
 through a store that, at its PAUSE_AT-th read (0: never), creates PAUSE_FILE and sleeps: the
 test kills the process there, mid-forward. The process exits 0 when no job is left to run.
 """
@@ -14,8 +15,9 @@ import time
 from pathlib import Path
 
 from dicomveil.forward.service import Forwarding
+from dicomveil.runtime import Runtime
 from dicomveil.storage import BaseBlobStore
-from tests.forward.support import Origin, Runtime, Stored
+from tests.forward.support import ingest, open_runtime
 
 
 class PausingStore:
@@ -32,14 +34,21 @@ class PausingStore:
         return self.inner.get_bytes(key)
 
 
+class Reader:
+    """The runtime as routing sees it, reading the archive through a :class:`PausingStore`."""
+
+    def __init__(self, runtime: Runtime, store: PausingStore) -> None:
+        self.settings, self.audit, self.store = runtime.settings, runtime.audit, store
+
+
 def main(argv: list[str]) -> int:
-    home, toml, events_file, pause_at, pause_file = argv
-    runtime = Runtime.open(Path(home))
-    runtime.store = PausingStore(runtime.store, int(pause_at), Path(pause_file))  # type: ignore[assignment]
-    forwarding = Forwarding.open(Path(toml), runtime)
-    if events_file != "-":
-        rows = json.loads(Path(events_file).read_text())
-        forwarding.listener([Stored(**{**r, "origin": Origin(**r["origin"])}) for r in rows])
+    home, toml, files, pause_at, pause_file = argv
+    runtime = open_runtime(Path(home))
+    reader = Reader(runtime, PausingStore(runtime.store, int(pause_at), Path(pause_file)))
+    forwarding = Forwarding.open(Path(toml), reader)
+    runtime.ingest.subscribe(forwarding.listener)
+    if files != "-":
+        ingest(runtime, [Path(p) for p in json.loads(Path(files).read_text())])
     forwarding.start()
     try:
         while True:
@@ -49,6 +58,7 @@ def main(argv: list[str]) -> int:
             time.sleep(0.1)
     finally:
         forwarding.stop()
+        runtime.close()
 
 
 if __name__ == "__main__":

@@ -1,78 +1,36 @@
-"""Helpers for the routing tests: de-identified studies in a real archive, and their events.
+"""Helpers for the routing tests: a real runtime, studies with PHI planted, their events.
 
 Originals are synthetic CT studies with PHI planted (``write_demo_study`` names, IDs and
-dates, plus sentinel strings in more attributes); they are de-identified with the engine into
-a ``file://`` archive, and the routing listener is fed the events the ingest service emits
-for them.
+dates, plus sentinel strings in more attributes); they go through the real ingest service of
+a real :class:`~dicomveil.runtime.Runtime` (de-identify, archive, way back, index, events),
+one file per call as the DIMSE receiver does.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import pydicom
 
-from dicomveil.audit import AuditLog
 from dicomveil.demo import write_demo_study
-from dicomveil.engine.keys import PseudonymKeys
-from dicomveil.engine.rules import compile_policy
 from dicomveil.forward.completion import CompletionTracker
-from dicomveil.pipeline.files import deidentify_file
-from dicomveil.profile.policy import Policy
-from dicomveil.storage import BaseBlobStore, open_store
+from dicomveil.pipeline.events import InstanceStored
+from dicomveil.pipeline.ingest import Origin
+from dicomveil.runtime import Runtime
+from dicomveil.settings import CoreSettings
 
-KEY = b"k" * 32
+KEY = "routing-test-pseudonym-key-0123456789abcdef"
 SENTINELS = ("ZZPHIINSTITUTIONZZ", "ZZPHIOPERATORZZ", "ZZPHIACCESSIONZZ")
+SCU = Origin(entry="dimse", actor="ae:TESTSCU", calling_ae="TESTSCU", peer="127.0.0.1")
 
 
-@dataclass(frozen=True, slots=True)
-class Origin:
-    """The fields of ``dicomveil.pipeline.ingest.Origin`` routing reads."""
-
-    entry: str = "dimse"
-    actor: str = "ae:TESTSCU"
-    calling_ae: str | None = "TESTSCU"
-    peer: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Stored:
-    """The fields of ``dicomveil.pipeline.events.InstanceStored`` routing reads."""
-
-    study_uid: str
-    series_uid: str
-    sop_instance_uid: str
-    sop_class_uid: str
-    modality: str | None
-    storage_key: str
-    origin: Origin
-    attributes: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class Settings:
-    home: Path
-    organization: str = "TESTORG"
-
-
-@dataclass
-class Runtime:
-    """What ``Forwarding.open`` uses of the real runtime: settings, store, audit."""
-
-    settings: Settings
-    store: BaseBlobStore
-    audit: AuditLog
-
-    @classmethod
-    def open(cls, home: Path) -> Runtime:
-        home.mkdir(parents=True, exist_ok=True)
-        store = open_store(f"file://{home / 'archive'}")
-        audit = AuditLog.open(home, environ={"DICOMVEIL_HOME": str(home)})
-        return cls(Settings(home), store, audit)
+def open_runtime(home: Path) -> Runtime:
+    """A runtime under ``home`` (file archive, SQLite index, vault, audit; in-process deid)."""
+    home.mkdir(parents=True, exist_ok=True)
+    key = home.parent / f"{home.name}.key"
+    key.write_text(KEY)
+    return Runtime.open(CoreSettings(home=home, key_file=key, deid_processes=1))
 
 
 def originals(folder: Path, images: int, *, seed: int = 1, series: int = 1) -> list[Path]:
@@ -87,35 +45,14 @@ def originals(folder: Path, images: int, *, seed: int = 1, series: int = 1) -> l
     return paths
 
 
-def archive(files: Sequence[Path], home: Path, origin: Origin | None = None) -> list[Stored]:
-    """De-identify ``files`` into ``home``'s archive; return their InstanceStored events."""
-    root = home / "archive"
-    compiled, keys = compile_policy(Policy()), PseudonymKeys(KEY)
-    events = []
+def ingest(runtime: Runtime, files: Sequence[Path], origin: Origin = SCU) -> list[InstanceStored]:
+    """Ingest ``files`` one per call; return the events the service announced for them."""
+    heard: list[InstanceStored] = []
+    runtime.ingest.subscribe(heard.extend)
     for path in files:
-        outcome = deidentify_file(path, root, compiled, keys)
-        assert outcome.status == "ok", outcome.reason
-        ds = pydicom.dcmread(root / outcome.output, stop_before_pixels=True)
-        events.append(
-            Stored(
-                study_uid=ds.StudyInstanceUID,
-                series_uid=ds.SeriesInstanceUID,
-                sop_instance_uid=ds.SOPInstanceUID,
-                sop_class_uid=ds.SOPClassUID,
-                modality=ds.get("Modality"),
-                storage_key=outcome.output,
-                origin=origin or Origin(),
-                attributes={"Modality": ds.get("Modality", ""), "StudyDescription":
-                            str(ds.get("StudyDescription", ""))},
-            )
-        )  # fmt: skip
-    return events
-
-
-def routing_toml(path: Path, body: str, **values: Any) -> Path:
-    """Write a settings TOML (``body`` formatted with ``values``) and return its path."""
-    path.write_text(body.format(**{k: json.dumps(v) for k, v in values.items()}))
-    return path
+        (result,) = runtime.ingest.ingest([path], origin)
+        assert result.ok, result.failure
+    return heard
 
 
 class Clock:
@@ -126,10 +63,12 @@ class Clock:
         return self.now
 
 
-def events(study: str, count: int, ae: str = "FASTCT", start: int = 0) -> list[Stored]:
+def events(study: str, count: int, ae: str = "FASTCT", start: int = 0) -> list[InstanceStored]:
+    """Synthetic events (queue tests: no archive behind them)."""
+    origin = Origin(entry="dimse", actor=f"ae:{ae}", calling_ae=ae)
     return [
-        Stored(study, f"{study}.1", f"{study}.1.{i}", "1.2.840.10008.5.1.4.1.1.2", "CT",
-               f"{study}/{i}.dcm", Origin(calling_ae=ae), {"Modality": "CT"})
+        InstanceStored(study, f"{study}.1", f"{study}.1.{i}", "1.2.840.10008.5.1.4.1.1.2",
+                       "CT", f"{study}/{i}.dcm", origin, {"Modality": "CT"})
         for i in range(start, start + count)
     ]  # fmt: skip
 

@@ -6,7 +6,6 @@ feeds routing the ingest events, and checks what Orthanc received through its RE
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
@@ -20,9 +19,11 @@ from pathlib import Path
 import pydicom
 import pytest
 
+from dicomveil.forward.queue import ForwardQueue
 from dicomveil.forward.service import Forwarding
+from dicomveil.forward.settings import RoutingSettings
 from tests.forward.orthanc import AET, Orthanc, running_receiver
-from tests.forward.support import SENTINELS, Runtime, archive, originals
+from tests.forward.support import SENTINELS, ingest, open_runtime, originals
 from tests.support.servers import free_port
 
 pytestmark = pytest.mark.server
@@ -67,7 +68,6 @@ def test_cstore_and_stow_routes_deliver_the_deidentified_study(
     caplog.set_level(logging.DEBUG)
     home = tmp_path / "home"
     files = originals(tmp_path / "originals", 12, series=2)  # 2 associations
-    events = archive(files, home)
     toml = tmp_path / "routing.toml"
     toml.write_text(
         f"""
@@ -97,14 +97,16 @@ url = "{web.dicomweb}"
 """
     )
     os.environ["ROUTING_TEST_TOKEN"] = "not-checked-by-orthanc"
-    runtime = Runtime.open(home)
+    runtime = open_runtime(home)
     forwarding = Forwarding.open(toml, runtime)
     try:
+        runtime.ingest.subscribe(forwarding.listener)
         forwarding.start()
-        forwarding.listener(events)
+        events = ingest(runtime, files)  # one file per call, as the DIMSE receiver does
         wait_until(lambda: forwarding.queue.counts()["done"] == 2, 60, "both forwards")
     finally:
         forwarding.stop()
+        runtime.close()
         del os.environ["ROUTING_TEST_TOKEN"]
     assert dimse.count() == 24 and web.count() == 24
     assert dimse.stores_received() == 24
@@ -134,7 +136,6 @@ def forwarding_db(home: Path) -> bytes:
 
 def test_dead_letter_after_retries_to_a_closed_port(tmp_path: Path) -> None:
     home = tmp_path / "home"
-    events = archive(originals(tmp_path / "originals", 2), home)
     toml = tmp_path / "routing.toml"
     toml.write_text(
         f"""
@@ -152,15 +153,17 @@ port = {free_port()}
 ae_title = "NOBODY"
 """
     )
-    runtime = Runtime.open(home)
+    runtime = open_runtime(home)
     forwarding = Forwarding.open(toml, runtime)
     try:
+        runtime.ingest.subscribe(forwarding.listener)
         forwarding.start()
-        forwarding.listener(events)
+        ingest(runtime, originals(tmp_path / "originals", 2))
         wait_until(lambda: forwarding.queue.counts()["dead"] == 1, 60, "the dead letter")
         (dead,) = forwarding.queue.jobs(["dead"])
     finally:
         forwarding.stop()
+        runtime.close()
     assert dead.attempts == 3 and dead.target.startswith("NOBODY@127.0.0.1:")
     assert dead.error == f"no association with {dead.target} (refused or aborted)"
     outcomes = [e.details["state"] for e in runtime.audit.entries() if e.event == "forward.study"]
@@ -174,11 +177,8 @@ def test_kill_9_mid_forward_loses_nothing_and_sends_nothing_twice(
     dimse, _ = receivers
     before_count, before_stores = dimse.count(), dimse.stores_received()
     home = tmp_path / "home"
-    events = archive(originals(tmp_path / "originals", 150, seed=7), home)
-    events_file = tmp_path / "events.json"
-    events_file.write_text(
-        json.dumps([{**dataclasses.asdict(e), "attributes": dict(e.attributes)} for e in events])
-    )
+    files_list = tmp_path / "files.json"
+    files_list.write_text(json.dumps([str(p) for p in originals(tmp_path / "o", 150, seed=7)]))
     toml = tmp_path / "routing.toml"
     toml.write_text(
         f"""
@@ -198,7 +198,7 @@ associations = 1
     env = {**os.environ, "PYTHONPATH": f"{REPO / 'src'}:{REPO}"}
     command = [sys.executable, "-m", "tests.forward.forward_proc", str(home), str(toml)]
     first = subprocess.Popen(
-        [*command, str(events_file), "130", str(pause)], env=env, cwd=REPO,
+        [*command, str(files_list), "130", str(pause)], env=env, cwd=REPO,
         start_new_session=True,
     )  # fmt: skip
     try:
@@ -216,10 +216,11 @@ associations = 1
     assert second.returncode == 0
     assert dimse.count() - before_count == 150
     assert dimse.stores_received() - before_stores == 150  # nothing sent twice
-    queue_db = Forwarding.open(toml, Runtime.open(home))
+    settings = RoutingSettings.load(toml, home=home)
+    queue = ForwardQueue.open(settings.queue_url)
     try:
-        (job,) = queue_db.queue.jobs()
+        (job,) = queue.jobs()
         assert job.state == "done" and job.sent == 150 and job.total == 150
-        assert queue_db.queue.sent_count(f"cstore:{job.target}") == 150
+        assert queue.sent_count(f"cstore:{job.target}") == 150
     finally:
-        queue_db.stop()
+        queue.close()

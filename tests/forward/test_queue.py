@@ -245,11 +245,12 @@ class TestJobs:
 def test_the_listener_never_raises(tmp_path: Path) -> None:
     """A broken event (or database) is logged, never raised into the ingest call."""
     from dicomveil.forward.service import Forwarding
-    from tests.forward.support import Runtime
+    from tests.forward.support import open_runtime
 
     toml = tmp_path / "r.toml"
     toml.write_text('[[routing.rules]]\naction = "webhook"\nurl = "http://127.0.0.1:9/"\n')
-    forwarding = Forwarding.open(toml, Runtime.open(tmp_path / "home"))
+    with open_runtime(tmp_path / "home") as runtime:
+        forwarding = Forwarding.open(toml, runtime)
     try:
         bad: Sequence[object] = [object()]
         forwarding.listener(bad)  # type: ignore[arg-type]

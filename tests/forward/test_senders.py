@@ -18,7 +18,8 @@ import pytest
 
 from dicomveil.forward.service import Forwarding
 from dicomveil.forward.stow import multipart_body
-from tests.forward.support import SENTINELS, Runtime, archive, originals
+from dicomveil.runtime import Runtime
+from tests.forward.support import SENTINELS, ingest, open_runtime, originals
 
 
 class Endpoint:
@@ -90,23 +91,30 @@ class Clock:
         return self.now
 
 
-def _forwarding(tmp_path: Path, rules: str, home: Path) -> Forwarding:
+@pytest.fixture
+def runtime(tmp_path: Path) -> Iterator[Runtime]:
+    with open_runtime(tmp_path / "home") as opened:
+        yield opened
+
+
+def _forwarding(tmp_path: Path, rules: str, runtime: Runtime) -> Forwarding:
     toml = tmp_path / "routing.toml"
     toml.write_text(f"[routing]\ncompletion_timeout = 3\nbackoff_initial = 1\n{rules}")
-    return Forwarding.open(toml, Runtime.open(home), clock=Clock())
+    return Forwarding.open(toml, runtime, clock=Clock())
 
 
 def test_webhook_posts_pseudonymous_ids_and_counts(
-    tmp_path: Path, endpoint: tuple[str, Endpoint], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    endpoint: tuple[str, Endpoint],
+    monkeypatch: pytest.MonkeyPatch,
+    runtime: Runtime,
 ) -> None:
     url, state = endpoint
-    home = tmp_path / "home"
-    files = originals(tmp_path / "o", 3)
-    events = archive(files, home)
+    events = ingest(runtime, originals(tmp_path / "o", 3))
     monkeypatch.setenv("HOOK_TOKEN", "t0k")
     rules = (f'[[routing.rules]]\nname = "hook"\naction = "webhook"\nurl = "{url}/hook"\n'
              'token_env = "HOOK_TOKEN"\npriority = "STAT"\n')  # fmt: skip
-    forwarding = _forwarding(tmp_path, rules, home)
+    forwarding = _forwarding(tmp_path, rules, runtime)
     try:
         state.status = 503
         _run(forwarding, events, rounds=3)
@@ -129,12 +137,12 @@ def test_webhook_posts_pseudonymous_ids_and_counts(
 
 
 def test_batch_ships_the_study_with_a_manifest_and_resumes_the_same_batch(
-    tmp_path: Path,
+    tmp_path: Path, runtime: Runtime
 ) -> None:
-    home, outbox = tmp_path / "home", tmp_path / "outbox"
-    events = archive(originals(tmp_path / "o", 4), home)
+    outbox = tmp_path / "outbox"
+    events = ingest(runtime, originals(tmp_path / "o", 4))
     rules = f'[[routing.rules]]\nname = "tele"\naction = "batch"\nurl = "file://{outbox}"\n'
-    forwarding = _forwarding(tmp_path, rules, home)
+    forwarding = _forwarding(tmp_path, rules, runtime)
     try:
         read = forwarding.worker._read
         calls = [0]
@@ -165,14 +173,13 @@ def test_batch_ships_the_study_with_a_manifest_and_resumes_the_same_batch(
 
 
 def test_stow_partial_answer_retries_only_the_refused_instances(
-    tmp_path: Path, endpoint: tuple[str, Endpoint]
+    tmp_path: Path, endpoint: tuple[str, Endpoint], runtime: Runtime
 ) -> None:
     url, state = endpoint
-    home = tmp_path / "home"
-    events = archive(originals(tmp_path / "o", 3), home)
+    events = ingest(runtime, originals(tmp_path / "o", 3))
     state.refuse = {events[1].sop_instance_uid}
     rules = f'[[routing.rules]]\nname = "web"\naction = "stow"\nurl = "{url}/dicom-web"\n'
-    forwarding = _forwarding(tmp_path, rules, home)
+    forwarding = _forwarding(tmp_path, rules, runtime)
     try:
         forwarding.listener(events)
         while not forwarding.tracker.sweep():
