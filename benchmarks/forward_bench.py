@@ -6,10 +6,10 @@
 Each run ingests one new synthetic CT study of ``--instances`` instances (64x64, one series)
 through the runtime's ingest service, one file per call as the DIMSE receiver does, with
 routing subscribed to it, and measures, from the last instance's arrival to the moment
-Orthanc holds the whole study, how long forwarding takes. Two routes run at once, to two Orthancs on loopback
-(Debian package, DICOMweb plugin): ``cstore`` (pynetdicom C-STORE SCU) and ``stow``
-(STOW-RS). The target: p95 <= completion timeout + 10 s. ``forward`` is the latency minus the
-completion timeout (the time routing takes once the study is complete).
+Orthanc holds the whole study, how long forwarding takes. Two routes run at once, to two
+Orthancs on loopback (Debian package, DICOMweb plugin): ``cstore`` (pynetdicom C-STORE SCU)
+and ``stow`` (STOW-RS). The target: p95 <= completion timeout + 10 s. ``forward`` is the
+latency minus the completion timeout (the time routing takes once the study is complete).
 
 ``--write-docs`` replaces the "Routing (issue 12)" section of ``docs/benchmarks.md``.
 """
