@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -204,3 +205,38 @@ def test_multipart_body_is_well_formed() -> None:
         b"--xyz\r\nContent-Type: application/dicom\r\n\r\nA\r\n"
         b"--xyz\r\nContent-Type: application/dicom\r\n\r\nBB\r\n--xyz--\r\n"
     )
+
+
+def test_cstore_goes_on_over_a_new_association_when_one_is_lost(
+    tmp_path: Path, runtime: Runtime
+) -> None:
+    """A peer that leaves one C-STORE unanswered costs one timeout, not a retried forward."""
+    from pynetdicom import AE, AllStoragePresentationContexts, evt
+
+    from tests.support.servers import free_port
+
+    received: list[str] = []
+
+    def on_store(event: Any) -> int:
+        received.append(event.request.AffectedSOPInstanceUID)
+        if len(received) == 3:
+            time.sleep(2.5)  # longer than the forward's DIMSE timeout
+        return 0x0000
+
+    ae = AE(ae_title="SLOWPEER")
+    ae.supported_contexts = AllStoragePresentationContexts
+    port = free_port()
+    server = ae.start_server(("127.0.0.1", port), block=False,
+                             evt_handlers=[(evt.EVT_C_STORE, on_store)])  # fmt: skip
+    events = ingest(runtime, originals(tmp_path / "o", 5))
+    rules = (f'timeout = 1\n[[routing.rules]]\nname = "peer"\naction = "cstore"\n'
+             f'host = "127.0.0.1"\nport = {port}\nae_title = "SLOWPEER"\n')  # fmt: skip
+    forwarding = _forwarding(tmp_path, rules, runtime)
+    try:
+        _run(forwarding, events, rounds=5)
+        (job,) = forwarding.queue.jobs()
+    finally:
+        forwarding.stop()
+        server.shutdown()
+    assert job.state == "done" and job.attempts == 0 and job.sent == 5
+    assert len(received) == 6 and len(set(received)) == 5  # the unanswered one, sent again

@@ -41,6 +41,8 @@ _log = logging.getLogger(__name__)
 _MAX_CONTEXTS: Final = 128
 _CHUNK: Final = 100
 """Instances read from the archive and sent over one association (at most)."""
+_REASSOCIATIONS: Final = 2
+"""New associations tried within one attempt after one was lost mid-study."""
 _MIN_PER_LANE: Final = 10
 """Fewer instances than this per association are not worth one more association."""
 _WARNINGS: Final = frozenset({0xB000, 0xB006, 0xB007})
@@ -84,7 +86,7 @@ class CStoreSender:
                         for item in items[start : start + _CHUNK]
                     ]
                     for group in _groups(loaded):
-                        self._associate(group, delivery, refused, lock)
+                        self._reassociating(group, delivery, refused, lock)
             except ForwardFailed as exc:
                 with lock:
                     errors.append(exc)
@@ -105,6 +107,33 @@ class CStoreSender:
         if refused:
             detail = ", ".join(f"{kind} x{n}" for kind, n in sorted(refused.items()))
             raise ForwardFailed(f"C-STORE refused: {detail}")
+
+    def _reassociating(
+        self,
+        group: Sequence[tuple[QueuedInstance, Any]],
+        delivery: Delivery,
+        refused: dict[str, int],
+        lock: threading.Lock,
+    ) -> None:
+        """Send ``group``; when the association is lost mid-way, go on over a new one.
+
+        A peer that leaves one C-STORE unanswered (seen with Orthanc 1.10 under load: the
+        instance stored, no response, the association aborted at the DIMSE timeout) costs
+        one timeout, not a retry of the whole forward after a backoff. Twice at most.
+        """
+        done = 0
+        for attempt in range(_REASSOCIATIONS + 1):
+            try:
+                self._associate(group[done:], delivery, refused, lock)
+                return
+            except _Lost as lost:
+                done += lost.position
+                _log.warning(
+                    "routing: association with %s lost after %d instance(s)%s",
+                    self._target.label, done,
+                    "; associating again" if attempt < _REASSOCIATIONS else "",
+                )  # fmt: skip
+        raise ForwardFailed(f"association with {self._target.label} lost mid-study")
 
     def _associate(
         self,
@@ -127,7 +156,7 @@ class CStoreSender:
             raise ForwardFailed(f"no association with {target.label} (refused or aborted)")
         _no_delay(assoc)
         try:
-            for item, dataset in group:
+            for position, (item, dataset) in enumerate(group):
                 try:
                     status = assoc.send_c_store(dataset)
                 except ValueError:  # no accepted presentation context for this pair
@@ -136,7 +165,7 @@ class CStoreSender:
                     continue
                 code = int(getattr(status, "Status", -1)) if status else -1
                 if code == -1:
-                    raise ForwardFailed(f"association with {target.label} lost mid-study")
+                    raise _Lost(position)
                 if code == 0x0000 or code in _WARNINGS:
                     delivery.sent([item.sop_instance_uid])
                 else:
@@ -146,6 +175,14 @@ class CStoreSender:
         finally:
             if assoc.is_established:
                 assoc.release()
+
+
+class _Lost(Exception):
+    """The association ended before instance ``position`` of the group was answered."""
+
+    def __init__(self, position: int) -> None:
+        super().__init__(position)
+        self.position = position
 
 
 def _no_delay(assoc: Any) -> None:
