@@ -45,6 +45,7 @@ COMMANDS: Final = (
     "quarantine",
     "erase",
     "viewer",
+    "routes",
 )
 """Command and group names, each registered by the module of the same name in ``cli``."""
 

@@ -1,0 +1,118 @@
+"""Forward by STOW-RS: POST the de-identified instances to a DICOMweb server.
+
+Instances go in ``multipart/related; type="application/dicom"`` requests to
+``{url}/studies`` (PS3.18 §10.5), up to 32 instances or 32 MiB per request, with an optional
+bearer token read from the environment variable the rule names. A ``200`` response stores the
+whole request; a ``202`` stores those listed in its Referenced SOP Sequence (0008,1199) and
+fails the others; anything else fails the request. Failures are retried by the queue; only the
+instances not yet acknowledged are sent again. Response bodies are never logged or kept
+(they could echo attribute values): a failure is reported by its HTTP status.
+
+References
+----------
+PS3.18 §10.5 (Store Transaction), §10.5.3 (response).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from typing import Any, Final
+
+from dicomveil._optional import require
+from dicomveil.forward.queue import Job, QueuedInstance
+from dicomveil.forward.sender import Delivery, ForwardFailed
+from dicomveil.forward.settings import Target
+
+__all__ = ["StowSender", "multipart_body"]
+
+_MAX_PARTS: Final = 32
+_MAX_BYTES: Final = 32 << 20
+_REFERENCED_SOP_SEQUENCE: Final = "00081199"
+_REFERENCED_SOP_INSTANCE_UID: Final = "00081155"
+
+
+def multipart_body(parts: Sequence[bytes], boundary: str) -> bytes:
+    """Return a ``multipart/related`` body of DICOM parts (PS3.18 §8.6.1.2)."""
+    chunks: list[bytes] = []
+    for part in parts:
+        chunks += [f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode(), part]
+        chunks.append(b"\r\n")
+    chunks.append(f"--{boundary}--\r\n".encode())
+    return b"".join(chunks)
+
+
+class StowSender:
+    """Send to the DICOMweb server of ``target`` (``url`` is its root, before ``/studies``).
+
+    Parameters
+    ----------
+    target
+        The URL and the name of the token's environment variable.
+    timeout
+        Seconds per HTTP request.
+    """
+
+    def __init__(self, target: Target, timeout: float) -> None:
+        self._target, self._timeout = target, timeout
+
+    def scope(self, job: Job) -> str:
+        """Sent records are kept per DICOMweb server."""
+        return f"stow:{self._target.label}"
+
+    def send(self, delivery: Delivery) -> None:
+        """POST the pending instances; raise :class:`ForwardFailed` if any is not stored."""
+        if not delivery.pending:
+            return
+        httpx = require("httpx", "STOW-RS forwarding", "routing")
+        headers = {"Accept": "application/dicom+json"}
+        token = self._target.token()
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        url = self._target.url.rstrip("/") + "/studies"
+        failed = 0
+        with httpx.Client(timeout=self._timeout, headers=headers) as client:
+            for group in _requests(delivery):
+                boundary = os.urandom(16).hex()
+                body = multipart_body([data for _, data in group], boundary)
+                content_type = f'multipart/related; type="application/dicom"; boundary={boundary}'
+                try:
+                    answer = client.post(url, content=body, headers={"Content-Type": content_type})
+                except httpx.HTTPError as exc:
+                    raise ForwardFailed(f"STOW-RS request failed ({type(exc).__name__})") from None
+                uids = [item.sop_instance_uid for item, _ in group]
+                if answer.status_code == 200:
+                    delivery.sent(uids)
+                elif answer.status_code == 202:
+                    stored = _referenced(answer) & set(uids)
+                    delivery.sent([uid for uid in uids if uid in stored])
+                    failed += len(uids) - len(stored)
+                else:
+                    raise ForwardFailed(f"STOW-RS answered HTTP {answer.status_code}")
+        if failed:
+            raise ForwardFailed(f"STOW-RS refused {failed} instance(s) (HTTP 202)")
+
+
+def _requests(delivery: Delivery) -> Iterator[list[tuple[QueuedInstance, bytes]]]:
+    """Group pending instances into requests of bounded size, reading them as needed."""
+    group: list[tuple[QueuedInstance, bytes]] = []
+    size = 0
+    for item in delivery.pending:
+        data = delivery.read(item.storage_key)
+        if group and (len(group) >= _MAX_PARTS or size + len(data) > _MAX_BYTES):
+            yield group
+            group, size = [], 0
+        group.append((item, data))
+        size += len(data)
+    if group:
+        yield group
+
+
+def _referenced(answer: Any) -> set[str]:
+    """The SOP Instance UIDs a STOW-RS response lists as stored (empty if unreadable)."""
+    try:
+        body = answer.json()
+        items = body[_REFERENCED_SOP_SEQUENCE]["Value"]
+        return {str(item[_REFERENCED_SOP_INSTANCE_UID]["Value"][0]) for item in items}
+    except (ValueError, KeyError, IndexError, TypeError):
+        return set()

@@ -1,0 +1,275 @@
+"""The routing queue and completion tracker on a real SQLite file, with an injected clock.
+
+Senders here are recorders (the real ones are exercised against Orthanc in
+``test_orthanc.py``): these tests are about what is queued when, in which order, and what
+survives a restart.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from dicomveil.audit import AuditLog
+from dicomveil.forward.completion import CompletionTracker
+from dicomveil.forward.queue import ForwardQueue, Job
+from dicomveil.forward.sender import Delivery, ForwardFailed
+from dicomveil.forward.settings import RoutingSettings
+from dicomveil.forward.worker import ForwardWorker
+from tests.forward.support import Clock, complete_studies, events
+
+RULES = """
+[routing]
+completion_timeout = 10
+max_attempts = 3
+backoff_initial = 1
+backoff_max = 4
+lease = 5
+[routing.completion_timeouts]
+FASTCT = 2
+[[routing.rules]]
+name = "ct"
+match = {{ calling_ae = "*CT", Modality = "CT" }}
+action = "stow"
+url = "http://127.0.0.1:9/dicom-web"
+priority = "ROUTINE"
+[[routing.rules]]
+name = "mr-only"
+match = {{ Modality = "MR" }}
+action = "webhook"
+url = "http://127.0.0.1:9/hook"
+[[routing.rules]]
+name = "stat"
+action = "cstore"
+host = "127.0.0.1"
+port = 9
+ae_title = "PACS"
+priority = "STAT"
+"""
+
+
+class Recorder:
+    """A sender that acknowledges everything (or fails while ``failing``)."""
+
+    def __init__(self, name: str) -> None:
+        self.name, self.calls, self.failing = name, [], False
+        self.calls: list[list[str]] = []
+
+    def scope(self, job: Job) -> str:
+        return f"rec:{self.name}"
+
+    def send(self, delivery: Delivery) -> None:
+        if self.failing:
+            raise ForwardFailed("HTTP 503")
+        uids = [x.sop_instance_uid for x in delivery.pending]
+        self.calls.append(uids)
+        delivery.sent(uids)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.server)])
+def settings(tmp_path: Path, request: pytest.FixtureRequest) -> RoutingSettings:
+    """The rules above, with the queue in SQLite (the default) or in PostgreSQL."""
+    (tmp_path / "routing.toml").write_text(RULES.format())
+    loaded = RoutingSettings.load(tmp_path / "routing.toml", home=tmp_path)
+    if request.param == "postgresql":
+        from tests.conftest import create_postgres_database
+
+        url = create_postgres_database(request.getfixturevalue("postgres_url"), "routing")
+        loaded = dataclasses.replace(loaded, queue_url=url)
+    return loaded
+
+
+@pytest.fixture
+def queue(settings: RoutingSettings) -> ForwardQueue:
+    opened = ForwardQueue.open(settings.queue_url)
+    yield opened
+    opened.close()
+
+
+def worker(
+    queue: ForwardQueue, settings: RoutingSettings, clock: Clock, audit: AuditLog | None = None
+) -> tuple[ForwardWorker, dict[str, Recorder]]:
+    senders = {rule.name: Recorder(rule.name) for rule in settings.rules}
+    return ForwardWorker(queue, senders, lambda key: b"", settings, audit, clock), senders
+
+
+class TestCompletion:
+    def test_a_study_completes_after_its_quiet_time_and_rules_match(
+        self, queue: ForwardQueue, settings: RoutingSettings
+    ) -> None:
+        clock = Clock()
+        tracker = CompletionTracker(queue, settings, clock)
+        tracker.record(events("1.2.3", 3))
+        clock.now += 1.9
+        tracker.record(events("1.2.3", 2, start=3))  # the quiet time starts again
+        clock.now += 1.9
+        assert tracker.sweep() == []
+        assert tracker.next_due() == pytest.approx(0.1)
+        clock.now += 0.2
+        created = tracker.sweep()
+        jobs = {job.rule: job for job in queue.jobs()}
+        assert len(created) == 2 and sorted(jobs) == ["ct", "stat"]  # not "mr-only"
+        assert jobs["ct"].target == "http://127.0.0.1:9/dicom-web"
+        assert jobs["stat"].target == "PACS@127.0.0.1:9"
+        assert tracker.sweep() == [] and tracker.next_due() is None
+
+    def test_the_default_quiet_time_applies_to_other_sources(
+        self, queue: ForwardQueue, settings: RoutingSettings
+    ) -> None:
+        clock = Clock()
+        tracker = CompletionTracker(queue, settings, clock)
+        tracker.record(events("1.2.4", 2, ae="SLOWCT"))
+        clock.now += 9.5
+        assert tracker.sweep() == []
+        clock.now += 0.6
+        assert len(tracker.sweep()) == 2
+
+    def test_instances_after_completion_start_a_round_that_sends_only_them(
+        self, queue: ForwardQueue, settings: RoutingSettings
+    ) -> None:
+        clock = Clock()
+        tracker = CompletionTracker(queue, settings, clock)
+        work, senders = worker(queue, settings, clock)
+        tracker.record(events("1.2.5", 4))
+        clock.now += 3
+        tracker.sweep()
+        while work.run_once():
+            pass
+        tracker.record(events("1.2.5", 2, start=3))  # one again, one new
+        clock.now += 3
+        assert len(tracker.sweep()) == 2
+        while work.run_once():
+            pass
+        assert [len(c) for c in senders["ct"].calls] == [4, 1]
+        assert [len(c) for c in senders["stat"].calls] == [4, 1]
+        rounds = sorted((job.rule, job.round, job.total, job.sent) for job in queue.jobs())
+        assert rounds == [("ct", 1, 4, 4), ("ct", 2, 5, 1), ("stat", 1, 4, 4), ("stat", 2, 5, 1)]
+
+    def test_open_rounds_survive_a_restart(self, settings: RoutingSettings) -> None:
+        clock = Clock()
+        first = ForwardQueue.open(settings.queue_url)
+        CompletionTracker(first, settings, clock).record(events("1.2.6", 3))
+        first.close()  # the process "dies" here
+        again = ForwardQueue.open(settings.queue_url)
+        try:
+            clock.now += 5
+            assert len(CompletionTracker(again, settings, clock).sweep()) == 2
+        finally:
+            again.close()
+
+
+class TestJobs:
+    def test_stat_before_urgent_before_routine_then_oldest_first(
+        self, queue: ForwardQueue, tmp_path: Path
+    ) -> None:
+        toml = tmp_path / "p.toml"
+        toml.write_text(
+            "".join(
+                f'[[routing.rules]]\nname = "{name}"\naction = "webhook"\n'
+                f'url = "http://127.0.0.1:9/{name}"\npriority = "{priority}"\n'
+                for name, priority in (("r", "ROUTINE"), ("u", "URGENT"), ("s", "STAT"))
+            )
+        )
+        settings = RoutingSettings.load(toml, home=tmp_path)
+        clock = Clock()
+        complete_studies(CompletionTracker(queue, settings, clock), clock, ("9.1", "9.2"), 1, 31)
+        order = []
+        while (job := queue.claim("me", clock(), 60)) is not None:
+            order.append((job.rule, job.study_uid))
+        assert order == [("s", "9.1"), ("s", "9.2"), ("u", "9.1"), ("u", "9.2"),
+                         ("r", "9.1"), ("r", "9.2")]  # fmt: skip
+
+    def test_a_job_whose_worker_died_is_claimable_after_its_lease(
+        self, queue: ForwardQueue, settings: RoutingSettings
+    ) -> None:
+        clock = Clock()
+        tracker = CompletionTracker(queue, settings, clock)
+        tracker.record(events("1.3", 2))
+        clock.now += 3
+        tracker.sweep()
+        first = queue.claim("dead-worker", clock(), settings.lease)
+        assert first is not None and first.rule == "stat"
+        queue.mark_sent(first.id, "rec:stat", ["1.3.1.0"], clock())
+        clock.now += 4
+        second = queue.claim("next", clock(), settings.lease)
+        assert second is not None and second.rule == "ct"  # the stat job is still leased
+        clock.now += 2
+        again = queue.claim("next", clock(), settings.lease)
+        assert again is not None and again.id == first.id
+        assert queue.finish(first, "dead-worker", 2, clock()) is False  # lease lost
+        pending, covered = queue.pending(again, "rec:stat")
+        assert [x.sop_instance_uid for x in pending] == ["1.3.1.1"] and len(covered) == 2
+
+    def test_sent_records_are_idempotent(self, queue: ForwardQueue) -> None:
+        for _ in range(2):
+            queue.mark_sent(1, "scope", ["1.2", "1.2", "1.3"], 0.0)
+        assert queue.sent_count("scope") == 2 and queue.sent_count("other") == 0
+
+    def test_failures_back_off_then_dead_letter_then_retry(
+        self, queue: ForwardQueue, settings: RoutingSettings, tmp_path: Path
+    ) -> None:
+        clock = Clock()
+        audit = AuditLog.open(tmp_path, environ={"DICOMVEIL_HOME": str(tmp_path)})
+        tracker = CompletionTracker(queue, settings, clock)
+        work, senders = worker(queue, settings, clock, audit)
+        for recorder in senders.values():
+            recorder.failing = True
+        tracker.record(events("1.4", 1))
+        clock.now += 3
+        tracker.sweep()
+        attempts = 0
+        while queue.counts()["dead"] < 2:
+            if work.run_once() is None:
+                clock.now += 1
+            else:
+                attempts += 1
+            assert clock.now < 1_000_100
+        assert attempts == 6 and queue.counts() == {"queued": 0, "running": 0, "done": 0,
+                                                    "dead": 2}  # fmt: skip
+        dead = queue.jobs(["dead"])
+        assert {job.error for job in dead} == {"HTTP 503"} and {j.attempts for j in dead} == {3}
+        entries = [e for e in audit.entries() if e.event == "forward.study"]
+        assert len(entries) == 6 and {e.outcome for e in entries} == {"failure"}
+        assert entries[-1].details["state"] == "dead"
+        assert entries[-1].details["pseudo_study_uid"] == "1.4"
+        for recorder in senders.values():
+            recorder.failing = False
+        assert queue.retry(dead[0].id, clock()) and not queue.retry(dead[0].id, clock())
+        assert work.run_once() is not None and work.run_once() is None
+        assert queue.counts()["done"] == 1 and queue.counts()["dead"] == 1
+
+
+def test_the_listener_never_raises(tmp_path: Path) -> None:
+    """A broken event (or database) is logged, never raised into the ingest call."""
+    from dicomveil.forward.service import Forwarding
+    from tests.forward.support import open_runtime
+
+    toml = tmp_path / "r.toml"
+    toml.write_text('[[routing.rules]]\naction = "webhook"\nurl = "http://127.0.0.1:9/"\n')
+    with open_runtime(tmp_path / "home") as runtime:
+        forwarding = Forwarding.open(toml, runtime)
+    try:
+        bad: Sequence[object] = [object()]
+        forwarding.listener(bad)  # type: ignore[arg-type]
+        forwarding.listener(events("1.5", 1))
+        assert len(forwarding.queue.open_rounds()) == 1
+    finally:
+        forwarding.stop()
+
+
+def test_concurrent_first_arrivals_of_a_study_are_all_recorded(
+    queue: ForwardQueue, settings: RoutingSettings
+) -> None:
+    """Associations in parallel threads deliver the first instances of one study at once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    tracker = CompletionTracker(queue, settings, Clock())
+    for study in ("7.1", "7.2", "7.3"):
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(tracker.record, [events(study, 2, start=2 * i) for i in range(8)]))
+    assert sorted((due.study_uid, due.instances) for due in queue.open_rounds()) == [
+        ("7.1", 16), ("7.2", 16), ("7.3", 16)
+    ]  # fmt: skip
