@@ -12,7 +12,7 @@ import pytest
 from dicomveil.pipeline.verify import verify_folders
 from dicomveil.web.routes.gateway import STUDY_ID_HEADER, STUDY_UID_HEADER
 from dicomveil.web.services import Services
-from tests.web.conftest import auth
+from tests.web.conftest import actor, auth
 
 pytestmark = pytest.mark.anyio
 
@@ -154,7 +154,8 @@ class TestReidentify:
         assert match["original"]["StudyInstanceUID"] == original.StudyInstanceUID
         assert match["pseudonymous"]["StudyID"] == study
         last = list(services.audit.entries())[-1]
-        assert last.event == "reid.lookup" and last.actor == "token:test-reidentify"
+        assert last.event == "reid.lookup"
+        assert last.actor == actor(services.settings.home, "reidentify")
         assert last.details["purpose"] == "report returned"
         assert original.PatientID not in str(last.details)
 
