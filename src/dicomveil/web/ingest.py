@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 from dicomveil.audit.entry import AuditEvent
@@ -32,6 +33,7 @@ def deidentify_uploads(
     entry: str,
     archive: bool,
     study: str | None = None,
+    salt: str = "",
 ) -> list[Ingested]:
     """De-identify ``uploads`` (files in ``workspace``), optionally archive and index them.
 
@@ -55,6 +57,9 @@ def deidentify_uploads(
         Take only instances of this study (pseudonymous Study Instance UID); the others
         fail with the error kind :data:`STUDY_MISMATCH_KIND` and are neither stored nor
         recorded in the vault.
+    salt:
+        Salt the pseudonym keys with this (never with ``archive``): the results cannot be
+        linked to the archive's pseudonyms (see ``docs/security.md``, separation of duties).
 
     Returns
     -------
@@ -69,7 +74,11 @@ def deidentify_uploads(
         The way back, the audit trail or the index could not be written: nothing of the
         request is indexed then.
     """
+    if salt and archive:
+        raise ValueError("archived instances take the server's pseudonyms: no salt")
     plan = plan_uploads(services, uploads, str(workspace / "out"), archive=archive, study=study)
+    if salt:
+        plan.work[:] = [replace(upload, salt=salt) for upload in plan.work]
     run_id = uuid.uuid4().hex
     recorder = RunRecorder(
         services.vault,
