@@ -3,6 +3,7 @@
 from tests.web.conftest import (  # noqa: F401 - fixtures, found by name
     anyio_backend,
     app,
+    archive,
     client,
     demo_files,
     home,

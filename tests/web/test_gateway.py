@@ -153,7 +153,8 @@ class TestReidentify:
         assert match["original"]["PatientID"] == original.PatientID
         assert match["original"]["StudyInstanceUID"] == original.StudyInstanceUID
         assert match["pseudonymous"]["StudyID"] == study
-        last = list(services.audit.entries())[-1]
+        *_, last, attempt = services.audit.entries()
+        assert attempt.event == "reid.request" and attempt.details["status"] == 200
         assert last.event == "reid.lookup"
         assert last.actor == actor(services.settings.home, "reidentify")
         assert last.details["purpose"] == "report returned"
@@ -167,7 +168,9 @@ class TestReidentify:
         )
         assert answer.status_code == 403
         assert "no purpose" in answer.json()["error"]["message"]
-        assert list(services.audit.entries())[-1].event == "access.denied"
+        *_, denied, attempt = services.audit.entries()
+        assert denied.event == "access.denied" and attempt.event == "reid.request"
+        assert attempt.outcome == "denied" and attempt.details["status"] == 403
 
     @pytest.mark.parametrize(
         "body",

@@ -35,7 +35,8 @@ DESCRIPTION = """De-identifying DICOM gateway and DICOMweb archive of de-identif
 
 Every route but `/healthz` and `/readyz` needs a bearer token (`dicomveil tokens create
 --role ROLE`): `ingest` (de-identify, STOW-RS, batches), `read` (QIDO-RS, WADO-RS),
-`reidentify` (the way back, audited), `admin` (ingest, read, metrics).
+`reidentify` (the way back, audited), `admin` (metrics; no data access). A token holds
+`ingest` or `read`, not both.
 """
 
 
@@ -82,7 +83,13 @@ def create_app(settings: Settings) -> FastAPI:
         upload_limit=settings.max_body_bytes,
         json_limit=settings.max_json_bytes,
     )
-    app.add_middleware(Observe, routes=table, tokens=services.tokens, metrics=services.metrics)
+    app.add_middleware(
+        Observe,
+        routes=table,
+        tokens=services.tokens,
+        metrics=services.metrics,
+        audit=services.audit,
+    )
     app.add_middleware(OptionsAndCors, origins=settings.cors_origins)  # outermost: preflights
     return app
 
