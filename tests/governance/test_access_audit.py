@@ -136,3 +136,33 @@ async def test_atna_export_names_the_studies_read(
     assert 'csd-code="110112"' in message
     for study in archive["studies"]:
         assert f'ParticipantObjectID="{study}"' in message
+
+
+def test_audit_key_beside_the_log_is_flagged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The default (a clear key file in the state folder) is flagged; a key from elsewhere
+    (a file outside, or the environment) is not."""
+    home = tmp_path / "home"
+    for name in ("DICOMVEIL_AUDIT_KEY", "DICOMVEIL_AUDIT_KEY_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    assert AuditLog.open(home).key_beside_log
+    outside = tmp_path / "vault-host" / "audit.key"
+    outside.parent.mkdir()
+    outside.write_text((home / "keys" / "audit.key").read_text())
+    monkeypatch.setenv("DICOMVEIL_AUDIT_KEY_FILE", str(outside))
+    assert not AuditLog.open(home).key_beside_log
+    monkeypatch.delenv("DICOMVEIL_AUDIT_KEY_FILE")
+    monkeypatch.setenv("DICOMVEIL_AUDIT_KEY", "x" * 32)
+    assert not AuditLog.open(home).key_beside_log
+
+
+def test_gateway_warns_when_the_audit_key_is_beside_the_log(
+    home: Path, key_file: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from dicomveil.web import Settings, create_app
+
+    with caplog.at_level("WARNING", logger="dicomveil.web"):
+        app = create_app(Settings(home=home, key_file=key_file))
+    app.state.services.close()
+    assert any("audit key is a clear file" in r.getMessage() for r in caplog.records)

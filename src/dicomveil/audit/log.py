@@ -74,6 +74,16 @@ def _derive(secret: bytes, info: bytes) -> bytes:
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(secret)
 
 
+def _beside(origin: str, home: Path) -> bool:
+    """Whether a key loaded from ``origin`` is a file under the state folder ``home``."""
+    if not origin.startswith("file "):
+        return False
+    try:
+        return Path(origin[5:]).resolve().is_relative_to(home.resolve())
+    except OSError:
+        return True
+
+
 class _SystemClock:
     def now(self) -> datetime:
         return datetime.now(UTC)
@@ -112,6 +122,8 @@ class AuditLog:
         self._fingerprint_key = _derive(secret, b"dicomveil audit fingerprint v1")
         self._clock: Clock = clock or _SystemClock()
         self.forwarder = forwarder
+        self.key_beside_log = False
+        """Whether the key is a clear file in the folder holding the log (see :meth:`open`)."""
 
     @classmethod
     def open(
@@ -138,7 +150,9 @@ class AuditLog:
         key = load_key(
             "audit", key_file=key_file, environ=env, home=home, create=create, notice=notice
         )
-        return cls(folder, key.secret, forwarder=forwarder_from_env(env))
+        log = cls(folder, key.secret, forwarder=forwarder_from_env(env))
+        log.key_beside_log = not key.kms_key_id and _beside(key.origin, folder.parent)
+        return log
 
     @staticmethod
     def location(home: Path | None = None, *, environ: Mapping[str, str] | None = None) -> Path:

@@ -10,6 +10,7 @@ closed when it shuts down (or by ``app.state.services.close()``).
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -50,6 +51,13 @@ def create_app(settings: Settings) -> FastAPI:
     """
     silence_pydicom_log()
     services = Services.open(settings)
+    if services.audit.key_beside_log:
+        logging.getLogger("dicomveil.web").warning(
+            "the audit key is a clear file in the state folder beside the audit log: whoever "
+            "copies the folder can rewrite the chain. Keep it elsewhere "
+            "(DICOMVEIL_AUDIT_KEY_FILE), wrap it with KMS (keys init --kms), and forward the "
+            "log live (DICOMVEIL_AUDIT_SYSLOG)"
+        )
     guard.configure(
         GuardLimits(settings.header_timeout, settings.body_timeout, settings.max_connections)
     )
