@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from dicomveil.audit import AuditEntry, AuditLog
-from dicomveil.web.tokens import token_store
+from dicomveil.tokens import token_store
 from tests.web.conftest import auth
 
 pytestmark = pytest.mark.anyio

@@ -27,8 +27,8 @@ from pydicom.uid import generate_uid
 
 from dicomveil.audit import AuditLog
 from dicomveil.engine.pseudonyms import patient_key, patient_pseudonym
+from dicomveil.tokens import token_store
 from dicomveil.web.services import Services
-from dicomveil.web.tokens import token_store
 from tests.web.conftest import auth
 from tests.web.support import related_body
 

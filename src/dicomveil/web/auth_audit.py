@@ -29,8 +29,8 @@ from starlette.types import Scope
 
 from dicomveil.audit.entry import AuditEvent
 from dicomveil.audit.events import archive_access, reid_request, request_refused
+from dicomveil.tokens import Token
 from dicomveil.web.routing import RoutePolicy
-from dicomveil.web.tokens import Token
 
 __all__ = ["QUERY_CAPTURE_LIMIT", "RequestRecord", "request_events"]
 

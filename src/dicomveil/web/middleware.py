@@ -26,11 +26,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dicomveil.audit import AuditLog
 from dicomveil.errors import AuditError
+from dicomveil.tokens import Token, TokenStore
 from dicomveil.web.auth_audit import RequestRecord, request_events
 from dicomveil.web.errors import PayloadTooLarge, error_response, server_error
 from dicomveil.web.metrics import Metrics
 from dicomveil.web.routing import Resolved, RouteTable
-from dicomveil.web.tokens import Token, TokenStore
 
 __all__ = ["Observe"]
 

@@ -18,12 +18,12 @@ from dicomveil.keystore import load_key
 from dicomveil.pipeline.run import default_workers
 from dicomveil.profile.policy import Policy
 from dicomveil.storage import BaseBlobStore, open_store, parse_store_url
+from dicomveil.tokens import TokenStore, token_store
 from dicomveil.vault import Vault, open_vault
 from dicomveil.web.engine_pool import EnginePool
 from dicomveil.web.metrics import Metrics
 from dicomveil.web.settings import Settings
 from dicomveil.web.sweep import claim_staging
-from dicomveil.web.tokens import TokenStore, token_store
 
 __all__ = ["Services"]
 

@@ -10,9 +10,9 @@ from fastapi.responses import FileResponse
 from starlette.background import BackgroundTask
 
 from dicomveil import errors
+from dicomveil.tokens import Token
 from dicomveil.web.deps import ServicesDep, require
 from dicomveil.web.ingest import Ingested, deidentify_uploads
-from dicomveil.web.tokens import Token
 from dicomveil.web.uploads import Workspace, receive_instances
 
 __all__ = ["STUDY_ID_HEADER", "STUDY_UID_HEADER", "raise_for", "router"]

@@ -35,11 +35,11 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
+from dicomveil.tokens import Token
 from dicomveil.web.deps import DICOMWEB_PREFIX, ServicesDep, dicomweb_root, require
 from dicomveil.web.dicomjson import element
 from dicomveil.web.ingest import CONFLICT_KIND, STUDY_MISMATCH_KIND, Ingested, deidentify_uploads
 from dicomveil.web.services import Services
-from dicomveil.web.tokens import Token
 from dicomveil.web.uploads import Workspace, receive_instances
 from dicomveil.web.warning_header import warning_header
 

@@ -17,7 +17,8 @@ is created with ``allow_ingest_and_read`` (unsafe: with deterministic pseudonyms
 an invented original carrying a known hospital number and reading the archive is a lookup
 from that number to the patient's studies); ``admin`` is held alone.
 
-This module imports no web framework: ``dicomveil tokens`` uses it too.
+A core module (no web framework): the gateway checks tokens with it, ``dicomveil tokens``
+manages them (edges never import each other, see docs/architecture.md).
 """
 
 from __future__ import annotations
