@@ -176,6 +176,10 @@ def test_findings_cover_direct_identifiers_and_ids() -> None:
     ds.PatientID = "HOSP1-P" + "A" * 15
     ds.AccessionNumber = "A" + "B" * 15
     assert "8 medical record numbers: PatientID" not in safe_harbor_findings(ds)
+    ds.StudyInstanceUID = "1.2.840.113619.2.55.3.20180704"  # an original UID (retain-uids)
+    assert "18 other unique identifying numbers: StudyInstanceUID" in safe_harbor_findings(ds)
+    ds.StudyInstanceUID = "2.25.1234"
+    assert "18 other unique identifying numbers: StudyInstanceUID" not in safe_harbor_findings(ds)
 
 
 def test_a_birth_date_within_89_years_keeps_its_year() -> None:

@@ -67,6 +67,13 @@ _DIRECT: Final[dict[str, tuple[str, ...]]] = {
     "13 device identifiers and serial numbers": ("DeviceSerialNumber", "DeviceUID"),
 }
 """Attributes of a Safe Harbor category that must be absent or empty in an output."""
+_INSTANCE_UIDS: Final = (
+    "StudyInstanceUID",
+    "SeriesInstanceUID",
+    "SOPInstanceUID",
+    "FrameOfReferenceUID",
+)
+"""UIDs dicomveil remaps (to ``2.25.`` UUID-derived UIDs) unless ``retain-uids``."""
 _PSEUDONYM: Final = re.compile(r"([A-Za-z0-9_-]{1,32}-)?[PSAH][A-Z2-7]{15}")
 
 
@@ -185,8 +192,9 @@ def safe_harbor_findings(ds: Dataset) -> list[str]:
 
     Checks what a program can: dates more precise than the year, ages over 89, a birth year
     showing an age over 89, geography below a state, the direct identifiers of the
-    categories in :data:`_DIRECT` present with a value, and a PatientID, AccessionNumber or
-    StudyID that is not a dicomveil pseudonym (categories 8 and 18).
+    categories in :data:`_DIRECT` present with a value, a PatientID, AccessionNumber or
+    StudyID that is not a dicomveil pseudonym (categories 8 and 18), and study, series,
+    instance and frame of reference UIDs that were not remapped (18: ``retain-uids``).
     """
     findings: set[str] = set()
     for _, elem in _elements(ds):
@@ -209,6 +217,9 @@ def safe_harbor_findings(ds: Dataset) -> list[str]:
     birth = str(ds.get("PatientBirthDate", "") or "")
     if re.match(r"\d{4}", birth) and _reference_year(ds) - int(birth[:4]) > 89:
         findings.add("3 ages over 89: PatientBirthDate")
+    for keyword in _INSTANCE_UIDS:  # original UIDs often embed dates, devices, sites
+        if not str(ds.get(keyword, "") or "2.25.").startswith("2.25."):
+            findings.add(f"18 other unique identifying numbers: {keyword}")
     for keyword, category in (
         ("PatientID", "8 medical record numbers"),
         ("AccessionNumber", "18 other unique identifying numbers"),
