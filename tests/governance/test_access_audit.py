@@ -166,3 +166,17 @@ def test_gateway_warns_when_the_audit_key_is_beside_the_log(
         app = create_app(Settings(home=home, key_file=key_file))
     app.state.services.close()
     assert any("audit key is a clear file" in r.getMessage() for r in caplog.records)
+
+
+async def test_console_pages_refused_to_a_session_are_audited(
+    app: object, tokens: dict[str, str], home: Path
+) -> None:
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)  # type: ignore[arg-type]
+    async with httpx.AsyncClient(transport=transport, base_url="https://testserver") as browser:
+        login = await browser.post("/console/login", data={"token": tokens["read"]})
+        assert login.status_code == 303
+        assert (await browser.get("/console/tokens")).status_code == 403
+    (denied,) = [e for e in _entries(home) if e.event == "access.denied"]
+    assert denied.actor == f"token:{_token_id(home, 'read')}"
+    assert denied.details["action"] == "GET /console/tokens"
+    assert denied.details["role"] == "read" and denied.details["status"] == 403

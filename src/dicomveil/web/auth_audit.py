@@ -5,7 +5,8 @@ answered. Three kinds of requests leave an entry (ATNA style, in the same HMAC c
 everything else; see ``docs/security.md``):
 
 - every request refused for its token (401: none or unknown; 403: the token's role does not
-  allow the route), as ``access.denied`` with the token's id and role when it has one;
+  allow the route), as ``access.denied`` with the token's id and role when it has one; a
+  console page refused to its session's role (403) too, with the session's token;
 - every request to a re-identification route, whatever its answer (``reid.request``): the
   route's own entry says what was looked up, this one ties the attempt to the token, its role
   and the client; refused attempts are recorded as refusals *and* as attempts;
@@ -39,6 +40,7 @@ QUERY_CAPTURE_LIMIT: Final = 8 << 20
 and the entry says ``matches`` unknown."""
 
 _STUDY_UID_TAG: Final = "0020000D"
+CONSOLE_PREFIX: Final = "/console"
 
 
 @dataclass(slots=True)
@@ -72,6 +74,20 @@ class RequestRecord:
 def request_events(scope: Scope, record: RequestRecord, template: str) -> list[AuditEvent]:
     """The audit entries of a request answered with ``record.status`` (often none)."""
     policy = record.policy
+    unguarded = policy is None or policy.role is None
+    if unguarded and record.status == 403 and template.startswith(CONSOLE_PREFIX):
+        token = _console_token(scope)
+        return [
+            request_refused(
+                actor=token.actor if token is not None else "<unknown>",
+                role=token.role_text if token is not None else None,
+                needed="console page",
+                client=_client(scope),
+                status=403,
+                action=f"{scope.get('method', '')} {template}",
+                reason="role",
+            )
+        ]
     if policy is None or policy.role is None:
         return []
     token = record.token
@@ -111,6 +127,20 @@ def request_events(scope: Scope, record: RequestRecord, template: str) -> list[A
             )
         )
     return events
+
+
+def _console_token(scope: Scope) -> Token | None:
+    """The token of the console session the request carries, if any."""
+    if "app" not in scope:
+        return None
+    from starlette.requests import Request
+
+    from dicomveil.web.console.auth import console_auth
+
+    request = Request(scope)
+    auth = console_auth(request)
+    visitor = auth.visitor(request) if auth is not None else None
+    return None if visitor is None else visitor.token
 
 
 def _client(scope: Scope) -> str:
