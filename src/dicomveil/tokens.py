@@ -1,15 +1,21 @@
 """Bearer tokens of the gateway: created once, shown once, stored only as a hash.
 
 A token is ``dvt_`` followed by 256 random bits (URL-safe base64). The store,
-``$DICOMVEIL_HOME/tokens.json`` (mode 0600), keeps for each token an opaque id, a name, a
-role, its creation time, optionally an expiry time and an organisation code, the time it was
-last used (recorded at most once a minute per token, not on every request) and the SHA-256 of
-the token; a SHA-256 of a 256-bit random value
-cannot be inverted or guessed, so no slow hash is needed. Writers hold an exclusive lock and
-replace the file atomically; readers reload it when it changes, so a running server accepts
-new tokens and drops revoked ones without a restart. An expired token verifies as no token
-(the gateway answers 401). Entries written before expiry, organisation and last use existed
-load unchanged: the fields are optional.
+``$DICOMVEIL_HOME/tokens.json`` (mode 0600), keeps for each token an opaque id, a name, its
+role (or roles), its creation time, optionally an expiry time and an organisation code, the
+time it was last used (recorded at most once a minute per token, not on every request) and the
+SHA-256 of the token; a SHA-256 of a 256-bit random value cannot be inverted or guessed, so no
+slow hash is needed. Writers hold an exclusive lock and replace the file atomically; readers
+reload it when it changes, so a running server accepts new tokens and drops revoked ones
+without a restart. An expired token verifies as no token (the gateway answers 401). Entries
+written before expiry, organisation and last use existed load unchanged: the fields are
+optional.
+
+Separation of duties: ``admin`` manages tokens and settings and has no data access; a token
+holds at most one of ``ingest`` (submit originals) and ``read`` (read the archive) unless it
+is created with ``allow_ingest_and_read`` (unsafe: with deterministic pseudonyms, submitting
+an invented original carrying a known hospital number and reading the archive is a lookup
+from that number to the patient's studies); ``admin`` is held alone.
 
 A core module (no web framework): the gateway checks tokens with it, ``dicomveil tokens``
 manages them (edges never import each other, see docs/architecture.md).
@@ -27,7 +33,7 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -36,7 +42,7 @@ from typing import Final, Literal
 
 from dicomveil.errors import ConfigError
 
-__all__ = ["PERMISSIONS", "ROLES", "Role", "Token", "TokenStore", "token_store"]
+__all__ = ["PERMISSIONS", "ROLES", "Role", "Token", "TokenStore", "check_roles", "token_store"]
 
 Role = Literal["ingest", "read", "reidentify", "admin"]
 ROLES: Final[tuple[Role, ...]] = ("ingest", "read", "reidentify", "admin")
@@ -45,9 +51,10 @@ PERMISSIONS: Final[dict[Role, frozenset[Role]]] = {
     "ingest": frozenset({"ingest"}),
     "read": frozenset({"read"}),
     "reidentify": frozenset({"reidentify"}),
-    "admin": frozenset({"admin", "ingest", "read"}),
+    "admin": frozenset({"admin"}),
 }
-"""What each role may do. ``admin`` may ingest and read, but only ``reidentify`` re-identifies."""
+"""What each role may do: each role only itself. ``admin`` (tokens, settings, metrics,
+quarantine and audit pages) has no data access; only ``reidentify`` re-identifies."""
 
 TOKENS_FILE: Final = "tokens.json"
 _PREFIX: Final = "dvt_"
@@ -70,15 +77,28 @@ class Token:
     """The organisation (tenant) code the token is bound to, or empty."""
     last_used: str = field(default="", compare=False)
     """When the token was last accepted (ISO 8601, UTC; to the minute), or empty: never."""
+    extra_roles: tuple[Role, ...] = ()
+    """Roles held besides :attr:`role` (see :func:`check_roles`)."""
+
+    @property
+    def roles(self) -> tuple[Role, ...]:
+        """Every role the token holds, :attr:`role` first."""
+        return (self.role, *self.extra_roles)
+
+    @property
+    def role_text(self) -> str:
+        """The roles as one word for lists and audit entries: ``read`` or ``ingest+read``."""
+        return "+".join(self.roles)
 
     @property
     def actor(self) -> str:
-        """Who acts with this token, for the audit log: ``token:<name or id>``."""
-        return f"token:{self.name or self.id}"
+        """Who acts with this token, for the audit log: ``token:<id>`` (a name can be
+        reused or changed; the id is unique and is what ``tokens list`` shows)."""
+        return f"token:{self.id}"
 
     def allows(self, needed: Role) -> bool:
-        """Whether this token's role includes ``needed``."""
-        return needed in PERMISSIONS[self.role]
+        """Whether one of this token's roles includes ``needed``."""
+        return any(needed in PERMISSIONS[role] for role in self.roles)
 
     def expired(self, now: datetime | None = None) -> bool:
         """Whether the token has expired at ``now`` (default: the current time)."""
@@ -152,22 +172,31 @@ class TokenStore:
     # -- operations ----------------------------------------------------------------------
 
     def create(
-        self, role: str, name: str = "", *, expires: timedelta | None = None, org: str = ""
+        self,
+        role: str | Sequence[str],
+        name: str = "",
+        *,
+        expires: timedelta | None = None,
+        org: str = "",
+        allow_ingest_and_read: bool = False,
     ) -> tuple[Token, str]:
         """Create a token; return its record and the token (shown once, never stored).
 
-        ``expires`` is the token's lifetime from now (``None``: it never expires); ``org``
-        binds it to an organisation code.
+        ``role`` is one role or several (see :func:`check_roles`); ``expires`` is the
+        token's lifetime from now (``None``: it never expires); ``org`` binds it to an
+        organisation code.
 
         Raises
         ------
         ConfigError
-            Unknown role, a name longer than 64 characters or with control characters, a
-            lifetime that is not positive, or an organisation code that is not 1 to 32
-            letters, digits, ``-`` or ``_``.
+            A refused role combination (see :func:`check_roles`), a name longer than 64
+            characters or with control characters, a lifetime that is not positive, or an
+            organisation code that is not 1 to 32 letters, digits, ``-`` or ``_``.
         """
-        if role not in ROLES:
-            raise ConfigError(f"unknown role {role!r} (known: {', '.join(ROLES)})")
+        roles = check_roles(
+            [role] if isinstance(role, str) else list(role),
+            allow_ingest_and_read=allow_ingest_and_read,
+        )
         if len(name) > 64 or not name.isprintable():
             raise ConfigError("a token name is up to 64 printable characters")
         if org and not _ORG_CODE.fullmatch(org):
@@ -180,10 +209,11 @@ class TokenStore:
         token = Token(
             id=secrets.token_hex(6),
             name=name,
-            role=role,
+            role=roles[0],
             created=now.isoformat(timespec="seconds"),
             expires=end,
             org=org,
+            extra_roles=roles[1:],
         )
         with self._locked() as entries:
             entries.append(_entry(token, _digest(secret)))
@@ -256,18 +286,49 @@ class TokenStore:
 _ORG_CODE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,31}")
 
 
+def check_roles(roles: Sequence[str], *, allow_ingest_and_read: bool = False) -> tuple[Role, ...]:
+    """Validate the roles of a new token (separation of duties); return them, deduplicated.
+
+    Raises
+    ------
+    ConfigError
+        No role, an unknown role, ``admin`` with another role (administration has no data
+        access), or both ``ingest`` and ``read`` without ``allow_ingest_and_read``.
+    """
+    known: list[Role] = []
+    for role in roles:
+        if role not in ROLES:
+            raise ConfigError(f"unknown role {role!r} (known: {', '.join(ROLES)})")
+        if role not in known:
+            known.append(role)
+    if not known:
+        raise ConfigError(f"a token needs a role (known: {', '.join(ROLES)})")
+    if "admin" in known and len(known) > 1:
+        raise ConfigError("the admin role is held alone: it has no data access")
+    if {"ingest", "read"} <= set(known) and not allow_ingest_and_read:
+        raise ConfigError(
+            "a token holds ingest or read, not both: one holder could look up a hospital "
+            "number's studies (--allow-ingest-and-read overrides; unsafe)"
+        )
+    return tuple(known)
+
+
 def _entry(token: Token, digest: str) -> dict[str, str]:
     """The stored form of ``token``; optional fields only when set (old readers ignore them)."""
     entry = {"id": token.id, "name": token.name, "role": token.role, "created": token.created}
-    entry.update(
-        {key: value for key, value in (("expires", token.expires), ("org", token.org)) if value}
+    optional = (
+        ("expires", token.expires),
+        ("org", token.org),
+        ("extra_roles", ",".join(token.extra_roles)),
     )
+    entry.update({key: value for key, value in optional if value})
     return {**entry, "sha256": digest}
 
 
 def _token(entry: dict[str, str]) -> Token:
     role = entry.get("role", "")
-    if role not in ROLES:
+    extra = [r for r in entry.get("extra_roles", "").split(",") if r]
+    if role not in ROLES or any(r not in ROLES for r in extra):
         raise ConfigError("token file holds a token with an unknown role")
     return Token(
         entry["id"],
@@ -277,6 +338,7 @@ def _token(entry: dict[str, str]) -> Token:
         expires=entry.get("expires", ""),
         org=entry.get("org", ""),
         last_used=entry.get("last_used", ""),
+        extra_roles=tuple(extra),  # type: ignore[arg-type]  # checked above
     )
 
 

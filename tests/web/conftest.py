@@ -85,6 +85,12 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
         yield c
 
 
+def actor(home: Path, role: str) -> str:
+    """The audit actor of the ``tokens`` fixture's token for ``role`` (``token:<id>``)."""
+    (token,) = token_store(home).find(f"test-{role}")
+    return token.actor
+
+
 def auth(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 

@@ -95,7 +95,7 @@ class TestCreate:
         text = manifest.text + json.dumps(status)
         for path in demo_files:  # no patient name or id (they are in the file names)
             assert path.parent.parent.name.split("_")[0] not in text
-        listed = await bclient.get("/api/v1/batches", headers=auth(tokens["admin"]))
+        listed = await bclient.get("/api/v1/batches", headers=auth(tokens["ingest"]))
         assert [b["batch_id"] for b in listed.json()] == [batch_id]
 
     async def test_zip(

@@ -12,7 +12,7 @@ import pytest
 from dicomveil.pipeline.verify import verify_folders
 from dicomveil.web.routes.gateway import STUDY_ID_HEADER, STUDY_UID_HEADER
 from dicomveil.web.services import Services
-from tests.web.conftest import auth
+from tests.web.conftest import actor, auth
 
 pytestmark = pytest.mark.anyio
 
@@ -153,8 +153,10 @@ class TestReidentify:
         assert match["original"]["PatientID"] == original.PatientID
         assert match["original"]["StudyInstanceUID"] == original.StudyInstanceUID
         assert match["pseudonymous"]["StudyID"] == study
-        last = list(services.audit.entries())[-1]
-        assert last.event == "reid.lookup" and last.actor == "token:test-reidentify"
+        *_, last, attempt = services.audit.entries()
+        assert attempt.event == "reid.request" and attempt.details["status"] == 200
+        assert last.event == "reid.lookup"
+        assert last.actor == actor(services.settings.home, "reidentify")
         assert last.details["purpose"] == "report returned"
         assert original.PatientID not in str(last.details)
 
@@ -166,7 +168,9 @@ class TestReidentify:
         )
         assert answer.status_code == 403
         assert "no purpose" in answer.json()["error"]["message"]
-        assert list(services.audit.entries())[-1].event == "access.denied"
+        *_, denied, attempt = services.audit.entries()
+        assert denied.event == "access.denied" and attempt.event == "reid.request"
+        assert attempt.outcome == "denied" and attempt.details["status"] == 403
 
     @pytest.mark.parametrize(
         "body",

@@ -32,12 +32,14 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
 
 @pytest.fixture(scope="module")
 def orthanc(tmp_path_factory: pytest.TempPathFactory, gateway: Gateway) -> Iterator[str]:
-    """Orthanc with the gateway as DICOMweb server ``veil``; yields its REST base URL."""
+    """Orthanc with the gateway as DICOMweb servers ``veil`` (an ingest token: STOW-RS) and
+    ``veil-read`` (a read token: QIDO-RS, WADO-RS), one per duty; yields its REST base URL."""
     servers = {
-        "veil": {
+        name: {
             "Url": f"{gateway.url}/dicomweb/",
-            "HttpHeaders": {"Authorization": f"Bearer {gateway.tokens['admin']}"},
+            "HttpHeaders": {"Authorization": f"Bearer {gateway.tokens[role]}"},
         }
+        for name, role in (("veil", "ingest"), ("veil-read", "read"))
     }
     with running_orthanc(tmp_path_factory.mktemp("orthanc"), servers) as url:
         yield url
@@ -61,7 +63,7 @@ def test_orthanc_pushes_and_fetches_back(orthanc: str, gateway: Gateway, tmp_pat
     # Orthanc pushes both studies to the gateway (STOW-RS through its DICOMweb client)
     _post(f"{orthanc}/dicom-web/servers/veil/stow", {"Resources": studies, "Synchronous": True})
     # and searches the gateway (QIDO-RS) ...
-    found = _post(f"{orthanc}/dicom-web/servers/veil/qido", {"Uri": "/studies"})
+    found = _post(f"{orthanc}/dicom-web/servers/veil-read/qido", {"Uri": "/studies"})
     # (Orthanc reformats the answer: "Value" holds the value itself)
     pseudonymous = sorted(str(item["0020000D"]["Value"]) for item in found)
     assert len(pseudonymous) == 2
@@ -71,7 +73,7 @@ def test_orthanc_pushes_and_fetches_back(orthanc: str, gateway: Gateway, tmp_pat
     assert not originals_uids & set(pseudonymous)
     # ... and fetches the de-identified studies back (WADO-RS)
     for uid in pseudonymous:
-        _post(f"{orthanc}/dicom-web/servers/veil/retrieve", {"Resources": [{"Study": uid}]})
+        _post(f"{orthanc}/dicom-web/servers/veil-read/retrieve", {"Resources": [{"Study": uid}]})
     assert len(httpx.get(f"{orthanc}/studies").json()) == 4
     out = tmp_path / "fetched"
     out.mkdir()

@@ -12,7 +12,7 @@ from dicomveil.pipeline.verify import verify_folders
 from dicomveil.storage import FileBlobStore
 from dicomveil.web import Settings, create_app
 from dicomveil.web.services import Services
-from tests.web.conftest import auth
+from tests.web.conftest import actor, auth
 from tests.web.support import DICOM_JSON, files_bytes, first, related_body, split_related
 
 pytestmark = pytest.mark.anyio
@@ -99,7 +99,7 @@ class TestStore:
         events = [entry.event for entry in services.audit.entries()]
         assert events == ["deid.run.start", "deid.file", "deid.run.end"]
         actors = {entry.actor for entry in services.audit.entries()}
-        assert actors == {"token:test-ingest"}
+        assert actors == {actor(services.settings.home, "ingest")}
 
 
 class TestFailures:

@@ -30,7 +30,7 @@ class TestStore:
         assert hashlib.sha256(secret.encode()).hexdigest() in text
         assert stat.S_IMODE(store.path.stat().st_mode) == 0o600
         assert store.verify(secret) == token
-        assert token.actor == "token:viewer" and token.allows("read")
+        assert token.actor == f"token:{token.id}" and token.allows("read")
         assert not token.allows("ingest")
 
     def test_unknown_tokens(self, store: TokenStore) -> None:
@@ -61,9 +61,33 @@ class TestStore:
         with pytest.raises(ConfigError, match="cannot be read"):
             store.list()
 
-    def test_admin_cannot_reidentify(self) -> None:
-        assert "reidentify" not in PERMISSIONS["admin"]
-        assert {"ingest", "read"} <= PERMISSIONS["admin"]
+    def test_admin_has_no_data_access(self) -> None:
+        assert PERMISSIONS["admin"] == {"admin"}
+
+    def test_separation_of_duties(self, store: TokenStore) -> None:
+        with pytest.raises(ConfigError, match="not both"):
+            store.create(["ingest", "read"])
+        for combination in (["admin", "read"], ["admin", "ingest"], ["reidentify", "admin"]):
+            with pytest.raises(ConfigError, match="admin role is held alone"):
+                store.create(combination, allow_ingest_and_read=True)
+        with pytest.raises(ConfigError, match="needs a role"):
+            store.create([])
+        both, secret = store.create(["ingest", "read"], allow_ingest_and_read=True)
+        assert both.roles == ("ingest", "read") and both.role_text == "ingest+read"
+        verified = store.verify(secret)
+        assert verified == both and verified.allows("ingest") and verified.allows("read")
+        assert not verified.allows("admin") and not verified.allows("reidentify")
+        reader, _ = store.create(["read", "reidentify", "read"])
+        assert reader.roles == ("read", "reidentify")
+        assert [t.roles for t in store.list()] == [("ingest", "read"), ("read", "reidentify")]
+
+    def test_old_entries_load(self, store: TokenStore) -> None:
+        """A file written before extra roles existed loads as single-role tokens."""
+        store.path.parent.mkdir(parents=True)
+        entry = {"id": "abc", "name": "old", "role": "admin", "created": "", "sha256": "00"}
+        store.path.write_text(json.dumps({"format": 1, "tokens": [entry]}))
+        (token,) = store.list()
+        assert token.roles == ("admin",) and not token.allows("read")
 
 
 class TestCommand:
@@ -94,6 +118,25 @@ class TestCommand:
         revoked = CliRunner().invoke(self.app(), ["tokens", "revoke", token.id])
         assert revoked.exit_code == 0
         assert CliRunner().invoke(self.app(), ["tokens", "revoke", token.id]).exit_code == 1
+
+    def test_ingest_and_read_needs_the_unsafe_flag(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("DICOMVEIL_HOME", str(tmp_path / "home"))
+        both = ["tokens", "create", "--role", "ingest", "--role", "read"]
+        refused = CliRunner().invoke(self.app(), both)
+        assert refused.exit_code == 2 and "not both" in refused.output
+        assert not (tmp_path / "home" / "tokens.json").exists()
+        result = CliRunner().invoke(self.app(), [*both, "--allow-ingest-and-read"])
+        assert result.exit_code == 0, result.output
+        assert "no separation of duties" in result.stderr
+        secret = result.stdout.strip().splitlines()[-1]
+        token = token_store(tmp_path / "home").verify(secret)
+        assert token is not None and token.roles == ("ingest", "read")
+        listed = CliRunner().invoke(self.app(), ["tokens", "list"])
+        assert "ingest+read" in listed.stdout
+        (row,) = json.loads(CliRunner().invoke(self.app(), ["tokens", "list", "--json"]).stdout)
+        assert row["roles"] == ["ingest", "read"]
 
     def test_bad_role(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv("DICOMVEIL_HOME", str(tmp_path / "home"))

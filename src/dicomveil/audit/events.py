@@ -14,6 +14,9 @@ from dicomveil.audit.entry import AuditEvent, Outcome
 
 __all__ = [
     "ACCESS_DENIED",
+    "ARCHIVE_QUERY",
+    "ARCHIVE_READ",
+    "REID_REQUEST",
     "KeyOperation",
     "QueryKind",
     "AUDIT_REPAIR",
@@ -24,6 +27,9 @@ __all__ = [
     "REID_LOOKUP",
     "VAULT_KEY",
     "access_denied",
+    "archive_access",
+    "reid_request",
+    "request_refused",
     "file_outcome",
     "reidentification",
     "run_finished",
@@ -39,6 +45,9 @@ REID_DATASET = "reid.dataset"
 VAULT_KEY = "vault.key"
 ACCESS_DENIED = "access.denied"
 AUDIT_REPAIR = "audit.repair"
+ARCHIVE_QUERY = "archive.query"
+ARCHIVE_READ = "archive.read"
+REID_REQUEST = "reid.request"
 
 QueryKind = Literal["patient", "study", "accession", "dataset"]
 KeyOperation = Literal["create", "rotate.start", "rotate.end", "rotate.failed"]
@@ -168,3 +177,78 @@ def vault_key_operation(
     """A vault key was created or rotated (key ids and row counts only)."""
     details = {"operation": operation, "key_id": key_id, "new_key_id": new_key_id, "rows": rows}
     return AuditEvent(VAULT_KEY, actor, outcome, _clean(details))
+
+
+def request_refused(
+    *,
+    actor: str,
+    role: str | None,
+    needed: str,
+    client: str,
+    status: int,
+    action: str,
+    reason: str,
+) -> AuditEvent:
+    """A request refused before it reached its route (401: no or unknown token; 403: role).
+
+    ``action`` is the method and the route *template* (never the path or the query: they
+    may hold anything a client typed); ``role`` is the token's (``None``: no valid token).
+    """
+    details = {
+        "action": action,
+        "reason": reason,
+        "status": status,
+        "needed": needed,
+        "role": role,
+        "client": client,
+    }
+    return AuditEvent(ACCESS_DENIED, actor or "<unknown>", "denied", _clean(details))
+
+
+def archive_access(
+    *,
+    actor: str,
+    role: str,
+    client: str,
+    action: str,
+    status: int,
+    query: bool,
+    studies: Sequence[str],
+    matches: int | None = None,
+) -> AuditEvent:
+    """A read of the de-identified archive, one per request, at study level.
+
+    ``query`` (QIDO-RS) or a retrieval (WADO-RS); ``studies`` are the pseudonymous Study
+    Instance UIDs the request named or (a query) answered with; ``matches`` the number of
+    results of a query.
+    """
+    details = {
+        "action": action,
+        "status": status,
+        "role": role,
+        "client": client,
+        "pseudo_study_uids": sorted(set(studies)),
+        "matches": matches,
+    }
+    name = ARCHIVE_QUERY if query else ARCHIVE_READ
+    return AuditEvent(name, actor, _outcome(status), _clean(details))
+
+
+def reid_request(
+    *, actor: str, role: str | None, client: str, action: str, status: int
+) -> AuditEvent:
+    """A request to a re-identification route, whatever became of it (refused ones too).
+
+    What was looked up is in the route's own entry (``reid.lookup``, ``reid.dataset``,
+    ``access.denied``); this one ties the attempt to the token, its role and the client.
+    """
+    details = {"action": action, "status": status, "role": role, "client": client}
+    return AuditEvent(REID_REQUEST, actor or "<unknown>", _outcome(status), _clean(details))
+
+
+def _outcome(status: int) -> Outcome:
+    if status < 400:
+        return "success"
+    if status in (401, 403):
+        return "denied"
+    return "not-found" if status == 404 else "failure"

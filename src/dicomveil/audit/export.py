@@ -42,6 +42,9 @@ _ATNA_EVENTS: dict[str, tuple[_Code, str, _Code | None]] = {
     ev.VAULT_KEY: (("110113", "Security Alert"), "E", ("110129", "Security Configuration")),
     ev.ACCESS_DENIED: (("110113", "Security Alert"), "E", ("110132", "Use of Restricted Function")),
     ev.AUDIT_REPAIR: (("110113", "Security Alert"), "E", ("110134", "Audit Recording Started")),
+    ev.ARCHIVE_QUERY: (("110112", "Query"), "E", None),
+    ev.ARCHIVE_READ: (("110103", "DICOM Instances Accessed"), "R", None),
+    ev.REID_REQUEST: (("110110", "Patient Record"), "R", None),
 }
 _DEFAULT_EVENT: tuple[_Code, str, _Code | None] = (("110100", "Application Activity"), "E", None)
 
@@ -103,12 +106,13 @@ def _participants(message: ET.Element, entry: AuditEntry) -> None:
     study = details.get("pseudo_study_uid") or (
         details.get("pseudonym") if details.get("query") == "study" else None
     )
-    if study:
+    studies = [study] if study else list(details.get("pseudo_study_uids") or ())
+    for uid in studies:
         obj = ET.SubElement(
             message,
             "ParticipantObjectIdentification",
             {
-                "ParticipantObjectID": str(study),
+                "ParticipantObjectID": str(uid),
                 "ParticipantObjectTypeCode": "2",
                 "ParticipantObjectTypeCodeRole": "3",
             },

@@ -32,6 +32,10 @@ attacker cannot reach to anchor it outside this machine.
 
 No PHI goes into entries: callers pass pseudonyms, opaque ids, counts, hashes and keywords
 (see :mod:`dicomveil.audit.events`).
+
+With ``DICOMVEIL_AUDIT_SYSLOG`` set, every entry written is also forwarded live to a syslog
+collector (RFC 5424 over TCP or TLS; see :mod:`dicomveil.audit.syslog`), which anchors the
+chain outside this machine as it grows.
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from dicomveil.audit._files import line_start, write_all, write_file
 from dicomveil.audit.entry import GENESIS, AuditEntry, AuditEvent, VerifyResult, canonical, sha256
 from dicomveil.audit.events import AUDIT_REPAIR
+from dicomveil.audit.syslog import SyslogForwarder, forwarder_from_env
 from dicomveil.errors import AuditError
 from dicomveil.home import state_home
 from dicomveil.keystore import key_id, load_key
@@ -67,6 +72,16 @@ _BAD_HEAD = (-1, "")
 
 def _derive(secret: bytes, info: bytes) -> bytes:
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(secret)
+
+
+def _beside(origin: str, home: Path) -> bool:
+    """Whether a key loaded from ``origin`` is a file under the state folder ``home``."""
+    if not origin.startswith("file "):
+        return False
+    try:
+        return Path(origin[5:]).resolve().is_relative_to(home.resolve())
+    except OSError:
+        return True
 
 
 class _SystemClock:
@@ -85,9 +100,18 @@ class AuditLog:
         The audit secret (see :mod:`dicomveil.keystore`).
     clock:
         Source of entry times (UTC).
+    forwarder:
+        Where entries are forwarded live besides the file (``None``: nowhere).
     """
 
-    def __init__(self, directory: Path, secret: bytes, *, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        secret: bytes,
+        *,
+        clock: Clock | None = None,
+        forwarder: SyslogForwarder | None = None,
+    ) -> None:
         if not secret:
             raise ValueError("the audit secret is empty")
         self.directory = Path(directory)
@@ -97,6 +121,9 @@ class AuditLog:
         self._mac_key = _derive(secret, b"dicomveil audit mac v1")
         self._fingerprint_key = _derive(secret, b"dicomveil audit fingerprint v1")
         self._clock: Clock = clock or _SystemClock()
+        self.forwarder = forwarder
+        self.key_beside_log = False
+        """Whether the key is a clear file in the folder holding the log (see :meth:`open`)."""
 
     @classmethod
     def open(
@@ -111,18 +138,21 @@ class AuditLog:
         """Open the audit log under ``$DICOMVEIL_HOME/audit`` with the audit key.
 
         The audit key is created on first use (with ``notice``) unless ``create`` is false.
+        Entries are forwarded to the syslog collector ``DICOMVEIL_AUDIT_SYSLOG`` names.
 
         Raises
         ------
         ConfigError
-            No audit key (``create`` false) or an unreadable one.
+            No audit key (``create`` false) or an unreadable one; a bad syslog target.
         """
         env = dict(os.environ if environ is None else environ)
         folder = cls.location(home, environ=env)
         key = load_key(
             "audit", key_file=key_file, environ=env, home=home, create=create, notice=notice
         )
-        return cls(folder, key.secret)
+        log = cls(folder, key.secret, forwarder=forwarder_from_env(env))
+        log.key_beside_log = not key.kms_key_id and _beside(key.origin, folder.parent)
+        return log
 
     @staticmethod
     def location(home: Path | None = None, *, environ: Mapping[str, str] | None = None) -> Path:
@@ -183,6 +213,8 @@ class AuditLog:
             write_all(fd, b"".join(lines))
             os.fsync(fd)
             self._write_head(seq, prev)
+            if self.forwarder is not None:
+                self.forwarder.send(written)
             return written
         except OSError as exc:
             raise AuditError(f"cannot write the audit log {self.path} ({exc.strerror})") from None

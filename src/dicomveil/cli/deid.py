@@ -114,7 +114,7 @@ def deid(
         help="A PS3.15 option, repeatable: retain-safe-private, retain-uids, "
         "retain-device-identity, retain-institution-identity, retain-patient-characteristics, "
         "retain-longitudinal-full-dates, retain-longitudinal-modified-dates, clean-descriptors, "
-        "clean-structured-content, clean-graphics, clean-pixel-data.",
+        "clean-structured-content, clean-graphics, clean-pixel-data; safe-harbor (HIPAA).",
     ),
     policy_file: Path | None = typer.Option(
         None, "--policy", help="TOML policy file (options, per-tag overrides, private rules)."

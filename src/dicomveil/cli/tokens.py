@@ -1,11 +1,10 @@
 """``dicomveil tokens``: bearer tokens for the gateway (``dicomveil serve``).
 
-``tokens create --role ROLE [--org CODE] [--expires DURATION] [--name NAME]`` prints the new
-token alone on the last line of stdout; it is shown once and stored only as its SHA-256 under
-``$DICOMVEIL_HOME``. ``tokens list`` prints a header and one row per token (full id, role,
-organisation, creation, expiry and last-use times, name); ``tokens revoke`` takes an id or a
-name.
-"""
+``tokens create --role ROLE [--role ROLE...] [--org CODE] [--expires DURATION] [--name NAME]
+[--allow-ingest-and-read]`` prints the new token alone on the last line of stdout; it is shown
+once and stored only as its SHA-256 under ``$DICOMVEIL_HOME``. ``tokens list`` prints a header
+and one row per token (full id, role, organisation, creation, expiry and last-use times, name);
+``tokens revoke`` takes an id or a name."""
 
 from __future__ import annotations
 
@@ -28,8 +27,11 @@ tokens_app = typer.Typer(
 
 @tokens_app.command("create")
 def create(
-    role: str = typer.Option(
-        ..., "--role", help=f"What the token may do: {', '.join(ROLES)}.", show_default=False
+    role: list[str] = typer.Option(
+        ...,
+        "--role",
+        help=f"What the token may do: {', '.join(ROLES)} (repeat for several).",
+        show_default=False,
     ),
     name: str = typer.Option("", "--name", help="A label (who or what uses the token)."),
     org: str = typer.Option(
@@ -41,20 +43,40 @@ def create(
         help="Lifetime: a number and a unit, s, m, h, d or w (30d, 12h). Default: none.",
         show_default=False,
     ),
+    allow_ingest_and_read: bool = typer.Option(
+        False,
+        "--allow-ingest-and-read",
+        help="UNSAFE: let one token both submit originals and read the archive "
+        "(its holder can look up a hospital number's studies).",
+    ),
 ) -> None:
     """Create a token and print it (last line of stdout). It is shown only this once.
 
     Roles: ingest (de-identify, STOW-RS, batches), read (QIDO-RS, WADO-RS), reidentify
-    (the way back, audited), admin (ingest, read and metrics).
+    (the way back, audited), admin (metrics and the console's token, quarantine and audit
+    pages; no data access, held alone). A token holds ingest or read, not both, unless
+    --allow-ingest-and-read is given.
     """
     try:
         lifetime = parse_duration(expires) if expires else None
-        token, secret = token_store(state_folder()).create(role, name, expires=lifetime, org=org)
+        token, secret = token_store(state_folder()).create(
+            role,
+            name,
+            expires=lifetime,
+            org=org,
+            allow_ingest_and_read=allow_ingest_and_read,
+        )
     except ConfigError as exc:
         fail(str(exc))
+    if allow_ingest_and_read and token.allows("ingest") and token.allows("read"):
+        err_console.print(
+            "warning: this token both submits originals and reads the archive "
+            "(no separation of duties)"
+        )
     until = f", expires {token.expires}" if token.expires else ""
     err_console.print(
-        f"created token {token.id} (role {token.role}{until}); it is shown once: store it safely"
+        f"created token {token.id} (role {token.role_text}{until}); "
+        "it is shown once: store it safely"
     )
     typer.echo(secret)
 
@@ -86,7 +108,7 @@ def _columns(token: Token) -> tuple[str, ...]:
     status = " (expired)" if token.expired() else ""
     return (
         token.id,
-        token.role,
+        token.role_text,
         token.org or "-",
         token.created,
         (token.expires or "never") + status,
@@ -95,8 +117,9 @@ def _columns(token: Token) -> tuple[str, ...]:
     )
 
 
-def _row(token: Token) -> dict[str, str]:
-    return {name: str(getattr(token, name)) for name in _FIELDS}
+def _row(token: Token) -> dict[str, object]:
+    row: dict[str, object] = {name: str(getattr(token, name)) for name in _FIELDS}
+    return {**row, "roles": list(token.roles)}
 
 
 _DURATION = re.compile(r"(\d{1,6})\s*([smhdw])")

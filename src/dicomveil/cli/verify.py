@@ -30,6 +30,13 @@ def verify(
         "--pixels",
         help="Also read the text in the outputs' pixels (OCR; needs dicomveil[redaction]).",
     ),
+    safe_harbor: bool = typer.Option(
+        False,
+        "--safe-harbor",
+        help="Also check every output against the HIPAA Safe Harbor identifier categories "
+        "(dates beyond the year, ages over 89, geography, direct identifiers, non-pseudonymous "
+        "ids; see docs/safe-harbor.md).",
+    ),
 ) -> None:
     """Search every byte of the de-identified files for identifying values of the originals.
 
@@ -40,6 +47,9 @@ def verify(
 
     With --pixels, the text burned into every output image is read (OCR) and compared,
     fuzzily, with the same values; an image whose pixels cannot be decoded also fails.
+
+    With --safe-harbor, every output is also checked against the HIPAA Safe Harbor
+    categories a program can check (category and keyword reported, never the value).
     """
     for path in (originals, deidentified):
         if not path.exists():
@@ -69,7 +79,8 @@ def verify(
         result = verify_folders(
             originals, deidentified, policy, pixels=pixels, on_progress=on_progress
         )
-    failed = bool(result.leaks or result.pixel_leaks or result.pixels_unread)
+    harbor = safe_harbor_report(deidentified) if safe_harbor else {}
+    failed = bool(result.leaks or result.pixel_leaks or result.pixels_unread or harbor)
     if as_json:
         out_console.print_json(
             data={
@@ -78,9 +89,13 @@ def verify(
                 "needles": result.needles,
                 "leaks": [_leak_json(leak) for leak in result.leaks],
                 **(_pixel_json(result) if pixels else {}),
+                **({"safe_harbor": harbor} if safe_harbor else {}),
             }
         )
     else:
+        for output, findings in harbor.items():
+            for finding in findings:
+                err_console.print(f"[bold red]not Safe Harbor:[/] {show(output)}: {show(finding)}")
         for leak in result.leaks:
             err_console.print(
                 f"[bold red]leak:[/] {show(leak.output)}: value of {show(leak.attribute)} "
@@ -100,6 +115,28 @@ def verify(
             + (f"; read the pixels of {result.images} image(s)" if pixels else "")
         )
     raise typer.Exit(EXIT_FAILED if failed else EXIT_OK)
+
+
+def safe_harbor_report(deidentified: Path) -> dict[str, list[str]]:
+    """Each output (its path) with what Safe Harbor does not allow in it (category: keyword)."""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    from dicomveil.engine.safe_harbor import safe_harbor_findings
+
+    files = [deidentified] if deidentified.is_file() else sorted(deidentified.rglob("*"))
+    report: dict[str, list[str]] = {}
+    for path in files:
+        if not path.is_file():
+            continue
+        try:
+            dataset = pydicom.dcmread(path, stop_before_pixels=True)
+        except (InvalidDicomError, OSError, ValueError):
+            continue  # not DICOM (a report, a manifest): the byte search covers it
+        findings = safe_harbor_findings(dataset)
+        if findings:
+            report[str(path)] = findings
+    return report
 
 
 def _leak_json(leak: Leak) -> dict[str, str]:

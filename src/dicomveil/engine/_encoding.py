@@ -129,7 +129,8 @@ def method_elements(
     items of a sequence read with undefined length (pydicom sets the value of the element).
     """
     applied = sorted(
-        (o for o in policy.options if o is not Option.CLEAN_PIXEL_DATA), key=lambda o: CID_7050[o]
+        (o for o in policy.options if o is not Option.CLEAN_PIXEL_DATA and o in CID_7050),
+        key=lambda o: CID_7050[o],
     )
     method = "\\".join(
         [

@@ -57,11 +57,13 @@ from dicomveil.engine.rules import (
     compile_policy,
     vr_of,
 )
+from dicomveil.engine.safe_harbor import apply_safe_harbor
 from dicomveil.engine.scan import check_pixels, collect_identifiers
 from dicomveil.engine.uids import remap_uid
 from dicomveil.engine.values import DUMMY_PDF, dummy_value, empty_value, map_strings
 from dicomveil.engine.vrs import repair_vrs
 from dicomveil.errors import DeidentificationError, DicomveilError, MalformedInputError
+from dicomveil.profile.options import Option
 from dicomveil.profile.policy import Policy
 
 __all__ = ["DeidResult", "deidentify"]
@@ -403,6 +405,9 @@ def deidentify(
         check_pixels(ds, compiled.policy, has_pixels, report, pixels_checked=pixels_checked)
         walker.walk(ds, Mode.NORMAL)
         add_method_attributes(ds, compiled.policy, compiled.date_mode)
+        if Option.SAFE_HARBOR in compiled.policy.options:
+            for note in apply_safe_harbor(ds):
+                report.flag(note)
         identity = IdentityRecord(
             original=walker.original,
             pseudonymous=_identity(ds, PseudonymousIdentity),

@@ -51,6 +51,7 @@ from dicomveil.engine.identity import IdentityRecord, OriginalIdentity, Pseudony
 from dicomveil.engine.keys import PseudonymKeys
 from dicomveil.engine.rules import CompiledPolicy
 from dicomveil.errors import DicomveilError
+from dicomveil.profile.options import Option
 
 __all__ = ["EncodedResult", "NeedIdentifiers", "NeedMoreData", "deidentify_encoded"]
 
@@ -193,6 +194,8 @@ def deidentify_encoded(
         The instance took longer than its time ``budget`` (default: a new
         :class:`~dicomveil.engine.budget.TimeBudget`).
     """
+    if Option.SAFE_HARBOR in compiled.policy.options:
+        return None  # Safe Harbor rewrites kept values: the reference path only
     walker = Walker(data, limit, eof, implicit, compiled, keys, budget or TimeBudget())
     try:
         if identifiers is not None:

@@ -47,6 +47,18 @@ class PseudonymKeys:
     def __repr__(self) -> str:
         return f"PseudonymKeys(key_id={self.key_id!r})"
 
+    def salted(self, salt: str) -> PseudonymKeys:
+        """Keys derived from these and ``salt``: every pseudonym, UID and date shift they give
+        differs from (and cannot be linked to) those of the unsalted keys without the secret.
+
+        The gateway's on-the-fly de-identification (not archived) salts with the caller's
+        token id, so its answers never reveal what the archive calls a patient.
+        """
+        if not salt:
+            raise ValueError("a salt must not be empty")
+        secret = hmac.digest(self._subkeys["hash"], b"dicomveil/v1/salt/" + salt.encode(), "sha256")
+        return PseudonymKeys(secret)
+
     def digest(self, purpose: str, value: str) -> bytes:
         """Return HMAC-SHA256 of ``value`` under the sub-key for ``purpose`` (cached)."""
         cache_key = (purpose, value)

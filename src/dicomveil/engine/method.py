@@ -33,13 +33,15 @@ def add_method_attributes(ds: Dataset, policy: Policy, date_mode: str) -> None:
     """Set Patient Identity Removed, the method (text and CID 7050 codes) and the
     Longitudinal Temporal Information Modified flag."""
     applied = sorted(
-        (o for o in policy.options if o is not Option.CLEAN_PIXEL_DATA), key=lambda o: CID_7050[o]
+        (o for o in policy.options if o is not Option.CLEAN_PIXEL_DATA and o in CID_7050),
+        key=lambda o: CID_7050[o],
     )
     ds.PatientIdentityRemoved = "YES"
     ds.DeidentificationMethod = [
         f"dicomveil {__version__}",
         f"PS3.15 {EDITION} Basic Application Confidentiality Profile",
         *(option.value for option in applied),
+        *([Option.SAFE_HARBOR.value] if Option.SAFE_HARBOR in policy.options else []),
     ]
     ds.DeidentificationMethodCodeSequence = Sequence(
         [_code(*BASIC_PROFILE_CODE), *(_code(*CID_7050[option]) for option in applied)]

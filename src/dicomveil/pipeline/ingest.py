@@ -24,7 +24,7 @@ import threading
 import uuid
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -198,12 +198,22 @@ class IngestService:
         *,
         archive: bool,
         study: str | None = None,
+        salt: str = "",
     ) -> list[Ingested]:
         """:meth:`ingest`, with the details an HTTP route needs (the de-identified file
         staged under ``workspace/out``, the index record); the caller removes
-        ``workspace``."""
+        ``workspace``.
+
+        ``salt`` (never with ``archive``): de-identify with the keys salted with it
+        (:meth:`~dicomveil.engine.keys.PseudonymKeys.salted`), so the results cannot be
+        linked to the archive's pseudonyms (``docs/security.md``, separation of duties).
+        """
+        if salt and archive:
+            raise ValueError("archived instances take the server's pseudonyms: no salt")
         uploads = list(files)
         plan = plan_uploads(self, uploads, str(workspace / "out"), archive=archive, study=study)
+        if salt:
+            plan.work[:] = [replace(upload, salt=salt) for upload in plan.work]
         run_id = uuid.uuid4().hex
         recorder = RunRecorder(
             self.vault,

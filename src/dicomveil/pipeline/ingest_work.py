@@ -88,6 +88,9 @@ class Upload:
     study:
         Take only instances of this pseudonymous study (others fail, kind
         :data:`STUDY_MISMATCH_KIND`).
+    salt:
+        De-identify with the keys salted with this (see :meth:`PseudonymKeys.salted`);
+        empty: with the server's keys.
     """
 
     path: str
@@ -95,6 +98,7 @@ class Upload:
     out: str
     archive: bool
     study: str | None = None
+    salt: str = ""
 
 
 @dataclass(slots=True)
@@ -274,6 +278,7 @@ def ingest_one(upload: Upload, compiled: CompiledPolicy, keys: PseudonymKeys) ->
 
 def _ingest_one(upload: Upload, compiled: CompiledPolicy, keys: PseudonymKeys) -> Ingested:
     path, out = Path(upload.path), Path(upload.out)
+    keys = keys.salted(upload.salt) if upload.salt else keys
     outcome = deidentify_file(path, out, compiled, keys, hash_output=upload.archive)
     outcome.source = Path(f"upload-{upload.number}")
     outcome.reason = outcome.reason.replace(str(path), outcome.source.name)

@@ -1,5 +1,8 @@
 """Action codes and option names of the PS3.15 Application Level Confidentiality Profile.
 
+Plus one option of dicomveil's own, ``safe-harbor`` (HIPAA), which has no CID 7050 code: only
+the options in :data:`CID_7050` are coded in De-identification Method Code Sequence.
+
 References
 ----------
 DICOM PS3.15 Table E.1-1a (action codes), Section E.3 (options), PS3.16 CID 7050
@@ -43,6 +46,9 @@ class Option(StrEnum):
     CLEAN_STRUCTURED_CONTENT = "clean-structured-content"
     CLEAN_GRAPHICS = "clean-graphics"
     CLEAN_PIXEL_DATA = "clean-pixel-data"
+    SAFE_HARBOR = "safe-harbor"
+    """Not a PS3.15 option: HIPAA Safe Harbor on top of the profile (no CID 7050 code; see
+    :mod:`dicomveil.engine.safe_harbor`)."""
 
 
 #: ``(code value, code meaning)`` of the Basic Application Confidentiality Profile, CID 7050.

@@ -10,6 +10,7 @@ closed when it shuts down (or by ``app.state.services.close()``).
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -35,7 +36,8 @@ DESCRIPTION = """De-identifying DICOM gateway and DICOMweb archive of de-identif
 
 Every route but `/healthz` and `/readyz` needs a bearer token (`dicomveil tokens create
 --role ROLE`): `ingest` (de-identify, STOW-RS, batches), `read` (QIDO-RS, WADO-RS),
-`reidentify` (the way back, audited), `admin` (ingest, read, metrics).
+`reidentify` (the way back, audited), `admin` (metrics; no data access). A token holds
+`ingest` or `read`, not both.
 """
 
 
@@ -49,6 +51,13 @@ def create_app(settings: Settings) -> FastAPI:
     """
     silence_pydicom_log()
     services = Services.open(settings)
+    if services.audit.key_beside_log:
+        logging.getLogger("dicomveil.web").warning(
+            "the audit key is a clear file in the state folder beside the audit log: whoever "
+            "copies the folder can rewrite the chain. Keep it elsewhere "
+            "(DICOMVEIL_AUDIT_KEY_FILE), wrap it with KMS (keys init --kms), and forward the "
+            "log live (DICOMVEIL_AUDIT_SYSLOG)"
+        )
     guard.configure(
         GuardLimits(settings.header_timeout, settings.body_timeout, settings.max_connections)
     )
@@ -82,7 +91,13 @@ def create_app(settings: Settings) -> FastAPI:
         upload_limit=settings.max_body_bytes,
         json_limit=settings.max_json_bytes,
     )
-    app.add_middleware(Observe, routes=table, tokens=services.tokens, metrics=services.metrics)
+    app.add_middleware(
+        Observe,
+        routes=table,
+        tokens=services.tokens,
+        metrics=services.metrics,
+        audit=services.audit,
+    )
     app.add_middleware(OptionsAndCors, origins=settings.cors_origins)  # outermost: preflights
     return app
 

@@ -26,13 +26,18 @@ def deidentify_uploads(
     entry: str,
     archive: bool,
     study: str | None = None,
+    salt: str = "",
 ) -> list[Ingested]:
     """De-identify ``uploads`` (files in ``workspace``), optionally archive and index them.
 
     See :meth:`~dicomveil.pipeline.ingest.IngestService.process`; ``actor`` is the token's
-    audit actor, ``entry`` the entry point (``stow``, ``api``), for the metrics too.
+    audit actor, ``entry`` the entry point (``stow``, ``api``), for the metrics too;
+    ``salt`` salts the pseudonym keys of instances not archived (separation of duties:
+    ``docs/security.md``).
     """
     origin = Origin(entry=entry, actor=actor)
-    results = services.ingest.process(uploads, workspace, origin, archive=archive, study=study)
+    results = services.ingest.process(
+        uploads, workspace, origin, archive=archive, study=study, salt=salt
+    )
     services.metrics.count_instances(entry, dict(Counter(r.outcome.status for r in results)))
     return results

@@ -10,6 +10,8 @@ body is counted as it streams, and fails with 413 past the limit). Every answer 
 
 The access log line names the method, the route *template*, the status and the duration:
 never the path (it holds UIDs) nor the query string (a client may type anything into it).
+Refused requests, re-identification attempts and archive reads go to the audit log too (see
+:mod:`dicomveil.web.auth_audit`).
 """
 
 from __future__ import annotations
@@ -18,10 +20,14 @@ import logging
 import time
 from typing import Any, Final
 
+import anyio.to_thread
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from dicomveil.audit import AuditLog
+from dicomveil.errors import AuditError
 from dicomveil.tokens import Token, TokenStore
+from dicomveil.web.auth_audit import RequestRecord, request_events
 from dicomveil.web.errors import PayloadTooLarge, error_response, server_error
 from dicomveil.web.metrics import Metrics
 from dicomveil.web.routing import Resolved, RouteTable
@@ -29,6 +35,7 @@ from dicomveil.web.routing import Resolved, RouteTable
 __all__ = ["Observe"]
 
 access_log = logging.getLogger("dicomveil.web.access")
+audit_log = logging.getLogger("dicomveil.web.audit")
 limits_log = logging.getLogger("dicomveil.web.limits")
 
 TOKEN_SCOPE_KEY: Final = "dicomveil.token"
@@ -57,13 +64,22 @@ class Observe:
         The bearer tokens.
     metrics:
         Where requests are counted.
+    audit:
+        Where refusals, re-identification attempts and archive reads are recorded
+        (``None``: nowhere).
     """
 
     def __init__(
-        self, app: ASGIApp, *, routes: RouteTable, tokens: TokenStore, metrics: Metrics
+        self,
+        app: ASGIApp,
+        *,
+        routes: RouteTable,
+        tokens: TokenStore,
+        metrics: Metrics,
+        audit: AuditLog | None = None,
     ) -> None:
         self.app = app
-        self.routes, self.tokens, self.metrics = routes, tokens, metrics
+        self.routes, self.tokens, self.metrics, self.audit = routes, tokens, metrics, audit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -73,6 +89,7 @@ class Observe:
         state = {"status": 0, "received": 0}
         resolved = self.routes.resolve(scope)
         policy = resolved.policy
+        record = RequestRecord(policy)
         limit = self._limit(scope, resolved)
         extra = _ALWAYS + (_NO_STORE if policy is not None and policy.no_store else [])
 
@@ -87,12 +104,14 @@ class Observe:
 
         async def tracking_send(message: Message) -> None:
             if message["type"] == "http.response.start":
-                state["status"] = int(message["status"])
+                state["status"] = record.status = int(message["status"])
                 message = {**message, "headers": [*message.get("headers", ()), *extra]}
+            elif record.wants_body and record.status == 200:
+                record.capture(bytes(message.get("body", b"")))
             await send(message)
 
         try:
-            refusal = self._refusal(scope, resolved, limit)
+            refusal = self._refusal(scope, resolved, limit, record)
             if refusal is not None:
                 await refusal(scope, receive, tracking_send)
             else:
@@ -108,6 +127,18 @@ class Observe:
             method = str(scope.get("method", ""))
             self.metrics.observe(method, route, state["status"], seconds)
             access_log.info("%s %s %s %.1fms", method, route, state["status"], seconds * 1000)
+            await self._record(scope, record, resolved.template or route)
+
+    async def _record(self, scope: Scope, record: RequestRecord, template: str) -> None:
+        """Write the request's audit entries (see :mod:`dicomveil.web.auth_audit`)."""
+        audit = self.audit
+        events = request_events(scope, record, template) if audit is not None else []
+        if audit is None or not events:
+            return
+        try:
+            await anyio.to_thread.run_sync(audit.append_many, events)
+        except AuditError as exc:  # the answer is gone already: say so, loudly
+            audit_log.error("audit entry not written: %s", type(exc).__name__)
 
     def _limit(self, scope: Scope, resolved: Resolved) -> int:
         """The route's body limit; a JSON body gets the JSON limit even on an upload route
@@ -120,7 +151,9 @@ class Observe:
             return min(resolved.policy.body_limit, json_limit)
         return resolved.policy.body_limit
 
-    def _refusal(self, scope: Scope, resolved: Resolved, limit: int) -> JSONResponse | None:
+    def _refusal(
+        self, scope: Scope, resolved: Resolved, limit: int, record: RequestRecord
+    ) -> JSONResponse | None:
         """The answer made without reading the body, or ``None`` to let the app answer."""
         headers = _headers(scope)
         # the body is left unread: the connection cannot be reused after a refusal
@@ -134,7 +167,7 @@ class Observe:
             )
         role = resolved.policy.role
         if role is not None:
-            refused = self._authorize(scope, headers, role)
+            refused = self._authorize(scope, headers, role, record)
             if refused is not None:
                 status, code, message = refused
                 auth = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
@@ -146,22 +179,30 @@ class Observe:
         return None
 
     def _authorize(
-        self, scope: Scope, headers: dict[bytes, bytes], role: str
+        self, scope: Scope, headers: dict[bytes, bytes], role: str, record: RequestRecord
     ) -> tuple[int, str, str] | None:
         """Check the bearer token for ``role``: ``None`` when allowed (the token is left in
-        the scope under :data:`TOKEN_SCOPE_KEY`), else (status, code, message)."""
+        the scope under :data:`TOKEN_SCOPE_KEY`), else (status, code, message). ``record``
+        learns the token and why it was refused."""
         scheme, _, secret = headers.get(b"authorization", b"").decode("latin-1").partition(" ")
         if scheme.lower() != "bearer" or not secret.strip():
             session = _session_reader(scope, role)
             if session is not None:
-                scope[TOKEN_SCOPE_KEY] = session
+                scope[TOKEN_SCOPE_KEY] = record.token = session
                 return None
+            record.refusal = "no bearer token"
             return 401, "Unauthorized", "a valid bearer token is required"
-        token = self.tokens.verify(secret.strip())
+        token = record.token = self.tokens.verify(secret.strip())
         if token is None:
+            record.refusal = "unknown, revoked or expired token"
             return 401, "Unauthorized", "the bearer token is not valid"
         if not token.allows(role):  # type: ignore[arg-type]
-            return 403, "Forbidden", f"the token's role ({token.role}) does not allow this ({role})"
+            record.refusal = "role"
+            return (
+                403,
+                "Forbidden",
+                f"the token's role ({token.role_text}) does not allow this ({role})",
+            )
         scope[TOKEN_SCOPE_KEY] = token
         return None
 

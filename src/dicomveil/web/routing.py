@@ -24,6 +24,7 @@ from starlette.types import Scope
 
 __all__ = [
     "NO_STORE_TAG",
+    "QUERY_TAG",
     "ROLE_ATTRIBUTE",
     "FlatRoute",
     "Resolved",
@@ -37,6 +38,9 @@ ROLE_ATTRIBUTE: Final = "dicomveil_role"
 
 NO_STORE_TAG: Final = "re-identification"
 """Routes with this OpenAPI tag answer with ``Cache-Control: no-store``."""
+
+QUERY_TAG: Final = "QIDO-RS"
+"""Routes with this OpenAPI tag are archive queries (audited with the studies they answer)."""
 
 _JSON: Final = frozenset({"application/json"})
 
@@ -53,11 +57,14 @@ class RoutePolicy:
         Largest request body, in bytes.
     no_store:
         Answers carry ``Cache-Control: no-store``.
+    query:
+        An archive query (QIDO-RS): its answer names the studies it found.
     """
 
     role: str | None
     body_limit: int
     no_store: bool = False
+    query: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +73,8 @@ class Resolved:
 
     policy: RoutePolicy | None
     allowed: frozenset[str] = frozenset()
+    template: str = ""
+    """The route's path template (with its routers' prefixes), when a route was found."""
 
 
 def _role(dependant: Dependant) -> str | None:
@@ -145,8 +154,10 @@ class RouteTable:
         if found is None:
             if isinstance(route, APIRoute):
                 limit = self.upload_limit if _takes_uploads(route) else self.json_limit
-                no_store = NO_STORE_TAG in (route.tags or ())
-                found = RoutePolicy(_role(route.dependant), limit, no_store)
+                tags = route.tags or ()
+                found = RoutePolicy(
+                    _role(route.dependant), limit, NO_STORE_TAG in tags, QUERY_TAG in tags
+                )
             else:  # documentation pages and assets
                 found = RoutePolicy(None, self.json_limit)
             self._policies[id(route)] = found
@@ -159,9 +170,9 @@ class RouteTable:
         for flat in flat_routes(self._routes):
             if flat.regex is None:
                 if flat.route.matches(scope)[0] is Match.FULL:
-                    return Resolved(self.policy(flat.route))
+                    return Resolved(self.policy(flat.route), template=flat.path)
             elif flat.regex.match(path):
                 if method in flat.methods:
-                    return Resolved(self.policy(flat.route))
+                    return Resolved(self.policy(flat.route), template=flat.path)
                 allowed |= flat.methods
         return Resolved(None, frozenset(allowed))

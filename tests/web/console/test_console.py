@@ -16,7 +16,7 @@ from fastapi import FastAPI
 
 from dicomveil.audit import AuditLog
 from dicomveil.web.console.sessions import SessionStore
-from tests.web.conftest import auth
+from tests.web.conftest import actor, auth
 from tests.web.support import related_body
 
 pytestmark = pytest.mark.anyio
@@ -36,7 +36,7 @@ ALLOWED = {
     "read": {"/console/", "/console/studies", "/console/policy"},
     "ingest": {"/console/", "/console/batches", "/console/policy"},
     "reidentify": {"/console/", "/console/policy", "/console/reidentify"},
-    "admin": set(PAGES) - {"/console/reidentify"},
+    "admin": set(PAGES) - {"/console/reidentify", "/console/studies", "/console/batches"},
 }
 
 
@@ -78,7 +78,7 @@ async def test_login_sets_a_strict_host_only_cookie_and_is_audited(
     assert tokens["read"] not in cookie
     events = audit_events(home)
     assert ("console.login", "<unknown>", "denied") in events
-    assert ("console.login", "token:test-read", "success") in events
+    assert ("console.login", actor(home, "read"), "success") in events
     written = b"".join(p.read_bytes() for p in (home / "audit").iterdir() if p.is_file())
     assert b"dvt_" not in written  # not even the refused attempt
 
@@ -110,7 +110,10 @@ async def test_the_cookie_admits_read_only_dicomweb_gets_only(
     browser: httpx.AsyncClient, tokens: dict[str, str], demo_files: list[Path]
 ) -> None:
     assert (await browser.get("/dicomweb/studies")).status_code == 401
-    await login(browser, tokens["admin"])  # admin: ingest and read with a bearer token
+    await login(browser, tokens["admin"])  # admin: no data access
+    assert (await browser.get("/dicomweb/studies")).status_code == 401
+    browser.cookies.clear()
+    await login(browser, tokens["read"])
     assert (await browser.get("/dicomweb/studies")).status_code == 200
     content_type, body = related_body([demo_files[0].read_bytes()])
     stow = await browser.post(
@@ -135,7 +138,7 @@ async def test_logout_ends_the_session(
     browser.cookies.clear()
     replay = await browser.get("/dicomweb/studies", headers={"Cookie": f"{COOKIE}={cookie}"})
     assert replay.status_code == 401
-    assert ("console.logout", "token:test-read", "success") in audit_events(home)
+    assert ("console.logout", actor(home, "read"), "success") in audit_events(home)
 
 
 def test_sessions_expire(tmp_path: Path) -> None:
@@ -170,7 +173,7 @@ async def test_revoking_a_token_ends_its_api_calls_and_sessions(
         assert after.status_code == 401
         assert (await reader.get("/console/studies")).status_code == 303
         assert (await reader.get("/dicomweb/studies")).status_code == 401
-    assert ("token.revoke", "token:test-admin", "success") in audit_events(home)
+    assert ("token.revoke", actor(home, "admin"), "success") in audit_events(home)
 
 
 async def test_token_created_on_the_console_works_and_is_shown_once(
@@ -204,7 +207,7 @@ async def test_reidentification_needs_a_purpose_and_is_audited(
         data={"csrf": csrf, "kind": "study", "value": study, "purpose": "  "},
     )
     assert refused.status_code == 403
-    assert ("access.denied", "token:test-reidentify", "denied") in audit_events(home)
+    assert ("access.denied", actor(home, "reidentify"), "denied") in audit_events(home)
     answer = await browser.post(
         "/console/reidentify",
         data={"csrf": csrf, "kind": "study", "value": study, "purpose": "tumour board"},
@@ -213,7 +216,7 @@ async def test_reidentification_needs_a_purpose_and_is_audited(
     assert answer.headers["cache-control"] == "no-store"
     originals = {str(pydicom.dcmread(p).PatientID) for p in demo_files}
     assert any(original in answer.text for original in originals)
-    assert ("reid.lookup", "token:test-reidentify", "success") in audit_events(home)
+    assert ("reid.lookup", actor(home, "reidentify"), "success") in audit_events(home)
     forged = await browser.post(
         "/console/reidentify",
         data={"csrf": "x", "kind": "study", "value": study, "purpose": "p"},
@@ -236,7 +239,7 @@ async def test_quarantine_delete_is_audited(
     assert escape.status_code == 404
     answer = await browser.post("/console/quarantine/RUN1/delete", data={"csrf": csrf})
     assert answer.status_code == 303 and not folder.exists()
-    assert ("quarantine.delete", "token:test-admin", "success") in audit_events(home)
+    assert ("quarantine.delete", actor(home, "admin"), "success") in audit_events(home)
 
 
 async def test_no_original_value_on_any_page_a_non_reidentify_role_opens(
@@ -391,16 +394,17 @@ async def test_audit_page_searches_and_verifies_the_chain_on_request(
     await login(browser, tokens["read"])
     browser.cookies.clear()
     await login(browser, tokens["admin"])
-    page = await browser.get("/console/audit", params={"actor": "test-read"})
+    page = await browser.get("/console/audit", params={"actor": actor(home, "read")})
     assert page.status_code == 200
     assert page.text.count("<td>console.login</td>") == 1
-    assert "<td>token:test-admin</td>" not in page.text
+    assert f"<td>{actor(home, 'admin')}</td>" not in page.text
     assert "Verify the whole chain now" in page.text
     verified = await browser.get("/console/audit", params={"verify": "true"})
     assert "Chain: audit log OK: 2 entries verified" in verified.text
     log = home / "audit"
     target = log / "audit.jsonl"
-    target.write_bytes(target.read_bytes().replace(b"test-read", b"test-REAd"))
+    reader = actor(home, "read").encode()
+    target.write_bytes(target.read_bytes().replace(reader, reader.upper()))
     broken = await browser.get("/console/audit", params={"verify": "true"})
     assert "does NOT verify" in broken.text
 

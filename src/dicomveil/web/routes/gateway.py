@@ -91,7 +91,9 @@ async def deidentify(
 
     The body is ``application/dicom`` (the instance) or ``multipart/form-data`` with a
     ``file`` field. The way back is recorded in the vault and the call in the audit log; the
-    instance is not archived.
+    instance is not archived. Its pseudonyms are those of the calling token (the server's
+    keys salted with the token's id): stable for that token, never the archive's, so the
+    answer cannot turn a chosen hospital number into the archive's pseudonym.
     """
     workspace = Workspace(services)
     try:
@@ -104,6 +106,7 @@ async def deidentify(
             actor=token.actor,
             entry="api",
             archive=False,
+            salt=f"token:{token.id}",
         )
         if not result.ok or result.staged is None or result.outcome.identity is None:
             raise_for(result)
