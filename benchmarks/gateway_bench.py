@@ -142,8 +142,10 @@ def qido(root: str, headers: dict[str, str], repeat: int) -> dict[str, tuple[flo
 @contextmanager
 def servers(
     work: Path, workers: int, extra: tuple[str, ...] = ()
-) -> Iterator[list[tuple[str, str, dict[str, str]]]]:
-    """Run dicomveil and Orthanc side by side; give (name, DICOMweb root, headers) of each."""
+) -> Iterator[list[tuple[str, str, dict[str, str], dict[str, str]]]]:
+    """Run dicomveil and Orthanc side by side; give (name, DICOMweb root, headers to store,
+    headers to search) of each (dicomveil: an ingest token and a read token, the separation
+    of duties)."""
     from tests.web.gateway_server import running_gateway
     from tests.web.orthanc_server import running_orthanc
 
@@ -152,10 +154,11 @@ def servers(
         running_gateway(work / "dicomveil" / "home", KEY, args=args) as gateway,
         running_orthanc(work / "orthanc") as url,
     ):
-        token = {"Authorization": f"Bearer {gateway.tokens['admin']}"}
+        ingest = {"Authorization": f"Bearer {gateway.tokens['ingest']}"}
+        read = {"Authorization": f"Bearer {gateway.tokens['read']}"}
         yield [
-            ("dicomveil", f"{gateway.url}/dicomweb", token),
-            ("Orthanc", f"{url}/dicom-web", {}),
+            ("dicomveil", f"{gateway.url}/dicomweb", ingest, read),
+            ("Orthanc", f"{url}/dicom-web", {}, {}),
         ]
 
 
@@ -177,21 +180,21 @@ def _run(args: argparse.Namespace, work: Path) -> dict[str, dict[str, Any]]:
     results: dict[str, dict[str, Any]] = {}
     extra = () if args.fsync else ("--no-archive-fsync",)
     with servers(work, args.workers, extra) as running:
-        rates: dict[str, list[float]] = {name: [] for name, _, _ in running}
-        for _, root, headers in running:  # first requests: caches, connections, workers
+        rates: dict[str, list[float]] = {name: [] for name, _, _, _ in running}
+        for _, root, headers, _ in running:  # first requests: caches, connections, workers
             stow(root, headers, warmup, args.per_request, args.clients)
         for number, files in enumerate(rounds):
             # peers alternate who goes first; each round stores new instances
             order = running if number % 2 == 0 else running[::-1]
-            for name, root, headers in order:
+            for name, root, headers, _ in order:
                 rate = stow(root, headers, files, args.per_request, args.clients)
                 rates[name].append(rate)
                 print(f"round {number + 1}: {name} STOW-RS {rate:.1f} instances/s")
-        for name, root, headers in running:
+        for name, root, headers, searching in running:
             if fill:
                 print(f"{name}: filling to {timed + len(fill)} instances ...")
                 stow(root, headers, fill, 50, args.clients)
-            latencies = qido(root, headers, args.queries)
+            latencies = qido(root, searching, args.queries)
             results[name] = {
                 "stow": statistics.median(rates[name]),
                 "rounds": rates[name],
