@@ -25,7 +25,7 @@ import json
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, ClassVar, Final, Self
 
@@ -84,6 +84,10 @@ class CoreSettings:
         An instance received again (same archive key) whose de-identified content differs
         replaces the archived one; by default it is refused (STOW-RS FailureReason 0111H).
         Audited either way.
+    config_file:
+        The configuration file these settings were read from (set by :meth:`load`, not a
+        key of the file): the ``[dimse]`` and ``[routing]`` tables are read from it by the
+        services that own them, in every process that opens a runtime.
     """
 
     home: Path
@@ -101,6 +105,7 @@ class CoreSettings:
     batch_workers: int = 1
     deid_processes: int = 0
     replace_instances: bool = False
+    config_file: Path | None = field(default=None, metadata={"set_by": "--config"})
 
     ENV: ClassVar[Mapping[str, str]] = {
         "storage_url": "DICOMVEIL_STORAGE_URL",
@@ -109,7 +114,7 @@ class CoreSettings:
         "batch_url": "DICOMVEIL_BATCH_URL",
     }
     """Environment variable of each setting that has one."""
-    PATHS: ClassVar[frozenset[str]] = frozenset({"home", "key_file", "policy_file"})
+    PATHS: ClassVar[frozenset[str]] = frozenset({"home", "key_file", "policy_file", "config_file"})
     TUPLES: ClassVar[frozenset[str]] = frozenset({"options"})
     STRICT: ClassVar[bool] = False
     """Refuse unknown ``[server]`` keys. The core reader ignores them (the table is shared
@@ -192,11 +197,15 @@ class CoreSettings:
         values: dict[str, Any] = {}
         if config is not None:
             values.update(read_section(config, "server"))
+            if "config_file" in values:
+                raise ConfigError("config_file is not a setting: it is the file read (--config)")
         for name, variable in cls.ENV.items():
             if env.get(variable):
                 values[name] = env[variable]
         values.update({k: v for k, v in overrides.items() if v is not None})
         values["home"] = Path(values.get("home") or home or state_home(env))
+        if config is not None:
+            values["config_file"] = Path(config)
         if not cls.STRICT:
             known = {f.name for f in fields(cls)}
             values = {k: v for k, v in values.items() if k in known}

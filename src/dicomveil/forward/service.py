@@ -35,7 +35,7 @@ from dicomveil.forward.webhook import WebhookSender
 from dicomveil.forward.worker import ForwardWorker
 from dicomveil.ports import BlobStore
 
-__all__ = ["Forwarding", "RuntimeLike", "senders_for"]
+__all__ = ["Forwarding", "RuntimeLike", "attach_forwarding", "senders_for"]
 
 _log = logging.getLogger(__name__)
 _SWEEP_MAX: float = 0.5
@@ -53,6 +53,13 @@ class RuntimeLike(Protocol):
 
     @property
     def audit(self) -> AuditLog: ...
+
+
+class IngestingRuntime(RuntimeLike, Protocol):
+    """A runtime whose ingest service routing listens to."""
+
+    @property
+    def ingest(self) -> Any: ...  # IngestService: ``subscribe``
 
 
 def senders_for(
@@ -182,3 +189,26 @@ class Forwarding:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def attach_forwarding(runtime: IngestingRuntime) -> Forwarding | None:
+    """Route what ``runtime``'s ingest service stores, as its configuration file's
+    ``[routing]`` table says: listen, complete studies and send, until
+    :meth:`Forwarding.stop`. ``None`` (nothing opened, nothing runs) without rules.
+
+    Every process that ingests attaches (the gateway's server processes, the DICOM node):
+    they share the queue database, whose leases and once-closed rounds make that safe.
+
+    Raises
+    ------
+    ConfigError
+        Bad ``[routing]`` table or queue URL.
+    """
+    settings = runtime.settings
+    routing = RoutingSettings.load(settings.config_file, home=Path(settings.home))
+    if not routing.rules:
+        return None
+    forwarding = Forwarding.open(settings.config_file, runtime, settings=routing)
+    runtime.ingest.subscribe(forwarding.listener)
+    forwarding.start()
+    return forwarding

@@ -18,6 +18,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from dicomveil import __version__
+from dicomveil.forward.service import attach_forwarding
 from dicomveil.pipeline.executor import silence_pydicom_log
 from dicomveil.quiet import quiet_pydicom
 from dicomveil.web.connections import GuardLimits, guard
@@ -51,6 +52,11 @@ def create_app(settings: Settings) -> FastAPI:
     """
     silence_pydicom_log()
     services = Services.open(settings)
+    try:
+        forwarding = attach_forwarding(services.runtime)
+    except BaseException:
+        services.close()
+        raise
     if services.audit.key_beside_log:
         logging.getLogger("dicomveil.web").warning(
             "the audit key is a clear file in the state folder beside the audit log: whoever "
@@ -67,6 +73,8 @@ def create_app(settings: Settings) -> FastAPI:
         try:
             yield
         finally:
+            if forwarding is not None:
+                forwarding.stop()
             services.close()
 
     app = FastAPI(
