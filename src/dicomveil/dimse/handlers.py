@@ -167,11 +167,11 @@ class Handlers:
     def _spooled(self, event: Any) -> Path:
         """Move (or write) the received dataset, as received, into the private spool."""
         target = self.spool / f"{uuid.uuid4().hex}.dcm"
-        received: Path | None
         try:
-            received = Path(event.dataset_path)
+            chunked = event.dataset_path  # None unless STORE_RECV_CHUNKED_DATASET
         except AttributeError:
-            received = None
+            chunked = None
+        received = Path(chunked) if chunked else None
         if received is not None and received.is_file():
             try:
                 os.replace(received, target)

@@ -97,8 +97,6 @@ class DimseNode:
         OSError
             The address cannot be bound.
         """
-        from pynetdicom.transport import ThreadedAssociationServer
-
         ssl_context = None
         if self.settings.tls is not None:
             from dicomveil.dimse.tls import server_context
@@ -109,17 +107,13 @@ class DimseNode:
                 "[dimse] allowed_ae_titles is empty: any calling AE title is accepted "
                 "(list the modalities and workstations that may call)"
             )
-        self._server = self.ae.make_server(
+        self._server = self.ae.start_server(
             (self.settings.host, self.settings.port),
+            block=False,
             ae_title=self.settings.ae_title,
             ssl_context=ssl_context,
             evt_handlers=self.handlers.bindings(),
-            server_class=ThreadedAssociationServer,
         )
-        thread = threading.Thread(
-            target=self._server.serve_forever, name="dicomveil-dimse", daemon=True
-        )
-        thread.start()
         host, port = self.address
         log.info("DICOM node %s listening on %s:%d", self.settings.ae_title, host, port)
 
@@ -128,14 +122,12 @@ class DimseNode:
         server, self._server = self._server, None
         if server is None:
             return
-        server.shutdown()  # no new associations
+        server.shutdown()  # no new associations (the listening socket is closed)
         deadline = time.monotonic() + grace
         while self.ae.active_associations and time.monotonic() < deadline:
             time.sleep(0.05)
         for assoc in self.ae.active_associations:
             assoc.abort()
-        server.server_close()
-        self.ae.shutdown()
 
     def __enter__(self) -> DimseNode:
         self.start()
