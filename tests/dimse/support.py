@@ -100,3 +100,27 @@ def running_node(runtime: Any, settings: DimseSettings) -> Iterator[Any]:
 def files_in(folder: Path) -> Sequence[Path]:
     """Every file under ``folder``, sorted."""
     return sorted(p for p in folder.rglob("*") if p.is_file())
+
+
+def client_ae(*contexts: str, ae_title: str = SENDER_AE) -> Any:
+    """A pynetdicom requestor proposing ``contexts`` (abstract syntaxes)."""
+    from pynetdicom import AE
+
+    ae = AE(ae_title=ae_title)
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 10
+    for context in contexts:
+        ae.add_requested_context(context)
+    return ae
+
+
+def study_uids(runtime: Any) -> list[str]:
+    """The pseudonymous Study Instance UIDs in the runtime's index."""
+    from dicomveil.index import Level, Query
+
+    rows = runtime.index.search(Query(Level.STUDY, limit=1000)).rows
+    return [str(row.values["StudyInstanceUID"]) for row in rows]
+
+
+def audit_entries(runtime: Any, event: str) -> list[Any]:
+    """The runtime's audit entries of kind ``event``."""
+    return [entry for entry in runtime.audit.entries() if entry.event == event]

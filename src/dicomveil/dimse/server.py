@@ -30,7 +30,7 @@ from dicomveil.dimse.settings import DimseSettings
 if TYPE_CHECKING:
     from dicomveil.runtime import Runtime
 
-__all__ = ["GRACE_SECONDS", "DimseNode", "receive_into", "run_node"]
+__all__ = ["GRACE_SECONDS", "DimseNode", "receive_into", "run_node", "start_node"]
 
 log = logging.getLogger("dicomveil.dimse")
 
@@ -137,16 +137,23 @@ class DimseNode:
         self.stop()
 
 
-def run_node(
-    runtime: Runtime, settings: DimseSettings, *, ready: threading.Event | None = None
-) -> None:
+def start_node(runtime: Runtime, settings: DimseSettings) -> DimseNode:
+    """Start a node in this process, beside other work (``serve --dimse-port``): makes the
+    process-wide pynetdicom settings (:func:`receive_into` the runtime's staging folder,
+    :func:`~dicomveil.dimse.logs.quiet_pynetdicom`), then listens on threads. The caller
+    stops it with :meth:`DimseNode.stop`."""
+    quiet_pynetdicom()
+    receive_into(Path(runtime.staging) / "received")
+    node = DimseNode(runtime, settings)
+    node.start()
+    return node
+
+
+def run_node(runtime: Runtime, settings: DimseSettings) -> None:
     """Serve ``settings`` on ``runtime`` until SIGTERM or SIGINT (the ``scp`` entry point).
 
     Must run in the main thread (it installs the signal handlers).
     """
-    quiet_pynetdicom()
-    receive_into(Path(runtime.staging) / "received")
-    node = DimseNode(runtime, settings)
     stopping = threading.Event()
 
     def _stop(signum: int, _frame: FrameType | None) -> None:
@@ -154,13 +161,13 @@ def run_node(
 
     previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        node.start()
-        if ready is not None:
-            ready.set()
-        while not stopping.wait(0.5):
-            pass
-        log.info("stopping the DICOM node")
+        node = start_node(runtime, settings)
+        try:
+            while not stopping.wait(0.5):
+                pass
+            log.info("stopping the DICOM node")
+        finally:
+            node.stop()
     finally:
-        node.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
