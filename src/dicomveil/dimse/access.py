@@ -28,7 +28,7 @@ SERVICE_ROLES: Final[dict[str, Role]] = {
 }
 """The role each service needs (C-ECHO needs none)."""
 
-Reason = Literal["calling-ae", "called-ae", "network", "no-role"]
+Reason = Literal["calling-ae", "called-ae", "network", "no-role", "busy"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,24 +31,28 @@ MAX_REQUESTED: Final = 128
 """Most presentation contexts one A-ASSOCIATE-RQ may carry (PS3.8 §9.3.2.2, IDs 1..255 odd)."""
 
 STORAGE_TRANSFER_SYNTAXES: Final[tuple[str, ...]] = (
+    uid.JPEGLSLossless,
+    uid.JPEG2000Lossless,
+    uid.JPEGLosslessSV1,
+    uid.JPEGLossless,
+    uid.RLELossless,
+    uid.JPEG2000MCLossless,
+    uid.JPEGBaseline8Bit,
+    uid.JPEGExtended12Bit,
+    uid.JPEGLSNearLossless,
+    uid.JPEG2000,
+    uid.JPEG2000MC,
     uid.ExplicitVRLittleEndian,
     uid.ImplicitVRLittleEndian,
     uid.DeflatedExplicitVRLittleEndian,
-    uid.JPEGBaseline8Bit,
-    uid.JPEGExtended12Bit,
-    uid.JPEGLossless,
-    uid.JPEGLosslessSV1,
-    uid.JPEGLSLossless,
-    uid.JPEGLSNearLossless,
-    uid.JPEG2000Lossless,
-    uid.JPEG2000,
-    uid.JPEG2000MCLossless,
-    uid.JPEG2000MC,
-    uid.RLELossless,
 )
-"""Transfer syntaxes accepted for storage, most preferred first (a requestor proposing
-several in one context gets the first it offers of these). Instances are kept as received:
-compressed pixel data is never decoded on the way in."""
+"""Transfer syntaxes accepted for storage, in the order the node picks one when a requestor
+proposes several in one presentation context. Instances are kept as received (compressed
+pixel data is never decoded on the way in), so a compressed syntax the requestor offers
+wins over the uncompressed ones: a sender holding a compressed instance and offering both
+then sends it as it is instead of having to decompress it (which it may not be able to do).
+A requestor only offers a compressed syntax for an uncompressed instance when told to
+compress (DCMTK's ``storescu +xs`` ...), and then gets what it asked for."""
 
 QUERY_RETRIEVE: Final[dict[str, tuple[str, str]]] = {
     # abstract syntax: (service, information model)

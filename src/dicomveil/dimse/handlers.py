@@ -85,7 +85,6 @@ class Handlers:
 
         return [
             (evt.EVT_REQUESTED, self.on_requested),
-            (evt.EVT_ABORTED, self.on_aborted),
             (evt.EVT_CONN_CLOSE, self.on_closed),
             (evt.EVT_C_ECHO, self.on_echo),
             (evt.EVT_C_STORE, self.on_store),
@@ -119,17 +118,17 @@ class Handlers:
             ]
         session.established = True
 
-    def on_aborted(self, event: Any) -> None:
-        """Note an A-ABORT (audited as a failed association)."""
-        session = self.sessions.get(event.assoc)
-        if session is not None:
-            session.aborted = True
-
     def on_closed(self, event: Any) -> None:
         """Audit the association whose connection closed."""
         session = self.sessions.close(event.assoc)
         if session is None or session.admission is None:
             return  # a connection that never sent an A-ASSOCIATE-RQ
+        assoc = event.assoc
+        if isinstance(session.admission, Admission):
+            if assoc.is_rejected:  # by pynetdicom: max_associations reached
+                session.admission = Refusal("busy")
+            elif not assoc.is_released:  # A-ABORT, A-P-ABORT or a dropped connection
+                session.aborted = True
         try:
             self.runtime.audit.append(association_event(session, self.settings.ae_title))
         except Exception as exc:  # never into pynetdicom; the log says what failed
