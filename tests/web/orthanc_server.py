@@ -16,11 +16,15 @@ PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
 
 @contextmanager
 def running_orthanc(
-    folder: Path, servers: Mapping[str, Mapping[str, Any]] | None = None
+    folder: Path,
+    servers: Mapping[str, Mapping[str, Any]] | None = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> Iterator[str]:
     """Run Orthanc until the block ends; yield its REST base URL (DICOMweb at /dicom-web).
 
-    ``servers`` become the plugin's DICOMweb servers (``Url``, ``HttpHeaders``...).
+    ``servers`` become the plugin's DICOMweb servers (``Url``, ``HttpHeaders``...);
+    ``extra`` adds top-level settings (``DicomModalities``...). ``GET /system`` names the
+    DICOM port (``DicomPort``) and AE title (``DicomAet``).
     """
     binary = require_binary("Orthanc", "/usr/sbin/Orthanc")
     require(f"the Orthanc DICOMweb plugin ({PLUGIN})", PLUGIN.exists())
@@ -44,6 +48,7 @@ def running_orthanc(
         },
         "SaveJobs": False,
         "UnknownSopClassAccepted": True,
+        **dict(extra or {}),
     }
     path = folder / "orthanc.json"
     path.write_text(json.dumps(config))
