@@ -65,7 +65,7 @@ def dcmtk_binary(name: str) -> str:
     return found
 
 
-def dcmtk(name: str, *args: str | Path, cwd: Path | None = None, timeout: float = 60) -> Any:
+def dcmtk(name: str, *args: str | Path | int, cwd: Path | None = None, timeout: float = 60) -> Any:
     """Run a DCMTK tool; return the completed process (output as text)."""
     binary = dcmtk_binary(name)
     return subprocess.run(

@@ -11,7 +11,6 @@ import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 from pydicom.dataset import FileMetaDataset
-from pydicom.filewriter import write_file_meta_info
 
 from dicomveil.dimse.logs import quiet_pynetdicom
 from tests.dimse.support import (
@@ -72,14 +71,14 @@ def test_storescu_compressed_syntaxes_are_kept(runtime: Any, tmp_path: Path) -> 
 
 def _corrupt_file(path: Path) -> Path:
     """Valid file meta, then a dataset whose Patient's Name runs past the end."""
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = CT_IMAGE
-    meta.MediaStorageSOPInstanceUID = "1.2.3.4.5.6.7.8.9"
-    meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
-    with path.open("wb") as handle:
-        handle.write(b"\0" * 128 + b"DICM")
-        write_file_meta_info(handle, meta, enforce_standard=True)
-        value = (CANARIES[0] + "^TRUNCATED").encode()
+    ds = pydicom.Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = pydicom.uid.UID(CT_IMAGE)
+    ds.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.UID("1.2.3.4.5.6.7.8.9")
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
+    ds.save_as(path, enforce_file_format=True)
+    value = (CANARIES[0] + "^TRUNCATED").encode()
+    with path.open("ab") as handle:
         handle.write(struct.pack("<HH2sH", 0x0010, 0x0010, b"PN", 0x4000) + value)
     return path
 
