@@ -122,7 +122,7 @@ def test_a_file_that_kills_its_worker_fails_alone(
     """A worker killed on one file (as the out-of-memory killer would) breaks the pool: the
     run goes on in a new one, and only that file fails (``WorkerCrash``)."""
     from dicomveil.demo import write_demo_study
-    from dicomveil.pipeline import files, run
+    from dicomveil.pipeline import executor, files, run
     from dicomveil.profile.policy import Policy
 
     inputs = write_demo_study(tmp_path / "in", patients=2, series_per_study=2, images_per_series=5)
@@ -138,7 +138,7 @@ def test_a_file_that_kills_its_worker_fails_alone(
     monkeypatch.setattr(files, "deidentify_file", deidentify_or_die)  # inherited by forks
     # forked workers even when an earlier test left a thread running (the run would pick a
     # forkserver, whose workers do not inherit the patch)
-    monkeypatch.setattr(run, "_context", lambda: multiprocessing.get_context("fork"))
+    monkeypatch.setattr(executor, "_context", lambda _fork: multiprocessing.get_context("fork"))
     paths = sorted([*inputs, killer])
     summary = run.run_deidentification(paths, tmp_path / "out", Policy(), b"k" * 32, workers=2)
     assert summary.total == len(paths) and summary.ok == len(inputs)

@@ -6,7 +6,7 @@ import threading
 from pathlib import Path
 
 from dicomveil.demo import write_demo_study
-from dicomveil.pipeline import run
+from dicomveil.pipeline import executor, run
 from dicomveil.profile.policy import Policy
 
 SECRET = b"pool-start-test-secret-0123456789"
@@ -22,7 +22,7 @@ def test_a_threaded_parent_gets_workers_from_a_forkserver(tmp_path: Path) -> Non
     other = threading.Thread(target=stop.wait)  # a server's request thread, say
     other.start()
     try:
-        assert run._context().get_start_method() == "forkserver"
+        assert executor._context(True).get_start_method() == "forkserver"
         summary = run.run_deidentification(files, tmp_path / "pooled", Policy(), SECRET, workers=2)
     finally:
         stop.set()

@@ -13,9 +13,9 @@ import pytest
 from fastapi import FastAPI
 
 from dicomveil.demo import write_demo_study
+from dicomveil.tokens import ROLES, token_store
 from dicomveil.web import Settings, create_app
 from dicomveil.web.services import Services
-from dicomveil.web.tokens import ROLES, token_store
 from tests.web.support import TEST_KEY
 
 KEY_VARIABLES = (

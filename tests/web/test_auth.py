@@ -11,8 +11,8 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from dicomveil.tokens import PERMISSIONS, ROLES, token_store
 from dicomveil.web.routing import Resolved, RouteTable, flat_routes
-from dicomveil.web.tokens import PERMISSIONS, ROLES, token_store
 from tests.web.conftest import auth
 
 pytestmark = pytest.mark.anyio

@@ -15,8 +15,8 @@ schemathesis = pytest.importorskip("schemathesis")
 
 from hypothesis import HealthCheck, settings  # noqa: E402
 
+from dicomveil.tokens import token_store  # noqa: E402
 from dicomveil.web import Settings, create_app  # noqa: E402
-from dicomveil.web.tokens import token_store  # noqa: E402
 from tests.web.support import TEST_KEY  # noqa: E402
 
 pytestmark = pytest.mark.slow

@@ -97,7 +97,7 @@ def test_unknown_keys_are_all_named(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["max_body_bytes = 1\n[server]\n", "[server]\n[dimse]\nport = 104\n", "[serve]\nport = 1\n"],
+    ["max_body_bytes = 1\n[server]\n", "[server]\n[bogus]\nport = 104\n", "[serve]\nport = 1\n"],
 )
 def test_settings_outside_server_refused(tmp_path: Path, text: str) -> None:
     config = tmp_path / "server.toml"
@@ -122,7 +122,7 @@ def test_serve_help_and_config_errors(tmp_path: Path) -> None:
     )
     assert "[server] table" in " ".join(shown.stdout.split())
     config = tmp_path / "bad.toml"
-    config.write_text("[server]\nheader_timeout = 1\nnonsense = 2\n[dimse]\nport = 104\n")
+    config.write_text("[server]\nheader_timeout = 1\nnonsense = 2\n[bogus]\nport = 104\n")
     done = subprocess.run(
         [*cmd, "--config", str(config)],
         check=False,
@@ -132,4 +132,4 @@ def test_serve_help_and_config_errors(tmp_path: Path) -> None:
         text=True,
     )
     assert done.returncode == 2
-    assert "dimse" in done.stderr and "Traceback" not in done.stderr
+    assert "bogus" in done.stderr and "Traceback" not in done.stderr

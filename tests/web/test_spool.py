@@ -95,7 +95,7 @@ def test_zip_bomb_refused_by_ratio(tmp_path: Path) -> None:
 
 
 def test_sweep_keeps_live_folders_and_removes_dead_ones(tmp_path: Path) -> None:
-    from dicomveil.web.sweep import claim_staging, sweep_spool
+    from dicomveil.pipeline.staging import claim_staging, sweep_spool
 
     spool = tmp_path / "spool"
     live = claim_staging(spool)

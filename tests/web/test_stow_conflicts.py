@@ -141,7 +141,7 @@ def test_sop_uid_scan_agrees_with_pydicom() -> None:
 
     from pydicom.data import get_testdata_files
 
-    from dicomveil.web.ingest_work import HEAD_BYTES, scan_sop_instance_uid
+    from dicomveil.pipeline.ingest_work import HEAD_BYTES, scan_sop_instance_uid
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # files that must be downloaded are left out

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from dicomveil.web.tokens import TOKENS_FILE, token_store
+from dicomveil.tokens import TOKENS_FILE, token_store
 from tests.web.gateway_server import ROOT, Gateway, command, environment, running_gateway
 from tests.web.support import TEST_KEY
 

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from dicomveil.cli import tokens as tokens_cli
 from dicomveil.errors import ConfigError
-from dicomveil.web.tokens import PERMISSIONS, TokenStore, token_store
+from dicomveil.tokens import PERMISSIONS, TokenStore, token_store
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ import typer
 
 from dicomveil.cli.common import err_console, fail, out_console, show, state_folder
 from dicomveil.errors import ConfigError
-from dicomveil.web.tokens import ROLES, Token, token_store
+from dicomveil.tokens import ROLES, Token, token_store
 
 __all__ = ["register", "tokens_app"]
 

@@ -14,21 +14,17 @@ are files handed out.
 from __future__ import annotations
 
 import itertools
-import multiprocessing
-import os
-import sys
-import threading
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from dicomveil.pipeline.duplicates import DuplicateGuard
-from dicomveil.pipeline.orphans import die_with_parent
+from dicomveil.pipeline.executor import Executor, WorkerSetup, WorkerState, default_workers
 
 if TYPE_CHECKING:
     from dicomveil.pipeline.outcome import FileOutcome
@@ -38,14 +34,6 @@ __all__ = ["RunSummary", "chunk_size", "default_workers", "run_deidentification"
 
 MAX_CHUNK = 64
 """Most files handed to a worker at once (fewer hand-overs; still balanced at the end)."""
-
-
-def default_workers() -> int:
-    """Return the number of cores this process may use."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
 
 
 def chunk_size(files: int | None, workers: int) -> int:
@@ -95,91 +83,31 @@ class RunSummary:
 
 # -- worker side ------------------------------------------------------------------------------
 
-_STATE: dict[str, Any] = {}
 
-
-#: Optional packages pydicom probes when imported, for decoding pixel data (numpy and the
-#: codec plugins, found through package metadata) or downloading test files (requests).
-_PIXEL_PACKAGES = (
-    "numpy", "PIL", "pylibjpeg", "openjpeg", "libjpeg", "rle", "gdcm", "jpeg_ls", "pyjpegls",
-    "requests", "tqdm",
-)  # fmt: skip
-
-
-def _import_pydicom_without_codecs() -> None:
-    """Import pydicom in a worker process without probing its pixel codecs.
-
-    Workers de-identify headers and copy pixel data as bytes: they never decode pixels, and
-    probing numpy and the codec plugins is more than half of pydicom's import time (0.2 s of
-    0.4 s per process here). Packages already imported are used as usual, and the others
-    stay importable afterwards; only pydicom, in this process, considers them missing.
-    """
-    if "pydicom" in sys.modules:
-        return
-    hidden = [name for name in _PIXEL_PACKAGES if name not in sys.modules]
-    for name in hidden:
-        sys.modules[name] = None  # type: ignore[assignment] # ``import name`` fails
-    try:
-        import pydicom.dataset  # noqa: F401 - imported for its side effect
-    finally:
-        for name in hidden:
-            if sys.modules.get(name, False) is None:
-                del sys.modules[name]
-
-
-def _init_pool_worker(
-    secret: bytes,
-    policy: Policy,
-    dest: str,
-    fsync: bool,
-    hash_output: bool,
-    parent: int,
-    slots: Any,
-    taken: Any,
-) -> None:
-    die_with_parent(parent)
-    with taken.get_lock():  # this worker's slot, where it shows the file it is working on
-        _STATE["slot"] = (slots, taken.value)
-        taken.value += 1
-    if "clean-pixel-data" not in {o.value for o in policy.options}:  # it decodes pixels
-        _import_pydicom_without_codecs()
-    _init_worker(secret, policy, dest, fsync, hash_output)
-
-
-def _init_worker(secret: bytes, policy: Policy, dest: str, fsync: bool, hash_output: bool) -> None:
-    from dicomveil.engine.keys import PseudonymKeys
-    from dicomveil.engine.rules import compile_policy
-    from dicomveil.pipeline.files import deidentify_file
-
-    _STATE["keys"] = PseudonymKeys(secret)
-    _STATE["compiled"] = compile_policy(policy)
-    _STATE["dest"] = Path(dest)
-    _STATE["options"] = {"fsync": fsync, "hash_output": hash_output}
-    _STATE["run"] = deidentify_file
-
-
-def _ready() -> None:
+def _ready(_state: WorkerState) -> None:
     """A no-op task: handing it out starts the workers."""
 
 
-def _process_chunk(paths: Sequence[str], first: int = 0) -> list[FileOutcome]:
+def _process_chunk(state: WorkerState, paths: Sequence[str], first: int = 0) -> list[FileOutcome]:
     """De-identify ``paths`` (inputs number ``first`` on), showing in this worker's slot
     the number of the file in hand (so that the parent knows which file a crash was on)."""
-    run = _STATE["run"]
-    compiled, keys, dest, options = (
-        _STATE["compiled"],
-        _STATE["keys"],
-        _STATE["dest"],
-        _STATE["options"],
-    )
-    slots, slot = _STATE.get("slot", (None, 0))
+    from dicomveil.pipeline.files import deidentify_file
+
+    assert state.dest is not None
     outcomes = []
     for number, path in enumerate(paths, start=first):
-        if slots is not None:
-            slots[slot] = number
-        outcomes.append(run(Path(path), dest, compiled, keys, **options))
-    if slots is not None:
-        slots[slot] = -1
+        state.working_on(number)
+        outcomes.append(
+            deidentify_file(
+                Path(path),
+                state.dest,
+                state.compiled,
+                state.keys,
+                fsync=state.fsync,
+                hash_output=state.hash_output,
+            )
+        )
+    state.working_on(-1)
     return outcomes
 
 
@@ -196,19 +124,6 @@ def _chunks(paths: Iterable[Path | str], size: int) -> Iterator[tuple[int, list[
             chunk = []
     if chunk:
         yield first, chunk
-
-
-def _context() -> Any:
-    """Fork where available: workers start in milliseconds and share what is imported.
-
-    Not from a process running other threads (a server running a batch beside its requests):
-    a thread may hold a lock at the moment of the fork, and the child would wait for it
-    forever. Workers then come from a ``forkserver`` (a clean process that forks them).
-    """
-    methods = multiprocessing.get_all_start_methods()
-    if "fork" in methods and threading.active_count() == 1:
-        return multiprocessing.get_context("fork")
-    return multiprocessing.get_context("forkserver" if "forkserver" in methods else None)
 
 
 # -- parent side ------------------------------------------------------------------------------
@@ -267,15 +182,16 @@ def run_deidentification(
                 on_outcome(outcome)
 
     in_order = _InOrder(handle)
+    setup = WorkerSetup(secret, policy, dest=str(dest), fsync=fsync, hash_output=hash_output)
     if in_process:
         if before is not None:
             before()
-        _init_worker(secret, policy, str(dest), fsync, hash_output)
-        for first, chunk in _chunks(paths, 1):
-            in_order.add(first, _process_chunk(chunk, first))
+        with Executor(setup, 1) as executor:
+            for first, chunk in _chunks(paths, 1):
+                in_order.add(first, executor.submit(_process_chunk, chunk, first).result())
         return summary
 
-    pool = _Pools(workers, (secret, policy, str(dest), fsync, hash_output, os.getpid()))
+    pool = _Pools(workers, setup)
     # A list is handed out at once, so workers never wait for this process (busy
     # recording, or in an fsync); a generator is followed a few chunks ahead.
     ahead = None if files is not None else workers * 4
@@ -300,20 +216,11 @@ class _Pools:
     (``WorkerCrash``), the others are de-identified.
     """
 
-    def __init__(self, workers: int, initargs: tuple[Any, ...]) -> None:
-        self.workers, self.initargs = workers, initargs
+    def __init__(self, workers: int, setup: WorkerSetup) -> None:
+        self.workers, self.setup = workers, setup
 
-    def _pool(self, workers: int) -> tuple[ProcessPoolExecutor, Any]:
-        context = _context()
-        slots = context.Array("q", [-1] * workers, lock=False)
-        taken = context.Value("i", 0)
-        pool = ProcessPoolExecutor(
-            max_workers=workers,
-            mp_context=context,
-            initializer=_init_pool_worker,
-            initargs=(*self.initargs, slots, taken),
-        )
-        return pool, slots
+    def _pool(self, workers: int) -> Executor:
+        return Executor(self.setup, workers, prefer_fork=True, track=True, isolate=True)
 
     def run(
         self,
@@ -324,7 +231,7 @@ class _Pools:
     ) -> tuple[Iterator[tuple[int, list[str]]] | None, list[tuple[int, str]]]:
         """Run ``work``; return what is left and the suspects if a worker died, else
         ``(None, [])``."""
-        pool, slots = self._pool(self.workers)
+        pool = self._pool(self.workers)
         chunks: dict[Future[list[FileOutcome]], tuple[int, list[str]]] = {}
         broken = False
         with pool:
@@ -346,7 +253,7 @@ class _Pools:
                 broken = self._collect(chunks, in_order, FIRST_COMPLETED)
         if not broken:
             return None, []
-        in_hand = {number for number in slots if number >= 0}
+        in_hand = pool.in_hand
         left = [(n, p) for first, c in chunks.values() for n, p in enumerate(c, start=first)]
         left.sort()
         if not in_hand.intersection(n for n, _ in left):  # it died between files: the
@@ -380,8 +287,7 @@ class _Pools:
         """De-identify one file in a pool of its own (``WorkerCrash`` if it kills it)."""
         from dicomveil.pipeline.outcome import FileOutcome
 
-        pool, _ = self._pool(1)
-        with pool:
+        with self._pool(1) as pool:
             try:
                 return pool.submit(_process_chunk, [path], number).result()[0]
             except BrokenProcessPool:
@@ -432,19 +338,11 @@ def _restorer(
 ) -> Callable[[Path], None]:
     """Return what writes one input's output again, in this process (rarely needed: the
     engine is set up on first use)."""
-    state: dict[str, Any] = {}
+    executor = Executor(
+        WorkerSetup(secret, policy, dest=str(dest), fsync=fsync, hash_output=hash_output), 1
+    )
 
     def restore(source: Path) -> None:
-        if not state:
-            from dicomveil.engine.keys import PseudonymKeys
-            from dicomveil.engine.rules import compile_policy
-            from dicomveil.pipeline.files import deidentify_file
-
-            state.update(
-                keys=PseudonymKeys(secret), compiled=compile_policy(policy), run=deidentify_file
-            )
-        state["run"](
-            source, dest, state["compiled"], state["keys"], fsync=fsync, hash_output=hash_output
-        )
+        executor.submit(_process_chunk, [str(source)]).result()
 
     return restore

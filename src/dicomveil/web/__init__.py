@@ -1,6 +1,6 @@
 """The HTTP gateway: de-identifying API, re-identification, batches, and DICOMweb.
 
-``create_app(settings)`` (FastAPI) is imported lazily, so ``dicomveil.web.tokens`` and
+``create_app(settings)`` (FastAPI) is imported lazily, so ``dicomveil.tokens`` and
 ``dicomveil.web.settings`` stay usable without the web framework (``dicomveil tokens``).
 """
 

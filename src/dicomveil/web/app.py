@@ -17,12 +17,12 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from dicomveil import __version__
+from dicomveil.pipeline.executor import silence_pydicom_log
 from dicomveil.quiet import quiet_pydicom
 from dicomveil.web.connections import GuardLimits, guard
 from dicomveil.web.cors import OptionsAndCors
 from dicomveil.web.docs import add_docs
 from dicomveil.web.errors import install_error_handlers
-from dicomveil.web.ingest_work import silence_pydicom_log
 from dicomveil.web.middleware import Observe
 from dicomveil.web.routes import gateway, health, qido, reid, rendered, stow, wado
 from dicomveil.web.routing import RouteTable

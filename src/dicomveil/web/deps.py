@@ -15,11 +15,11 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from dicomveil.tokens import Role, Token
 from dicomveil.web.errors import Forbidden, Unauthorized
 from dicomveil.web.middleware import TOKEN_SCOPE_KEY
 from dicomveil.web.routing import ROLE_ATTRIBUTE
 from dicomveil.web.services import Services
-from dicomveil.web.tokens import Role, Token
 
 __all__ = ["DICOMWEB_PREFIX", "ServicesDep", "dicomweb_root", "get_services", "require"]
 

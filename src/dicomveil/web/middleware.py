@@ -21,10 +21,10 @@ from typing import Any, Final
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from dicomveil.tokens import Token, TokenStore
 from dicomveil.web.errors import PayloadTooLarge, error_response, server_error
 from dicomveil.web.metrics import Metrics
 from dicomveil.web.routing import Resolved, RouteTable
-from dicomveil.web.tokens import Token, TokenStore
 
 __all__ = ["Observe"]
 

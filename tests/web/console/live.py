@@ -16,8 +16,8 @@ from pathlib import Path
 import httpx
 import uvicorn
 
+from dicomveil.tokens import ROLES, token_store
 from dicomveil.web import Settings, create_app
-from dicomveil.web.tokens import ROLES, token_store
 from tests.support.servers import free_port
 from tests.web.support import related_body
 

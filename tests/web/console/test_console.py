@@ -282,8 +282,8 @@ async def test_options_answers_with_allow_and_cors_is_off_by_default(
 
 
 async def test_cors_for_configured_origins_only(home: Path, key_file: Path) -> None:
+    from dicomveil.tokens import token_store
     from dicomveil.web import Settings, create_app
-    from dicomveil.web.tokens import token_store
 
     origin = "https://viewer.example:8443"
     settings = Settings(home=home, key_file=key_file, deid_processes=1, cors_origins=(origin,))

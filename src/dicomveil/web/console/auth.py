@@ -21,8 +21,8 @@ from fastapi.responses import Response
 
 from dicomveil.audit import AuditLog
 from dicomveil.audit.entry import AuditEvent, Outcome
+from dicomveil.tokens import Role, Token, TokenStore
 from dicomveil.web.console.sessions import Session, SessionStore
-from dicomveil.web.tokens import Role, Token, TokenStore
 
 __all__ = [
     "CONSOLE_LOGIN",

@@ -26,6 +26,7 @@ from dicomveil.index import Level, matchable_at, parse_condition
 from dicomveil.index import Query as IndexQuery
 from dicomveil.profile.resolved import resolved_rows
 from dicomveil.reid import reidentify
+from dicomveil.tokens import ROLES, Role
 from dicomveil.web.console import data
 from dicomveil.web.console.auth import (
     CONSOLE_LOGIN,
@@ -38,7 +39,6 @@ from dicomveil.web.console.auth import (
 from dicomveil.web.console.charts import bar_chart
 from dicomveil.web.deps import ServicesDep
 from dicomveil.web.services import Services
-from dicomveil.web.tokens import ROLES, Role
 
 __all__ = ["SECURITY_HEADERS", "router", "templates"]
 

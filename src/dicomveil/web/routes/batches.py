@@ -23,13 +23,13 @@ from dicomveil.errors import ConfigError
 from dicomveil.pipeline.batch import create_batch, resume_batch
 from dicomveil.pipeline.batch_state import Priority, batch_status, list_batches
 from dicomveil.pipeline.destination import local_root, open_destination
+from dicomveil.tokens import Token
 from dicomveil.web.deps import ServicesDep, require
 from dicomveil.web.errors import BadRequest, HttpError, NotFound, UnsupportedMediaType
 from dicomveil.web.imports import extract_zip, move_into, resolve_import
 from dicomveil.web.multipart import media_type, spool_related
 from dicomveil.web.services import Services
 from dicomveil.web.spool import Spool
-from dicomveil.web.tokens import Token
 
 __all__ = ["router"]
 

@@ -10,9 +10,10 @@ from fastapi.responses import FileResponse
 from starlette.background import BackgroundTask
 
 from dicomveil import errors
+from dicomveil.pipeline.failures import FailureKind, failure_of
+from dicomveil.tokens import Token
 from dicomveil.web.deps import ServicesDep, require
 from dicomveil.web.ingest import Ingested, deidentify_uploads
-from dicomveil.web.tokens import Token
 from dicomveil.web.uploads import Workspace, receive_instances
 
 __all__ = ["STUDY_ID_HEADER", "STUDY_UID_HEADER", "raise_for", "router"]
@@ -42,15 +43,26 @@ DICOM_BODY: Final[dict[str, Any]] = {
 """OpenAPI description of a body holding one DICOM instance."""
 
 
+_ERRORS: Final[dict[FailureKind, type[errors.DicomveilError]]] = {
+    FailureKind.MALFORMED: errors.MalformedInputError,
+    FailureKind.UNREADABLE: errors.MalformedInputError,
+    FailureKind.TOO_DEEP: errors.MalformedInputError,
+    FailureKind.UNSUPPORTED: errors.UnsupportedInputError,
+    FailureKind.NOT_AN_INSTANCE: errors.UnsupportedInputError,
+    FailureKind.DEIDENTIFICATION: errors.DeidentificationError,
+    FailureKind.UNSAFE_PATH: errors.UnsafePathError,
+    FailureKind.STUDY_MISMATCH: errors.DeidentificationError,
+    FailureKind.STORAGE_UNAVAILABLE: errors.StorageUnavailable,
+}
+"""The error (hence the HTTP status) a failure kind answers with; others: StorageError."""
+
+
 def raise_for(result: Ingested) -> None:
     """Raise the error a failed upload stands for (its PHI-free reason as the message)."""
-    outcome = result.outcome
-    if outcome.status == "skipped":
-        raise errors.UnsupportedInputError(outcome.reason)
-    kind = getattr(errors, outcome.error_kind, None)
-    if isinstance(kind, type) and issubclass(kind, errors.DicomveilError):
-        raise kind(outcome.reason)
-    raise errors.StorageError(outcome.reason)
+    failure = failure_of(result.outcome)
+    if failure is None:
+        return
+    raise _ERRORS.get(failure.kind, errors.StorageError)(failure.reason)
 
 
 @router.post(

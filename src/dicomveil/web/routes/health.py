@@ -8,9 +8,9 @@ from fastapi import APIRouter, Depends, Response
 from fastapi.responses import JSONResponse
 
 from dicomveil.errors import DicomveilError
+from dicomveil.tokens import Token
 from dicomveil.web.deps import ServicesDep, require
 from dicomveil.web.metrics import CONTENT_TYPE
-from dicomveil.web.tokens import Token
 
 __all__ = ["router"]
 

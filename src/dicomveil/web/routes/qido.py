@@ -24,11 +24,11 @@ from pydicom.datadict import keyword_for_tag
 from dicomveil.index import Condition, Level, QueryError, matchable_at, parse_condition
 from dicomveil.index import Query as IndexQuery
 from dicomveil.index.attributes import MatchKind
+from dicomveil.tokens import Token
 from dicomveil.web.deps import DICOMWEB_PREFIX, ServicesDep, dicomweb_root, require
 from dicomveil.web.dicomjson import parse_includefield, resolve_tag, row_json
 from dicomveil.web.headers import complete_rows
 from dicomveil.web.negotiation import negotiate
-from dicomveil.web.tokens import Token
 from dicomveil.web.warning_header import warning_header
 
 __all__ = ["router"]

@@ -17,12 +17,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from dicomveil.errors import MalformedInputError, VaultError
 from dicomveil.reid import reidentify, reidentify_dataset
+from dicomveil.tokens import Token
 from dicomveil.vault import StudyMatch
 from dicomveil.web.deps import ServicesDep, require
 from dicomveil.web.errors import BadRequest, NotFound
 from dicomveil.web.routes.gateway import DICOM_BODY
 from dicomveil.web.services import Services
-from dicomveil.web.tokens import Token
 from dicomveil.web.uploads import Workspace, receive_instances
 
 __all__ = ["ReidentifyRequest", "ReidentifyResponse", "router"]

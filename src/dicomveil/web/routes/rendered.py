@@ -20,6 +20,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
 from dicomveil.index import StoredInstance
+from dicomveil.tokens import Token
 from dicomveil.web.archived import archived_file
 from dicomveil.web.deps import DICOMWEB_PREFIX, ServicesDep, require
 from dicomveil.web.errors import BadRequest
@@ -27,7 +28,6 @@ from dicomveil.web.negotiation import negotiate
 from dicomveil.web.pixels import RenderOptions, parse_render_options, render
 from dicomveil.web.routes.wado import stored_instances
 from dicomveil.web.services import Services
-from dicomveil.web.tokens import Token
 
 __all__ = ["router"]
 

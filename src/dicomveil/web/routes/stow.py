@@ -35,11 +35,13 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
+from dicomveil.pipeline.failures import Failure, FailureKind, failure_of
+from dicomveil.pipeline.statuses import CANNOT_UNDERSTAND, STATUSES, status_of
+from dicomveil.tokens import Token
 from dicomveil.web.deps import DICOMWEB_PREFIX, ServicesDep, dicomweb_root, require
 from dicomveil.web.dicomjson import element
-from dicomveil.web.ingest import CONFLICT_KIND, STUDY_MISMATCH_KIND, Ingested, deidentify_uploads
+from dicomveil.web.ingest import CONFLICT_KIND, Ingested, deidentify_uploads
 from dicomveil.web.services import Services
-from dicomveil.web.tokens import Token
 from dicomveil.web.uploads import Workspace, receive_instances
 from dicomveil.web.warning_header import warning_header
 
@@ -49,24 +51,8 @@ router = APIRouter(prefix=DICOMWEB_PREFIX, tags=["STOW-RS"])
 
 DICOM_JSON: Final = "application/dicom+json"
 
-PROCESSING_FAILURE: Final = 0x0110
-CANNOT_UNDERSTAND: Final = 0xC000
-OUT_OF_RESOURCES: Final = 0xA700
-SOP_CLASS_NOT_SUPPORTED: Final = 0x0122
-STUDY_MISMATCH: Final = 0xA900
-DUPLICATE_INSTANCE: Final = 0x0111
-
-FAILURE_REASONS: Final[dict[str, int]] = {
-    "MalformedInputError": CANNOT_UNDERSTAND,
-    "UnsupportedInputError": PROCESSING_FAILURE,
-    "DeidentificationError": PROCESSING_FAILURE,
-    "StorageError": OUT_OF_RESOURCES,
-    "StorageUnavailable": OUT_OF_RESOURCES,
-    "OSError": OUT_OF_RESOURCES,
-    STUDY_MISMATCH_KIND: STUDY_MISMATCH,
-    CONFLICT_KIND: DUPLICATE_INSTANCE,
-}
-"""Error kind of a failed instance → FailureReason (0110 processing failure by default)."""
+FAILURE_REASONS: Final = STATUSES
+"""Failure kind → FailureReason: the one table of :mod:`dicomveil.pipeline.statuses`."""
 
 CONFLICT_WARNING: Final = (
     "an instance was refused: its SOP Instance UID is archived (or repeated in the request) "
@@ -86,9 +72,7 @@ _STOW_BODY: Final[dict[str, Any]] = {
 
 
 def _reason(result: Ingested) -> int:
-    if result.outcome.status == "skipped":
-        return SOP_CLASS_NOT_SUPPORTED
-    return FAILURE_REASONS.get(result.outcome.error_kind, PROCESSING_FAILURE)
+    return status_of(failure_of(result.outcome) or Failure(FailureKind.INTERNAL, ""))
 
 
 def _item(sop_class: str, sop_instance: str) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from fastapi.responses import Response, StreamingResponse
 from pydicom import dcmread
 
 from dicomveil.index import StoredInstance
+from dicomveil.tokens import Token
 from dicomveil.web.archived import archived_file, file_chunks
 from dicomveil.web.deps import DICOMWEB_PREFIX, ServicesDep, dicomweb_root, require
 from dicomveil.web.dicomjson import rewrite_bulk
@@ -40,7 +41,6 @@ from dicomveil.web.pixels import (
     raw_frame_syntax,
 )
 from dicomveil.web.services import Services
-from dicomveil.web.tokens import Token
 
 __all__ = ["router", "stored_instances"]
 

@@ -1,12 +1,12 @@
-"""Before de-identifying a request's uploads: parts that repeat an instance, and instances
+"""Before de-identifying a call's instances: parts that repeat an instance, and instances
 the archive holds already.
 
 - Parts of one request with the same SOP Instance UID (the pseudonymous one is a keyed
   function of the original, so the original, read from each upload's first bytes by
-  :func:`~dicomveil.web.ingest_work.sop_instance_uid_of`, tells): the first is
+  :func:`~dicomveil.pipeline.ingest_work.sop_instance_uid_of`, tells): the first is
   de-identified; a later one with the very same bytes shares its fate (stored once,
   answered as stored); one with other bytes is refused (kind
-  :data:`~dicomveil.web.ingest_work.CONFLICT_KIND`). The answer no longer depends on which
+  :data:`~dicomveil.pipeline.ingest_work.CONFLICT_KIND`). The answer no longer depends on which
   engine process finishes first. An upload whose UID cannot be read this way is
   de-identified without the check.
 - An instance whose archive key is taken already is not stored by the engine
@@ -22,9 +22,10 @@ import hashlib
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dicomveil.pipeline.files import FileOutcome
-from dicomveil.web.ingest_work import (
+from dicomveil.pipeline.ingest_work import (
     CONFLICT_KIND,
     Ingested,
     Upload,
@@ -33,7 +34,9 @@ from dicomveil.web.ingest_work import (
     sop_instance_uid_of,
     store_results,
 )
-from dicomveil.web.services import Services
+
+if TYPE_CHECKING:
+    from dicomveil.pipeline.ingest import IngestService
 
 __all__ = ["Plan", "plan_uploads", "settle_existing"]
 
@@ -60,7 +63,7 @@ class Plan:
     conflicts: dict[int, int] = field(default_factory=dict)
     uids: dict[int, str] = field(default_factory=dict)
 
-    def results(self, done: list[Ingested], services: Services) -> list[Ingested]:
+    def results(self, done: list[Ingested], service: IngestService) -> list[Ingested]:
         """Every upload's :class:`Ingested`, in order, from the results of :attr:`work`."""
         by_number = {upload.number: result for upload, result in zip(self.work, done, strict=True)}
         total = len(self.work) + len(self.copies) + len(self.conflicts)
@@ -74,7 +77,7 @@ class Plan:
             else:
                 reason = "another part of the request has this SOP Instance UID, other content"
                 outcome = failed(source, reason, CONFLICT_KIND)
-                uid = pseudonymous_uid(self.uids[number], services.compiled, services.keys)
+                uid = pseudonymous_uid(self.uids[number], service.compiled, service.keys)
                 sop_class = by_number[self.conflicts[number]].sop_class_uid
                 results.append(Ingested(outcome, sop_class_uid=sop_class, sop_instance_uid=uid))
         return results
@@ -108,7 +111,7 @@ def _digest(path: Path) -> str:
     return digest.hexdigest()
 
 
-def settle_existing(services: Services, results: list[Ingested]) -> None:
+def settle_existing(service: IngestService, results: list[Ingested]) -> None:
     """Decide on the instances the engine did not store because their key was taken (see
     the module's documentation); store those that replace, or were not indexed."""
     to_store: list[Ingested] = []
@@ -116,14 +119,14 @@ def settle_existing(services: Services, results: list[Ingested]) -> None:
         if not result.exists or result.record is None:
             continue
         values = result.record.values
-        found = services.index.instances(
+        found = service.index.instances(
             str(values["StudyInstanceUID"]),
             str(values["SeriesInstanceUID"]),
             str(values["SOPInstanceUID"]),
         )
         if found and found[0].sha256 == result.outcome.sha256:
             result.unchanged = True
-        elif found and not services.settings.replace_instances:
+        elif found and not service.replace_instances:
             done = result.outcome
             result.outcome = FileOutcome(
                 done.source,
@@ -137,11 +140,11 @@ def settle_existing(services: Services, results: list[Ingested]) -> None:
             result.replaced = bool(found)
             to_store.append(result)
     if to_store:
-        store_results(services.store, to_store, overwrite=True)
+        store_results(service.store, to_store, overwrite=True)
 
 
 def plan_uploads(
-    services: Services, uploads: list[Path], out: str, *, archive: bool, study: str | None
+    service: IngestService, uploads: list[Path], out: str, *, archive: bool, study: str | None
 ) -> Plan:
     """Plan the work on a request's ``uploads`` (see the module's documentation)."""
     plan = Plan()

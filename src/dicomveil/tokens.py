@@ -11,7 +11,8 @@ new tokens and drops revoked ones without a restart. An expired token verifies a
 (the gateway answers 401). Entries written before expiry, organisation and last use existed
 load unchanged: the fields are optional.
 
-This module imports no web framework: ``dicomveil tokens`` uses it too.
+A core module (no web framework): the gateway checks tokens with it, ``dicomveil tokens``
+manages them (edges never import each other, see docs/architecture.md).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""The gateway's engine processes: same results (and archive) as in the server's own thread,
-uploads read from the server's memory, recovery when a worker dies."""
+"""The ingest service's worker processes: same results (and archive) as in the caller's own
+thread, uploads read from the server's memory, recovery when a worker dies."""
 
 from __future__ import annotations
 
@@ -14,23 +14,28 @@ import pytest
 from dicomveil.demo import write_demo_study
 from dicomveil.engine.keys import PseudonymKeys
 from dicomveil.engine.rules import compile_policy
+from dicomveil.pipeline import executor as executor_module
+from dicomveil.pipeline import ingest_pool
+from dicomveil.pipeline.executor import Executor, WorkerSetup, WorkerState
+from dicomveil.pipeline.failures import FailureKind
+from dicomveil.pipeline.ingest_pool import IngestPool
+from dicomveil.pipeline.ingest_work import Ingested, Upload, ingest_chunk
 from dicomveil.profile.policy import Policy
 from dicomveil.storage import open_store
-from dicomveil.web.engine_pool import EnginePool
-from dicomveil.web.ingest_work import Ingested, Upload
 from dicomveil.web.spool import Spool
 from tests.web.support import TEST_KEY
 
 SECRET = TEST_KEY.encode()
 
 
-def _pool(processes: int, archive: Path) -> EnginePool:
+def _pool(processes: int, archive: Path) -> IngestPool:
     policy = Policy()
     url = f"file://{archive}"
     options = {"sidecars": False}
     store = open_store(url, **options)
-    keys, compiled = PseudonymKeys(SECRET), compile_policy(policy)
-    return EnginePool(SECRET, policy, keys, compiled, store, url, options, processes)
+    local = WorkerState(PseudonymKeys(SECRET), compile_policy(policy), store)
+    setup = WorkerSetup(SECRET, policy, url, options)
+    return IngestPool(Executor.open(setup, processes, local=local), workers_store=True)
 
 
 def _summary(results: list[Ingested], archive: Path) -> list[tuple[str, str, str, bytes]]:
@@ -93,14 +98,14 @@ def test_a_dead_worker_costs_no_instance(tmp_path: Path, uploads: list[Path]) ->
         out = str(tmp_path / "out")
         work = [Upload(str(p), n, out, True) for n, p in enumerate(uploads, start=1)]
         assert all(r.ok for r in pool.run(work[:2]))
-        executor = pool._executor
+        executor = pool.executor.pool
         assert executor is not None
         for pid in list(executor._processes):  # the workers die between two requests
             os.kill(pid, signal.SIGKILL)
         time.sleep(0.5)
         results = pool.run(work)
         assert [r.ok for r in results] == [True] * len(work)
-        assert pool._executor is not executor  # started anew
+        assert pool.executor.pool is not executor  # started anew
         assert all(r.ok for r in pool.run(work[:3]))
     finally:
         pool.close()
@@ -122,8 +127,9 @@ def test_failures_come_back_without_paths(tmp_path: Path) -> None:
 def test_a_store_of_this_process_only_is_filled_here(tmp_path: Path, uploads: list[Path]) -> None:
     policy = Policy()
     store = open_store("memory://engine-pool-test")
-    keys, compiled = PseudonymKeys(SECRET), compile_policy(policy)
-    pool = EnginePool(SECRET, policy, keys, compiled, store, None, {}, 2)
+    local = WorkerState(PseudonymKeys(SECRET), compile_policy(policy), store)
+    executor = Executor.open(WorkerSetup(SECRET, policy), 2, local=local)
+    pool = IngestPool(executor, workers_store=False)
     try:
         out = str(tmp_path / "out")
         results = pool.run([Upload(str(p), n, out, True) for n, p in enumerate(uploads, 1)])
@@ -137,12 +143,10 @@ def test_a_store_of_this_process_only_is_filled_here(tmp_path: Path, uploads: li
 def test_without_processes_the_server_does_the_work(
     tmp_path: Path, uploads: list[Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from dicomveil.web import engine_pool
-
-    def refuse() -> None:
+    def refuse(_prefer_fork: bool) -> None:
         raise OSError("no semaphores here")
 
-    monkeypatch.setattr(engine_pool, "_context", refuse)
+    monkeypatch.setattr(executor_module, "_context", refuse)
     pool = _pool(2, tmp_path / "archive")
     try:
         assert pool.processes == 1 and pool.shares_memory
@@ -153,28 +157,24 @@ def test_without_processes_the_server_does_the_work(
         pool.close()
 
 
-def _crash_on_second(uploads: list[Upload]) -> list[Ingested]:
-    """``ingest_chunk``, but the process dies on upload 2 (run in the engine processes)."""
-    from dicomveil.web.ingest_work import ingest_chunk
-
+def _crash_on_second(state: WorkerState, uploads: list[Upload]) -> list[Ingested]:
+    """``ingest_chunk``, but the process dies on upload 2 (run in the worker processes)."""
     if any(upload.number == 2 for upload in uploads):
         os._exit(70)
-    return ingest_chunk(uploads)
+    return ingest_chunk(state, uploads)
 
 
 def test_an_instance_that_kills_its_worker_fails_alone(
     tmp_path: Path, uploads: list[Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from dicomveil.web import engine_pool
-
-    monkeypatch.setattr(engine_pool, "ingest_chunk", _crash_on_second)
+    monkeypatch.setattr(ingest_pool, "ingest_chunk", _crash_on_second)
     pool = _pool(2, tmp_path / "archive")
     try:
         out = str(tmp_path / "out")
         work = [Upload(str(p), n, out, True) for n, p in enumerate(uploads[:4], start=1)]
         results = pool.run(work)
         assert [r.ok for r in results] == [True, False, True, True]
-        assert results[1].outcome.error_kind == engine_pool.WORKER_CRASH_KIND
+        assert results[1].outcome.error_kind == FailureKind.WORKER_CRASH
         assert str(results[1].outcome.source) == "upload-2"
         assert all(r.ok for r in pool.run(work[2:]))  # the pool works on afterwards
     finally:

@@ -1,12 +1,14 @@
-"""The work done on uploaded instances, wherever it runs: a pool process or the server.
+"""The work done on received instances, wherever it runs: a worker process or the caller.
 
 De-identify (through :func:`dicomveil.pipeline.files.deidentify_file`, the function ``deid``
 and batches use), check the study the request names, and, for the archive, read back what
 the index records and store the instances (a run of them at a time: one flush per folder).
-The server hands this to :class:`~dicomveil.web.engine_pool.EnginePool` and keeps for itself
-the writes to its databases (vault, audit log, index), which follow the storing.
+:class:`~dicomveil.pipeline.ingest.IngestService` hands this to
+:class:`~dicomveil.pipeline.ingest_pool.IngestPool` and keeps for itself the writes to its
+databases (vault, audit log, index), which follow the storing.
 
-The module stays light (no web framework): the pool's processes import it and nothing else.
+The ``forkserver`` imports this module once (it pulls in the engine, the reader and the
+storage backends), so that the workers forked from it start in milliseconds.
 """
 
 from __future__ import annotations
@@ -15,19 +17,19 @@ import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 from dicomveil.engine.keys import PseudonymKeys
-from dicomveil.engine.rules import CompiledPolicy, compile_policy
+from dicomveil.engine.rules import CompiledPolicy
 from dicomveil.engine.uids import remap_uid
-from dicomveil.errors import DicomveilError, StorageError
+from dicomveil.errors import StorageError
 from dicomveil.index.records import InstanceRecord, record_from_file
 from dicomveil.paths import contained_path
+from dicomveil.pipeline.executor import WorkerState
+from dicomveil.pipeline.failures import Failure, FailureKind
 from dicomveil.pipeline.files import FileOutcome, deidentify_file
 from dicomveil.profile.options import Option
-from dicomveil.profile.policy import Policy
-from dicomveil.quiet import quiet_pydicom
-from dicomveil.storage import BaseBlobStore, FileUpload, open_store
+from dicomveil.storage import BaseBlobStore, FileUpload
 
 __all__ = [
     "CONFLICT_KIND",
@@ -36,24 +38,21 @@ __all__ = [
     "HeadUids",
     "Ingested",
     "Upload",
-    "can_read",
     "failed",
     "head_uids",
     "ingest_chunk",
     "ingest_one",
     "ingest_many",
-    "init_worker",
     "pseudonymous_uid",
     "scan_sop_instance_uid",
-    "silence_pydicom_log",
     "sop_instance_uid_of",
     "store_results",
 ]
 
 DICOM: Final = "application/dicom"
-STUDY_MISMATCH_KIND: Final = "StudyMismatch"
+STUDY_MISMATCH_KIND: Final = FailureKind.STUDY_MISMATCH
 """Error kind of an instance refused because it belongs to another study than asked."""
-CONFLICT_KIND: Final = "InstanceConflict"
+CONFLICT_KIND: Final = FailureKind.CONFLICT
 """Error kind of an instance refused because the archive holds different content under its
 pseudonymous SOP Instance UID (or another part of the request does)."""
 HEAD_BYTES: Final = 64 * 1024
@@ -138,11 +137,13 @@ class Ingested:
         return self.outcome.status == "ok"
 
 
-def failed(source: Path, exc: DicomveilError | str, kind: str = "") -> FileOutcome:
-    """A failure outcome for ``source`` (PHI-free: the reason names no value)."""
-    if isinstance(exc, DicomveilError):
-        return FileOutcome(source, "failed", reason=str(exc), error_kind=type(exc).__name__)
-    return FileOutcome(source, "failed", reason=exc, error_kind=kind)
+def failed(
+    source: Path, exc: BaseException | str, kind: FailureKind = FailureKind.INTERNAL
+) -> FileOutcome:
+    """A failure outcome for ``source``: of an exception (see :meth:`Failure.of`), or of a
+    value-free ``reason`` and its ``kind``."""
+    found = Failure.of(exc) if isinstance(exc, BaseException) else Failure(kind, exc)
+    return FileOutcome(source, "failed", reason=found.reason, error_kind=found.kind)
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,15 +263,13 @@ def _references(path: Path, compiled: CompiledPolicy, keys: PseudonymKeys) -> tu
 def ingest_one(upload: Upload, compiled: CompiledPolicy, keys: PseudonymKeys) -> Ingested:
     """De-identify one upload into its request's folder; see :class:`Upload`.
 
-    Any error is this upload's failure alone (a PHI-free reason naming the error's type),
-    never the request's.
+    Any error is this upload's failure alone (a typed, value-free :class:`Failure`), never
+    the request's.
     """
     try:
         return _ingest_one(upload, compiled, keys)
     except Exception as exc:  # noqa: BLE001 - one upload must not sink the others
-        source = Path(f"upload-{upload.number}")
-        reason = f"unexpected error while de-identifying ({type(exc).__name__})"
-        return Ingested(failed(source, reason, "DeidentificationError"))
+        return Ingested(failed(Path(f"upload-{upload.number}"), exc))
 
 
 def _ingest_one(upload: Upload, compiled: CompiledPolicy, keys: PseudonymKeys) -> Ingested:
@@ -311,7 +310,7 @@ def _take_record(result: Ingested) -> None:
             sha256=outcome.sha256,
             with_metadata=False,  # built on first read (see dicomveil.web.headers)
         )
-    except DicomveilError as exc:
+    except Exception as exc:  # noqa: BLE001 - this instance's failure alone
         result.outcome, result.staged = failed(outcome.source, exc), None
 
 
@@ -345,7 +344,7 @@ def store_results(
     for result, info in zip(taken, store.put_files(uploads, consume=True), strict=True):
         record, result.staged = result.record, None
         assert record is not None
-        if isinstance(info, DicomveilError):
+        if isinstance(info, BaseException):
             result.outcome, result.record = failed(result.outcome.source, info), None
         elif (info.size, info.sha256) != (record.size, record.sha256):
             error = StorageError("the archived object does not match")
@@ -366,46 +365,7 @@ def ingest_many(
     return results
 
 
-# -- pool process side ------------------------------------------------------------------------
-
-
-def silence_pydicom_log() -> None:
-    """Keep pydicom's logger out of the server's log: its messages quote values (an invalid
-    Specific Character Set, a bad length), and the server's root handler would print them.
-    Input problems are reported by dicomveil itself, without values."""
-    import logging
-
-    logger = logging.getLogger("pydicom")
-    logger.propagate = False
-    logger.setLevel(logging.CRITICAL + 1)
-
-
-_STATE: dict[str, Any] = {}
-
-
-def init_worker(
-    secret: bytes, policy: Policy, store_url: str | None, store_options: dict[str, Any]
-) -> None:
-    """Initialise a pool process: no pydicom warnings (they quote values), keys derived,
-    policy compiled and the archive opened once (``store_url`` ``None``: the server stores)."""
-    quiet_pydicom()
-    silence_pydicom_log()
-    _STATE["keys"] = PseudonymKeys(secret)
-    _STATE["compiled"] = compile_policy(policy)
-    _STATE["store"] = None if store_url is None else open_store(store_url, **store_options)
-
-
-def ingest_chunk(uploads: Sequence[Upload]) -> list[Ingested]:
-    """Work on ``uploads`` in a pool process (after :func:`init_worker`)."""
-    return ingest_many(uploads, _STATE["compiled"], _STATE["keys"], _STATE["store"])
-
-
-def can_read(path: str) -> bool:
-    """Whether this process can open ``path`` (the pool's check of the server's memory
-    files: ``/proc/<pid>/fd`` of another process may be closed to it)."""
-    try:
-        with open(path, "rb") as handle:
-            handle.read(1)
-    except OSError:
-        return False
-    return True
+def ingest_chunk(state: WorkerState, uploads: Sequence[Upload]) -> list[Ingested]:
+    """Work on ``uploads`` with an executor's worker state (see
+    :class:`~dicomveil.pipeline.executor.Executor`)."""
+    return ingest_many(uploads, state.compiled, state.keys, state.store)

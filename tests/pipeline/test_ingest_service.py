@@ -1,0 +1,131 @@
+"""The one ingest service (issue #12): de-identify → store → way back → index → events, with
+PS3.4 statuses and typed failures, for every entry point, from several threads at once."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import pydicom
+import pytest
+
+from dicomveil.demo import write_demo_study
+from dicomveil.pipeline.events import InstanceStored
+from dicomveil.pipeline.failures import FailureKind
+from dicomveil.pipeline.ingest import IngestResult, Origin
+from dicomveil.pipeline.statuses import CANNOT_UNDERSTAND, MISMATCH, STATUSES, SUCCESS
+from dicomveil.runtime import Runtime
+from dicomveil.settings import CoreSettings
+
+KEY = "ingest-service-test-key-0123456789abcdef"
+PHI = "SECRETPATIENT^PLANTED"
+ORIGIN = Origin(entry="dimse", actor="ae:MODALITY1", calling_ae="MODALITY1", peer="127.0.0.1")
+
+
+@pytest.fixture
+def runtime(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Runtime]:
+    for name in ("DICOMVEIL_KEY", "DICOMVEIL_VAULT_KEY", "DICOMVEIL_AUDIT_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    key = tmp_path / "key"
+    key.write_text(KEY)
+    settings = CoreSettings(home=tmp_path / "home", key_file=key, deid_processes=2)
+    with Runtime.open(settings) as opened:
+        yield opened
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> list[Path]:
+    paths = write_demo_study(tmp_path / "in", patients=1, series_per_study=1, images_per_series=4)
+    for path in paths:  # a planted name, to look for afterwards
+        ds = pydicom.dcmread(path)
+        ds.PatientName = PHI
+        ds.save_as(path)
+    return paths
+
+
+def test_ingest_stores_records_indexes_and_announces(
+    runtime: Runtime, files: list[Path], tmp_path: Path
+) -> None:
+    heard: list[Sequence[InstanceStored]] = []
+    runtime.ingest.subscribe(heard.append)
+    bad = tmp_path / "bad.dcm"
+    bad.write_bytes(b"not DICOM " * 50)
+    results = runtime.ingest.ingest([*files[:2], bad, *files[2:]], ORIGIN)
+
+    assert [r.source for r in results] == [*files[:2], bad, *files[2:]]  # input order
+    assert [r.status for r in results] == [SUCCESS, SUCCESS, CANNOT_UNDERSTAND, SUCCESS, SUCCESS]
+    assert [r.ok for r in results] == [True, True, False, True, True]
+    failed = results[2]
+    assert failed.failure is not None and failed.failure.kind is FailureKind.MALFORMED
+    assert "bad.dcm" not in failed.failure.reason
+    originals = {str(pydicom.dcmread(f).SOPInstanceUID) for f in files}
+    good = [r for r in results if r.ok]
+    assert all(r.sop_instance_uid and r.sop_instance_uid not in originals for r in good)
+
+    (events,) = heard  # one call, one notification, after indexing
+    assert [e.sop_instance_uid for e in events] == [r.sop_instance_uid for r in good]
+    for event in events:
+        assert event.origin == ORIGIN and event.modality == "CT"
+        assert runtime.store.head(event.storage_key) is not None
+        assert event.attributes["SOPInstanceUID"] == event.sop_instance_uid
+        assert PHI not in repr(event)
+        found = runtime.index.instances(event.study_uid, event.series_uid, event.sop_instance_uid)
+        assert found and found[0].storage_key == event.storage_key
+
+    for path in files:  # the caller may delete its files: nothing refers to them
+        path.unlink()
+    again = runtime.ingest.ingest(files[:1], ORIGIN)
+    assert again[0].status != SUCCESS  # gone: fails alone, no exception
+
+
+def test_the_same_instance_again_is_an_idempotent_success(
+    runtime: Runtime, files: list[Path]
+) -> None:
+    heard: list[Sequence[InstanceStored]] = []
+    first = runtime.ingest.ingest(files[:1], ORIGIN)
+    runtime.ingest.subscribe(heard.append)
+    second = runtime.ingest.ingest(files[:1], ORIGIN)
+    assert first[0].status == second[0].status == SUCCESS
+    assert first[0].sop_instance_uid == second[0].sop_instance_uid
+    assert heard == []  # nothing new stored
+
+
+def test_study_restriction_is_a_mismatch_status(runtime: Runtime, files: list[Path]) -> None:
+    (result,) = runtime.ingest.ingest(files[:1], ORIGIN, study="2.25.1")
+    assert result.status == MISMATCH and not result.ok
+    assert result.failure is not None and result.failure.kind is FailureKind.STUDY_MISMATCH
+
+
+def test_single_files_from_many_threads(runtime: Runtime, files: list[Path]) -> None:
+    """The DICOM node calls ingest once per C-STORE, from one thread per association."""
+    results: dict[int, IngestResult] = {}
+
+    def send(number: int) -> None:
+        (results[number],) = runtime.ingest.ingest([files[number]], ORIGIN)
+
+    threads = [threading.Thread(target=send, args=(n,)) for n in range(len(files))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert all(results[n].status == SUCCESS for n in range(len(files)))
+    assert len({r.sop_instance_uid for r in results.values()}) == len(files)
+
+
+def test_a_failing_listener_costs_nothing(
+    runtime: Runtime, files: list[Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(_events: Sequence[InstanceStored]) -> None:
+        raise RuntimeError(PHI)
+
+    heard: list[Sequence[InstanceStored]] = []
+    runtime.ingest.subscribe(broken)
+    runtime.ingest.subscribe(heard.append)
+    (result,) = runtime.ingest.ingest(files[:1], ORIGIN)
+    assert result.ok and len(heard) == 1
+    assert "RuntimeError" in caplog.text and PHI not in caplog.text
+
+
+def test_every_failure_kind_has_a_status() -> None:
+    assert set(STATUSES) == set(FailureKind)
