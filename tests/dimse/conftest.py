@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from dicomveil.runtime import Runtime
+from dicomveil.settings import CoreSettings
 from tests.dimse.support import TEST_KEY
 
 KEY_VARIABLES = (
@@ -39,12 +40,8 @@ def key_file(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def runtime(home: Path, key_file: Path) -> Iterator[Any]:
-    """The opened runtime the node serves (in-process engine: one process)."""
-    from tests.dimse._double import open_runtime
-
-    opened = open_runtime(home, key_file)
-    try:
+def runtime(home: Path, key_file: Path) -> Iterator[Runtime]:
+    """The opened runtime the node serves (de-identifying in the test process)."""
+    settings = CoreSettings.load(home=home, key_file=key_file, deid_processes=1)
+    with Runtime.open(settings) as opened:
         yield opened
-    finally:
-        opened.close()

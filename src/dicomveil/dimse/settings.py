@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import ipaddress
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -288,16 +287,9 @@ def from_table(table: Mapping[str, Any]) -> DimseSettings:
 
 
 def _read_table(path: Path) -> dict[str, Any]:
-    try:
-        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"config file {path}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file {path}: {exc}") from None
-    table = data.get("dimse", {})
-    if not isinstance(table, dict):
-        raise ConfigError(f"config file {path}: [dimse] must be a table")
-    return table
+    from dicomveil.settings import read_section
+
+    return read_section(path, "dimse")
 
 
 def _scalar(value: Any, kind: type, name: str) -> Any:
