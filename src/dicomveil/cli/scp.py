@@ -9,15 +9,19 @@ the ``dimse`` edge (an allowed launcher in the import contract).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from dicomveil.cli.common import err_console, fail, get_key
 from dicomveil.errors import DicomveilError
 
-__all__ = ["dimse_settings", "register", "scp"]
+if TYPE_CHECKING:
+    from dicomveil.settings import CoreSettings
+
+__all__ = ["dimse_settings", "register", "scp", "start_beside"]
 
 HELP = r"""Run dicomveil as a DICOM node: receive by C-STORE, answer C-FIND / C-GET / C-MOVE.
 
@@ -110,6 +114,42 @@ def scp(
         fail(str(exc))
     except OSError as exc:
         fail(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}")
+
+
+def start_beside(
+    core: CoreSettings,
+    config: Path | None,
+    *,
+    port: int,
+    ae_title: str | None,
+    host: str,
+) -> Callable[[], None]:
+    """Start the DICOM node in this process beside the gateway (``serve --dimse-port``).
+
+    The node gets a runtime of its own on the same settings (same archive, index, vault and
+    audit log), so it outlives the gateway's shutdown: the returned function stops the
+    node (associations in progress finish first), then closes that runtime.
+    """
+    _require_dimse_stack()
+    settings = dimse_settings(config, port=port, ae_title=ae_title, host=host)
+    from dicomveil.dimse.server import start_node
+    from dicomveil.runtime import Runtime
+
+    runtime = Runtime.open(core)
+    try:
+        node = start_node(runtime, settings)
+    except BaseException:
+        runtime.close()
+        raise
+    err_console.print(f"dicomveil DICOM node {settings.ae_title} on {host}:{port}")
+
+    def stop() -> None:
+        try:
+            node.stop()
+        finally:
+            runtime.close()
+
+    return stop
 
 
 def register(app: typer.Typer) -> None:

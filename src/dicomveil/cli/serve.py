@@ -34,6 +34,8 @@ Examples:
   dicomveil serve --port 8080
 
   dicomveil serve --host 0.0.0.0 --port 8443 --ssl-certfile cert.pem --ssl-keyfile key.pem
+
+  dicomveil serve --port 8080 --dimse-port 11112    (also a DICOM node: docs/dimse.md)
 """
 
 
@@ -103,12 +105,25 @@ def serve(
         "core; 1: in the server process).",
     ),
     log_level: str = typer.Option("info", "--log-level", help="debug, info, warning, error."),
+    dimse_port: int | None = typer.Option(
+        None,
+        "--dimse-port",
+        min=0,
+        max=65535,
+        help="Also be a DICOM node on this port (C-STORE in, C-FIND/C-GET/C-MOVE out; the "
+        "\\[dimse] table of --config: docs/dimse.md).",
+    ),
+    ae_title: str | None = typer.Option(
+        None, "--ae-title", help="The DICOM node's AE title (default DICOMVEIL)."
+    ),
 ) -> None:
     if (ssl_certfile is None) != (ssl_keyfile is None):
         fail("--ssl-certfile and --ssl-keyfile go together")
+    if ae_title is not None and dimse_port is None:
+        fail("--ae-title goes with --dimse-port")
     try:
         _require_server_stack()
-        from dicomveil.web.settings import ENV_SETTINGS, Settings
+        from dicomveil.web.settings import Settings
 
         settings = Settings.load(
             config=config,
@@ -131,8 +146,6 @@ def serve(
     except DicomveilError as exc:
         fail(str(exc))
     get_key("pseudonym", key_file)  # created now, once, before any worker starts
-    import uvicorn
-
     from dicomveil.web.server import http_protocol
 
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
@@ -154,6 +167,30 @@ def serve(
         "http": http_protocol(),
         "timeout_keep_alive": settings.idle_timeout,
     }
+    stop_node = None
+    if dimse_port is not None:
+        from dicomveil.cli.scp import start_beside
+
+        try:
+            stop_node = start_beside(
+                settings, config, port=dimse_port, ae_title=ae_title, host=host
+            )
+        except DicomveilError as exc:
+            fail(str(exc))
+        except OSError as exc:
+            fail(f"cannot listen for DICOM on {host}:{dimse_port}: {exc.strerror}")
+    try:
+        _run(settings, workers, common)
+    finally:
+        if stop_node is not None:
+            stop_node()
+
+
+def _run(settings: Any, workers: int, common: dict[str, Any]) -> None:
+    import uvicorn
+
+    from dicomveil.web.settings import ENV_SETTINGS
+
     if workers == 1:
         from dicomveil.web.app import create_app, quiet_pydicom
 
