@@ -30,6 +30,8 @@ from tests.support.servers import free_port
 from tests.web.gateway_server import running_gateway
 
 CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2"
+FAST = "[server]\ndeid_processes = 1\n"
+"""De-identify in the node's process: no worker processes to start (the test is faster)."""
 
 
 def _config(folder: Path, text: str) -> Path:
@@ -52,7 +54,7 @@ def test_bad_dimse_settings_fail_with_one_line(tmp_path: Path, capsys: Any) -> N
 
 
 def test_scp_process_stores_queries_and_stops_on_sigterm(tmp_path: Path) -> None:
-    config = _config(tmp_path, f'[dimse]\nallowed_ae_titles = ["{SENDER_AE}"]\n')
+    config = _config(tmp_path, f'{FAST}[dimse]\nallowed_ae_titles = ["{SENDER_AE}"]\n')
     files = phi_study(tmp_path / "study", images=3)
     with running_scp(tmp_path / "home", TEST_KEY, args=("--config", str(config))) as node:
         echo = dcmtk("echoscu", "-aet", SENDER_AE, "-aec", NODE_AE, "127.0.0.1", node.port)
@@ -80,17 +82,20 @@ def test_scp_process_stores_queries_and_stops_on_sigterm(tmp_path: Path) -> None
 
 
 def test_any_caller_is_warned(tmp_path: Path) -> None:
-    with running_scp(tmp_path / "home", TEST_KEY) as node:
+    args = ("--config", str(_config(tmp_path, FAST)))
+    with running_scp(tmp_path / "home", TEST_KEY, args=args) as node:
         done = dcmtk("echoscu", "-aet", "ANYONE", "-aec", NODE_AE, "127.0.0.1", node.port)
     assert done.returncode == 0
     assert "allowed_ae_titles is empty" in node.log.read_text()
 
 
+@pytest.mark.slow
 def test_kill_9_mid_association_loses_nothing_acknowledged(tmp_path: Path) -> None:
     files = phi_study(tmp_path / "study", images=40)
     home, port = tmp_path / "home", free_port()
     acknowledged: list[str] = []
-    with running_scp(home, TEST_KEY, port=port) as node:
+    args = ("--config", str(_config(tmp_path, FAST)))
+    with running_scp(home, TEST_KEY, port=port, args=args) as node:
         assoc = client_ae(CT_IMAGE).associate("127.0.0.1", port, ae_title=NODE_AE)
         assert assoc.is_established
 
@@ -116,7 +121,7 @@ def test_kill_9_mid_association_loses_nothing_acknowledged(tmp_path: Path) -> No
     assert 5 <= len(acknowledged) < len(files)
     spool = home / "spool"
     left = [p for p in spool.rglob("*") if p.is_file() and p.name != ".lock"]
-    with running_scp(home, TEST_KEY, port=port) as node:
+    with running_scp(home, TEST_KEY, port=port, args=args) as node:
         swept = [p for p in spool.rglob("*") if p.is_file() and p.name != ".lock"]
         out = tmp_path / "found"
         out.mkdir()
@@ -143,6 +148,8 @@ def test_kill_9_mid_association_loses_nothing_acknowledged(tmp_path: Path) -> No
     assert len(stored) >= len(acknowledged)
 
 
+@pytest.mark.slow
+@pytest.mark.server
 def test_serve_with_dimse_port_shares_the_archive(tmp_path: Path) -> None:
     dimse = free_port()
     files = phi_study(tmp_path / "study", images=2)

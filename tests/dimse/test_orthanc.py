@@ -7,6 +7,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.dimse.support import assert_no_phi, audit_entries, node_settings, phi_study, running_node
 from tests.web.orthanc_server import running_orthanc
 
@@ -17,6 +19,7 @@ def _post(url: str, body: bytes, kind: str = "application/json") -> Any:
         return json.loads(answer.read())
 
 
+@pytest.mark.server
 def test_orthanc_pushes_a_study(runtime: Any, tmp_path: Path) -> None:
     files = phi_study(tmp_path / "study", images=3)
     settings = node_settings(allowed_ae_titles=frozenset({"ORTHANC"}))

@@ -124,10 +124,13 @@ class DimseNode:
             return
         server.shutdown()  # no new associations (the listening socket is closed)
         deadline = time.monotonic() + grace
-        while self.ae.active_associations and time.monotonic() < deadline:
+        while self._established() and time.monotonic() < deadline:
             time.sleep(0.05)
-        for assoc in self.ae.active_associations:
+        for assoc in self.ae.active_associations:  # late, or never sent an A-ASSOCIATE-RQ
             assoc.abort()
+
+    def _established(self) -> list[Any]:
+        return [a for a in self.ae.active_associations if a.is_established]
 
     def __enter__(self) -> DimseNode:
         self.start()
