@@ -164,7 +164,9 @@ def _find_client(ae: str, port: int) -> Any:
     assoc = client.associate("127.0.0.1", port, ae_title=ae)
     if not assoc.is_established:
         raise RuntimeError(f"C-FIND association with {ae} refused")
-    assoc.dul.socket.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    wrapper = assoc.dul.socket
+    if wrapper is not None and wrapper.socket is not None:
+        wrapper.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return assoc
 
 
