@@ -8,8 +8,9 @@ a value): every failure becomes a DIMSE status and a value-free log line naming 
   Query/Retrieve contexts at all.
 - C-ECHO: success.
 - C-STORE: the dataset (written to the private spool as received, never decoded) goes through
-  :meth:`IngestService.ingest`; the response is its PS3.4 status: success only once the
-  de-identified instance is stored and its way back recorded.
+  :meth:`IngestService.ingest` (instances arriving on several associations at once share one
+  call: :mod:`~dicomveil.dimse.batcher`); the response is its PS3.4 status: success only
+  once the de-identified instance is stored and its way back recorded.
 - C-FIND / C-GET / C-MOVE: on the index and the archive (pseudonymous values only); every
   retrieve is audited with the studies it read.
 - Connection closed: the association's :class:`~dicomveil.dimse.session.Session` becomes one
@@ -32,6 +33,7 @@ from pydicom.dataset import Dataset
 
 from dicomveil.dimse import query, retrieve
 from dicomveil.dimse.access import NOT_AUTHORIZED, Admission, Refusal, admit
+from dicomveil.dimse.batcher import IngestBatcher
 from dicomveil.dimse.contexts import QUERY_RETRIEVE, requested_for
 from dicomveil.dimse.session import (
     Session,
@@ -80,6 +82,11 @@ class Handlers:
         self.sessions = Sessions()
         self.spool = Path(runtime.staging) / "dimse"
         self.spool.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.batcher = IngestBatcher(runtime.ingest.ingest)
+
+    def close(self) -> None:
+        """Finish the ingest calls in progress (call once no association is left)."""
+        self.batcher.stop()
 
     def bindings(self) -> list[Any]:
         """The ``evt_handlers`` list for ``AE.make_server``."""
@@ -210,7 +217,7 @@ class Handlers:
                 calling_ae=session.calling_ae,
                 peer=session.peer,
             )
-            result = self.runtime.ingest.ingest([path], origin)[0]
+            result = self.batcher.submit(path, origin)
         except Exception as exc:
             log.error("C-STORE from %s failed (%s)", session.calling_ae, type(exc).__name__)
             session.count("store.failed")

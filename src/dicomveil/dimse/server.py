@@ -128,6 +128,7 @@ class DimseNode:
             time.sleep(0.05)
         for assoc in self.ae.active_associations:  # late, or never sent an A-ASSOCIATE-RQ
             assoc.abort()
+        self.handlers.close()
 
     def _established(self) -> list[Any]:
         return [a for a in self.ae.active_associations if a.is_established]
