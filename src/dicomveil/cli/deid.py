@@ -84,6 +84,8 @@ def summary_dict(
             "skipped": summary.skipped,
         },
         "duplicates": summary.duplicates,
+        "fast_path_fallbacks": summary.fallbacks,
+        "fast_path_errors": summary.fast_path_errors,
         "bytes_written": summary.bytes_written,
         "seconds": round(seconds, 3),
         "operations": dict(sorted(summary.operations.items())),
@@ -220,6 +222,10 @@ def _print_summary(summary: RunSummary, not_read: int, seconds: float, dest: Pat
         line += f", {summary.duplicates} duplicate(s)"
     if not_read:
         line += f", {not_read} not read"
+    if summary.fallbacks:
+        line += f", {summary.fallbacks} by the reference path"
+        if summary.fast_path_errors:
+            line += f" ({summary.fast_path_errors} after a fast-path error)"
     err_console.print(
         f"{line} of {summary.total + not_read} file(s) in {seconds:.1f} s "
         f"({rate:.0f} files/s) -> {show(dest)}"

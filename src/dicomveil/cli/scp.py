@@ -63,9 +63,9 @@ def dimse_settings(
     ConfigError
         Malformed settings.
     """
-    from dicomveil.dimse.settings import load_dimse_settings
+    from dicomveil.dimse import server  # the one import of the DICOM node
 
-    return load_dimse_settings(config, port=port, ae_title=ae_title, host=host)
+    return server.load_settings(config, port=port, ae_title=ae_title, host=host)
 
 
 def scp(

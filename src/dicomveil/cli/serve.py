@@ -6,15 +6,17 @@ The web stack is imported only when the command runs; without it the command nam
 
 from __future__ import annotations
 
-import logging
-import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import typer
 
 from dicomveil.cli.common import err_console, fail, get_key
 from dicomveil.errors import DicomveilError
+
+if TYPE_CHECKING:
+    from dicomveil.settings import CoreSettings
 
 __all__ = ["register", "serve"]
 
@@ -123,10 +125,10 @@ def serve(
         fail("--ae-title goes with --dimse-port")
     try:
         _require_server_stack()
-        from dicomveil.web.settings import Settings
+        from dicomveil.web import launch  # the one import of the gateway (docs/architecture.md)
 
-        settings = Settings.load(
-            config=config,
+        settings = launch.load_settings(
+            config,
             storage_url=storage,
             index_url=index,
             vault_url=vault,
@@ -142,73 +144,46 @@ def serve(
             archive_fsync=False if no_archive_fsync else None,
             deid_processes=deid_processes,
         )
-        settings.policy()
     except DicomveilError as exc:
         fail(str(exc))
     get_key("pseudonym", key_file)  # created now, once, before any worker starts
-    from dicomveil.web.server import http_protocol
-
-    logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
-    scheme = "https" if ssl_certfile else "http"
-    err_console.print(
-        f"dicomveil gateway on {scheme}://{host}:{port} (DICOMweb at /dicomweb"
-        + (", console at /console/" if settings.console else "")
-        + (", viewer at /viewer/" if settings.viewer and _viewer_installed(settings.home) else "")
-        + ")"
-    )
-    common: dict[str, Any] = {
-        "host": host,
-        "port": port,
-        "ssl_certfile": str(ssl_certfile) if ssl_certfile else None,
-        "ssl_keyfile": str(ssl_keyfile) if ssl_keyfile else None,
-        "access_log": False,  # ours names route templates, never paths or queries
-        "log_level": log_level.lower(),
-        "server_header": False,
-        "http": http_protocol(),
-        "timeout_keep_alive": settings.idle_timeout,
-    }
-    stop_node = None
-    if dimse_port is not None:
-        from dicomveil.cli.scp import start_beside
-
-        try:
-            stop_node = start_beside(
-                settings, config, port=dimse_port, ae_title=ae_title, host=host
-            )
-        except DicomveilError as exc:
-            fail(str(exc))
-        except OSError as exc:
-            fail(f"cannot listen for DICOM on {host}:{dimse_port}: {exc.strerror}")
+    stop_node = _start_node(settings, config, dimse_port, ae_title, host)
     try:
-        _run(settings, workers, common)
+        launch.run_gateway(
+            settings,
+            host=host,
+            port=port,
+            ssl_certfile=ssl_certfile,
+            ssl_keyfile=ssl_keyfile,
+            workers=workers,
+            log_level=log_level,
+            announce=err_console.print,
+        )
+    except DicomveilError as exc:
+        fail(str(exc))
     finally:
         if stop_node is not None:
             stop_node()
 
 
-def _run(settings: Any, workers: int, common: dict[str, Any]) -> None:
-    import uvicorn
+def _start_node(
+    settings: CoreSettings,
+    config: Path | None,
+    port: int | None,
+    ae_title: str | None,
+    host: str,
+) -> Callable[[], None] | None:
+    """Start the DICOM node beside the gateway (``--dimse-port``); return its stop."""
+    if port is None:
+        return None
+    from dicomveil.cli.scp import start_beside
 
-    from dicomveil.web.settings import ENV_SETTINGS
-
-    if workers == 1:
-        from dicomveil.web.app import create_app, quiet_pydicom
-
-        quiet_pydicom()
-        try:
-            app = create_app(settings)
-        except DicomveilError as exc:
-            fail(str(exc))
-        uvicorn.run(app, **common)
-        return
-    os.environ[ENV_SETTINGS] = settings.to_json()
-    uvicorn.run("dicomveil.web.app:app_from_environment", factory=True, workers=workers, **common)
-
-
-def _viewer_installed(home: Path) -> bool:
-    from dicomveil.web.viewer.install import installed_viewer
-
-    return installed_viewer(home) is not None
+    try:
+        return start_beside(settings, config, port=port, ae_title=ae_title, host=host)
+    except DicomveilError as exc:
+        fail(str(exc))
+    except OSError as exc:
+        fail(f"cannot listen for DICOM on {host}:{port}: {exc.strerror}")
 
 
 def register(app: typer.Typer) -> None:

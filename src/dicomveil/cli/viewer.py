@@ -47,7 +47,7 @@ def install(
     ),
 ) -> None:
     """Fetch, check and install the viewer; `serve` then shows it at /viewer/."""
-    from dicomveil.web.viewer.install import DEFAULT_REGISTRY, PINNED_VERSION, install_viewer
+    from dicomveil.viewer import DEFAULT_REGISTRY, PINNED_VERSION, install_viewer
 
     home = state_home()
     try:
@@ -70,7 +70,7 @@ def install(
 @viewer_app.command("status")
 def status() -> None:
     """Print the installed viewer's record as JSON (exit 1 when none is installed)."""
-    from dicomveil.web.viewer.install import installed_viewer
+    from dicomveil.viewer import installed_viewer
 
     info = installed_viewer(state_home())
     if info is None:

@@ -25,17 +25,37 @@ from typing import TYPE_CHECKING, Any, Final
 from dicomveil.dimse.contexts import add_supported
 from dicomveil.dimse.handlers import Handlers
 from dicomveil.dimse.logs import quiet_pynetdicom
-from dicomveil.dimse.settings import DimseSettings
+from dicomveil.dimse.settings import DimseSettings, load_dimse_settings
 
 if TYPE_CHECKING:
     from dicomveil.runtime import Runtime
 
-__all__ = ["GRACE_SECONDS", "DimseNode", "receive_into", "run_node", "start_node"]
+__all__ = [
+    "GRACE_SECONDS",
+    "DimseNode",
+    "load_settings",
+    "receive_into",
+    "run_node",
+    "start_node",
+]
 
 log = logging.getLogger("dicomveil.dimse")
 
 GRACE_SECONDS: Final = 10.0
 """How long a stopping node lets associations in progress finish."""
+
+
+def load_settings(config: Path | None, **overrides: Any) -> DimseSettings:
+    """The ``[dimse]`` settings of ``config`` with the command line's ``overrides`` (what
+    ``dicomveil scp`` and ``serve --dimse-port`` call: this module is the ``cli`` edge's one
+    way into the node, see the import contract in ``pyproject.toml``).
+
+    Raises
+    ------
+    ConfigError
+        Malformed settings.
+    """
+    return load_dimse_settings(config, **overrides)
 
 
 def receive_into(folder: Path) -> None:

@@ -108,14 +108,37 @@ def _deidentify(
     fast: bool,
 ) -> FileOutcome:
     budget = TimeBudget()  # one budget for both paths: a fallback does not restart it
+    fallback = ""
     if fast:
         try:
             outcome = _fast(source, dest_root, compiled, keys, fsync, hash_output, budget)
-        except Exception:  # noqa: BLE001 - whatever it is, the reference path decides
-            outcome = None  # (it reports the same I/O error, or its own verdict)
+            fallback = "declined"
+        except (OSError, DicomveilError):  # the reference path reports the same problem
+            outcome, fallback = None, "declined"
+            budget.check()
+        except Exception:  # noqa: BLE001 - a fast-path bug: the reference path decides
+            outcome, fallback = None, "error"  # (its own verdict), and it is counted
             budget.check()  # ... unless the time is spent
         if outcome is not None:
             return outcome
+    try:
+        reference = _reference(source, dest_root, compiled, keys, fsync, hash_output, budget)
+    except Exception as exc:  # noqa: BLE001 - one file never ends a run
+        reference = failure(source, exc)
+    reference.fallback = fallback
+    return reference
+
+
+def _reference(
+    source: Path,
+    dest_root: Path,
+    compiled: CompiledPolicy,
+    keys: PseudonymKeys,
+    fsync: bool,
+    hash_output: bool,
+    budget: TimeBudget,
+) -> FileOutcome:
+    """The reference path: pydicom objects, the engine, the writer."""
     instance = read_instance(source)
     instance, cleaning, checked = _pixels(instance, compiled)
     result = deidentify(

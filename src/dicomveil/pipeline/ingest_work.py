@@ -115,7 +115,7 @@ class Ingested:
         when the upload is not readable DICOM).
     exists:
         The archive holds an object under this instance's key already: it was not stored
-        (the server decides, see :mod:`dicomveil.web.request_plan`); ``staged`` is kept.
+        (the server decides, see :mod:`dicomveil.pipeline.request_plan`); ``staged`` is kept.
     unchanged:
         The archive holds this very content already: not stored nor indexed again.
     replaced:

@@ -6,11 +6,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from dicomveil.engine.identity import IdentityRecord
 from dicomveil.engine.keys import PseudonymKeys
 from dicomveil.errors import UnsafePathError
+
+if TYPE_CHECKING:
+    from dicomveil.pipeline.failures import Failure
 
 __all__ = ["FileOutcome", "output_key", "upload_key"]
 
@@ -35,6 +38,13 @@ class FileOutcome:
         The output key relative to the destination root, for ``"ok"``.
     reason:
         Why a file failed or was skipped (no attribute values).
+    error_kind:
+        What went wrong, for a failure: a
+        :class:`~dicomveil.pipeline.failures.FailureKind` (see :attr:`failure`).
+    fallback:
+        How the byte-level fast path fared: ``""`` used (or not tried), ``"declined"`` it
+        handed the file to the reference path (an input it does not reproduce exactly),
+        ``"error"`` it raised (a fast-path bug: counted and reported, never hidden).
     """
 
     source: Path
@@ -48,6 +58,14 @@ class FileOutcome:
     modality: str = ""
     error_kind: str = ""
     identity: IdentityRecord | None = None
+    fallback: str = ""
+
+    @property
+    def failure(self) -> Failure | None:
+        """The typed, value-free failure (``None`` unless failed or skipped)."""
+        from dicomveil.pipeline.failures import failure_of
+
+        return failure_of(self)
 
 
 def output_key(identity: IdentityRecord, keys: PseudonymKeys) -> str:

@@ -49,6 +49,8 @@ class RunSummary:
     """The outcome of one run (PHI-free but for the source paths, which stay on this side).
 
     ``ok + failed + skipped + duplicates == total``: every input is counted once.
+    ``fallbacks`` counts the inputs the byte-level fast path handed to the reference path,
+    ``fast_path_errors`` those of them it raised on (a fast-path bug shows as a number).
     """
 
     run_id: str
@@ -58,6 +60,8 @@ class RunSummary:
     skipped: int = 0
     duplicates: int = 0
     bytes_written: int = 0
+    fallbacks: int = 0
+    fast_path_errors: int = 0
     operations: Counter[str] = field(default_factory=Counter)
     flags: Counter[str] = field(default_factory=Counter)
     failures: list[FileOutcome] = field(default_factory=list)
@@ -66,6 +70,9 @@ class RunSummary:
     def add(self, outcome: FileOutcome) -> None:
         """Count one file's outcome."""
         self.total += 1
+        if outcome.fallback:
+            self.fallbacks += 1
+            self.fast_path_errors += outcome.fallback == "error"
         if outcome.status == "ok":
             self.ok += 1
             self.bytes_written += outcome.size
@@ -285,6 +292,7 @@ class _Pools:
 
     def alone(self, number: int, path: str) -> FileOutcome:
         """De-identify one file in a pool of its own (``WorkerCrash`` if it kills it)."""
+        from dicomveil.pipeline.failures import FailureKind
         from dicomveil.pipeline.outcome import FileOutcome
 
         with self._pool(1) as pool:
@@ -292,7 +300,10 @@ class _Pools:
                 return pool.submit(_process_chunk, [path], number).result()[0]
             except BrokenProcessPool:
                 return FileOutcome(
-                    Path(path), "failed", reason=WORKER_CRASH_REASON, error_kind="WorkerCrash"
+                    Path(path),
+                    "failed",
+                    reason=WORKER_CRASH_REASON,
+                    error_kind=FailureKind.WORKER_CRASH,
                 )
 
 

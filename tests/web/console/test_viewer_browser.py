@@ -21,7 +21,7 @@ import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 
-from dicomveil.web.viewer.install import (
+from dicomveil.viewer import (
     DEFAULT_REGISTRY,
     PINNED_VERSION,
     install_viewer,
@@ -61,7 +61,7 @@ def ohif_package() -> Path:
     if not cache.is_file():
         cache.parent.mkdir(parents=True, exist_ok=True)
         url, _integrity = published(PINNED_VERSION, DEFAULT_REGISTRY)
-        from dicomveil.web.viewer.install import _download, _fetch
+        from dicomveil.viewer import _download, _fetch
 
         partial = cache.with_suffix(".part")
         _download(url, partial, _fetch)

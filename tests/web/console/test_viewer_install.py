@@ -21,11 +21,11 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from dicomveil import viewer as install
 from dicomveil.cli.main import main
 from dicomveil.errors import ConfigError
+from dicomveil.viewer import install_viewer, installed_viewer
 from dicomveil.web import Settings, create_app
-from dicomveil.web.viewer import install
-from dicomveil.web.viewer.install import install_viewer, installed_viewer
 from dicomveil.web.viewer.serve import app_config
 
 INDEX = (

@@ -27,9 +27,9 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from dicomveil.viewer import BASE_PATH, Installed, installed_viewer, viewer_folder
 from dicomveil.web.console.auth import CONSOLE_LOGIN, ConsoleAuth
 from dicomveil.web.settings import Settings
-from dicomveil.web.viewer.install import BASE_PATH, Installed, installed_viewer, viewer_folder
 
 __all__ = ["app_config", "mount_viewer", "viewer_csp"]
 
