@@ -98,7 +98,8 @@ def test_corrupt_dataset_is_refused_without_phi(
         assoc.release()
     assert answer.Status not in (0x0000, 0xB000, 0xB007, 0xB006)
     assert answer.Status >> 12 in (0xA, 0xC) or answer.Status in (0x0110, 0x0122)
-    assert_no_phi(str(answer.get("ErrorComment", "")), "the status comment")
+    assert answer.ErrorComment  # a reason is given: MalformedInputError: ...
+    assert_no_phi(str(answer.ErrorComment), "the status comment")
     assert_no_phi(caplog.text, "the node's log")
     assert runtime.index.counts().instances == 0
 

@@ -64,8 +64,9 @@ def status(code: int, comment: str | None = None) -> Dataset:
     """A response status with an optional, value-free Error Comment."""
     answer = Dataset()
     answer.Status = code
-    if comment:
-        answer.ErrorComment = comment[:_COMMENT]
+    text = "".join(c if " " <= c <= "~" and c != "\\" else " " for c in comment or "").strip()
+    if text:  # LO: default repertoire, no backslash, at most 64 characters
+        answer.ErrorComment = text[:_COMMENT]
     return answer
 
 
