@@ -14,13 +14,15 @@ __all__ = ["state_home"]
 ENV_HOME = "DICOMVEIL_HOME"
 
 
-def state_home(environ: dict[str, str] | None = None) -> Path:
-    """Return the state folder (created with mode 0700 if missing).
+def state_home(environ: dict[str, str] | None = None, *, create: bool = True) -> Path:
+    """Return the state folder (created with mode 0700 if missing and ``create``).
 
     Parameters
     ----------
     environ:
         The environment to read ``DICOMVEIL_HOME`` from; defaults to :data:`os.environ`.
+    create:
+        Create the folder when it is missing (a dry run creates nothing).
     """
     env = os.environ if environ is None else environ
     configured = env.get(ENV_HOME)
@@ -30,5 +32,6 @@ def state_home(environ: dict[str, str] | None = None) -> Path:
         from platformdirs import user_data_dir
 
         home = Path(user_data_dir("dicomveil", appauthor=False))
-    home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if create:
+        home.mkdir(parents=True, exist_ok=True, mode=0o700)
     return home

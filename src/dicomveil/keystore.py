@@ -34,7 +34,15 @@ from typing import Literal
 from dicomveil.errors import ConfigError
 from dicomveil.home import state_home
 
-__all__ = ["KEY_NAMES", "KeyName", "LoadedKey", "create_key_file", "key_id", "load_key"]
+__all__ = [
+    "KEY_NAMES",
+    "KeyName",
+    "LoadedKey",
+    "MissingKeyError",
+    "create_key_file",
+    "key_id",
+    "load_key",
+]
 
 KeyName = Literal["pseudonym", "vault", "audit"]
 KEY_NAMES: tuple[KeyName, ...] = ("pseudonym", "vault", "audit")
@@ -44,6 +52,10 @@ ENV_VARS: Mapping[KeyName, str] = {
     "audit": "DICOMVEIL_AUDIT_KEY",
 }
 MIN_SECRET_CHARS = 16
+
+
+class MissingKeyError(ConfigError):
+    """No key was found anywhere and :func:`load_key` was told not to create one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,7 +202,7 @@ def load_key(
     if path.exists():
         return _loaded(name, path, what)
     if not create:
-        raise ConfigError(f"{what}: none found (set {var}, or run `dicomveil keys init`)")
+        raise MissingKeyError(f"{what}: none found (set {var}, or run `dicomveil keys init`)")
     try:
         secret = create_key_file(path)
         created = True

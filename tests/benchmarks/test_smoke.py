@@ -122,3 +122,23 @@ class TestSmoke:
         assert rows["dicomveil-j1-novault"]["files_out"] == [20]
         assert not (tmp_path / "peers-venv").exists()  # nothing installed in tiny mode
         assert not (tmp_path / "runs" / "cp").exists()  # outputs removed after each run
+
+
+def test_console_bench_runs_on_a_small_archive(tmp_path: Path) -> None:
+    """The console benchmark fills an index, logs in and times both sides (small numbers)."""
+    from benchmarks import console_bench
+
+    docs = (REPO / "docs" / "benchmarks.md").read_bytes()
+
+    assert console_bench.fill_index(tmp_path / "home", 120) == 2
+    run = subprocess.run(
+        [sys.executable, "benchmarks/console_bench.py", "--instances", "200", "--queries", "2"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "| studies: PatientID |" in run.stdout and "| dashboard |" in run.stdout
+    assert (REPO / "docs" / "benchmarks.md").read_bytes() == docs  # only --write-docs writes

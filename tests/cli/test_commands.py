@@ -110,6 +110,26 @@ def test_dry_run_writes_nothing(
     assert "nothing was written" in err and "3 patient(s)" in err and "would fail:" in err
 
 
+def test_dry_run_on_a_fresh_machine_creates_no_key_and_no_state_folder(
+    demo_study: Path, tmp_path: Path, state_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert not state_home.exists()
+    dest = tmp_path / "out"
+    assert main(["deid", str(demo_study), str(dest), "--dry-run", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert not state_home.exists() and not dest.exists()  # no key, no folder, nothing
+    assert "throwaway key" in captured.err
+    info = json.loads(captured.out)
+    assert info["files"]["ok"] == 18 and info["layout"]["patients"] == 3
+    # with a key in place, the dry run uses it and still writes nothing new
+    assert main(["keys", "init"]) == 0
+    before = sorted(p.relative_to(state_home) for p in state_home.rglob("*"))
+    capsys.readouterr()
+    assert main(["deid", str(demo_study), str(dest), "--dry-run"]) == 0
+    assert "throwaway" not in capsys.readouterr().err
+    assert sorted(p.relative_to(state_home) for p in state_home.rglob("*")) == before
+
+
 def test_keys_show_says_an_environment_key_is_invalid(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -129,3 +129,26 @@ def test_a_failing_listener_costs_nothing(
 
 def test_every_failure_kind_has_a_status() -> None:
     assert set(STATUSES) == set(FailureKind)
+
+
+def _other_content(path: Path, folder: Path) -> Path:
+    """``path``'s instance (same SOP Instance UID) with other content."""
+    ds = pydicom.dcmread(path)
+    ds.PixelData = bytes(len(ds.PixelData))  # other pixels, kept as they are
+    target = folder / "other.dcm"
+    ds.save_as(target)
+    return target
+
+
+def test_no_file_stays_in_the_staging_folder(
+    runtime: Runtime, files: list[Path], tmp_path: Path
+) -> None:
+    """Workspaces are used again between calls (no folders made per call), never with files
+    left in them: archived, refused or only de-identified (``archive=False``)."""
+    runtime.ingest.ingest(files[:2], ORIGIN)
+    runtime.ingest.ingest(files[2:], ORIGIN, archive=False)
+    runtime.ingest.ingest(files[:1], ORIGIN, study="2.25.1")
+    (conflict,) = runtime.ingest.ingest([_other_content(files[0], tmp_path)], ORIGIN)
+    assert conflict.failure is not None and conflict.failure.kind is FailureKind.CONFLICT
+    assert [p for p in runtime.staging.rglob("*") if not p.is_dir()] == []
+    assert len(list(runtime.staging.iterdir())) == 1  # one workspace, used by every call

@@ -97,12 +97,12 @@ def notice(message: str) -> None:
     err_console.print(_line("notice:", "yellow", message))
 
 
-def state_folder() -> Path:
+def state_folder(*, create: bool = True) -> Path:
     """Return the state folder (``$DICOMVEIL_HOME``), or exit 2 when it cannot be created."""
     from dicomveil.home import ENV_HOME, state_home
 
     try:
-        return state_home()
+        return state_home(create=create)
     except OSError as exc:
         where = exc.filename if exc.filename is not None else "the state folder"
         fail(

@@ -172,7 +172,7 @@ def deid(
         fail("DEST must not be inside SOURCE")
     if quarantine is not None and inside(quarantine, dest):
         fail("the quarantine folder must not be inside DEST (it holds originals)")
-    home = state_folder()
+    home = state_folder(create=not dry_run)
     limits = QuarantineLimits(quota_bytes, quota_files, retention_days)
     root = home / "quarantine"
     if not dry_run:  # every folder the run writes to, before any work
@@ -185,7 +185,12 @@ def deid(
     else:
         check_folder(dest, "DEST", create=False)
     policy = build_policy(option, policy_file, organization)
-    key = get_key("pseudonym", key_file)
+    if dry_run:
+        from dicomveil.cli.deid_dry import dry_run_key
+
+        key = dry_run_key(key_file, home)
+    else:
+        key = get_key("pseudonym", key_file)
     if quarantine is None and retention_days > 0 and not dry_run:
         swept = sweep_quarantine(root, retention_days)
         if swept:

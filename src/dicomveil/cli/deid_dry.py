@@ -16,20 +16,50 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 
-from dicomveil.cli.common import EXIT_FAILED, EXIT_OK, err_console, out_console, show
+from dicomveil.cli.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    err_console,
+    fail,
+    notice,
+    out_console,
+    show,
+)
 from dicomveil.cli.progress import file_progress
+from dicomveil.keystore import LoadedKey
 from dicomveil.pipeline.run import run_deidentification
 
 if TYPE_CHECKING:
-    from dicomveil.keystore import LoadedKey
     from dicomveil.pipeline.outcome import FileOutcome
     from dicomveil.pipeline.sources import Inputs
     from dicomveil.profile.policy import Policy
 
-__all__ = ["dry_run"]
+__all__ = ["dry_run", "dry_run_key"]
 
 SHOWN_PATIENTS = 20
 """Patients listed on the terminal (all are counted; ``--json`` lists every output)."""
+
+
+def dry_run_key(key_file: Path | None, home: Path) -> LoadedKey:
+    """The pseudonym key a run would use, without creating one: when there is none yet, a
+    throwaway key (said so: the names shown then differ from those a real run gives)."""
+    import secrets
+
+    from dicomveil.errors import ConfigError
+    from dicomveil.keystore import MissingKeyError, load_key
+
+    try:
+        return load_key("pseudonym", key_file=key_file, home=home, create=False)
+    except MissingKeyError:
+        notice(
+            "no pseudonym key yet: this dry run uses a throwaway key, so the pseudonymous "
+            "names shown are not those a real run (which creates the key) will write"
+        )
+        return LoadedKey("pseudonym", secrets.token_bytes(32), "throwaway key (dry run)")
+    except ConfigError as exc:
+        fail(str(exc))
+    except OSError as exc:
+        fail(f"pseudonym key: {exc.strerror or type(exc).__name__} ({exc.filename})")
 
 
 def dry_run(

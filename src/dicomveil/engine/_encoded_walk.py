@@ -86,12 +86,14 @@ from dicomveil.engine.vrs import needs_repair
 
 
 class Level:
-    """One data set level: current texts, converted elements, private creators."""
+    """One data set level: current texts, converted elements, private creators, and the
+    patient it names (its original PatientID, PatientName and IssuerOfPatientID)."""
 
-    __slots__ = ("converted", "creators", "kept", "texts")
+    __slots__ = ("converted", "creators", "kept", "patient", "texts")
 
     def __init__(self) -> None:
         self.texts: dict[int, str] = {}
+        self.patient: tuple[str, str, str] | None = None
         self.converted: set[int] = set()
         self.creators: list[tuple[int, int, bytes, bytes | None]] = []
         self.kept: set[int] = set()
@@ -640,14 +642,18 @@ class Walker:
         ahead = {}
         for other, (raw, other_vr) in self.ahead(vend, end, [PATIENT_ID, ISSUER], level).items():
             ahead[other] = self.raw_text(other, raw, other_vr, level)
-        item_id = level.texts.get(PATIENT_ID, ahead.get(PATIENT_ID, ""))
-        item_name = level.texts.get(PATIENT_NAME, "")
+        if level.patient is None:  # the level's patient before either element is replaced
+            level.patient = (
+                level.texts.get(PATIENT_ID, ahead.get(PATIENT_ID, "")),
+                level.texts.get(PATIENT_NAME, ""),
+                level.texts.get(ISSUER, ahead.get(ISSUER, "")),
+            )
+        item_id, item_name, issuer = level.patient
         if [item_id, item_name] == self.original(PATIENT_ID, PATIENT_NAME):
             return self.patient_pseudonym()
         if tag == PATIENT_NAME and PATIENT_ID in ahead:
             level.converted.add(PATIENT_ID)  # ``ds.get("PatientID")`` converted it
         if item_id or item_name:
-            issuer = level.texts.get(ISSUER, ahead.get(ISSUER, ""))
             key = patient_key(item_id, issuer, item_name, "")
             return self.pseudonyms(PATIENT_NAME, key)
         return ""

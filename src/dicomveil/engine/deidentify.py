@@ -147,6 +147,9 @@ class _Walker:
         #: The element being processed (named in the error when pydicom cannot read it).
         self.current = 0
         self.original = _identity(ds, OriginalIdentity)
+        #: Each dataset level's original patient (see :meth:`_level_patient`), by ``id``:
+        #: every level lives as long as this object.
+        self._levels: dict[int, tuple[str, str, str, bool]] = {}
         o = self.original
         self.patient_key = patient_key(
             o.patient_id, o.issuer_of_patient_id, o.patient_name, o.study_instance_uid
@@ -289,18 +292,33 @@ class _Walker:
             new = accession_pseudonym(self.keys, value) if value else ""
             ds[tag] = DataElement(tag, "SH", new)
             return
-        # PatientID / PatientName: the patient of this dataset level
-        item_id, item_name = _text(ds, "PatientID"), _text(ds, "PatientName")
+        # PatientID / PatientName: the patient of this dataset level, judged by the level's
+        # values as they were before either element was replaced (whichever comes first)
+        item_id, item_name, issuer, absent = self._level_patient(ds)
         if (item_id, item_name) == (self.original.patient_id, self.original.patient_name) or (
-            ds.get("PatientID") is None and ds.get("PatientName") is None
+            absent
         ):
             new = self.patient
         elif item_id or item_name:
-            key = patient_key(item_id, _text(ds, "IssuerOfPatientID"), item_name, "")
+            key = patient_key(item_id, issuer, item_name, "")
             new = patient_pseudonym(self.keys, key, self.compiled.policy.organization)
         else:
             new = ""
         ds[tag] = DataElement(tag, elem.VR if elem.VR in ("PN", "LO") else "LO", new)
+
+    def _level_patient(self, ds: Dataset) -> tuple[str, str, str, bool]:
+        """The patient a dataset level names: its original PatientID, PatientName and
+        IssuerOfPatientID, and whether it has neither element (read once per level)."""
+        found = self._levels.get(id(ds))
+        if found is None:
+            found = (
+                _text(ds, "PatientID"),
+                _text(ds, "PatientName"),
+                _text(ds, "IssuerOfPatientID"),
+                ds.get("PatientID") is None and ds.get("PatientName") is None,
+            )
+            self._levels[id(ds)] = found
+        return found
 
     def _shift(self, ds: Dataset, tag: int, elem: DataElement) -> None:
         shift = shift_da if elem.VR == "DA" else shift_dt

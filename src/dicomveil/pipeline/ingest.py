@@ -130,6 +130,7 @@ class IngestService:
         self.staging, self.replace_instances = staging, replace_instances
         self._listeners: list[IngestListener] = []
         self._lock = threading.Lock()
+        self._workspaces: list[Path] = []
 
     def subscribe(self, listener: IngestListener) -> None:
         """Call ``listener`` after each :meth:`ingest` that stored instances."""
@@ -163,12 +164,31 @@ class IngestService:
             The way back, the audit trail or the index could not be written: nothing of
             the call is indexed then.
         """
-        workspace = Path(tempfile.mkdtemp(dir=self.staging))
+        workspace = self._take_workspace()
         try:
             done = self.process(files, workspace, origin, archive=archive, study=study)
-            return [_result(path, item) for path, item in zip(files, done, strict=True)]
-        finally:
-            shutil.rmtree(workspace, ignore_errors=True)
+        except BaseException:
+            shutil.rmtree(workspace, ignore_errors=True)  # whatever it holds goes with it
+            raise
+        for item in done:  # the folders stay for the next call: only files go
+            if item.staged is not None:
+                item.staged.unlink(missing_ok=True)
+        with self._lock:
+            self._workspaces.append(workspace)
+        return [_result(path, item) for path, item in zip(files, done, strict=True)]
+
+    def _take_workspace(self) -> Path:
+        """A folder for de-identified files on their way to the archive, for one call.
+
+        Folders are used again by later calls (as many as calls ran at once): a call makes
+        and removes no folders; the archive takes the files, their folders stay.
+        """
+        with self._lock:
+            while self._workspaces:
+                workspace = self._workspaces.pop()
+                if workspace.is_dir():
+                    return workspace
+        return Path(tempfile.mkdtemp(dir=self.staging))
 
     def process(
         self,

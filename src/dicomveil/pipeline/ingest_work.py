@@ -282,6 +282,7 @@ def _ingest_one(upload: Upload, compiled: CompiledPolicy, keys: PseudonymKeys) -
         pseudo = outcome.identity.pseudonymous
         result.sop_instance_uid = pseudo.sop_instance_uid
         if upload.study is not None and pseudo.study_instance_uid != upload.study:
+            contained_path(out, outcome.output).unlink(missing_ok=True)  # not for the caller
             result.outcome = failed(
                 outcome.source,
                 "the instance belongs to another study than the request's",

@@ -135,6 +135,8 @@ def settle_existing(service: IngestService, results: list[Ingested]) -> None:
                 sha256=done.sha256,
                 error_kind=CONFLICT_KIND,
             )
+            if result.staged is not None:
+                result.staged.unlink(missing_ok=True)
             result.record, result.staged = None, None
         else:
             result.replaced = bool(found)
