@@ -18,6 +18,7 @@ PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
 def running_orthanc(
     folder: Path,
     servers: Mapping[str, Mapping[str, Any]] | None = None,
+    extra: Mapping[str, Any] | None = None,
     *,
     dicomweb_root: str = "/dicom-web/",
     public_host: str | None = None,
@@ -25,8 +26,10 @@ def running_orthanc(
     """Run Orthanc until the block ends; yield its REST base URL (DICOMweb at /dicom-web).
 
     ``servers`` become the plugin's DICOMweb servers (``Url``, ``HttpHeaders``...);
-    ``dicomweb_root`` is where the plugin serves, ``public_host`` the ``host:port`` its
-    answers' URLs (RetrieveURL, BulkDataURI) name (default: Orthanc's own).
+    ``extra`` adds top-level settings (``DicomModalities``...). ``GET /system`` names the
+    DICOM port (``DicomPort``) and AE title (``DicomAet``). ``dicomweb_root`` is where the
+    plugin serves, ``public_host`` the ``host:port`` its answers' URLs (RetrieveURL,
+    BulkDataURI) name (default: Orthanc's own).
     """
     binary = require_binary("Orthanc", "/usr/sbin/Orthanc")
     require(f"the Orthanc DICOMweb plugin ({PLUGIN})", PLUGIN.exists())
@@ -50,6 +53,7 @@ def running_orthanc(
         },
         "SaveJobs": False,
         "UnknownSopClassAccepted": True,
+        **dict(extra or {}),
     }
     path = folder / "orthanc.json"
     path.write_text(json.dumps(config))

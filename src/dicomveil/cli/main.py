@@ -41,6 +41,7 @@ COMMANDS: Final = (
     "profile",
     "demo",
     "serve",
+    "scp",
     "tokens",
     "quarantine",
     "erase",

@@ -6,12 +6,17 @@ The web stack is imported only when the command runs; without it the command nam
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from dicomveil.cli.common import err_console, fail, get_key
 from dicomveil.errors import DicomveilError
+
+if TYPE_CHECKING:
+    from dicomveil.settings import CoreSettings
 
 __all__ = ["register", "serve"]
 
@@ -31,6 +36,8 @@ Examples:
   dicomveil serve --port 8080
 
   dicomveil serve --host 0.0.0.0 --port 8443 --ssl-certfile cert.pem --ssl-keyfile key.pem
+
+  dicomveil serve --port 8080 --dimse-port 11112    (also a DICOM node: docs/dimse.md)
 """
 
 
@@ -100,9 +107,22 @@ def serve(
         "core; 1: in the server process).",
     ),
     log_level: str = typer.Option("info", "--log-level", help="debug, info, warning, error."),
+    dimse_port: int | None = typer.Option(
+        None,
+        "--dimse-port",
+        min=0,
+        max=65535,
+        help="Also be a DICOM node on this port (C-STORE in, C-FIND/C-GET/C-MOVE out; the "
+        "\\[dimse] table of --config: docs/dimse.md).",
+    ),
+    ae_title: str | None = typer.Option(
+        None, "--ae-title", help="The DICOM node's AE title (default DICOMVEIL)."
+    ),
 ) -> None:
     if (ssl_certfile is None) != (ssl_keyfile is None):
         fail("--ssl-certfile and --ssl-keyfile go together")
+    if ae_title is not None and dimse_port is None:
+        fail("--ae-title goes with --dimse-port")
     try:
         _require_server_stack()
         from dicomveil.web import launch  # the one import of the gateway (docs/architecture.md)
@@ -127,6 +147,7 @@ def serve(
     except DicomveilError as exc:
         fail(str(exc))
     get_key("pseudonym", key_file)  # created now, once, before any worker starts
+    stop_node = _start_node(settings, config, dimse_port, ae_title, host)
     try:
         launch.run_gateway(
             settings,
@@ -140,6 +161,29 @@ def serve(
         )
     except DicomveilError as exc:
         fail(str(exc))
+    finally:
+        if stop_node is not None:
+            stop_node()
+
+
+def _start_node(
+    settings: CoreSettings,
+    config: Path | None,
+    port: int | None,
+    ae_title: str | None,
+    host: str,
+) -> Callable[[], None] | None:
+    """Start the DICOM node beside the gateway (``--dimse-port``); return its stop."""
+    if port is None:
+        return None
+    from dicomveil.cli.scp import start_beside
+
+    try:
+        return start_beside(settings, config, port=port, ae_title=ae_title, host=host)
+    except DicomveilError as exc:
+        fail(str(exc))
+    except OSError as exc:
+        fail(f"cannot listen for DICOM on {host}:{port}: {exc.strerror}")
 
 
 def register(app: typer.Typer) -> None:

@@ -1,0 +1,301 @@
+"""Benchmark of the DICOM node (issue 12) against Orthanc and DCMTK, one command.
+
+    .venv/bin/python benchmarks/dimse_bench.py [--store 2000] [--find 100000] [--write-docs]
+
+Three receivers run on this machine, on loopback, fed the same synthetic CT corpus
+(:func:`dicomveil.demo.write_demo_study`, 64x64 16-bit images, 20 per study):
+
+- **C-STORE ingest**: DCMTK ``storescu`` sends ``--store`` instances over 1 association,
+  then (new instances) over 4 associations at once (4 ``storescu`` processes, a quarter of
+  the files each); instances/s from the first process started to the last one done.
+  ``dicomveil scp`` de-identifies, archives, records the way back and indexes every
+  instance before answering success; Orthanc's C-STORE SCP stores (and indexes) only;
+  DCMTK ``storescp`` writes files only: the limit of the protocol on this machine.
+- **C-FIND study search**: dicomveil and Orthanc hold the same instances (``--find``: filled
+  up to that many), then ``--queries`` Study Root searches of each kind (PatientID exact,
+  PatientName wild card, ModalitiesInStudy, all studies) are timed one by one on one
+  association (pynetdicom ``findscu``-like client); p50 and p95 per server. Each server is
+  asked for its own values (dicomveil holds pseudonyms).
+
+DCMTK (``storescu``, ``storescp`` and Orthanc, which is built on it) leaves Nagle's algorithm
+on unless the environment says ``TCP_NODELAY=1``; then a small PDU waits for the peer's delayed
+acknowledgement and every receiver tops out near 10 instances/s on loopback. The benchmark
+sets ``TCP_NODELAY=1`` for every process it starts (the dicomveil node sets TCP_NODELAY on its
+sockets itself), so the numbers measure the receivers, not that wait.
+
+``--write-docs`` replaces the "DICOM node (issue 12)" section of ``docs/benchmarks.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+sys.path.insert(0, str(REPO))
+
+from benchmarks.reporting import cpu_model, write_section  # noqa: E402
+
+KEY = "benchmark-pseudonym-key-0123456789abcdef"
+SECTION = "## DICOM node (issue 12)"
+PER_STUDY = 20
+BENCH_AE = "BENCH"
+STUDY_FIND = "1.2.840.10008.5.1.4.1.2.2.1"
+DCMTK_PATH = "/usr/bin:/usr/local/bin"  # pynetdicom's apps share the DCMTK names
+
+
+def corpus(folder: Path, instances: int, seed: int) -> list[Path]:
+    """Write ``instances`` CT images, ``PER_STUDY`` per study (one study per patient)."""
+    from dicomveil.demo import write_demo_study
+
+    if instances <= 0:
+        return []
+    studies = max(1, instances // PER_STUDY)
+    return write_demo_study(
+        folder, patients=studies, series_per_study=1, images_per_series=PER_STUDY,
+        rows=64, columns=64, seed=seed,
+    )  # fmt: skip
+
+
+def dcmtk(name: str) -> str:
+    found = shutil.which(name, path=DCMTK_PATH)
+    if found is None:
+        raise SystemExit(f"DCMTK `{name}` is missing: apt-get install dcmtk")
+    return found
+
+
+def storescu(ae: str, port: int, files: list[Path], associations: int, work: Path) -> float:
+    """Send ``files`` with ``associations`` storescu processes at once; instances/s."""
+    work.mkdir(parents=True, exist_ok=True)
+    lists = []
+    for n in range(associations):
+        part = files[n::associations]
+        folder = work / f"part-{n}"
+        folder.mkdir()
+        for i, path in enumerate(part):  # one folder per process: storescu +sd
+            os.link(path, folder / f"{i:06d}.dcm")
+        lists.append(folder)
+    started = time.perf_counter()
+    procs = [
+        subprocess.Popen(
+            [
+                dcmtk("storescu"),
+                "-aet",
+                BENCH_AE,
+                "-aec",
+                ae,
+                "+sd",
+                "127.0.0.1",
+                str(port),
+                str(folder),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )  # fmt: skip
+        for folder in lists
+    ]
+    failed = [p.communicate()[1] for p in procs if p.wait() != 0]
+    elapsed = time.perf_counter() - started
+    shutil.rmtree(work, ignore_errors=True)
+    if failed:
+        raise RuntimeError(f"storescu to {ae} failed: {failed[0][-500:]!r}")
+    return len(files) / elapsed
+
+
+def _get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=30) as answer:
+        return json.loads(answer.read())
+
+
+@contextmanager
+def receivers(work: Path, fsync: bool) -> Iterator[dict[str, tuple[str, int]]]:
+    """Run dicomveil scp, Orthanc and DCMTK storescp; give name -> (AE title, port)."""
+    from tests.dimse.scp_server import running_scp
+    from tests.support.servers import free_port, start, stop, wait_tcp
+    from tests.web.orthanc_server import running_orthanc
+
+    with ExitStack() as stack:
+        config = work / "dicomveil.toml"
+        config.write_text(f"[server]\narchive_fsync = {'true' if fsync else 'false'}\n")
+        node = stack.enter_context(
+            running_scp(work / "dicomveil" / "home", KEY, args=("--config", str(config)))
+        )
+        bench = {"bench": [BENCH_AE, "127.0.0.1", 1]}
+        url = stack.enter_context(
+            running_orthanc(work / "orthanc", extra={"DicomModalities": bench})
+        )
+        orthanc_port = int(_get_json(url + "/system")["DicomPort"])
+        files_port = free_port()
+        out = work / "storescp"
+        out.mkdir()
+        scp = start(
+            [dcmtk("storescp"), "--fork", "-aet", "STORESCP", "-od", str(out), str(files_port)],
+            work / "storescp.log",
+        )  # fmt: skip
+        stack.callback(stop, scp)
+        wait_tcp(files_port, proc=scp)
+        yield {
+            "dicomveil": ("DICOMVEIL", node.port),
+            "Orthanc": (str(_get_json(url + "/system")["DicomAet"]), orthanc_port),
+            "DCMTK storescp": ("STORESCP", files_port),
+        }
+
+
+def _find_client(ae: str, port: int) -> Any:
+    from pynetdicom import AE
+
+    client = AE(ae_title=BENCH_AE)
+    client.add_requested_context(STUDY_FIND)
+    assoc = client.associate("127.0.0.1", port, ae_title=ae)
+    if not assoc.is_established:
+        raise RuntimeError(f"C-FIND association with {ae} refused")
+    wrapper = assoc.dul.socket
+    if wrapper is not None and wrapper.socket is not None:
+        wrapper.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return assoc
+
+
+def _search(assoc: Any, **keys: str) -> tuple[float, list[Any]]:
+    from pydicom.dataset import Dataset
+
+    identifier = Dataset()
+    identifier.QueryRetrieveLevel = "STUDY"
+    for keyword in ("StudyInstanceUID", "PatientID", "PatientName", "ModalitiesInStudy"):
+        setattr(identifier, keyword, keys.get(keyword, ""))
+    started = time.perf_counter()
+    answers = [ds for status, ds in assoc.send_c_find(identifier, STUDY_FIND) if ds is not None]
+    return (time.perf_counter() - started) * 1000, answers
+
+
+def cfind(ae: str, port: int, repeat: int) -> dict[str, tuple[float, float]]:
+    """Time ``repeat`` searches of each kind; give kind -> (p50 ms, p95 ms)."""
+    assoc = _find_client(ae, port)
+    try:
+        _, studies = _search(assoc, PatientID="*")
+        samples = studies[: max(1, min(len(studies), repeat))]
+        kinds: dict[str, list[dict[str, str]]] = {
+            "PatientID exact": [{"PatientID": str(s.PatientID)} for s in samples],
+            "PatientName wild card": [
+                {"PatientName": str(s.PatientName)[:3] + "*"} for s in samples
+            ],
+            "ModalitiesInStudy": [{"ModalitiesInStudy": "CT"}],
+            "all studies": [{}],
+        }
+        results = {}
+        for kind, variants in kinds.items():
+            times = [_search(assoc, **variants[i % len(variants)])[0] for i in range(repeat)]
+            times.sort()
+            p95 = times[min(len(times) - 1, int(round(0.95 * (len(times) - 1))))]
+            results[kind] = (statistics.median(times), p95)
+        return results
+    finally:
+        assoc.release()
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    work = Path(tempfile.mkdtemp(prefix="dicomveil-dimse-bench-"))
+    try:
+        return _run(args, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    print(f"writing corpus (2 x {args.store} + fill up to {args.find}) ...")
+    one = corpus(work / "one", args.store, seed=1)
+    four = corpus(work / "four", args.store, seed=2)
+    fill = corpus(work / "fill", max(args.find - 2 * args.store, 0), seed=3)
+    results: dict[str, Any] = {"store": {}, "find": {}, "instances": len(one) + len(four)}
+    with receivers(work, args.fsync) as running:
+        for name, (ae, port) in running.items():
+            rate1 = storescu(ae, port, one, 1, work / "send")
+            rate4 = storescu(ae, port, four, 4, work / "send")
+            results["store"][name] = (rate1, rate4)
+            print(f"{name}: C-STORE {rate1:.1f}/s (1 association), {rate4:.1f}/s (4)")
+        for name in ("dicomveil", "Orthanc"):
+            ae, port = running[name]
+            if fill:
+                print(f"{name}: filling to {results['instances'] + len(fill)} instances ...")
+                storescu(ae, port, fill, 4, work / "send")
+            latencies = cfind(ae, port, args.queries)
+            results["find"][name] = latencies
+            for kind, (p50, p95) in latencies.items():
+                print(f"  {name} C-FIND {kind:<22} p50 {p50:7.1f} ms  p95 {p95:7.1f} ms")
+    results["instances"] += len(fill)
+    return results
+
+
+def report(results: dict[str, Any], args: argparse.Namespace, command: str) -> str:
+    store, find = results["store"], results["find"]
+    ours, theirs, limit = store["dicomveil"], store["Orthanc"], store["DCMTK storescp"]
+    lines = [
+        f"Command: `{command}`",
+        "",
+        f"Machine: {cpu_model()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
+        "all on loopback: `dicomveil scp` (SQLite index, file archive"
+        f"{'' if args.fsync else ' without fsync'}, vault + audit recorded), Orthanc (Debian "
+        "package, default settings) and DCMTK `storescp` (files only); DCMTK `storescu` sends.",
+        "",
+        "| | dicomveil | Orthanc | DCMTK storescp | dicomveil / Orthanc |",
+        "|---|---|---|---|---|",
+    ]
+    for i, label in enumerate(("1 association", "4 associations at once")):
+        lines.append(
+            f"| C-STORE {args.store} CT instances, {label} (instances/s) | {ours[i]:.1f} | "
+            f"{theirs[i]:.1f} | {limit[i]:.1f} | {ours[i] / theirs[i]:.2f} |"
+        )
+    for kind in find["dicomveil"]:
+        a, b = find["dicomveil"][kind][1], find["Orthanc"][kind][1]
+        lines.append(
+            f"| C-FIND studies, {kind}, p95 ms at {results['instances']} instances | "
+            f"{a:.1f} | {b:.1f} | | {a / b:.2f} |"
+        )
+    lines += [
+        "",
+        "dicomveil answers each C-STORE only once the instance is de-identified, archived, "
+        "its way back recorded and indexed; Orthanc only stores; storescp only writes files. "
+        "Ratio: higher is better for ingest, lower for latency.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--store", type=int, default=2000, help="Instances per C-STORE run.")
+    parser.add_argument("--find", type=int, default=100_000, help="Instances for C-FIND.")
+    parser.add_argument("--queries", type=int, default=50, help="Searches timed per kind.")
+    parser.add_argument(
+        "--no-fsync", dest="fsync", action="store_false", help="archive_fsync = false."
+    )
+    parser.add_argument("--write-docs", action="store_true", help="Update docs/benchmarks.md.")
+    args = parser.parse_args(argv)
+    os.environ["TCP_NODELAY"] = "1"  # for DCMTK and Orthanc (see the module's documentation)
+    results = run(args)
+    command = "python benchmarks/dimse_bench.py " + " ".join(
+        a for a in (argv if argv is not None else sys.argv[1:]) if a != "--write-docs"
+    )
+    text = report(results, args, command.strip())
+    print(text)
+    if args.write_docs:
+        write_section(SECTION, text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,157 @@
+"""``dicomveil scp``: dicomveil as a DICOM node alone (no HTTP gateway).
+
+pynetdicom is imported only when the command runs; without it the command names the
+``pip install 'dicomveil[dimse]'`` that fixes it. The node itself lives in
+:mod:`dicomveil.dimse.server`, imported lazily: the only place the ``cli`` edge reaches into
+the ``dimse`` edge (an allowed launcher in the import contract).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from dicomveil.cli.common import err_console, fail, get_key
+from dicomveil.errors import DicomveilError
+
+if TYPE_CHECKING:
+    from dicomveil.settings import CoreSettings
+
+__all__ = ["dimse_settings", "register", "scp", "start_beside"]
+
+HELP = r"""Run dicomveil as a DICOM node: receive by C-STORE, answer C-FIND / C-GET / C-MOVE.
+
+Every instance received by C-STORE is de-identified, archived, recorded (the way back) and
+indexed before the sender gets success (0000H); a refusal carries a PS3.4 status and a
+value-free reason. Queries and retrieves see the de-identified archive only (pseudonymous
+values and UIDs), the same archive `dicomveil serve` serves over DICOMweb.
+
+Who may call, and what each caller may do, is set in the --config file's \[dimse] table
+(allowed_ae_titles, roles per AE: ingest = C-STORE, read = C-FIND/C-GET/C-MOVE, networks,
+limits, TLS, C-MOVE destinations); docs/dimse.md describes every key. With no
+allowed_ae_titles any caller is accepted, with a warning. Stops cleanly on SIGTERM/Ctrl-C.
+
+Examples:
+
+  dicomveil scp --port 11112
+
+  dicomveil scp --port 11112 --ae-title GATEWAY --config /etc/dicomveil/dicomveil.toml
+
+  echoscu -aet CT01 -aec GATEWAY localhost 11112
+
+  storescu -aet CT01 -aec GATEWAY +sd +r localhost 11112 /path/to/study
+"""
+
+
+def _require_dimse_stack() -> None:
+    from dicomveil._optional import require
+
+    require("pynetdicom", "dicomveil scp", "dimse")
+
+
+def dimse_settings(
+    config: Path | None, *, port: int | None, ae_title: str | None, host: str | None
+) -> Any:
+    """The ``[dimse]`` settings of ``config`` with the command line's overrides.
+
+    Raises
+    ------
+    ConfigError
+        Malformed settings.
+    """
+    from dicomveil.dimse import server  # the one import of the DICOM node
+
+    return server.load_settings(config, port=port, ae_title=ae_title, host=host)
+
+
+def scp(
+    port: int | None = typer.Option(
+        None, "--port", min=0, max=65535, help="DICOM port (default: [dimse] port, else 11112)."
+    ),
+    ae_title: str | None = typer.Option(
+        None, "--ae-title", help="The node's AE title (default: [dimse] ae_title, DICOMVEIL)."
+    ),
+    host: str | None = typer.Option(
+        None, "--host", help="Address to listen on (default: [dimse] host, else 127.0.0.1)."
+    ),
+    config: Path | None = typer.Option(
+        None,
+        "--config",
+        help="TOML settings file: \\[server] (archive, index, vault, policy) and \\[dimse].",
+    ),
+    key_file: Path | None = typer.Option(
+        None,
+        "--key-file",
+        help="Pseudonym key file. Default: $DICOMVEIL_KEY, else the state folder's key.",
+    ),
+    log_level: str = typer.Option("info", "--log-level", help="debug, info, warning, error."),
+) -> None:
+    try:
+        _require_dimse_stack()
+        settings = dimse_settings(config, port=port, ae_title=ae_title, host=host)
+        from dicomveil.settings import CoreSettings
+
+        core = CoreSettings.load(config=config, key_file=key_file)
+        core.policy()
+    except DicomveilError as exc:
+        fail(str(exc))
+    get_key("pseudonym", key_file)  # created now, once
+    logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    from dicomveil.dimse.server import run_node
+    from dicomveil.runtime import Runtime
+
+    err_console.print(
+        f"dicomveil DICOM node {settings.ae_title} on {settings.host}:{settings.port}"
+    )
+    try:
+        with Runtime.open(core) as runtime:
+            run_node(runtime, settings)
+    except DicomveilError as exc:
+        fail(str(exc))
+    except OSError as exc:
+        fail(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}")
+
+
+def start_beside(
+    core: CoreSettings,
+    config: Path | None,
+    *,
+    port: int,
+    ae_title: str | None,
+    host: str,
+) -> Callable[[], None]:
+    """Start the DICOM node in this process beside the gateway (``serve --dimse-port``).
+
+    The node gets a runtime of its own on the same settings (same archive, index, vault and
+    audit log), so it outlives the gateway's shutdown: the returned function stops the
+    node (associations in progress finish first), then closes that runtime.
+    """
+    _require_dimse_stack()
+    settings = dimse_settings(config, port=port, ae_title=ae_title, host=host)
+    from dicomveil.dimse.server import start_node
+    from dicomveil.runtime import Runtime
+
+    runtime = Runtime.open(core)
+    try:
+        node = start_node(runtime, settings)
+    except BaseException:
+        runtime.close()
+        raise
+    err_console.print(f"dicomveil DICOM node {settings.ae_title} on {host}:{port}")
+
+    def stop() -> None:
+        try:
+            node.stop()
+        finally:
+            runtime.close()
+
+    return stop
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``scp`` to ``app``."""
+    app.command("scp", help=HELP)(scp)

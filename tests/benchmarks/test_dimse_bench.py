@@ -1,0 +1,33 @@
+"""Smoke test of the DICOM node benchmark (issue 12): it runs end to end, timings not asserted."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from benchmarks import dimse_bench
+from tests.dimse.support import dcmtk_binary
+from tests.support.servers import require_binary
+
+
+@pytest.mark.slow
+@pytest.mark.server
+def test_runs_and_reports(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dcmtk_binary("storescp")
+    require_binary("Orthanc", "/usr/sbin/Orthanc")
+    docs = tmp_path / "benchmarks.md"
+    from benchmarks.reporting import write_section as write
+
+    monkeypatch.setattr(
+        dimse_bench, "write_section", lambda heading, body: write(heading, body, docs)
+    )
+    argv = ["--store", "8", "--find", "0", "--queries", "2", "--write-docs"]
+    assert dimse_bench.main(argv) == 0
+    text = docs.read_text()
+    assert dimse_bench.SECTION in text
+    for name in ("dicomveil", "Orthanc", "DCMTK storescp", "C-FIND studies, PatientID exact"):
+        assert name in text
+    assert "C-STORE" in capsys.readouterr().out
