@@ -102,6 +102,7 @@ def scp(
     get_key("pseudonym", key_file)  # created now, once
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     from dicomveil.dimse.server import run_node
+    from dicomveil.forward.service import attach_forwarding
     from dicomveil.runtime import Runtime
 
     err_console.print(
@@ -109,7 +110,12 @@ def scp(
     )
     try:
         with Runtime.open(core) as runtime:
-            run_node(runtime, settings)
+            forwarding = attach_forwarding(runtime)  # [routing] of --config, if any rules
+            try:
+                run_node(runtime, settings)
+            finally:
+                if forwarding is not None:
+                    forwarding.stop()
     except DicomveilError as exc:
         fail(str(exc))
     except OSError as exc:
@@ -133,12 +139,20 @@ def start_beside(
     _require_dimse_stack()
     settings = dimse_settings(config, port=port, ae_title=ae_title, host=host)
     from dicomveil.dimse.server import start_node
+    from dicomveil.forward.service import attach_forwarding
     from dicomveil.runtime import Runtime
 
     runtime = Runtime.open(core)
     try:
+        forwarding = attach_forwarding(runtime)  # [routing] of --config, if any rules
+    except BaseException:
+        runtime.close()
+        raise
+    try:
         node = start_node(runtime, settings)
     except BaseException:
+        if forwarding is not None:
+            forwarding.stop()
         runtime.close()
         raise
     err_console.print(f"dicomveil DICOM node {settings.ae_title} on {host}:{port}")
@@ -146,6 +160,8 @@ def start_beside(
     def stop() -> None:
         try:
             node.stop()
+            if forwarding is not None:
+                forwarding.stop()
         finally:
             runtime.close()
 
