@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import time
 import tomllib
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -69,33 +68,6 @@ def _queue(config: Path | None) -> Any:
     return ForwardQueue.open(settings.queue_url)
 
 
-def _when(seconds: float | None) -> str | None:
-    if seconds is None:
-        return None
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _row(job: Any) -> dict[str, Any]:
-    return {
-        "id": job.id,
-        "state": job.state,
-        "rule": job.rule,
-        "action": job.action,
-        "destination": job.target,
-        "study_uid": job.study_uid,
-        "source": job.source,
-        "round": job.round,
-        "priority": job.rank.name,
-        "attempts": job.attempts,
-        "instances": job.total,
-        "sent": job.sent,
-        "error": job.error,
-        "next_attempt_at": _when(job.not_before) if job.state == "queued" else None,
-        "created_at": _when(job.created_at),
-        "updated_at": _when(job.updated_at),
-    }
-
-
 @routes_app.command("status")
 def status(
     as_json: bool = typer.Option(False, "--json", help="Print JSON (stable keys)."),
@@ -107,6 +79,7 @@ def status(
 ) -> None:
     """List queued, running, done and dead-lettered forwards (most urgent first)."""
     from dicomveil.forward.queue import STATES
+    from dicomveil.forward.report import describe
 
     unknown = sorted(set(state) - set(STATES))
     if unknown:
@@ -114,7 +87,7 @@ def status(
     queue = _queue(config)
     try:
         counts = queue.counts()
-        rows = [_row(job) for job in queue.jobs(state or STATES, limit)]
+        rows = [describe(job) for job in queue.jobs(state or STATES, limit)]
     finally:
         queue.close()
     if as_json:

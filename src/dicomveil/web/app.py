@@ -87,6 +87,7 @@ def create_app(settings: Settings) -> FastAPI:
         openapi_url="/openapi.json" if settings.docs else None,
     )
     app.state.services = services
+    app.state.forwarding = forwarding
     install_error_handlers(app)
     for module in (health, gateway, reid, stow, qido, wado, rendered):
         app.include_router(module.router)

@@ -28,6 +28,7 @@ PAGES = {
     "/console/quarantine": "Quarantine",
     "/console/audit": "Audit log",
     "/console/tokens": "Tokens",
+    "/console/routes": "Routes",
     "/console/policy": "Policy",
 }
 DATA_PAGES = {"/console/studies": "read", "/console/batches": "ingest"}

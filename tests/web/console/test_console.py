@@ -29,6 +29,7 @@ PAGES = (
     "/console/quarantine",
     "/console/audit",
     "/console/tokens",
+    "/console/routes",
     "/console/policy",
     "/console/reidentify",
 )

@@ -21,7 +21,7 @@ __all__ = ["install_console"]
 
 def install_console(app: FastAPI, services: Services) -> None:
     """Serve the console of ``services`` on ``app``."""
-    from dicomveil.web.console import pages
+    from dicomveil.web.console import pages, routes_page
 
     settings = services.settings
     sessions = SessionStore(settings.home / SESSIONS_FILE, settings.console_session_seconds)
@@ -29,6 +29,7 @@ def install_console(app: FastAPI, services: Services) -> None:
         sessions, services.tokens, services.audit, secure=settings.console_secure_cookie
     )
     app.include_router(pages.router)
+    app.include_router(routes_page.router)
     static = StaticFiles(directory=Path(__file__).with_name("static"))
     app.mount("/console/static", static, name="console-static")
 

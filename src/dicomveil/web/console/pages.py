@@ -79,12 +79,13 @@ _NAV: Final[tuple[tuple[str, str, Role | None], ...]] = (
     ("/console/quarantine", "Quarantine", "admin"),
     ("/console/audit", "Audit", "admin"),
     ("/console/tokens", "Tokens", "admin"),
+    ("/console/routes", "Routes", "admin"),
     ("/console/policy", "Policy", None),
     ("/console/reidentify", "Re-identify", "reidentify"),
 )
 
 
-def _auth(request: Request) -> ConsoleAuth:
+def console_auth_of(request: Request) -> ConsoleAuth:
     auth = console_auth(request)
     assert auth is not None, "the console router is mounted only with its auth"
     return auth
@@ -92,7 +93,7 @@ def _auth(request: Request) -> ConsoleAuth:
 
 def current_visitor(request: Request) -> Visitor:
     """The request's session (a FastAPI dependency); no session: the login page."""
-    visitor = _auth(request).visitor(request)
+    visitor = console_auth_of(request).visitor(request)
     if visitor is None:
         raise LoginRequired()
     return visitor
@@ -102,7 +103,7 @@ Session = Annotated[Visitor, Depends(current_visitor)]
 Csrf = Annotated[str, Form(max_length=128)]
 
 
-def _need(visitor: Visitor, role: Role) -> None:
+def need(visitor: Visitor, role: Role) -> None:
     if not visitor.allows(role):
         raise PageForbidden(f"this page needs the {role} role (this session: {visitor.token.role})")
 
@@ -161,7 +162,7 @@ def login(request: Request, token: Annotated[str, Form(max_length=256)] = "") ->
     if not _same_origin(request):
         return render(request, "login.html", None, {"error": "cross-site login refused"}, 403)
     response: Response = RedirectResponse("/console/", status_code=303)
-    if _auth(request).login(response, token) is None:
+    if console_auth_of(request).login(response, token) is None:
         failed = render(request, "login.html", None, {"error": "that token is not valid"}, 401)
         return failed
     response.headers.update(SECURITY_HEADERS)
@@ -171,7 +172,7 @@ def login(request: Request, token: Annotated[str, Form(max_length=256)] = "") ->
 @router.post("/logout")
 def logout(request: Request, visitor: Session, csrf: Csrf = "") -> Response:
     """End the session (audited) and go back to the login page."""
-    auth = _auth(request)
+    auth = console_auth_of(request)
     auth.check_csrf(visitor, csrf)
     response = RedirectResponse(CONSOLE_LOGIN, status_code=303)
     auth.logout(request, response)
@@ -196,7 +197,7 @@ async def dashboard(request: Request, visitor: Session, services: ServicesDep) -
     context = {
         "counts": counts,
         "ingest": ingest,
-        "minutes": (time.monotonic() - _auth(request).started) / 60,
+        "minutes": (time.monotonic() - console_auth_of(request).started) / 60,
         "volume": volume,
         "quarantined": sum(r.inputs for r in data.quarantine_runs(services)),
         "batches": recent,
@@ -235,7 +236,7 @@ async def studies(
     request: Request, visitor: Session, services: ServicesDep, offset: int = 0
 ) -> HTMLResponse:
     """Search the archive like QIDO-RS; thumbnails; open a study in the viewer."""
-    _need(visitor, "read")
+    need(visitor, "read")
     values = {
         keyword: request.query_params.get(keyword, "").strip()[:128]
         for keyword, _label in STUDY_FIELDS
@@ -270,7 +271,7 @@ async def studies(
 @router.get("/batches", response_class=HTMLResponse)
 async def batches(request: Request, visitor: Session, services: ServicesDep) -> HTMLResponse:
     """Every batch: state, progress, counts."""
-    _need(visitor, "ingest")
+    need(visitor, "ingest")
     found = await run_in_threadpool(data.batches, services)
     return render(request, "batches.html", visitor, {"batches": found})
 
@@ -280,7 +281,7 @@ async def batch(
     request: Request, batch_id: str, visitor: Session, services: ServicesDep
 ) -> HTMLResponse:
     """One batch: state, counts, failures (reasons) and its manifest when complete."""
-    _need(visitor, "ingest")
+    need(visitor, "ingest")
     found = next(
         (b for b in await run_in_threadpool(data.batches, services) if b["batch_id"] == batch_id),
         None,
@@ -306,7 +307,7 @@ def _manifest(services: Services, batch_id: str) -> str:
 @router.get("/quarantine", response_class=HTMLResponse)
 async def quarantine(request: Request, visitor: Session, services: ServicesDep) -> HTMLResponse:
     """Each run's quarantined inputs: counts and reasons (never names or paths)."""
-    _need(visitor, "admin")
+    need(visitor, "admin")
     runs = await run_in_threadpool(data.quarantine_runs, services)
     return render(request, "quarantine.html", visitor, {"runs": runs})
 
@@ -316,8 +317,8 @@ async def delete_quarantine(
     request: Request, run_id: str, visitor: Session, services: ServicesDep, csrf: Csrf = ""
 ) -> Response:
     """Delete one run's quarantined inputs (audited)."""
-    _need(visitor, "admin")
-    _auth(request).check_csrf(visitor, csrf)
+    need(visitor, "admin")
+    console_auth_of(request).check_csrf(visitor, csrf)
     try:
         folder = data.quarantine_folder(services, run_id)
     except ConfigError:
@@ -353,7 +354,7 @@ async def audit(
 ) -> HTMLResponse:
     """Search the audit log (time range, actor, event); verify the chain when asked (it
     reads every entry, so not on every page view)."""
-    _need(visitor, "admin")
+    need(visitor, "admin")
     wanted = data.AuditFilter(since[:32], until[:32], actor[:128], event[:64])
     entries = await run_in_threadpool(data.audit_entries, services, wanted, _AUDIT_ROWS)
     verified = await run_in_threadpool(services.audit.verify) if verify else None
@@ -374,7 +375,7 @@ def _tokens_page(
 @router.get("/tokens", response_class=HTMLResponse)
 def tokens(request: Request, visitor: Session, services: ServicesDep) -> HTMLResponse:
     """Every token's record (never a token); create and revoke."""
-    _need(visitor, "admin")
+    need(visitor, "admin")
     return _tokens_page(request, visitor, services)
 
 
@@ -388,8 +389,8 @@ def create_token(
     name: Annotated[str, Form(max_length=64)] = "",
 ) -> HTMLResponse:
     """Create a token; it is shown once, on this answer only."""
-    _need(visitor, "admin")
-    _auth(request).check_csrf(visitor, csrf)
+    need(visitor, "admin")
+    console_auth_of(request).check_csrf(visitor, csrf)
     try:
         token, secret = services.tokens.create(role, name.strip())
     except ConfigError as exc:
@@ -410,8 +411,8 @@ def revoke_token(
     request: Request, token_id: str, visitor: Session, services: ServicesDep, csrf: Csrf = ""
 ) -> Response:
     """Revoke a token: its API calls and its console sessions end at once (audited)."""
-    _need(visitor, "admin")
-    auth = _auth(request)
+    need(visitor, "admin")
+    auth = console_auth_of(request)
     auth.check_csrf(visitor, csrf)
     if not services.tokens.revoke(token_id[:32]):
         return render(request, "error.html", visitor, {"message": "no such token"}, 404)
@@ -453,7 +454,7 @@ _KINDS: Final = ("patient", "study", "accession")
 @router.get("/reidentify", response_class=HTMLResponse)
 def reidentify_page(request: Request, visitor: Session) -> HTMLResponse:
     """The re-identification form (role ``reidentify`` only)."""
-    _need(visitor, "reidentify")
+    need(visitor, "reidentify")
     return render(request, "reidentify.html", visitor, {"kinds": _KINDS})
 
 
@@ -468,8 +469,8 @@ def reidentify_submit(
     purpose: Annotated[str, Form(max_length=1000)] = "",
 ) -> HTMLResponse:
     """Look a pseudonym up: purpose required, audited, the answer shown once (no-store)."""
-    _need(visitor, "reidentify")
-    _auth(request).check_csrf(visitor, csrf)
+    need(visitor, "reidentify")
+    console_auth_of(request).check_csrf(visitor, csrf)
     context: dict[str, Any] = {"kinds": _KINDS}
     if kind not in _KINDS or not value.strip():
         context["error"] = "choose what to look up and give its pseudonym"
