@@ -80,7 +80,10 @@ def test_status_json_lists_every_state(
 def test_status_table_and_retry(
     config: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("COLUMNS", "200")
+    from dicomveil.cli.common import out_console
+
+    # the console was sized when first imported (by whichever test came first): widen it
+    monkeypatch.setattr(out_console, "width", 200)
     assert main(["routes", "status", "--config", str(config), "--state", "dead"]) == 0
     out = capsys.readouterr().out
     assert "1 dead" in out and "PACS@127.0.0.1:9" in out and "notify" not in out

@@ -93,11 +93,15 @@ def status(
     if as_json:
         typer.echo(json.dumps({"format_version": 1, "counts": counts, "forwards": rows}))
         return
-    from rich.table import Table
+    from rich.table import Column, Table
 
     summary = ", ".join(f"{n} {name}" for name, n in counts.items())
-    table = Table("id", "state", "priority", "rule", "action", "destination", "study",
-                  "sent", "attempts", "error", title=f"forwards: {summary}")  # fmt: skip
+    names = ("id", "state", "priority", "rule", "action", "destination", "study", "sent",
+             "attempts", "error")  # fmt: skip
+    # folded, never cut with an ellipsis: UIDs and destinations must stay whole on a narrow
+    # terminal
+    columns = [Column(name, overflow="fold") for name in names]
+    table = Table(*columns, title=f"forwards: {summary}")
     for row in rows:
         table.add_row(
             str(row["id"]), row["state"], row["priority"], show(row["rule"]), row["action"],
