@@ -111,14 +111,20 @@ class TextFinder:
         self._rec_input = require("rapidocr.ch_ppocr_rec", "clean-pixel-data", "redaction")
         self._lock = threading.Lock()
 
-    def find(self, image: UInt8Image, wanted: Callable[[str], bool] | None = None) -> list[Box]:
+    def find(
+        self,
+        image: UInt8Image,
+        wanted: Callable[[str], bool] | None = None,
+        side: int = TARGET_SIDE,
+    ) -> list[Box]:
         """Return the text regions of ``image`` (2-D gray or ``(rows, columns, 3)`` RGB),
-        and the unsure ones (``sure`` false).
+        and the unsure ones (``sure`` false). An image whose longer side is shorter than
+        ``side`` is enlarged to about that (at most MAX_SCALE).
 
         With ``wanted``, a region read as text is kept only when ``wanted`` says yes to
         its text, and an unsure one it says yes to counts as text (``sensitive`` mode)."""
         rows, columns = image.shape[:2]
-        scale = min(MAX_SCALE, max(1.0, TARGET_SIDE / max(rows, columns)))
+        scale = min(MAX_SCALE, max(1.0, side / max(rows, columns)))
         rgb = image if image.ndim == 3 else np.repeat(image[:, :, None], 3, axis=2)
         if scale > 1.0:
             size = (round(columns * scale), round(rows * scale))
