@@ -50,7 +50,7 @@ from dicomveil.redaction._frames import (
     pixel_layout,
     stored_word,
 )
-from dicomveil.redaction._ocr import TARGET_SIDE, Box, TextFinder, text_finder
+from dicomveil.redaction._ocr import Box, TextFinder, text_finder
 from dicomveil.redaction._view import black, local_contrast, views
 from dicomveil.redaction.sensitive import SensitiveText
 
@@ -119,14 +119,15 @@ def _read(
     top, left, bottom, right = area
     found: list[Box] = []
     images = views(frame, layout, ds)
-    parts = [(np.ascontiguousarray(view[top:bottom, left:right]), TARGET_SIDE) for view in images]
-    parts.append((local_contrast(_gray(parts[0][0])), LOCAL_SIDE))
-    for part, side in parts:
-        found.extend(
-            Box(b.top + top, b.left + left, b.bottom + top, b.right + left, b.score, b.sure)
-            for b in finder.find(part, wanted, side)
-        )
-    return found
+    parts = [np.ascontiguousarray(view[top:bottom, left:right]) for view in images]
+    for part in parts:
+        found.extend(finder.find(part, wanted))
+    # the local-contrast view: regions inside text already found are not read again
+    found.extend(finder.find(local_contrast(_gray(parts[0])), wanted, LOCAL_SIDE, found))
+    return [
+        Box(b.top + top, b.left + left, b.bottom + top, b.right + left, b.score, b.sure)
+        for b in found
+    ]
 
 
 def _gray(image: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
