@@ -84,8 +84,9 @@ class Corpus:
     samples: list[Sample]
 
 
-def build(folder: Path, images: int) -> Corpus:
-    """Write ``images`` rendered images (about one in eight a control) into ``folder``."""
+def build(folder: Path, images: int, seed: int = 1000) -> Corpus:
+    """Write ``images`` rendered images (about one in eight a control) into ``folder``; image
+    ``i`` is rendered from seed ``seed + i``."""
     folder.mkdir(parents=True, exist_ok=True)
     samples = []
     for index in range(images):
@@ -93,7 +94,7 @@ def build(folder: Path, images: int) -> Corpus:
             spec = dict(CONTROLS[(index // 8) % len(CONTROLS)], texts=0)
         else:
             spec = dict(KINDS[index % len(KINDS)], texts=4)
-        sample = make_sample(f"img{index:04d}", 1000 + index, **spec)
+        sample = make_sample(f"img{index:04d}", seed + index, **spec)
         ds = to_dataset(sample)
         ds.InstanceNumber = index + 1
         ds.save_as(folder / f"{sample.name}.dcm", enforce_file_format=True)
@@ -230,6 +231,7 @@ def cine_ratio(folder: Path) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=64)
+    parser.add_argument("--seed", type=int, default=1000, help="seed of the first image")
     parser.add_argument("--presidio", action="store_true", help="also run Presidio")
     parser.add_argument("--write-docs", action="store_true")
     parser.add_argument("--json", action="store_true")
@@ -237,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     WORK.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=WORK) as tmp:
         root = Path(tmp)
-        corpus = build(root / "corpus", args.images)
+        corpus = build(root / "corpus", args.images, args.seed)
         megapixels = sum(s.pixels[0].shape[0] * s.pixels[0].shape[1] for s in corpus.samples) / 1e6
         results: dict[str, dict[str, Any]] = {}
         runs = {"dicomveil": run_dicomveil(corpus, root / "dicomveil", root / "home")}

@@ -20,9 +20,10 @@ import numpy as np
 import numpy.typing as npt
 from pydicom.dataset import Dataset
 
+from dicomveil._optional import require
 from dicomveil.redaction._frames import PixelLayout
 
-__all__ = ["black", "views"]
+__all__ = ["black", "local_contrast", "views"]
 
 Array = npt.NDArray[np.generic]
 UInt8Image = npt.NDArray[np.uint8]
@@ -87,6 +88,29 @@ def views(frame: Array, layout: PixelLayout, ds: Dataset) -> list[UInt8Image]:
     if invert:
         out = [255 - image for image in out]
     return out
+
+
+LOCAL_SIGMA: Final = 8.0
+"""Scale (pixels, Gaussian sigma) of the background taken away by :func:`local_contrast`:
+well above a text stroke (1-5 px for 9-32 px text), well below an organ."""
+
+
+def local_contrast(image: UInt8Image) -> UInt8Image:
+    """``image`` with its smooth background taken away, on mid-grey: each pixel minus a
+    Gaussian blur of the image (sigma LOCAL_SIGMA), plus 128.
+
+    The text detector marks a line of text by its contrast with what surrounds it, and a
+    line lying across the edge of a brighter area (a 9 px accession number touching an
+    organ on a CT) is seen as part of that area and missed. Here bright and dark strokes
+    keep their contrast with their immediate surroundings while organs, gradients and
+    bands become flat grey, so the same line stands alone (measured on the benchmark
+    corpus: found here, missed in the plain view at 1.44x and 1.75x, found at 2x)."""
+    cv2 = require("cv2", "clean-pixel-data", "redaction", distribution="opencv-python")
+    values = image.astype(np.float32)
+    values -= cv2.GaussianBlur(values, (0, 0), LOCAL_SIGMA)
+    values += np.float32(128)
+    result: UInt8Image = np.clip(values, 0, 255).astype(np.uint8)
+    return result
 
 
 def black(frame: Array, layout: PixelLayout) -> list[int]:
