@@ -259,6 +259,16 @@ class TestRendered:
         assert jpeg.headers["content-type"] == "image/jpeg"
         assert Image.open(io.BytesIO(jpeg.content)).size == (64, 64)
 
+    @pytest.mark.parametrize("frame", ["²", "٣", "0", "-1", "1.0", "9" * 5000])
+    async def test_a_rendered_frame_number_is_ascii_digits_from_1(
+        self, client: httpx.AsyncClient, tokens: dict[str, str], frame: str
+    ) -> None:
+        """Unicode digits (``"²".isdigit()`` is true, ``int("²")`` fails) and numbers too
+        long for ``int`` are a 400, never a server error (found by the OpenAPI fuzz)."""
+        url = f"/dicomweb/studies/2.25.1/series/2.25.2/instances/2.25.3/frames/{frame}/rendered"
+        answer = await client.get(url, headers=auth(tokens["read"]))
+        assert answer.status_code == 400
+
     async def test_rendered_compressed_colour(
         self, client: httpx.AsyncClient, tokens: dict[str, str]
     ) -> None:

@@ -111,7 +111,8 @@ async def _middle_image(
 
 
 def _frame(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
+    # ASCII digits only: str.isdigit() accepts "²" and "٣", which int() refuses (a 500)
+    if not (0 < len(text) <= 9 and text.isascii() and text.isdigit()) or int(text) < 1:
         raise BadRequest("a rendered frame is one frame number, from 1")
     return int(text)
 
