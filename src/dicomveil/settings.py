@@ -41,6 +41,8 @@ SECTIONS: Final[dict[str, str]] = {
     "dimse": "the DICOM node (dicomveil scp, serve --dimse-port)",
     "routing": "routing of complete studies (rules, outbound queue)",
     "cluster": "cluster mode: queue URL, incoming store (dicomveil worker, serve --queue)",
+    "uploads": "direct uploads: limits, URL expiry (POST /api/v1/uploads)",
+    "events": "signed CloudEvents webhooks: endpoints, secret, retries",
 }
 """The tables a configuration file may hold, and what each configures. ``[server]`` is read
 by :meth:`CoreSettings.load`; the others by their own modules (:func:`read_section`)."""

@@ -26,7 +26,7 @@ from dicomveil.web.cors import OptionsAndCors
 from dicomveil.web.docs import add_docs
 from dicomveil.web.errors import install_error_handlers
 from dicomveil.web.middleware import Observe
-from dicomveil.web.routes import gateway, health, qido, reid, rendered, stow, wado
+from dicomveil.web.routes import gateway, health, qido, reid, rendered, stow, uploads, wado
 from dicomveil.web.routing import RouteTable
 from dicomveil.web.services import Services
 from dicomveil.web.settings import ENV_SETTINGS, Settings
@@ -75,6 +75,9 @@ def create_app(settings: Settings) -> FastAPI:
         finally:
             if forwarding is not None:
                 forwarding.stop()
+            opened = getattr(app.state, "uploads", None)
+            if opened is not None:
+                opened.close()
             services.close()
 
     app = FastAPI(
@@ -89,7 +92,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.services = services
     app.state.forwarding = forwarding
     install_error_handlers(app)
-    for module in (health, gateway, reid, stow, qido, wado, rendered):
+    for module in (health, gateway, reid, stow, qido, wado, rendered, uploads):
         app.include_router(module.router)
     _include_batches(app)
     _include_ui(app, services)

@@ -1,0 +1,46 @@
+"""Direct uploads (issue #15): pre-signed PUT URLs to the incoming store, then ingest.
+
+- :mod:`~dicomveil.uploads.presign`: sign a ``PUT`` for S3, GCS and Azure;
+- :mod:`~dicomveil.uploads.registry`: the uploads database (value-free progress);
+- :mod:`~dicomveil.uploads.service`: create, complete (enqueue or ingest), follow;
+- :mod:`~dicomveil.uploads.settings`: the ``[uploads]`` table.
+
+``docs/uploads.md`` is the user's guide.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from dicomveil.uploads.service import UploadService
+
+if TYPE_CHECKING:
+    from dicomveil.runtime import Runtime
+
+__all__ = ["UploadService", "open_upload_service"]
+
+
+def open_upload_service(runtime: Runtime, **store_options: Any) -> UploadService:
+    """Open the upload service of a runtime: its ``--config`` ``[uploads]`` and ``[cluster]``.
+
+    Raises
+    ------
+    ConfigError
+        Bad settings, or the incoming store or the broker cannot be opened.
+    """
+    from dicomveil.cluster.settings import ClusterSettings
+    from dicomveil.storage import open_store
+    from dicomveil.uploads.settings import UploadSettings
+
+    config: Path | None = getattr(runtime.settings, "config_file", None)
+    home = Path(runtime.settings.home)
+    cluster = ClusterSettings.load(config)
+    settings = UploadSettings.load(config, home=home)
+    incoming = open_store(cluster.incoming(home), **store_options)
+    queue = None
+    if cluster.queue_url:
+        from dicomveil.cluster.submit import Queue
+
+        queue = Queue(cluster)
+    return UploadService(settings, incoming, runtime.ingest, runtime.workspace, queue)

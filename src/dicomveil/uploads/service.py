@@ -1,0 +1,246 @@
+"""Direct uploads: hand out pre-signed PUT URLs, then ingest what the client uploaded.
+
+1. :meth:`UploadService.create` picks an opaque upload id and ``count`` object names
+   (``00001.dcm``...: generated here, a client's name is never a path) under
+   ``incoming/<upload_id>/`` of the incoming store, and signs one ``PUT`` URL for each.
+2. The client uploads straight to the object store (the bytes never pass the gateway).
+3. :meth:`UploadService.complete` checks which objects exist (a missing one is recorded
+   ``missing``, one above ``max_object_bytes`` is deleted and recorded ``too_large``) and
+   hands the others on, once: a second call changes nothing.
+
+   - cluster mode (a queue URL): each object is enqueued for the queue workers
+     (:func:`dicomveil.cluster.submit.enqueue_objects`), state ``queued``; the worker
+     deletes the original once de-identified and recorded;
+   - single-process mode: a background thread (one per gateway, so uploads queue behind
+     each other instead of taking every core) reads each object, ingests it through the
+     ingest service (the path STOW-RS takes) and deletes the original once it is
+     de-identified and recorded; state ``stored`` or ``failed`` with the PS3.4 status and
+     the failure kind. An upload left half-done by a restart is resumed when the service
+     opens again.
+
+Only the token (actor) that created an upload may complete it or read its progress.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import shutil
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Final, Protocol
+
+from dicomveil.errors import DicomveilError
+from dicomveil.pipeline.ingest import IngestResult, Origin
+from dicomveil.uploads import registry as reg
+from dicomveil.uploads.presign import SignedPut, presign_put
+from dicomveil.uploads.registry import UploadRegistry, UploadRow
+
+if TYPE_CHECKING:
+    from dicomveil.cluster.submit import Queue
+    from dicomveil.storage import BaseBlobStore
+    from dicomveil.uploads.settings import UploadSettings
+
+__all__ = ["ENTRY", "UnknownUpload", "UploadConflict", "UploadService", "object_key"]
+
+log = logging.getLogger(__name__)
+ENTRY: Final = "upload"
+PREFIX: Final = "incoming"
+_BATCH: Final = 16
+PRIORITIES: Final = ("STAT", "URGENT", "ROUTINE")
+
+
+class UnknownUpload(DicomveilError):
+    """No such upload for this token (404: another token's upload is not revealed)."""
+
+
+class UploadConflict(DicomveilError):
+    """The upload is not in a state that allows this (409)."""
+
+
+class Ingesting(Protocol):
+    """What the service calls in single-process mode (``IngestService.ingest``)."""
+
+    def ingest(self, files: Sequence[Path], origin: Origin) -> list[IngestResult]: ...
+
+
+def object_key(upload_id: str, name: str) -> str:
+    """The incoming store key of one object of an upload."""
+    return f"{PREFIX}/{upload_id}/{name}"
+
+
+@dataclass(frozen=True, slots=True)
+class NewUpload:
+    """What :meth:`UploadService.create` returns: the id and one signed PUT per name."""
+
+    upload_id: str
+    urls: list[tuple[str, SignedPut]]
+    expires_in: int
+
+
+class UploadService:
+    """Create, complete and follow direct uploads (thread-safe).
+
+    Parameters
+    ----------
+    settings
+        Limits and URL expiry.
+    incoming
+        The incoming store (a bucket store: local stores cannot sign URLs).
+    ingest
+        The ingest service (single-process mode).
+    workspace
+        Returns a new private folder for downloaded originals (the caller removes it).
+    queue
+        The broker (cluster mode), or ``None``.
+    """
+
+    def __init__(
+        self,
+        settings: UploadSettings,
+        incoming: BaseBlobStore,
+        ingest: Ingesting,
+        workspace: Callable[[], Path],
+        queue: Queue | None = None,
+    ) -> None:
+        self.settings, self.incoming, self.queue = settings, incoming, queue
+        self._ingest, self._workspace = ingest, workspace
+        self.registry = UploadRegistry(settings.database_url)
+        self._jobs = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dicomveil-upload")
+        self._lock = threading.Lock()
+        for upload_id in self.registry.unfinished():
+            self._jobs.submit(self._run_logged, upload_id)
+
+    # -- the three calls -------------------------------------------------------------
+
+    def create(self, actor: str, count: int, priority: str = "ROUTINE") -> NewUpload:
+        """Open an upload of ``count`` objects and sign their PUT URLs.
+
+        Raises
+        ------
+        ValueError
+            ``count`` outside 1..``max_objects`` or an unknown priority.
+        PresignUnsupported, ConfigError
+            The incoming store cannot sign URLs.
+        """
+        if not 1 <= count <= self.settings.max_objects:
+            raise ValueError(f"count must be 1 to {self.settings.max_objects}")
+        if priority not in PRIORITIES:
+            raise ValueError("priority must be STAT, URGENT or ROUTINE")
+        upload_id = secrets.token_hex(16)
+        names = [f"{i:05d}.dcm" for i in range(1, count + 1)]
+        expires = self.settings.expires_seconds
+        urls = [(n, presign_put(self.incoming, object_key(upload_id, n), expires)) for n in names]
+        self.registry.create(upload_id, actor, priority, names, expires)
+        return NewUpload(upload_id, urls, expires)
+
+    def status(self, upload_id: str, actor: str) -> UploadRow:
+        """The upload's progress (raises :class:`UnknownUpload`)."""
+        row = self.registry.get(upload_id)
+        if row is None or row.actor != actor:
+            raise UnknownUpload("no such upload")
+        return row
+
+    def complete(self, upload_id: str, actor: str) -> Future[None] | None:
+        """Check the uploaded objects and hand them on (see the module's documentation).
+
+        Returns the background job when this call started one (``None``: the upload was
+        completed before; nothing is done twice).
+
+        Raises
+        ------
+        UnknownUpload
+            No such upload for ``actor``.
+        UploadConflict
+            No object was uploaded (the upload stays open), or its URLs expired.
+        """
+        row = self.status(upload_id, actor)
+        if row.state != "open":
+            return None
+        present = [o.name for o in row.objects if self.incoming.head(object_key(upload_id, o.name))]
+        if not present:
+            raise UploadConflict("no object of this upload was uploaded")
+        if not self.registry.start_completing(upload_id):
+            return None
+        return self._jobs.submit(self._run_logged, upload_id)
+
+    def close(self) -> None:
+        """Wait for the running job, then release the database."""
+        self._jobs.shutdown(wait=True, cancel_futures=True)
+        self.registry.close()
+
+    # -- the background work ---------------------------------------------------------
+
+    def _run_logged(self, upload_id: str) -> None:
+        try:
+            self._run(upload_id)
+        except Exception as exc:  # noqa: BLE001 - resumed at the next start
+            log.error("upload %s: completion stopped (%s)", upload_id, type(exc).__name__)
+
+    def _run(self, upload_id: str) -> None:
+        row = self.registry.get(upload_id)
+        if row is None:
+            return
+        origin = Origin(entry=ENTRY, actor=row.actor)
+        ready: list[tuple[str, int]] = []
+        for item in row.objects:
+            if item.state != reg.PENDING:
+                continue  # already handled before a restart
+            size = self._checked(upload_id, item.name)
+            if size is not None:
+                ready.append((item.name, size))
+        if self.queue is not None:
+            self._enqueue(upload_id, ready, origin, row.priority)
+        else:
+            for start in range(0, len(ready), _BATCH):
+                self._ingest_some(upload_id, ready[start : start + _BATCH], origin)
+        self.registry.finish(upload_id)
+        log.info("upload %s complete (%d objects handed on)", upload_id, len(ready))
+
+    def _checked(self, upload_id: str, name: str) -> int | None:
+        """The object's size when it can be ingested; else record why not."""
+        key = object_key(upload_id, name)
+        info = self.incoming.head(key)
+        if info is None:
+            self.registry.set_object(upload_id, name, reg.MISSING)
+            return None
+        if info.size > self.settings.max_object_bytes:
+            self.incoming.delete(key)
+            self.registry.set_object(upload_id, name, reg.TOO_LARGE, size=info.size)
+            return None
+        return info.size
+
+    def _enqueue(
+        self, upload_id: str, ready: list[tuple[str, int]], origin: Origin, priority: str
+    ) -> None:
+        from dicomveil.cluster.queues import Priority
+        from dicomveil.cluster.submit import IncomingObject, enqueue_objects
+
+        assert self.queue is not None
+        for name, size in ready:
+            item = IncomingObject(object_key(upload_id, name), size)
+            enqueue_objects(self.queue, [item], origin, Priority[priority])
+            self.registry.set_object(upload_id, name, reg.QUEUED, size=size)
+
+    def _ingest_some(self, upload_id: str, items: list[tuple[str, int]], origin: Origin) -> None:
+        folder = self._workspace()
+        try:
+            files = []
+            for index, (name, _) in enumerate(items):
+                path = folder / f"{index}.dcm"
+                path.write_bytes(self.incoming.get_bytes(object_key(upload_id, name)))
+                files.append(path)
+            results = self._ingest.ingest(files, origin)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        for (name, size), result in zip(items, results, strict=True):
+            failure = result.failure.kind.value if result.failure is not None else None
+            state = reg.STORED if result.ok else reg.FAILED
+            if result.ok:  # de-identified and recorded: the original goes
+                self.incoming.delete(object_key(upload_id, name))
+            self.registry.set_object(
+                upload_id, name, state, size=size, status=result.status, failure=failure
+            )
