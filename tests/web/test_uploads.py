@@ -188,3 +188,31 @@ async def test_local_incoming_store_answers_501(
             )
         assert answer.status_code == 501
         assert "bucket" in answer.text
+
+
+@pytest.fixture
+def azure_app(
+    azurite: str, monkeypatch: pytest.MonkeyPatch, home: Path, key_file: Path, tmp_path: Path
+) -> Iterator[FastAPI]:
+    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", azurite)
+    prefix = f"in-{uuid.uuid4().hex[:10]}"
+    yield from _app(home, key_file, _config(tmp_path, f"az://{BUCKET}/{prefix}"))
+
+
+@pytest.mark.cloud
+async def test_azure_sas_round_trip(
+    azure_app: FastAPI, tokens: dict[str, str], demo_files: list[Path]
+) -> None:
+    """Azurite checks the SAS signature: a URL signed with another key is refused."""
+    progress = await _round_trip(azure_app, tokens, demo_files[:3])
+    assert progress["counts"] == {"stored": 3}
+    assert progress["qido_instances"] == 3
+    async with await _client(azure_app) as client:
+        answer = await client.post(
+            "/api/v1/uploads", json={"count": 1}, headers=auth(tokens["ingest"])
+        )
+    (item,) = answer.json()["urls"]
+    assert "sp=cw" in item["url"] or "sp=wc" in item["url"]  # create/write only, no read
+    forged = item["url"].replace("sig=", "sig=AAAA")
+    refused = requests.put(forged, data=b"x", headers=item["headers"], timeout=30)
+    assert refused.status_code == 403
