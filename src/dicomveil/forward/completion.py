@@ -108,6 +108,12 @@ class CompletionTracker:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._queue, self._settings, self._clock = queue, settings, clock
+        self._observers: list[Callable[[DueStudy, list[int]], None]] = []
+
+    def observe(self, observer: Callable[[DueStudy, list[int]], None]) -> None:
+        """Call ``observer(due, job_ids)`` after each round completes (events); it must
+        not raise (what it raises is logged and dropped)."""
+        self._observers.append(observer)
 
     def record(self, events: Sequence[StoredLike]) -> None:
         """Record stored instances (the ingest listener's work; raises QueueError)."""
@@ -135,6 +141,11 @@ class CompletionTracker:
                 continue
             jobs = self._queue.complete(due, self.jobs_for(due), now)
             created.extend(jobs)
+            for observer in self._observers:
+                try:
+                    observer(due, jobs)
+                except Exception as exc:  # noqa: BLE001 - an observer must not stop the sweep
+                    _log.error("routing: completion observer failed (%s)", type(exc).__name__)
             _log.info(
                 "routing: study %s round %d complete (%d instances), %d forward(s) queued",
                 due.study_uid, due.round, due.instances, len(jobs),

@@ -27,7 +27,7 @@ from dicomveil.errors import DicomveilError
 from dicomveil.forward.batch import BatchSender
 from dicomveil.forward.completion import CompletionTracker, StoredLike
 from dicomveil.forward.cstore import CStoreSender
-from dicomveil.forward.queue import ForwardQueue
+from dicomveil.forward.queue import DueStudy, ForwardQueue
 from dicomveil.forward.sender import Sender
 from dicomveil.forward.settings import RoutingSettings, Rule
 from dicomveil.forward.stow import StowSender
@@ -150,6 +150,10 @@ class Forwarding:
             _log.error("routing: %d arrival(s) not recorded (%s)", len(events), type(exc).__name__)
         except Exception as exc:  # noqa: BLE001 - a listener must not raise into ingest
             _log.error("routing: listener failed (%s)", type(exc).__name__)
+
+    def on_complete(self, observer: Callable[[DueStudy, list[int]], None]) -> None:
+        """Call ``observer(due, job_ids)`` after each completed round (study events)."""
+        self.tracker.observe(observer)
 
     def start(self) -> None:
         """Start the completion sweep and the workers (no-op without rules)."""

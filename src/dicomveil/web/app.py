@@ -18,6 +18,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from dicomveil import __version__
+from dicomveil.events import attach_events
 from dicomveil.forward.service import attach_forwarding
 from dicomveil.pipeline.executor import silence_pydicom_log
 from dicomveil.quiet import quiet_pydicom
@@ -57,6 +58,13 @@ def create_app(settings: Settings) -> FastAPI:
     except BaseException:
         services.close()
         raise
+    try:
+        events = attach_events(services.runtime, forwarding)
+    except BaseException:
+        if forwarding is not None:
+            forwarding.stop()
+        services.close()
+        raise
     if services.audit.key_beside_log:
         logging.getLogger("dicomveil.web").warning(
             "the audit key is a clear file in the state folder beside the audit log: whoever "
@@ -75,6 +83,8 @@ def create_app(settings: Settings) -> FastAPI:
         finally:
             if forwarding is not None:
                 forwarding.stop()
+            if events is not None:
+                events.stop()
             opened = getattr(app.state, "uploads", None)
             if opened is not None:
                 opened.close()
@@ -91,6 +101,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.services = services
     app.state.forwarding = forwarding
+    app.state.events = events
     install_error_handlers(app)
     for module in (health, gateway, reid, stow, qido, wado, rendered, uploads):
         app.include_router(module.router)
