@@ -112,3 +112,28 @@ def test_settings_need_a_secret_and_http_endpoints(tmp_path: Path) -> None:
     config.write_text('[events]\nendpoints = ["file:///etc/passwd"]\n', encoding="utf-8")
     with pytest.raises(ConfigError, match="http"):
         EventSettings.load(config, home=tmp_path, environ={"DICOMVEIL_EVENTS_SECRET": "a" * 20})
+
+
+def test_quarantine_and_batch_events_carry_hashes_and_counts_only(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    events = Events(_settings(tmp_path, receiver.url), "/dicomveil/HOSP1")
+    events.start()
+    try:
+        events.on_quarantined([("ab" * 32, "MalformedInputError")])
+        events.on_batch_shipped("b-1f2e", instances=500, studies=1)
+        receiver.wait_for(2)
+    finally:
+        events.stop()
+    bodies = sorted((json.loads(b) for _, _, b in receiver.requests), key=lambda e: e["type"])
+    assert [e["type"] for e in bodies] == [
+        "org.dicomveil.batch.shipped",
+        "org.dicomveil.file.quarantined",
+    ]
+    assert bodies[0]["data"] == {"batch_id": "b-1f2e", "instances": 500, "studies": 1}
+    assert bodies[1]["data"] == {
+        "sha256": "ab" * 32,
+        "reason": "MalformedInputError",
+        "entry": "upload",
+    }
+    assert all(e["source"] == "/dicomveil/HOSP1" for e in bodies)

@@ -216,3 +216,31 @@ async def test_azure_sas_round_trip(
     forged = item["url"].replace("sig=", "sig=AAAA")
     refused = requests.put(forged, data=b"x", headers=item["headers"], timeout=30)
     assert refused.status_code == 403
+
+
+@pytest.mark.cloud
+async def test_failed_originals_move_to_the_quarantine(
+    s3_app: FastAPI, tokens: dict[str, str], demo_files: list[Path], home: Path
+) -> None:
+    """An uploaded instance that cannot be made safe leaves the incoming store for the
+    quarantine (named by its SHA-256), and its outcome says why, value-free."""
+    broken = demo_files[0].read_bytes()[:600]  # a DICOM file cut short
+    ingest = tokens["ingest"]
+    async with await _client(s3_app) as client:
+        created = (
+            await client.post("/api/v1/uploads", json={"count": 2}, headers=auth(ingest))
+        ).json()
+        await asyncio.to_thread(_put_all, created["urls"], [demo_files[1].read_bytes(), broken])
+        upload_id = created["upload_id"]
+        done = await client.post(f"/api/v1/uploads/{upload_id}/complete", headers=auth(ingest))
+        assert done.status_code == 202
+        progress = await _wait_done(client, ingest, upload_id)
+    assert progress["counts"] == {"stored": 1, "quarantined": 1}
+    (bad,) = [o for o in progress["objects"] if o["state"] == "quarantined"]
+    assert bad["failure"] and bad["status"] not in (None, "0000")
+    assert list(s3_app.state.uploads.incoming.list("incoming/")) == []
+    folder = home / "quarantine" / f"upload-{upload_id}"
+    reasons = (folder / "reasons.json").read_text(encoding="utf-8")
+    assert len(list(folder.glob("*.dcm"))) == 1
+    for value in _phi(demo_files[:1]):
+        assert value.decode() not in reasons

@@ -97,6 +97,19 @@ class Events:
         }  # fmt: skip
         self._safely([(ce.STUDY_COMPLETE, due.study_uid, data)])
 
+    def on_quarantined(self, items: Sequence[tuple[str, str]], entry: str = "upload") -> None:
+        """``(sha256 of the original, failure kind)`` of each input kept in the quarantine."""
+        events = [
+            (ce.FILE_QUARANTINED, sha256, {"sha256": sha256, "reason": kind, "entry": entry})
+            for sha256, kind in items
+        ]
+        self._safely(events)
+
+    def on_batch_shipped(self, batch_id: str, instances: int, studies: int) -> None:
+        """A batch went out complete (its manifest written last)."""
+        data = {"batch_id": batch_id, "instances": instances, "studies": studies}
+        self._safely([(ce.BATCH_SHIPPED, batch_id, data)])
+
     def _safely(self, items: Sequence[tuple[str, str, Mapping[str, Any]]]) -> None:
         try:
             self.publish(items)

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,8 +22,14 @@ if TYPE_CHECKING:
 __all__ = ["UploadService", "open_upload_service"]
 
 
-def open_upload_service(runtime: Runtime, **store_options: Any) -> UploadService:
+def open_upload_service(
+    runtime: Runtime,
+    on_quarantined: Callable[[Sequence[tuple[str, str]]], None] | None = None,
+    **store_options: Any,
+) -> UploadService:
     """Open the upload service of a runtime: its ``--config`` ``[uploads]`` and ``[cluster]``.
+
+    ``on_quarantined`` is told of each failed original kept in the quarantine (events).
 
     Raises
     ------
@@ -43,4 +50,12 @@ def open_upload_service(runtime: Runtime, **store_options: Any) -> UploadService
         from dicomveil.cluster.submit import Queue
 
         queue = Queue(cluster)
-    return UploadService(settings, incoming, runtime.ingest, runtime.workspace, queue)
+    return UploadService(
+        settings,
+        incoming,
+        runtime.ingest,
+        runtime.workspace,
+        queue,
+        quarantine=home / "quarantine",
+        on_quarantined=on_quarantined,
+    )

@@ -61,6 +61,7 @@ TOO_LARGE: Final = "too_large"
 QUEUED: Final = "queued"
 STORED: Final = "stored"
 FAILED: Final = "failed"
+QUARANTINED: Final = "quarantined"
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,9 +14,11 @@
    - single-process mode: a background thread (one per gateway, so uploads queue behind
      each other instead of taking every core) reads each object, ingests it through the
      ingest service (the path STOW-RS takes) and deletes the original once it is
-     de-identified and recorded; state ``stored`` or ``failed`` with the PS3.4 status and
-     the failure kind. An upload left half-done by a restart is resumed when the service
-     opens again.
+     de-identified and recorded; state ``stored``, or ``quarantined`` (an instance that
+     could not be made safe: its original moves from the incoming store to
+     ``<home>/quarantine/upload-<upload_id>/``, named by its SHA-256, with ``reasons.json``,
+     as ``dicomveil deid`` keeps failures) with the PS3.4 status and the failure kind. An
+     upload left half-done by a restart is resumed when the service opens again.
 
 Only the token (actor) that created an upload may complete it or read its progress.
 """
@@ -96,6 +98,10 @@ class UploadService:
         Returns a new private folder for downloaded originals (the caller removes it).
     queue
         The broker (cluster mode), or ``None``.
+    quarantine
+        The quarantine root (``<home>/quarantine``) for originals that fail.
+    on_quarantined
+        Called with ``(sha256, failure kind)`` of each original quarantined (events).
     """
 
     def __init__(
@@ -105,8 +111,12 @@ class UploadService:
         ingest: Ingesting,
         workspace: Callable[[], Path],
         queue: Queue | None = None,
+        *,
+        quarantine: Path | None = None,
+        on_quarantined: Callable[[Sequence[tuple[str, str]]], None] | None = None,
     ) -> None:
         self.settings, self.incoming, self.queue = settings, incoming, queue
+        self._quarantine, self._on_quarantined = quarantine, on_quarantined
         self._ingest, self._workspace = ingest, workspace
         self.registry = UploadRegistry(settings.database_url)
         self._jobs = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dicomveil-upload")
@@ -229,18 +239,46 @@ class UploadService:
         folder = self._workspace()
         try:
             files = []
-            for index, (name, _) in enumerate(items):
-                path = folder / f"{index}.dcm"
+            for name, _ in items:  # our names: nothing of the client's reaches a path
+                path = folder / name
                 path.write_bytes(self.incoming.get_bytes(object_key(upload_id, name)))
                 files.append(path)
             results = self._ingest.ingest(files, origin)
+            failed = [(p, r) for p, r in zip(files, results, strict=True) if not r.ok]
+            kept = self._quarantined(upload_id, failed)
         finally:
             shutil.rmtree(folder, ignore_errors=True)
         for (name, size), result in zip(items, results, strict=True):
             failure = result.failure.kind.value if result.failure is not None else None
-            state = reg.STORED if result.ok else reg.FAILED
-            if result.ok:  # de-identified and recorded: the original goes
+            state = reg.STORED if result.ok else reg.QUARANTINED if kept else reg.FAILED
+            if result.ok or kept:  # recorded (archive or quarantine): the original goes
                 self.incoming.delete(object_key(upload_id, name))
             self.registry.set_object(
                 upload_id, name, state, size=size, status=result.status, failure=failure
             )
+
+    def _quarantined(self, upload_id: str, failed: list[tuple[Path, IngestResult]]) -> bool:
+        """Keep the failed originals in the quarantine; ``False`` when there is none."""
+        if not failed or self._quarantine is None:
+            return False
+        from dicomveil.pipeline.outcome import FileOutcome
+        from dicomveil.pipeline.quarantine import input_sha256, quarantine_run
+
+        outcomes = [
+            FileOutcome(
+                source=path,
+                status="failed",
+                reason=result.failure.reason if result.failure else "failed",
+            )
+            for path, result in failed
+        ]
+        folder = self._quarantine / f"upload-{upload_id}"
+        quarantine_run(outcomes, folder, root=self._quarantine)
+        if self._on_quarantined is not None:
+            self._on_quarantined(
+                [
+                    (input_sha256(path), r.failure.kind.value if r.failure else "failed")
+                    for path, r in failed
+                ]
+            )
+        return True

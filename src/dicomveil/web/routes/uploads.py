@@ -66,7 +66,9 @@ def upload_service(request: Request) -> UploadService:
     with _OPEN_LOCK:
         service: UploadService | None = getattr(state, "uploads", None)
         if service is None:
-            service = open_upload_service(state.services.runtime)
+            events = getattr(state, "events", None)
+            hook = events.on_quarantined if events is not None else None
+            service = open_upload_service(state.services.runtime, hook)
             state.uploads = service
     return service
 
