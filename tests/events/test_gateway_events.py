@@ -103,3 +103,43 @@ async def test_stow_emits_signed_instance_and_study_events_without_phi(
     stored = [json.loads(b)["data"] for _, b in events if b"instance.stored" in b]
     assert {s["study_uid"] for s in stored} == {complete["subject"]}
     assert all(s["entry"] == "stow" for s in stored)
+
+
+async def test_a_shipped_batch_emits_batch_shipped(
+    home: Path,
+    key_file: Path,
+    tmp_path: Path,
+    receiver: Receiver,
+    tokens: dict[str, str],
+    demo_files: list[Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DICOMVEIL_EVENTS_SECRET", SECRET)
+    config = tmp_path / "dicomveil.toml"
+    config.write_text(
+        f'[events]\nendpoints = ["{receiver.url}"]\ntypes = ["org.dicomveil.batch.shipped"]\n',
+        encoding="utf-8",
+    )
+    settings = Settings(
+        home=home, key_file=key_file, config_file=config, batch_url=f"file://{tmp_path / 'out'}"
+    )
+    app = create_app(settings)
+    try:
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            files = [("files", (f"{i}.dcm", p.read_bytes(), "application/dicom"))
+                     for i, p in enumerate(demo_files[:4])]  # fmt: skip
+            answer = await client.post(
+                "/api/v1/batches", files=files, headers=auth(tokens["ingest"])
+            )
+            assert answer.status_code == 202, answer.text
+            batch_id = answer.json()["batch_id"]
+            receiver.wait_for(1)
+    finally:
+        app.state.services.close()
+        app.state.events.stop()
+    ((_, headers, raw),) = receiver.requests
+    event = json.loads(raw)
+    assert event["type"] == "org.dicomveil.batch.shipped" and event["subject"] == batch_id
+    assert event["data"] == {"batch_id": batch_id, "instances": 4, "studies": 1}
+    assert verify(SECRET.encode(), raw, headers[SIGNATURE_HEADER])

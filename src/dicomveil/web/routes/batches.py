@@ -125,9 +125,17 @@ async def _uploaded(request: Request, services: Services, folder: Path) -> tuple
 
 
 def _start(
-    services: Services, source: Path, priority: str, actor: str, cleanup: Path | None
+    services: Services,
+    source: Path,
+    priority: str,
+    actor: str,
+    cleanup: Path | None,
+    events: Any = None,
 ) -> str:
-    """Create the batch (journal) now and run it in the background; return its id."""
+    """Create the batch (journal) now and run it in the background; return its id.
+
+    ``events`` (the app's :class:`~dicomveil.events.Events`, if any) is told when the batch
+    has shipped complete."""
     settings = services.settings
     try:
         chosen = Priority.parse(priority)
@@ -151,7 +159,7 @@ def _start(
     def run() -> None:
         try:
             with open_destination(destination) as store:
-                resume_batch(
+                result = resume_batch(
                     info.batch_id,
                     store=store,
                     secret=services.secret,
@@ -161,6 +169,9 @@ def _start(
                     actor=actor,
                     workers=settings.batch_workers,
                 )
+            if events is not None and result.status.state == "complete":
+                status = result.status
+                events.on_batch_shipped(status.batch_id, status.images, status.studies)
         finally:
             if cleanup is not None:
                 shutil.rmtree(cleanup, ignore_errors=True)
@@ -203,7 +214,10 @@ async def create(request: Request, services: ServicesDep, token: Ingest) -> JSON
     else:
         raise UnsupportedMediaType("send application/json or multipart/form-data")
     try:
-        batch_id = await run_in_threadpool(_start, services, source, priority, token.actor, cleanup)
+        events = getattr(request.app.state, "events", None)
+        batch_id = await run_in_threadpool(
+            _start, services, source, priority, token.actor, cleanup, events
+        )
     except BaseException:
         if cleanup is not None:
             shutil.rmtree(cleanup, ignore_errors=True)
