@@ -147,7 +147,7 @@ class Cluster:
             compiled=compile_policy(Policy()),
         )
 
-    def wait(self, done: Callable[[], bool], timeout: float = 60.0) -> None:
+    def wait(self, done: Callable[[], bool], timeout: float = 60.0, poll: float = 0.2) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for name, proc in self.workers.items():
@@ -156,7 +156,7 @@ class Cluster:
                     raise AssertionError(f"worker {name} exited ({proc.returncode}):\n{log}")
             if done():
                 return
-            time.sleep(0.2)
+            time.sleep(poll)
         raise AssertionError("the cluster did not finish in time:\n" + self.logs()[-4000:].decode())
 
 

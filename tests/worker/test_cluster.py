@@ -7,6 +7,7 @@ no value of an instance may reach the broker, the logs or a dead letter.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -44,6 +45,19 @@ def _instances(folder: Path, count: int, studies: int = 2) -> list[Path]:
         source.save_as(path, enforce_file_format=True)
         paths.append(path)
     return paths
+
+
+def _large_instance(folder: Path, megabytes: int) -> Path:
+    """One CT instance of about ``megabytes`` MB (a task that takes a while), planted PHI."""
+    import numpy as np
+
+    (path,) = _instances(folder, 1, studies=1)
+    ds = pydicom.dcmread(path)
+    side = int((megabytes * 1024 * 1024 / 2) ** 0.5)
+    ds.Rows = ds.Columns = side
+    ds.PixelData = np.zeros((side, side), dtype=np.uint16).tobytes()
+    ds.save_as(path, enforce_file_format=True)
+    return path
 
 
 def _archived(cluster: Cluster) -> list[Path]:
@@ -128,17 +142,20 @@ def test_a_worker_killed_mid_task_and_a_broker_restart_lose_and_double_nothing(
     cluster: Cluster, queue: Queue, redis_server: RedisServer, tmp_path: Path
 ) -> None:
     files = _instances(tmp_path / "received", 24, studies=3)
-    _submit(cluster, queue, files)
+    large = _large_instance(tmp_path / "large", 48)
+    _submit(cluster, queue, [*files[:2], large, *files[2:]])
+    tail = hashlib.sha256(large.read_bytes()).hexdigest()[-12:]
     cluster.start_worker("a")
-    cluster.wait(lambda: _index_count(cluster) >= 3)
-    cluster.wait(lambda: redis_server.unacked() > 0, timeout=10)  # a task in hand
-    cluster.kill_worker("a")
+    log = cluster.root / "a.log"
+    cluster.wait(lambda: f"{tail}.dcm started".encode() in log.read_bytes(), poll=0.01)
+    cluster.kill_worker("a")  # mid-task: the large instance is being de-identified
+    assert f"{tail}.dcm in ".encode() not in log.read_bytes()
     redis_server.stop()  # the broker goes away and comes back, messages kept
     redis_server.start()
     cluster.start_worker("b")
     cluster.start_worker("c")
-    cluster.wait(lambda: _done(cluster, 24), timeout=90)
-    _assert_exactly_once(cluster, 24)
+    cluster.wait(lambda: _done(cluster, 25), timeout=90)
+    _assert_exactly_once(cluster, 25)
     _assert_no_phi(cluster.logs() + redis_server.values())
 
 

@@ -91,9 +91,18 @@ class WorkerState:
         """The runtime (opened on first use, in the process that runs tasks)."""
         with self._lock:
             if self._runtime is None:
+                from dicomveil.forward.service import attach_forwarding
                 from dicomveil.runtime import Runtime
 
-                self._runtime = Runtime.open(self.core)
+                runtime = Runtime.open(self.core)
+                try:  # routing of complete studies runs where instances are ingested
+                    forwarding = attach_forwarding(runtime)
+                except BaseException:
+                    runtime.close()
+                    raise
+                if forwarding is not None:
+                    runtime.add_closer(forwarding.stop)
+                self._runtime = runtime
             return self._runtime
 
     def incoming(self) -> BaseBlobStore:
@@ -158,6 +167,7 @@ def handle(body: object, state: WorkerState, *, last_attempt: bool = False) -> V
         state.reset()
         return Verdict.RETRY
     folder = runtime.workspace()
+    log.info("task %s started", payload.key[-16:])
     try:
         return _ingest(payload, state, runtime, incoming, folder, last_attempt=last_attempt)
     finally:
