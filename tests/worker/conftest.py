@@ -9,6 +9,7 @@ how a durable Redis broker runs).
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -26,7 +27,7 @@ from dicomveil.engine.rules import compile_policy
 from dicomveil.keystore import create_key_file
 from dicomveil.profile.policy import Policy
 from dicomveil.storage import open_store
-from tests.conftest import create_postgres_database
+from tests.conftest import PG_BIN, _as_postgres, create_postgres_database
 from tests.support.servers import free_port, require, require_binary, start, stop, wait_tcp
 
 VISIBILITY_TIMEOUT = 3
@@ -102,6 +103,90 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
         yield server
     finally:
         server.stop()
+
+
+RABBIT_BIN = Path("/usr/lib/rabbitmq/bin/rabbitmq-server")
+
+
+@pytest.fixture
+def rabbitmq_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A RabbitMQ node on loopback (its own epmd too, stopped afterwards)."""
+    require_binary("rabbitmq-server", str(RABBIT_BIN))
+    folder = tmp_path_factory.mktemp("rabbit")
+    (folder / "enabled_plugins").write_text("[].\n")
+    (folder / "rabbitmq.conf").write_text("loopback_users = none\n")
+    port, dist, epmd = free_port(), free_port(), free_port()
+    env = {
+        "HOME": str(folder),
+        "RABBITMQ_NODENAME": f"rabbit{port}@localhost",
+        "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
+        "RABBITMQ_NODE_PORT": str(port),
+        "RABBITMQ_DIST_PORT": str(dist),
+        "ERL_EPMD_ADDRESS": "127.0.0.1",
+        "ERL_EPMD_PORT": str(epmd),
+        "RABBITMQ_MNESIA_BASE": str(folder / "mnesia"),
+        "RABBITMQ_LOG_BASE": str(folder / "log"),
+        "RABBITMQ_ENABLED_PLUGINS_FILE": str(folder / "enabled_plugins"),
+        "RABBITMQ_CONFIG_FILE": str(folder / "rabbitmq"),
+    }
+    proc = start([str(RABBIT_BIN)], folder / "rabbit.log", env)
+    try:
+        wait_tcp(port, timeout=60, proc=proc)
+        yield f"amqp://guest:guest@127.0.0.1:{port}//"
+    finally:
+        stop(proc, timeout=20)
+        epmd_bin = shutil.which("epmd") or "/usr/lib/erlang/bin/epmd"
+        subprocess.run([epmd_bin, "-port", str(epmd), "-kill"], check=False, capture_output=True)
+
+
+@dataclass
+class PostgresServer:
+    """A PostgreSQL server of its own (the session's is shared: it must not go down)."""
+
+    folder: Path
+    port: int = field(default_factory=free_port)
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}"
+
+    def _ctl(self, *args: str) -> None:
+        cmd = [str(PG_BIN / "pg_ctl"), "-D", str(self.folder / "data"), "-w", *args]
+        subprocess.run(_as_postgres(cmd), check=True, capture_output=True)
+
+    def init(self) -> None:
+        self.folder.chmod(0o755)
+        if os.geteuid() == 0:
+            shutil.chown(self.folder, "postgres", "postgres")
+        initdb = [str(PG_BIN / "initdb"), "-D", str(self.folder / "data"), "-U", "postgres"]
+        initdb += ["-A", "trust", "-E", "UTF8", "--no-sync"]
+        subprocess.run(_as_postgres(initdb), check=True, capture_output=True)
+
+    def start(self) -> None:
+        options = f"-h 127.0.0.1 -p {self.port} -k {self.folder} -c fsync=off"
+        self._ctl("-l", str(self.folder / "log"), "-o", options, "start")
+
+    def stop(self) -> None:
+        self._ctl("-m", "fast", "stop")
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[PostgresServer]:
+    require_binary("pg_ctl", str(PG_BIN / "pg_ctl"))
+    import tempfile
+
+    server = PostgresServer(Path(tempfile.mkdtemp(prefix="dicomveil-pg-")))  # postgres reads it
+    server.init()
+    server.start()
+    try:
+        yield server
+    finally:
+        subprocess.run(
+            _as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(server.folder / "data"), "-m",
+                          "immediate", "-w", "stop"]),
+            check=False, capture_output=True,
+        )  # fmt: skip
+        shutil.rmtree(server.folder, ignore_errors=True)
 
 
 @dataclass

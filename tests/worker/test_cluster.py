@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from pathlib import Path
 
 import pydicom
@@ -21,7 +22,8 @@ from dicomveil.index import open_index
 from dicomveil.pipeline.ingest import Origin
 from dicomveil.pipeline.quarantine import REASONS_NAME
 from dicomveil.storage import open_store
-from tests.worker.conftest import Cluster, RedisServer
+from tests.conftest import create_postgres_database
+from tests.worker.conftest import Cluster, PostgresServer, RedisServer
 
 CANARY = "ZZCANARYPATIENT"
 CANARY_ID = "CANARYID7731"
@@ -176,4 +178,41 @@ def test_an_instance_that_cannot_be_made_safe_is_dead_lettered_without_values(
     assert len(reasons) == 1 and reasons[0]["reason"]
     assert CANARY not in json.dumps(reasons)
     assert _index_count(cluster) == 1
+    _assert_no_phi(cluster.logs())
+
+
+@pytest.mark.slow
+def test_a_postgresql_restart_mid_stream_is_retried_and_doubles_nothing(
+    cluster: Cluster, queue: Queue, own_postgres: PostgresServer, tmp_path: Path
+) -> None:
+    cluster.env["DICOMVEIL_INDEX_URL"] = create_postgres_database(own_postgres.url, "index")
+    cluster.env["DICOMVEIL_VAULT_URL"] = create_postgres_database(own_postgres.url, "vault")
+    files = _instances(tmp_path / "received", 20)
+    _submit(cluster, queue, files)
+    cluster.start_worker("a")
+    cluster.wait(lambda: _index_count(cluster) >= 3)
+    own_postgres.stop()  # vault and index go away under a running worker
+    time.sleep(1.5)
+    own_postgres.start()
+    cluster.start_worker("b")
+    cluster.wait(lambda: _done(cluster, 20), timeout=90)
+    _assert_exactly_once(cluster, 20)
+    assert b"retrying" in cluster.logs()  # the outage was seen, and retried
+    _assert_no_phi(cluster.logs())
+
+
+@pytest.mark.slow
+def test_rabbitmq_is_a_broker_too(cluster: Cluster, rabbitmq_url: str, tmp_path: Path) -> None:
+    from dicomveil.cluster.settings import ClusterSettings
+
+    cluster.env["DICOMVEIL_QUEUE"] = rabbitmq_url
+    sender = Queue(ClusterSettings.load(cluster.config, environ=cluster.env))
+    try:
+        _submit(cluster, sender, _instances(tmp_path / "received", 6))
+    finally:
+        sender.close()
+    cluster.start_worker("a")
+    cluster.start_worker("b")
+    cluster.wait(lambda: _done(cluster, 6))
+    _assert_exactly_once(cluster, 6)
     _assert_no_phi(cluster.logs())
