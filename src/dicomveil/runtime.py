@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dicomveil.audit import AuditLog
 from dicomveil.engine.keys import PseudonymKeys
@@ -28,6 +28,9 @@ from dicomveil.profile.policy import Policy
 from dicomveil.settings import CoreSettings
 from dicomveil.storage import BaseBlobStore, open_store, parse_store_url
 from dicomveil.vault import Vault, open_vault
+
+if TYPE_CHECKING:
+    from dicomveil.cluster.submit import Submitter
 
 __all__ = ["Runtime"]
 
@@ -46,6 +49,9 @@ class Runtime:
         start if this one crashes (see :mod:`dicomveil.pipeline.staging`).
     secret:
         The pseudonym secret (batches take it; never logged or shown).
+    submitter:
+        Cluster mode (:func:`dicomveil.cluster.submit.attach_cluster`): the edges hand
+        received instances to it (stored, then queued) instead of to :attr:`ingest`.
     """
 
     settings: CoreSettings
@@ -59,6 +65,7 @@ class Runtime:
     ingest: IngestService
     staging: Path
     secret: bytes = field(default=b"", repr=False)
+    submitter: Submitter | None = None
     _closers: list[Callable[[], None]] = field(default_factory=list, repr=False)
 
     @classmethod
@@ -135,6 +142,10 @@ class Runtime:
         environ = {**os.environ, "DICOMVEIL_HOME": str(self.settings.home)}
         url = self.settings.vault_url
         return lambda: open_vault(url, environ=environ, create=False)
+
+    def add_closer(self, close: Callable[[], None]) -> None:
+        """Call ``close`` when the runtime closes (before what it opened itself)."""
+        self._closers.append(close)
 
     def workspace(self) -> Path:
         """Return a new private folder under the staging folder (the caller removes it)."""

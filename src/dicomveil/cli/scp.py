@@ -9,6 +9,7 @@ the ``dimse`` edge (an allowed launcher in the import contract).
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,7 +22,7 @@ from dicomveil.errors import DicomveilError
 if TYPE_CHECKING:
     from dicomveil.settings import CoreSettings
 
-__all__ = ["dimse_settings", "register", "scp", "start_beside"]
+__all__ = ["dimse_settings", "register", "scp", "start_beside", "use_queue"]
 
 HELP = r"""Run dicomveil as a DICOM node: receive by C-STORE, answer C-FIND / C-GET / C-MOVE.
 
@@ -89,6 +90,12 @@ def scp(
         help="Pseudonym key file. Default: $DICOMVEIL_KEY, else the state folder's key.",
     ),
     log_level: str = typer.Option("info", "--log-level", help="debug, info, warning, error."),
+    queue: str | None = typer.Option(
+        None,
+        "--queue",
+        help="Cluster mode: store received originals and queue them for `dicomveil worker`s "
+        "(redis:// or amqp:// broker URL; also DICOMVEIL_QUEUE, [cluster] queue_url).",
+    ),
 ) -> None:
     try:
         _require_dimse_stack()
@@ -101,6 +108,8 @@ def scp(
         fail(str(exc))
     get_key("pseudonym", key_file)  # created now, once
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    use_queue(queue)
+    from dicomveil.cluster.submit import attach_cluster
     from dicomveil.dimse.server import run_node
     from dicomveil.forward.service import attach_forwarding
     from dicomveil.runtime import Runtime
@@ -111,6 +120,7 @@ def scp(
     try:
         with Runtime.open(core) as runtime:
             forwarding = attach_forwarding(runtime)  # [routing] of --config, if any rules
+            attach_cluster(runtime)  # --queue / [cluster]: store, queue, answer
             try:
                 run_node(runtime, settings)
             finally:
@@ -120,6 +130,13 @@ def scp(
         fail(str(exc))
     except OSError as exc:
         fail(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}")
+
+
+def use_queue(queue: str | None) -> None:
+    """``--queue URL``: cluster mode for what this process starts (the runtimes read it as
+    ``DICOMVEIL_QUEUE``, in this process and in the gateway's server processes)."""
+    if queue:
+        os.environ["DICOMVEIL_QUEUE"] = queue
 
 
 def start_beside(
@@ -138,6 +155,7 @@ def start_beside(
     """
     _require_dimse_stack()
     settings = dimse_settings(config, port=port, ae_title=ae_title, host=host)
+    from dicomveil.cluster.submit import attach_cluster
     from dicomveil.dimse.server import start_node
     from dicomveil.forward.service import attach_forwarding
     from dicomveil.runtime import Runtime
@@ -145,6 +163,7 @@ def start_beside(
     runtime = Runtime.open(core)
     try:
         forwarding = attach_forwarding(runtime)  # [routing] of --config, if any rules
+        attach_cluster(runtime)  # --queue / [cluster]: store, queue, answer
     except BaseException:
         runtime.close()
         raise

@@ -6,6 +6,7 @@ The web stack is imported only when the command runs; without it the command nam
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -107,6 +108,12 @@ def serve(
         "core; 1: in the server process).",
     ),
     log_level: str = typer.Option("info", "--log-level", help="debug, info, warning, error."),
+    queue: str | None = typer.Option(
+        None,
+        "--queue",
+        help="Cluster mode: STOW-RS (and --dimse-port C-STORE) store received originals and "
+        "queue them for `dicomveil worker`s (redis:// or amqp:// URL; also DICOMVEIL_QUEUE).",
+    ),
     dimse_port: int | None = typer.Option(
         None,
         "--dimse-port",
@@ -147,6 +154,8 @@ def serve(
     except DicomveilError as exc:
         fail(str(exc))
     get_key("pseudonym", key_file)  # created now, once, before any worker starts
+    if queue:  # read by every server process's runtime (docs/cluster.md)
+        os.environ["DICOMVEIL_QUEUE"] = queue
     stop_node = _start_node(settings, config, dimse_port, ae_title, host)
     try:
         launch.run_gateway(

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from dicomveil.cluster.settings import ClusterSettings
     from dicomveil.engine.keys import PseudonymKeys
     from dicomveil.engine.rules import CompiledPolicy
+    from dicomveil.runtime import Runtime
     from dicomveil.storage import BaseBlobStore
 
 __all__ = [
@@ -50,6 +51,7 @@ __all__ = [
     "Queue",
     "QueueUnavailable",
     "Submitter",
+    "attach_cluster",
     "enqueue_objects",
 ]
 
@@ -188,17 +190,29 @@ class Submitter:
         self.queue, self.incoming = queue, incoming
         self.keys, self.compiled, self.priority = keys, compiled, priority
 
-    def ingest(self, files: Sequence[Path], origin: Origin, **_: Any) -> list[IngestResult]:
+    def close(self) -> None:
+        """Close the broker connections and the incoming store."""
+        self.queue.close()
+        self.incoming.close()
+
+    def ingest(
+        self, files: Sequence[Path], origin: Origin, *, study: str | None = None, **_: Any
+    ) -> list[IngestResult]:
         """Accept each file (stored, then enqueued); one result each, in order.
 
         A file the incoming store or the broker does not take fails alone (status of an
-        unreachable archive, value-free reason); the caller may delete
-        ``files`` once this returns.
+        unreachable archive, value-free reason); so does one of another pseudonymous study
+        than ``study`` (when given). The caller may delete ``files`` once this returns.
         """
-        return [self._accept(Path(path), origin) for path in files]
+        return [self._accept(Path(path), origin, study) for path in files]
 
-    def _accept(self, path: Path, origin: Origin) -> IngestResult:
+    def _accept(self, path: Path, origin: Origin, wanted: str | None) -> IngestResult:
         uids = head_uids(path)
+        sop = pseudonymous_uid(uids.sop_instance, self.compiled, self.keys)
+        study = pseudonymous_uid(uids.study, self.compiled, self.keys)
+        if wanted is not None and study != wanted:
+            failure = Failure(FailureKind.STUDY_MISMATCH, "the instance is of another study")
+            return _result(path, failure, uids.sop_class, sop, study)
         try:
             digest, size = _sha256(path)
             key = incoming_key(digest)
@@ -212,10 +226,42 @@ class Submitter:
         except (OSError, DicomveilError) as exc:
             log.error("an instance was not accepted for the queue (%s)", type(exc).__name__)
             failure = Failure(FailureKind.STORAGE_UNAVAILABLE, "the instance could not be queued")
-            return _result(path, failure, uids.sop_class, "", "")
-        sop = pseudonymous_uid(uids.sop_instance, self.compiled, self.keys)
-        study = pseudonymous_uid(uids.study, self.compiled, self.keys)
+            return _result(path, failure, uids.sop_class, sop, study)
         return _result(path, None, uids.sop_class, sop, study)
+
+
+def attach_cluster(runtime: Runtime) -> Submitter | None:
+    """Put ``runtime``'s edge in cluster mode when a queue is configured (``--queue``,
+    ``DICOMVEIL_QUEUE``, ``[cluster] queue_url`` of its ``--config``): set
+    ``runtime.submitter`` (closed with the runtime) and return it; else ``None``.
+
+    Called by the edges that receive instances (the gateway, the DICOM node), never by a
+    queue worker: its runtime ingests what the others queue.
+
+    Raises
+    ------
+    ConfigError
+        Bad ``[cluster]`` settings, or Celery not installed.
+    QueueUnavailable
+        The broker cannot be reached.
+    """
+    from dicomveil.cluster.settings import ClusterSettings
+    from dicomveil.storage import open_store
+
+    settings = ClusterSettings.load(runtime.settings.config_file)
+    if not settings.queue_url:
+        return None
+    queue = Queue(settings)
+    try:
+        queue.ping()
+        incoming = open_store(settings.incoming(runtime.settings.home))
+    except BaseException:
+        queue.close()
+        raise
+    submitter = Submitter(queue, incoming, keys=runtime.keys, compiled=runtime.compiled)
+    runtime.submitter = submitter
+    runtime.add_closer(submitter.close)
+    return submitter
 
 
 def _result(

@@ -83,7 +83,10 @@ class Handlers:
         self.sessions = Sessions()
         self.spool = Path(runtime.staging) / "dimse"
         self.spool.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self.batcher = IngestBatcher(runtime.ingest.ingest)
+        submitter = runtime.submitter  # cluster mode: stored and queued, workers ingest
+        self.batcher = IngestBatcher(
+            runtime.ingest.ingest if submitter is None else submitter.ingest
+        )
 
     def close(self) -> None:
         """Finish the ingest calls in progress (call once no association is left)."""

@@ -29,7 +29,10 @@ def open_upload_service(
 ) -> UploadService:
     """Open the upload service of a runtime: its ``--config`` ``[uploads]`` and ``[cluster]``.
 
-    ``on_quarantined`` is told of each failed original kept in the quarantine (events).
+    In cluster mode (``runtime.submitter``, set by
+    :func:`~dicomveil.cluster.submit.attach_cluster`) the uploads go to the submitter's
+    incoming store and broker; otherwise to ``[cluster] incoming_url`` and the ingest
+    service. ``on_quarantined`` is told of each failed original kept in the quarantine (events).
 
     Raises
     ------
@@ -42,14 +45,13 @@ def open_upload_service(
 
     config: Path | None = getattr(runtime.settings, "config_file", None)
     home = Path(runtime.settings.home)
-    cluster = ClusterSettings.load(config)
     settings = UploadSettings.load(config, home=home)
-    incoming = open_store(cluster.incoming(home), **store_options)
-    queue = None
-    if cluster.queue_url:
-        from dicomveil.cluster.submit import Queue
-
-        queue = Queue(cluster)
+    submitter = runtime.submitter  # cluster mode (--queue): its broker and incoming store
+    if submitter is not None:
+        incoming, queue = submitter.incoming, submitter.queue
+    else:
+        incoming = open_store(ClusterSettings.load(config).incoming(home), **store_options)
+        queue = None
     return UploadService(
         settings,
         incoming,
@@ -58,4 +60,5 @@ def open_upload_service(
         queue,
         quarantine=home / "quarantine",
         on_quarantined=on_quarantined,
+        owns_incoming=submitter is None,
     )

@@ -102,6 +102,8 @@ class UploadService:
         The quarantine root (``<home>/quarantine``) for originals that fail.
     on_quarantined
         Called with ``(sha256, failure kind)`` of each original quarantined (events).
+    owns_incoming
+        Close ``incoming`` with the service (not when it is the cluster submitter's).
     """
 
     def __init__(
@@ -114,9 +116,11 @@ class UploadService:
         *,
         quarantine: Path | None = None,
         on_quarantined: Callable[[Sequence[tuple[str, str]]], None] | None = None,
+        owns_incoming: bool = True,
     ) -> None:
         self.settings, self.incoming, self.queue = settings, incoming, queue
         self._quarantine, self._on_quarantined = quarantine, on_quarantined
+        self._owns_incoming = owns_incoming
         self._ingest, self._workspace = ingest, workspace
         self.registry = UploadRegistry(settings.database_url)
         self._jobs = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dicomveil-upload")
@@ -178,9 +182,11 @@ class UploadService:
         return self._jobs.submit(self._run_logged, upload_id)
 
     def close(self) -> None:
-        """Wait for the running job, then release the database."""
+        """Wait for the running job, then release the database (and the store, if ours)."""
         self._jobs.shutdown(wait=True, cancel_futures=True)
         self.registry.close()
+        if self._owns_incoming:
+            self.incoming.close()
 
     # -- the background work ---------------------------------------------------------
 

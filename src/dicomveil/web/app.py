@@ -18,6 +18,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from dicomveil import __version__
+from dicomveil.cluster.submit import attach_cluster
 from dicomveil.events import attach_events
 from dicomveil.forward.service import attach_forwarding
 from dicomveil.pipeline.executor import silence_pydicom_log
@@ -55,6 +56,7 @@ def create_app(settings: Settings) -> FastAPI:
     services = Services.open(settings)
     try:
         forwarding = attach_forwarding(services.runtime)
+        attach_cluster(services.runtime)  # --queue / [cluster]: STOW-RS stores and queues
     except BaseException:
         services.close()
         raise

@@ -10,11 +10,12 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from dicomveil.pipeline.ingest import Origin
+from dicomveil.pipeline.files import FileOutcome
+from dicomveil.pipeline.ingest import IngestResult, Origin
 from dicomveil.pipeline.ingest_work import CONFLICT_KIND, STUDY_MISMATCH_KIND, Ingested
 from dicomveil.web.services import Services
 
-__all__ = ["CONFLICT_KIND", "STUDY_MISMATCH_KIND", "Ingested", "deidentify_uploads"]
+__all__ = ["CONFLICT_KIND", "STUDY_MISMATCH_KIND", "Ingested", "deidentify_uploads", "queued"]
 
 
 def deidentify_uploads(
@@ -36,8 +37,31 @@ def deidentify_uploads(
     ``docs/security.md``).
     """
     origin = Origin(entry=entry, actor=actor)
-    results = services.ingest.process(
-        uploads, workspace, origin, archive=archive, study=study, salt=salt
-    )
+    submitter = services.runtime.submitter
+    if archive and submitter is not None:  # cluster mode: stored, queued (docs/cluster.md)
+        results = [
+            queued(r, n) for n, r in enumerate(submitter.ingest(uploads, origin, study=study), 1)
+        ]
+    else:
+        results = services.ingest.process(
+            uploads, workspace, origin, archive=archive, study=study, salt=salt
+        )
     services.metrics.count_instances(entry, dict(Counter(r.outcome.status for r in results)))
     return results
+
+
+def queued(result: IngestResult, number: int) -> Ingested:
+    """A cluster-mode acceptance as an :class:`Ingested` (``"ok"``: accepted, no record:
+    not indexed yet; the answer names the pseudonymous UIDs, no retrieve URL)."""
+    failure = result.failure
+    outcome = FileOutcome(
+        Path(f"upload-{number}"),
+        "ok" if failure is None else "failed",
+        reason="" if failure is None else failure.reason,
+        error_kind="" if failure is None else failure.kind.value,
+    )
+    return Ingested(
+        outcome,
+        sop_class_uid=result.sop_class_uid or "",
+        sop_instance_uid=result.sop_instance_uid or "",
+    )

@@ -97,6 +97,8 @@ def _response(results: list[Ingested], unsupported: int, root: str) -> JSONRespo
             item = _item(result.sop_class_uid, result.sop_instance_uid)
             item["00081190"] = element("UR", url)
             stored.append(item)
+        elif result.outcome.status == "ok":  # cluster mode: accepted, queued (no URL yet)
+            stored.append(_item(result.sop_class_uid, result.sop_instance_uid))
         else:
             item = _item(result.sop_class_uid, result.sop_instance_uid)
             item["00081197"] = element("US", _reason(result))
