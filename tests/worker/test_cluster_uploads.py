@@ -3,11 +3,13 @@
 The incoming store is a bucket (moto S3) every node reaches; the client PUTs with plain
 ``requests`` to the signed URLs; ``complete`` enqueues each object; a worker process (its own
 ``$DICOMVEIL_HOME``) de-identifies it, deletes the original, and QIDO-RS on the gateway finds
-the instances.
+the instances; the worker, where they are ingested, sends their signed ``instance.stored``
+events.
 """
 
 from __future__ import annotations
 
+import json
 import uuid
 from pathlib import Path
 
@@ -16,12 +18,15 @@ import pytest
 import requests
 
 from dicomveil.demo import write_demo_study
+from dicomveil.events import SIGNATURE_HEADER, verify
 from dicomveil.tokens import token_store
 from dicomveil.web import Settings, create_app
+from tests.events.conftest import Receiver, serve
 from tests.support.cloud import AWS_OPTIONS, BUCKET
 from tests.worker.conftest import Cluster
 
 pytestmark = pytest.mark.anyio
+SECRET = "cluster-events-secret-0123"
 
 
 @pytest.fixture
@@ -41,6 +46,11 @@ async def test_upload_complete_enqueues_and_a_worker_ingests(
         AWS_SECRET_ACCESS_KEY=AWS_OPTIONS["aws_secret_access_key"],
         AWS_DEFAULT_REGION=AWS_OPTIONS["region_name"],
     )
+    receiver = Receiver()
+    server = serve(receiver)
+    with cluster.config.open("a", encoding="utf-8") as config:
+        config.write(f'\n[events]\nendpoints = ["{receiver.url}"]\n')
+    cluster.env["DICOMVEIL_EVENTS_SECRET"] = SECRET
     for name, value in cluster.env.items():
         monkeypatch.setenv(name, value)
     home = tmp_path / "gateway-home"
@@ -79,8 +89,16 @@ async def test_upload_complete_enqueues_and_a_worker_ingests(
             )
             assert found.status_code == 200 and len(found.json()) == len(files)
             cluster.wait(lambda: not list(service.incoming.list("incoming/")))
+            receiver.wait_for(len(files))
     finally:
         uploads = getattr(app.state, "uploads", None)
         if uploads is not None:
             uploads.close()
         app.state.services.close()
+        server.shutdown()
+        server.server_close()
+    events = [json.loads(body) for _, _, body in receiver.requests]
+    assert {e["type"] for e in events} == {"org.dicomveil.instance.stored"}
+    assert all(e["data"]["entry"] == "upload" for e in events)
+    for _, headers, body in receiver.requests:
+        assert verify(SECRET.encode(), body, headers[SIGNATURE_HEADER])

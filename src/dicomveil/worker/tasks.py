@@ -91,17 +91,21 @@ class WorkerState:
         """The runtime (opened on first use, in the process that runs tasks)."""
         with self._lock:
             if self._runtime is None:
+                from dicomveil.events import attach_events
                 from dicomveil.forward.service import attach_forwarding
                 from dicomveil.runtime import Runtime
 
                 runtime = Runtime.open(self.core)
                 try:  # routing of complete studies runs where instances are ingested
                     forwarding = attach_forwarding(runtime)
+                    if forwarding is not None:
+                        runtime.add_closer(forwarding.stop)
+                    events = attach_events(runtime, forwarding)  # and so do their events
+                    if events is not None:
+                        runtime.add_closer(events.stop)
                 except BaseException:
                     runtime.close()
                     raise
-                if forwarding is not None:
-                    runtime.add_closer(forwarding.stop)
                 self._runtime = runtime
             return self._runtime
 
