@@ -18,6 +18,7 @@ from tests.web.conftest import auth
 pytestmark = pytest.mark.anyio
 
 _S, _SE, _I = "2.25.1", "2.25.2", "2.25.3"
+_U = "0" * 32  # an upload id
 _INSTANCE = f"/dicomweb/studies/{_S}/series/{_SE}/instances/{_I}"
 
 #: (method, path, role needed); ``None`` means no token needed.
@@ -53,6 +54,9 @@ ROUTES: list[tuple[str, str, str | None]] = [
     ("GET", "/api/v1/batches", "ingest"),
     ("GET", "/api/v1/batches/b1", "ingest"),
     ("GET", "/api/v1/batches/b1/manifest", "ingest"),
+    ("POST", "/api/v1/uploads", "ingest"),
+    ("POST", f"/api/v1/uploads/{_U}/complete", "ingest"),
+    ("GET", f"/api/v1/uploads/{_U}", "ingest"),
 ]
 
 _OPEN = {"/healthz", "/readyz", "/docs", "/openapi.json"}
@@ -69,6 +73,7 @@ def _template(path: str) -> str:
         .replace("frames/1/rendered", "frames/{frame}/rendered")
         .replace("frames/1", "frames/{frame_list}")
         .replace("batches/b1", "batches/{batch_id}")
+        .replace(_U, "{upload_id}")
     )
 
 

@@ -178,7 +178,7 @@ async def test_roles_and_ownership(s3_app: FastAPI, tokens: dict[str, str], home
         assert bad.status_code == 404
 
 
-async def test_local_incoming_store_answers_501(
+async def test_local_incoming_store_answers_409(
     home: Path, key_file: Path, tmp_path: Path, tokens: dict[str, str]
 ) -> None:
     for app in _app(home, key_file, _config(tmp_path, f"file://{tmp_path / 'incoming'}")):
@@ -186,7 +186,7 @@ async def test_local_incoming_store_answers_501(
             answer = await client.post(
                 "/api/v1/uploads", json={"count": 1}, headers=auth(tokens["ingest"])
             )
-        assert answer.status_code == 501
+        assert answer.status_code == 409
         assert "bucket" in answer.text
 
 

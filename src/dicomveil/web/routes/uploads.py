@@ -7,7 +7,8 @@
   (idempotent);
 - ``GET /api/v1/uploads/{upload_id}`` → the progress, one value-free outcome per object.
 
-An incoming store that cannot sign URLs (``file://``, ``memory://``) answers 501.
+An incoming store that cannot sign URLs (``file://``, ``memory://``) answers 409 (the
+server's configuration, not the request, is in the way; not a 5xx: nothing failed).
 """
 
 from __future__ import annotations
@@ -40,15 +41,9 @@ _OPEN_LOCK = threading.Lock()
 
 
 class Conflict(HttpError):
-    """The upload is not in a state that allows this (409)."""
+    """The upload, or the server's incoming store, does not allow this (409)."""
 
     status = 409
-
-
-class NotImplementedHere(HttpError):
-    """The incoming store cannot sign upload URLs (501)."""
-
-    status = 501
 
 
 class NewUploadRequest(BaseModel):
@@ -113,9 +108,9 @@ async def create_upload(body: NewUploadRequest, token: Ingest, request: Request)
     except ValueError as exc:
         raise BadRequest(str(exc)) from None
     except PresignUnsupported as exc:
-        raise NotImplementedHere(f"direct uploads need a bucket incoming store: {exc}") from None
+        raise Conflict(f"direct uploads need a bucket incoming store: {exc}") from None
     except ConfigError as exc:
-        raise NotImplementedHere(str(exc)) from None
+        raise Conflict(str(exc)) from None
     urls = [{"name": n, "url": s.url, "headers": s.headers} for n, s in created.urls]
     answer = {"upload_id": created.upload_id, "expires_in": created.expires_in, "urls": urls}
     return JSONResponse(answer, status_code=201, headers={"Cache-Control": "no-store"})
