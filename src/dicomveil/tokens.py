@@ -1,15 +1,16 @@
 """Bearer tokens of the gateway: created once, shown once, stored only as a hash.
 
 A token is ``dvt_`` followed by 256 random bits (URL-safe base64). The store,
-``$DICOMVEIL_HOME/tokens.json`` (mode 0600), keeps for each token an opaque id, a name, its
-role (or roles), its creation time, optionally an expiry time and an organisation code, the
-time it was last used (recorded at most once a minute per token, not on every request) and the
-SHA-256 of the token; a SHA-256 of a 256-bit random value cannot be inverted or guessed, so no
-slow hash is needed. Writers hold an exclusive lock and replace the file atomically; readers
-reload it when it changes, so a running server accepts new tokens and drops revoked ones
-without a restart. An expired token verifies as no token (the gateway answers 401). Entries
-written before expiry, organisation and last use existed load unchanged: the fields are
-optional.
+``$DICOMVEIL_HOME/tokens.json`` (mode 0600), or the shared database's ``dicomveil_tokens``
+table when one is configured (:mod:`dicomveil.tokens_sql`, same records), keeps for each token
+an opaque id, a name, its role (or roles), its creation time, optionally an expiry time and an
+organisation code, the time it was last used (recorded at most once a minute per token, not on
+every request) and the SHA-256 of the token; a SHA-256 of a 256-bit random value cannot be
+inverted or guessed, so no slow hash is needed. Writers hold an exclusive lock and replace the
+file atomically; readers reload it when it changes, so a running server accepts new tokens and
+drops revoked ones without a restart. An expired token verifies as no token (the gateway
+answers 401). Entries written before expiry, organisation and last use existed load unchanged:
+the fields are optional.
 
 Separation of duties: ``admin`` manages tokens and settings and has no data access; a token
 holds at most one of ``ingest`` (submit originals) and ``read`` (read the archive) unless it
@@ -269,12 +270,16 @@ class TokenStore:
         except (OSError, ConfigError):
             pass  # the use still counts; recording it is best effort
 
-    def _refresh(self) -> None:
+    def _version(self) -> tuple[int, int] | None:
+        """What changes whenever the stored tokens change (``None``: no tokens stored)."""
         try:
             stat = self.path.stat()
-            stamp: tuple[int, int] | None = (stat.st_mtime_ns, stat.st_size)
         except FileNotFoundError:
-            stamp = None
+            return None
+        return stat.st_mtime_ns, stat.st_size
+
+    def _refresh(self) -> None:
+        stamp = self._version()
         with self._lock:
             if stamp == self._stamp and stamp is not None:
                 return
@@ -342,6 +347,14 @@ def _token(entry: dict[str, str]) -> Token:
     )
 
 
-def token_store(home: Path) -> TokenStore:
-    """Return the token store of the state folder ``home``."""
+def token_store(home: Path, database_url: str | None = None) -> TokenStore:
+    """Return the token store: in the shared database ``database_url`` (else
+    ``$DICOMVEIL_DATABASE_URL``) when one is set, else ``tokens.json`` in the state folder."""
+    from dicomveil.database import shared_database_url
+
+    shared = shared_database_url(database_url)
+    if shared:
+        from dicomveil.tokens_sql import SqlTokenStore
+
+        return SqlTokenStore.open(shared, Path(home) / TOKENS_FILE)
     return TokenStore(Path(home) / TOKENS_FILE)
