@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from dicomveil.audit import AuditEvent, AuditLog
+from dicomveil.audit import AuditEntry, AuditEvent, AuditLog
 from dicomveil.audit.sql import SqlAuditLog
 from dicomveil.errors import AuditError
 from tests.state.conftest import OwnPostgres
@@ -48,6 +48,9 @@ def test_entries_are_the_file_log_format_and_verify(shared_db: str, tmp_path: Pa
     pairs = zip(entries, entries[1:], strict=False)
     assert all(entry.prev == before.hash for before, entry in pairs)
     assert str(log.verify()) == "audit log OK: 5 entries verified"
+    newest = [AuditEntry.parse(line).seq for line in log.newest_lines()]
+    assert newest == [5, 4, 3, 2, 1]  # the console's audit page reads these
+    assert log.ready() and log.written()
     # Same key, same entries: the file log's verifier accepts the very same lines.
     folder = tmp_path / "file-audit"
     folder.mkdir()
@@ -125,6 +128,7 @@ def test_postgresql_restart_fails_closed_then_continues_one_chain(
             log.append(AuditEvent("test.down", "tester"))
         assert "nothing was recorded" in str(refused.value)
         assert "postgres" not in str(refused.value).lower()  # no URL, host or password
+        assert not log.ready()  # /readyz says so
         time.sleep(0.5)
         own_postgres.start()
         done, failed = results.get(timeout=60)
@@ -132,6 +136,7 @@ def test_postgresql_restart_fails_closed_then_continues_one_chain(
         worker.join(30)
     assert done > 0 and failed > 0
     log.append(AuditEvent("test.after", "tester"))  # reconnects by itself
+    assert log.ready()
     result = log.verify()
     assert result.ok, str(result)
     assert result.entries == 3 + done + 1  # every acknowledged append, nothing else

@@ -54,7 +54,7 @@ from typing import Any
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from dicomveil.audit._files import line_start, write_all, write_file
+from dicomveil.audit._files import line_start, lines_backwards, write_all, write_file
 from dicomveil.audit.entry import GENESIS, AuditEntry, AuditEvent, VerifyResult, canonical, sha256
 from dicomveil.audit.events import AUDIT_REPAIR
 from dicomveil.audit.syslog import SyslogForwarder, forwarder_from_env
@@ -178,6 +178,16 @@ class AuditLog:
 
     def close(self) -> None:
         """Release what the log holds open (nothing for the file log)."""
+
+    def ready(self) -> bool:
+        """Whether the log can be written (``/readyz``): its folder exists or is still to
+        be made."""
+        return self.directory.is_dir() or not self.path.exists()
+
+    def newest_lines(self) -> Iterator[bytes]:
+        """The entries' lines, newest first (the console's page costs what it shows); not
+        authenticated here (:meth:`verify` checks the chain)."""
+        return lines_backwards(self.path)
 
     @staticmethod
     def written_in(directory: Path) -> bool:

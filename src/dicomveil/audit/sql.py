@@ -186,6 +186,22 @@ class SqlAuditLog(AuditLog):
             return _BAD_HEAD
         return seq, digest
 
+    def ready(self) -> bool:
+        """Whether the database answers (``/readyz``)."""
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(select(head_table.c.seq)).first()
+        except SQLAlchemyError:
+            return False
+        return True
+
+    def newest_lines(self) -> Iterator[bytes]:
+        """The entries' rows, newest first (read in pages)."""
+        query = select(entries_table.c.line).order_by(entries_table.c.position.desc())
+        with _failing("reading"), self.engine.connect() as conn:
+            for (line,) in conn.execute(query).yield_per(200):
+                yield str(line).encode("utf-8")
+
     def written(self) -> bool:
         """Whether any entry was ever appended."""
         with _failing("reading the head"), self.engine.connect() as conn:
