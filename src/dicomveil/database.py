@@ -6,14 +6,14 @@ once queue on SQLite's lock instead of failing with "database is locked". Postgr
 (``postgresql+psycopg://...``) is used as is.
 
 One shared database (``--database URL``, ``DICOMVEIL_DATABASE_URL``, ``database_url``) is
-the default home of every shared table; :func:`store_url` gives each store its place in
-it. The vault, the index and the routing queue have table names of their own that would
-collide (``studies``, ``instances``), so each gets a schema of its own in PostgreSQL
+the default home of every shared table; :func:`store_url` gives each store its place in it.
+The vault, the index and the routing queue each get a schema of their own in PostgreSQL
 (``dicomveil_vault``, ``dicomveil_index``, ``dicomveil_routing``, created on first use,
-selected by the connection's ``search_path``) and a file of its own beside a SQLite
-database (``state.sqlite`` → ``state-vault.sqlite``). The tables of the small shared state
-(tokens, audit chain, and what other modules add: see :data:`STATE_STORE`) live in the
-database itself, under names that start with ``dicomveil_``.
+selected by the connection's ``search_path``) and a file of its own beside a SQLite database
+(``state.sqlite`` → ``state-vault.sqlite``), so their tables (the vault's are named
+``studies``, ``instances``...) and schema versions never meet. The tables of the small
+shared state (tokens, audit chain, and what other modules add: see :data:`STATE_STORE`) live
+in the database itself, under names that start with ``dicomveil_``.
 """
 
 from __future__ import annotations
