@@ -39,6 +39,7 @@ __all__ = [
     "public_url",
     "shared_database_url",
     "sqlite_path",
+    "state_url",
     "store_url",
     "write_transaction",
 ]
@@ -62,6 +63,19 @@ def shared_database_url(
     store keeps its embedded default under the state folder)."""
     env = os.environ if environ is None else environ
     return url or env.get(ENV_DATABASE_URL) or None
+
+
+def state_url(
+    home: Path, name: str, database_url: str | None = None, environ: Mapping[str, str] | None = None
+) -> str:
+    """Where a module's small shared tables go: the shared database (``database_url``, else
+    ``$DICOMVEIL_DATABASE_URL``) when one is set, else its own embedded SQLite file
+    ``<home>/<name>.sqlite``. Name such tables ``dicomveil_<module>_...``; open the URL with
+    :func:`make_engine` and write with :func:`write_transaction`."""
+    shared = shared_database_url(database_url, environ)
+    if shared:
+        return store_url(shared, STATE_STORE)
+    return f"sqlite:///{Path(home) / f'{name}.sqlite'}"
 
 
 def store_url(database_url: str, store: str) -> str:

@@ -46,3 +46,18 @@ def test_queue_defaults_to_the_shared_database(shared_db: str, tmp_path: Path) -
         engine.dispose()
         assert {"forward_arrivals", "forward_jobs"} <= tables
         assert "index_instances" in index_tables
+
+
+def test_state_url_for_other_modules(tmp_path: Path) -> None:
+    from dicomveil.database import state_url
+
+    home = tmp_path / "home"
+    assert state_url(home, "outbox", environ={}) == f"sqlite:///{home / 'outbox.sqlite'}"
+    shared = "postgresql+psycopg://u@db/dicomveil"
+    assert state_url(home, "outbox", shared) == shared
+    environ = {"DICOMVEIL_DATABASE_URL": shared}
+    assert state_url(home, "outbox", environ=environ) == shared
+    vault = store_url(shared, "vault")
+    assert vault.endswith("?options=-csearch_path%3Ddicomveil_vault")
+    sqlite = f"sqlite:///{tmp_path / 'state.sqlite'}"
+    assert store_url(sqlite, "index") == f"sqlite:///{tmp_path / 'state-index.sqlite'}"
