@@ -1,16 +1,18 @@
 """Bearer tokens of the gateway: created once, shown once, stored only as a hash.
 
 A token is ``dvt_`` followed by 256 random bits (URL-safe base64). The store,
-``$DICOMVEIL_HOME/tokens.json`` (mode 0600), or the shared database's ``dicomveil_tokens``
-table when one is configured (:mod:`dicomveil.tokens_sql`, same records), keeps for each token
-an opaque id, a name, its role (or roles), its creation time, optionally an expiry time and an
-organisation code, the time it was last used (recorded at most once a minute per token, not on
-every request) and the SHA-256 of the token; a SHA-256 of a 256-bit random value cannot be
-inverted or guessed, so no slow hash is needed. Writers hold an exclusive lock and replace the
-file atomically; readers reload it when it changes, so a running server accepts new tokens and
-drops revoked ones without a restart. An expired token verifies as no token (the gateway
-answers 401). Entries written before expiry, organisation and last use existed load unchanged:
-the fields are optional.
+``$DICOMVEIL_HOME/tokens.json`` (mode 0600), keeps for each token an opaque id, a name, its
+role (or roles), its creation time, optionally an expiry time and an organisation code, the
+time it was last used (recorded at most once a minute per token, not on every request) and the
+SHA-256 of the token; a SHA-256 of a 256-bit random value cannot be inverted or guessed, so no
+slow hash is needed. Writers hold an exclusive lock and replace the file atomically; readers
+reload it when it changes, so a running server accepts new tokens and drops revoked ones
+without a restart. An expired token verifies as no token (the gateway answers 401). Entries
+written before expiry, organisation and last use existed load unchanged: the fields are
+optional.
+
+With a shared database (``--database``, ``DICOMVEIL_DATABASE_URL``) the same records live in
+its ``dicomveil_tokens`` table instead (:mod:`dicomveil.tokens_sql`), for every host.
 
 Separation of duties: ``admin`` manages tokens and settings and has no data access; a token
 holds at most one of ``ingest`` (submit originals) and ``read`` (read the archive) unless it
