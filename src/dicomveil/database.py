@@ -30,6 +30,7 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from dicomveil.errors import ConfigError
+from dicomveil.home import ENV_DATABASE_URL, shared_database_url
 
 __all__ = [
     "ENV_DATABASE_URL",
@@ -48,21 +49,10 @@ _BUSY_TIMEOUT_S: Final = 60.0
 _WRITE: Final = "dicomveil_write"
 _SEARCH_PATH: Final = re.compile(r"-csearch_path=(dicomveil_[a-z]+)")
 
-ENV_DATABASE_URL: Final = "DICOMVEIL_DATABASE_URL"
-"""The environment variable naming the shared database."""
 STATE_STORE: Final = "state"
 """The store of the small shared tables (tokens, audit chain, outbox...): the database itself."""
 STORES: Final = ("vault", "index", "routing", STATE_STORE)
 """The stores :func:`store_url` places in a shared database."""
-
-
-def shared_database_url(
-    url: str | None = None, environ: Mapping[str, str] | None = None
-) -> str | None:
-    """The shared database: ``url``, else ``$DICOMVEIL_DATABASE_URL``, else ``None`` (each
-    store keeps its embedded default under the state folder)."""
-    env = os.environ if environ is None else environ
-    return url or env.get(ENV_DATABASE_URL) or None
 
 
 def state_url(

@@ -352,7 +352,7 @@ def _token(entry: dict[str, str]) -> Token:
 def token_store(home: Path, database_url: str | None = None) -> TokenStore:
     """Return the token store: in the shared database ``database_url`` (else
     ``$DICOMVEIL_DATABASE_URL``) when one is set, else ``tokens.json`` in the state folder."""
-    from dicomveil.database import shared_database_url
+    from dicomveil.home import shared_database_url
 
     shared = shared_database_url(database_url)
     if shared:

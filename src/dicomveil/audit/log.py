@@ -58,9 +58,8 @@ from dicomveil.audit._files import line_start, lines_backwards, write_all, write
 from dicomveil.audit.entry import GENESIS, AuditEntry, AuditEvent, VerifyResult, canonical, sha256
 from dicomveil.audit.events import AUDIT_REPAIR
 from dicomveil.audit.syslog import SyslogForwarder, forwarder_from_env
-from dicomveil.database import shared_database_url
 from dicomveil.errors import AuditError
-from dicomveil.home import state_home
+from dicomveil.home import shared_database_url, state_home
 from dicomveil.keystore import key_id, load_key
 from dicomveil.ports import Clock
 

@@ -38,7 +38,7 @@ class ExportFormat(enum.StrEnum):
 def verify(key_file: AuditKeyFile = None, database: Database = None) -> None:
     """Verify the whole audit chain; exit 0 when it verifies, 1 naming the first bad entry."""
     from dicomveil.audit import AuditLog
-    from dicomveil.database import shared_database_url
+    from dicomveil.home import shared_database_url
 
     with cli_errors():
         shared = shared_database_url(database)
