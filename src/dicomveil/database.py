@@ -1,15 +1,26 @@
-"""Shared database plumbing for the vault and the index: engines, write transactions, URLs.
+"""Shared database plumbing of every store: engines, write transactions, URLs.
 
 SQLite (the embedded default) is opened in WAL mode with a busy timeout, and write
 transactions take the lock up front (``BEGIN IMMEDIATE``), so several processes writing at
 once queue on SQLite's lock instead of failing with "database is locked". PostgreSQL
 (``postgresql+psycopg://...``) is used as is.
+
+One shared database (``--database URL``, ``DICOMVEIL_DATABASE_URL``, ``database_url``) is
+the default home of every shared table; :func:`store_url` gives each store its place in it.
+The vault, the index and the routing queue each get a schema of their own in PostgreSQL
+(``dicomveil_vault``, ``dicomveil_index``, ``dicomveil_routing``, created on first use,
+selected by the connection's ``search_path``) and a file of its own beside a SQLite database
+(``state.sqlite`` → ``state-vault.sqlite``), so their tables (the vault's are named
+``studies``, ``instances``...) and schema versions never meet. The tables of the small
+shared state (tokens, audit chain, and what other modules add: see :data:`STATE_STORE`) live
+in the database itself, under names that start with ``dicomveil_``.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+import re
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Final
@@ -19,11 +30,77 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from dicomveil.errors import ConfigError
+from dicomveil.home import ENV_DATABASE_URL, shared_database_url
 
-__all__ = ["make_engine", "public_url", "sqlite_path", "write_transaction"]
+__all__ = [
+    "ENV_DATABASE_URL",
+    "STATE_STORE",
+    "STORES",
+    "make_engine",
+    "public_url",
+    "shared_database_url",
+    "sqlite_path",
+    "state_url",
+    "store_url",
+    "write_transaction",
+]
 
 _BUSY_TIMEOUT_S: Final = 60.0
 _WRITE: Final = "dicomveil_write"
+_SEARCH_PATH: Final = re.compile(r"-csearch_path=(dicomveil_[a-z]+)")
+
+STATE_STORE: Final = "state"
+"""The store of the small shared tables (tokens, audit chain, outbox...): the database itself."""
+STORES: Final = ("vault", "index", "routing", STATE_STORE)
+"""The stores :func:`store_url` places in a shared database."""
+
+
+def state_url(
+    home: Path, name: str, database_url: str | None = None, environ: Mapping[str, str] | None = None
+) -> str:
+    """Where a module's small shared tables go: the shared database (``database_url``, else
+    ``$DICOMVEIL_DATABASE_URL``) when one is set, else its own embedded SQLite file
+    ``<home>/<name>.sqlite``. Name such tables ``dicomveil_<module>_...``; open the URL with
+    :func:`make_engine` and write with :func:`write_transaction`."""
+    shared = shared_database_url(database_url, environ)
+    if shared:
+        return store_url(shared, STATE_STORE)
+    return f"sqlite:///{Path(home) / f'{name}.sqlite'}"
+
+
+def store_url(database_url: str, store: str) -> str:
+    """Where ``store`` (one of :data:`STORES`) lives in the shared database ``database_url``.
+
+    PostgreSQL: the same database, with the connection's ``search_path`` set to the schema
+    ``dicomveil_<store>`` (:func:`make_engine` creates it on first use); SQLite: the file
+    ``<name>-<store><suffix>`` beside it. The state store is the database itself.
+
+    Raises
+    ------
+    ConfigError
+        An unknown store, or a URL that is not a database URL.
+    """
+    if store not in STORES:
+        raise ConfigError(f"unknown store {store!r} (known: {', '.join(STORES)})")
+    try:
+        parsed = make_url(database_url)
+    except ArgumentError:
+        raise ConfigError("the shared database URL is not a valid database URL") from None
+    if store == STATE_STORE:
+        return database_url
+    if parsed.get_backend_name() == "sqlite":
+        path = sqlite_path(database_url)
+        if path is None:  # in memory: each engine has its own anyway
+            return database_url
+        moved = parsed.set(database=str(path.with_name(f"{path.stem}-{store}{path.suffix}")))
+        return moved.render_as_string(hide_password=False)
+    if parsed.get_backend_name() == "postgresql":
+        option = f"-csearch_path=dicomveil_{store}"
+        current = parsed.query.get("options")
+        if isinstance(current, str) and current:
+            option = f"{current} {option}"
+        return parsed.update_query_dict({"options": option}).render_as_string(hide_password=False)
+    return database_url  # other servers: one namespace (their own URL per store wins)
 
 
 def public_url(url: str, what: str = "database") -> str:
@@ -81,10 +158,38 @@ def make_engine(
     if parsed.drivername == "postgresql":  # we ship psycopg 3, not psycopg2
         parsed = parsed.set(drivername="postgresql+psycopg")
     try:
-        return create_engine(parsed, pool_pre_ping=True, **(pool or {}))
+        engine = create_engine(parsed, pool_pre_ping=True, **(pool or {}))
     except (NoSuchModuleError, ImportError) as exc:
         hint = " (pip install 'dicomveil[postgres]')" if "postgres" in url else ""
         raise ConfigError(f"no database driver for {public_url(url, what)}{hint}") from exc
+    options = parsed.query.get("options")
+    found = _SEARCH_PATH.search(options) if isinstance(options, str) else None
+    if found is not None and parsed.get_backend_name() == "postgresql":
+        _create_schema_on_connect(engine, found.group(1))
+    return engine
+
+
+def _create_schema_on_connect(engine: Engine, schema: str) -> None:
+    """Create the store's schema (see :func:`store_url`) when a connection finds it missing.
+
+    Checked per new connection (pooled: rarely); two processes creating it at once is
+    harmless (the loser's unique violation is rolled back and ignored).
+    """
+
+    @event.listens_for(engine, "connect")
+    def _ensure(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,))
+            if cursor.fetchone() is None:
+                cursor.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+            dbapi_connection.commit()
+        except Exception as exc:  # noqa: BLE001 - a concurrent creator won: fine
+            dbapi_connection.rollback()
+            if type(exc).__name__ not in ("UniqueViolation", "DuplicateSchema"):
+                raise
+        finally:
+            cursor.close()
 
 
 def _sqlite_engine(url: str, synchronous: str, pragmas: Sequence[str]) -> Engine:

@@ -89,13 +89,16 @@ class Runtime:
                 options = {"fsync": settings.archive_fsync, "sidecars": settings.archive_sidecars}
             store = open_store(settings.archive_url, **options)
             closers.append(store.close)
-            index = open_index(settings.database_url)
+            index = open_index(settings.index_database)
             closers.append(index.close)
             vault = None
             if settings.use_vault:
-                vault = open_vault(settings.vault_url, environ=environ)
+                vault = open_vault(settings.vault_database, environ=environ)
                 closers.append(vault.close)
-            audit = AuditLog.open(settings.home, environ=environ)
+            audit = AuditLog.open(
+                settings.home, environ=environ, database_url=settings.database_url
+            )
+            closers.append(audit.close)
             claimed = claim_staging(settings.home / "spool")  # sweeps what a crash left
             closers.append(claimed.release)
             keys, compiled = PseudonymKeys(key.secret), compile_policy(policy)
@@ -140,7 +143,7 @@ class Runtime:
         if self.vault is not None:
             return self.vault
         environ = {**os.environ, "DICOMVEIL_HOME": str(self.settings.home)}
-        url = self.settings.vault_url
+        url = self.settings.vault_database
         return lambda: open_vault(url, environ=environ, create=False)
 
     def add_closer(self, close: Callable[[], None]) -> None:

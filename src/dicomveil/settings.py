@@ -6,16 +6,16 @@ vault, key, policy, batches, engine processes); the gateway's
 console, CORS), and the DICOM node and the router read their own tables of the same file.
 
 Later sources win: defaults, then the ``[server]`` table of a TOML file, then environment
-variables (``DICOMVEIL_STORAGE_URL``, ``DICOMVEIL_INDEX_URL``, ``DICOMVEIL_VAULT_URL``,
-``DICOMVEIL_BATCH_URL``, and the subclasses' own), then explicit overrides (command-line
-flags). Secrets are never settings: the pseudonym key is read from ``key_file``,
-``DICOMVEIL_KEY`` or the state folder, as ``deid`` does.
+variables (``DICOMVEIL_STORAGE_URL``, ``DICOMVEIL_DATABASE_URL``, ``DICOMVEIL_INDEX_URL``,
+``DICOMVEIL_VAULT_URL``, ``DICOMVEIL_BATCH_URL``, and the subclasses' own), then explicit
+overrides (command-line flags). Secrets are never settings: the pseudonym key is read from
+``key_file``, ``DICOMVEIL_KEY`` or the state folder, as ``deid`` does.
 
 Example TOML::
 
     [server]
     storage_url = "s3://archive/deid"
-    index_url = "postgresql+psycopg://dicomveil@db/index"
+    database_url = "postgresql+psycopg://dicomveil@db/dicomveil"   # every shared table
     options = ["retain-longitudinal-modified-dates"]
 """
 
@@ -58,10 +58,16 @@ class CoreSettings:
         The state folder (keys, vault, audit log, tokens, default index and archive).
     storage_url:
         Where de-identified instances are archived; default ``file://<home>/archive``.
+    database_url:
+        The shared database (``--database``, ``DICOMVEIL_DATABASE_URL``): when set, the
+        default home of every shared table (vault, index, tokens, audit chain, routing
+        queue and study completion; see :func:`dicomveil.database.store_url` and
+        docs/deploy-state.md). ``None``: each keeps its embedded default under ``home``.
     index_url:
-        The metadata index database; default ``sqlite:///<home>/index.sqlite``.
+        The metadata index database (wins over ``database_url``); default
+        ``sqlite:///<home>/index.sqlite``.
     vault_url:
-        The re-identification vault; default as for ``deid``.
+        The re-identification vault (wins over ``database_url``); default as for ``deid``.
     key_file:
         The pseudonym key file (else ``DICOMVEIL_KEY`` or the state folder's key).
     policy_file, options, organization:
@@ -95,6 +101,7 @@ class CoreSettings:
 
     home: Path
     storage_url: str | None = None
+    database_url: str | None = None
     index_url: str | None = None
     vault_url: str | None = None
     key_file: Path | None = None
@@ -112,6 +119,7 @@ class CoreSettings:
 
     ENV: ClassVar[Mapping[str, str]] = {
         "storage_url": "DICOMVEIL_STORAGE_URL",
+        "database_url": "DICOMVEIL_DATABASE_URL",
         "index_url": "DICOMVEIL_INDEX_URL",
         "vault_url": "DICOMVEIL_VAULT_URL",
         "batch_url": "DICOMVEIL_BATCH_URL",
@@ -138,11 +146,26 @@ class CoreSettings:
         return self.batch_url or f"file://{self.home.with_name(self.home.name + '-outbox')}"
 
     @property
-    def database_url(self) -> str:
-        """The index URL in use."""
+    def index_database(self) -> str:
+        """The index URL in use: ``index_url``, else in ``database_url``, else embedded."""
+        from dicomveil.database import store_url
         from dicomveil.index.db import default_index_url
 
-        return self.index_url or default_index_url(self.home)
+        if self.index_url:
+            return self.index_url
+        if self.database_url:
+            return store_url(self.database_url, "index")
+        return default_index_url(self.home)
+
+    @property
+    def vault_database(self) -> str | None:
+        """The vault URL: ``vault_url``, else in ``database_url``, else ``None`` (the
+        vault's own default, see :func:`dicomveil.vault.default_vault_url`)."""
+        from dicomveil.database import store_url
+
+        if self.vault_url:
+            return self.vault_url
+        return store_url(self.database_url, "vault") if self.database_url else None
 
     def core(self) -> CoreSettings:
         """The core settings alone (for a subclass: its core fields)."""

@@ -11,6 +11,9 @@ without a restart. An expired token verifies as no token (the gateway answers 40
 written before expiry, organisation and last use existed load unchanged: the fields are
 optional.
 
+With a shared database (``--database``, ``DICOMVEIL_DATABASE_URL``) the same records live in
+its ``dicomveil_tokens`` table instead (:mod:`dicomveil.tokens_sql`), for every host.
+
 Separation of duties: ``admin`` manages tokens and settings and has no data access; a token
 holds at most one of ``ingest`` (submit originals) and ``read`` (read the archive) unless it
 is created with ``allow_ingest_and_read`` (unsafe: with deterministic pseudonyms, submitting
@@ -269,12 +272,16 @@ class TokenStore:
         except (OSError, ConfigError):
             pass  # the use still counts; recording it is best effort
 
-    def _refresh(self) -> None:
+    def _version(self) -> tuple[int, int] | None:
+        """What changes whenever the stored tokens change (``None``: no tokens stored)."""
         try:
             stat = self.path.stat()
-            stamp: tuple[int, int] | None = (stat.st_mtime_ns, stat.st_size)
         except FileNotFoundError:
-            stamp = None
+            return None
+        return stat.st_mtime_ns, stat.st_size
+
+    def _refresh(self) -> None:
+        stamp = self._version()
         with self._lock:
             if stamp == self._stamp and stamp is not None:
                 return
@@ -342,6 +349,14 @@ def _token(entry: dict[str, str]) -> Token:
     )
 
 
-def token_store(home: Path) -> TokenStore:
-    """Return the token store of the state folder ``home``."""
+def token_store(home: Path, database_url: str | None = None) -> TokenStore:
+    """Return the token store: in the shared database ``database_url`` (else
+    ``$DICOMVEIL_DATABASE_URL``) when one is set, else ``tokens.json`` in the state folder."""
+    from dicomveil.home import shared_database_url
+
+    shared = shared_database_url(database_url)
+    if shared:
+        from dicomveil.tokens_sql import SqlTokenStore
+
+        return SqlTokenStore.open(shared, Path(home) / TOKENS_FILE)
     return TokenStore(Path(home) / TOKENS_FILE)

@@ -39,7 +39,12 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for name in KEY_VARIABLES:
         monkeypatch.delenv(name, raising=False)
         monkeypatch.delenv(f"{name}_FILE", raising=False)
-    for name in ("DICOMVEIL_STORAGE_URL", "DICOMVEIL_INDEX_URL", "DICOMVEIL_IMPORT_ROOT"):
+    for name in (
+        "DICOMVEIL_STORAGE_URL",
+        "DICOMVEIL_INDEX_URL",
+        "DICOMVEIL_IMPORT_ROOT",
+        "DICOMVEIL_DATABASE_URL",
+    ):
         monkeypatch.delenv(name, raising=False)
     return folder
 

@@ -13,7 +13,7 @@ from dicomveil.web.settings import Settings
 def test_defaults(tmp_path: Path) -> None:
     settings = Settings(home=tmp_path)
     assert settings.archive_url == f"file://{tmp_path / 'archive'}"
-    assert settings.database_url == f"sqlite:///{tmp_path / 'index.sqlite'}"
+    assert settings.index_database == f"sqlite:///{tmp_path / 'index.sqlite'}"
     assert settings.policy().options == frozenset()
 
 

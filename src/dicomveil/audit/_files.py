@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["line_start", "write_all", "write_file"]
+__all__ = ["line_start", "lines_backwards", "write_all", "write_file"]
 
 _TAIL_CHUNK = 1 << 16
 
@@ -39,3 +40,31 @@ def write_file(path: Path, data: bytes, *, replace: bool = False) -> None:
         os.close(fd)
     if replace:
         os.replace(target, path)
+
+
+def lines_backwards(path: Path, block: int = 1 << 16) -> Iterator[bytes]:
+    """The complete lines of ``path`` from the last to the first (no newline); a torn last
+    line is skipped."""
+    try:
+        handle = path.open("rb")
+    except FileNotFoundError:
+        return
+    with handle:
+        end = handle.seek(0, os.SEEK_END)
+        tail = b""
+        complete = False  # the bytes after the last newline are a torn line
+        while end > 0:
+            start = max(0, end - block)
+            handle.seek(start)
+            chunk = handle.read(end - start) + tail
+            end = start
+            lines = chunk.split(b"\n")
+            tail = lines.pop(0)  # may continue in the block before
+            if not complete:
+                if not lines:  # no newline yet: still inside the last line
+                    continue
+                lines.pop()  # after the last newline: nothing, or a torn line
+                complete = True
+            yield from reversed([line for line in lines if line])
+        if tail and complete:
+            yield tail

@@ -54,12 +54,12 @@ from typing import Any
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from dicomveil.audit._files import line_start, write_all, write_file
+from dicomveil.audit._files import line_start, lines_backwards, write_all, write_file
 from dicomveil.audit.entry import GENESIS, AuditEntry, AuditEvent, VerifyResult, canonical, sha256
 from dicomveil.audit.events import AUDIT_REPAIR
 from dicomveil.audit.syslog import SyslogForwarder, forwarder_from_env
 from dicomveil.errors import AuditError
-from dicomveil.home import state_home
+from dicomveil.home import shared_database_url, state_home
 from dicomveil.keystore import key_id, load_key
 from dicomveil.ports import Clock
 
@@ -134,8 +134,11 @@ class AuditLog:
         environ: Mapping[str, str] | None = None,
         create: bool = True,
         notice: Callable[[str], None] | None = None,
+        database_url: str | None = None,
     ) -> AuditLog:
-        """Open the audit log under ``$DICOMVEIL_HOME/audit`` with the audit key.
+        """Open the audit log under ``$DICOMVEIL_HOME/audit`` with the audit key; in the
+        shared database ``database_url`` (else ``$DICOMVEIL_DATABASE_URL``) when one is set
+        (:class:`dicomveil.audit.sql.SqlAuditLog`: one chain for every host).
 
         The audit key is created on first use (with ``notice``) unless ``create`` is false.
         Entries are forwarded to the syslog collector ``DICOMVEIL_AUDIT_SYSLOG`` names.
@@ -150,7 +153,15 @@ class AuditLog:
         key = load_key(
             "audit", key_file=key_file, environ=env, home=home, create=create, notice=notice
         )
-        log = cls(folder, key.secret, forwarder=forwarder_from_env(env))
+        shared = shared_database_url(database_url, env)
+        log: AuditLog
+        if shared:
+            from dicomveil.audit.sql import SqlAuditLog
+
+            forwarder = forwarder_from_env(env)
+            log = SqlAuditLog.connect(shared, folder, key.secret, forwarder=forwarder)
+        else:
+            log = cls(folder, key.secret, forwarder=forwarder_from_env(env))
         log.key_beside_log = not key.kms_key_id and _beside(key.origin, folder.parent)
         return log
 
@@ -159,6 +170,23 @@ class AuditLog:
         """The audit folder: ``$DICOMVEIL_HOME/audit`` (or ``home/audit``)."""
         env = dict(os.environ if environ is None else environ)
         return (home if home is not None else state_home(env)) / "audit"
+
+    def written(self) -> bool:
+        """Whether any entry was ever written (in the log or recorded by its head)."""
+        return self.written_in(self.directory)
+
+    def close(self) -> None:
+        """Release what the log holds open (nothing for the file log)."""
+
+    def ready(self) -> bool:
+        """Whether the log can be written (``/readyz``): its folder exists or is still to
+        be made."""
+        return self.directory.is_dir() or not self.path.exists()
+
+    def newest_lines(self) -> Iterator[bytes]:
+        """The entries' lines, newest first (the console's page costs what it shows); not
+        authenticated here (:meth:`verify` checks the chain)."""
+        return lines_backwards(self.path)
 
     @staticmethod
     def written_in(directory: Path) -> bool:

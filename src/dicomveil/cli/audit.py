@@ -18,6 +18,14 @@ AuditKeyFile = Annotated[
     Path | None,
     typer.Option("--audit-key-file", help="Audit key file (default: the key store's places)."),
 ]
+Database = Annotated[
+    str | None,
+    typer.Option(
+        "--database",
+        help="The shared database holding the chain (default: DICOMVEIL_DATABASE_URL, else "
+        "the file log under the state folder).",
+    ),
+]
 
 
 class ExportFormat(enum.StrEnum):
@@ -27,16 +35,25 @@ class ExportFormat(enum.StrEnum):
     atna = "atna"
 
 
-def verify(key_file: AuditKeyFile = None) -> None:
+def verify(key_file: AuditKeyFile = None, database: Database = None) -> None:
     """Verify the whole audit chain; exit 0 when it verifies, 1 naming the first bad entry."""
     from dicomveil.audit import AuditLog
+    from dicomveil.home import shared_database_url
 
     with cli_errors():
+        shared = shared_database_url(database)
         folder = AuditLog.location()
-        if not AuditLog.written_in(folder):
+        if shared is None and not AuditLog.written_in(folder):
             typer.echo(f"no audit log yet in {visible(folder)}: nothing to verify")
             return
-        result = AuditLog.open(key_file=key_file, create=False).verify()
+        log = AuditLog.open(key_file=key_file, create=False, database_url=shared)
+        try:
+            if not log.written():
+                typer.echo("no audit entry yet in the shared database: nothing to verify")
+                return
+            result = log.verify()
+        finally:
+            log.close()
     typer.echo(str(result), err=not result.ok)
     if not result.ok:
         raise typer.Exit(1)
@@ -51,13 +68,14 @@ def export(
         str | None, typer.Option(help="HOSTNAME / AuditSourceID (default: this host).")
     ] = None,
     key_file: AuditKeyFile = None,
+    database: Database = None,
 ) -> None:
     """Export every entry as syslog (RFC 5424) lines or ATNA XML messages, one per line."""
     from dicomveil.audit import AuditLog
     from dicomveil.audit import export as export_entries
 
     with cli_errors():
-        log = AuditLog.open(key_file=key_file, create=False)
+        log = AuditLog.open(key_file=key_file, create=False, database_url=database)
         lines = export_entries(log.entries(), fmt.value, hostname=hostname)
         if out is None:
             for line in lines:

@@ -53,10 +53,11 @@ def register(app: typer.Typer) -> None:
 
 
 def _queue(config: Path | None) -> Any:
+    from dicomveil.database import shared_database_url
     from dicomveil.forward.queue import ForwardQueue
     from dicomveil.forward.settings import RoutingSettings
 
-    home = state_folder()
+    home, shared = state_folder(), shared_database_url()
     if config is not None:
         try:
             server = tomllib.loads(config.read_text(encoding="utf-8")).get("server", {})
@@ -64,7 +65,9 @@ def _queue(config: Path | None) -> Any:
             raise ConfigError(f"config file {config}: {type(exc).__name__}") from None
         if isinstance(server, dict) and server.get("home"):
             home = Path(str(server["home"])).expanduser()
-    settings = RoutingSettings.load(config, home=home)
+        if isinstance(server, dict) and server.get("database_url") and not shared:
+            shared = str(server["database_url"])  # the environment wins, as for CoreSettings
+    settings = RoutingSettings.load(config, home=home, database_url=shared)
     return ForwardQueue.open(settings.queue_url)
 
 

@@ -89,6 +89,12 @@ def scp(
         "--key-file",
         help="Pseudonym key file. Default: $DICOMVEIL_KEY, else the state folder's key.",
     ),
+    database: str | None = typer.Option(
+        None,
+        "--database",
+        help="Shared database URL (also DICOMVEIL_DATABASE_URL): vault, index, audit chain, "
+        "routing queue (docs/deploy-state.md).",
+    ),
     log_level: str = typer.Option("info", "--log-level", help="debug, info, warning, error."),
     queue: str | None = typer.Option(
         None,
@@ -102,7 +108,7 @@ def scp(
         settings = dimse_settings(config, port=port, ae_title=ae_title, host=host)
         from dicomveil.settings import CoreSettings
 
-        core = CoreSettings.load(config=config, key_file=key_file)
+        core = CoreSettings.load(config=config, key_file=key_file, database_url=database)
         core.policy()
     except DicomveilError as exc:
         fail(str(exc))

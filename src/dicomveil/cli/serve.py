@@ -74,6 +74,12 @@ def serve(
         None, "--index", help="Index database URL (default: SQLite under $DICOMVEIL_HOME)."
     ),
     vault: str | None = typer.Option(None, "--vault", help="Vault database URL."),
+    database: str | None = typer.Option(
+        None,
+        "--database",
+        help="Shared database URL (also DICOMVEIL_DATABASE_URL): the default home of every "
+        "shared table: vault, index, tokens, audit chain, routing queue (docs/deploy-state.md).",
+    ),
     option: list[str] = typer.Option(
         [], "--option", "-o", help="A PS3.15 option, repeatable (as for `deid`)."
     ),
@@ -137,6 +143,7 @@ def serve(
         settings = launch.load_settings(
             config,
             storage_url=storage,
+            database_url=database,
             index_url=index,
             vault_url=vault,
             key_file=key_file,

@@ -46,7 +46,7 @@ class RuntimeLike(Protocol):
     """What routing uses of :class:`dicomveil.runtime.Runtime`."""
 
     @property
-    def settings(self) -> Any: ...  # CoreSettings: ``home`` and ``organization``
+    def settings(self) -> Any: ...  # CoreSettings: ``home``, ``organization``, ``database_url``
 
     @property
     def store(self) -> BlobStore: ...
@@ -121,7 +121,8 @@ class Forwarding:
             Bad ``[routing]`` table or queue URL.
         """
         home = Path(runtime.settings.home)
-        routing = settings or RoutingSettings.load(config, home=home)
+        shared = getattr(runtime.settings, "database_url", None)
+        routing = settings or RoutingSettings.load(config, home=home, database_url=shared)
         queue = ForwardQueue.open(routing.queue_url)
         organization = str(getattr(runtime.settings, "organization", "") or "")
         if senders is None:
@@ -209,7 +210,11 @@ def attach_forwarding(runtime: IngestingRuntime) -> Forwarding | None:
         Bad ``[routing]`` table or queue URL.
     """
     settings = runtime.settings
-    routing = RoutingSettings.load(settings.config_file, home=Path(settings.home))
+    routing = RoutingSettings.load(
+        settings.config_file,
+        home=Path(settings.home),
+        database_url=getattr(settings, "database_url", None),
+    )
     if not routing.rules:
         return None
     forwarding = Forwarding.open(settings.config_file, runtime, settings=routing)

@@ -112,8 +112,13 @@ class Rank(IntEnum):
         return cls[priority.value]
 
 
-def default_queue_url(home: Path) -> str:
-    """Return the embedded default: ``sqlite:///<home>/routing.sqlite``."""
+def default_queue_url(home: Path, database_url: str | None = None) -> str:
+    """Return the queue's place in the shared database ``database_url`` when one is set,
+    else the embedded default: ``sqlite:///<home>/routing.sqlite``."""
+    if database_url:
+        from dicomveil.database import store_url
+
+        return store_url(database_url, "routing")
     return f"sqlite:///{home / QUEUE_FILE}"
 
 
@@ -203,7 +208,9 @@ class RoutingSettings:
         return self.completion_timeouts.get(source, self.completion_timeout)
 
     @classmethod
-    def load(cls, config: Path | None, *, home: Path) -> RoutingSettings:
+    def load(
+        cls, config: Path | None, *, home: Path, database_url: str | None = None
+    ) -> RoutingSettings:
         """Read ``[routing]`` (and ``[dimse.destinations]``) from ``config``.
 
         No file, or no ``[routing]`` table, gives the defaults with no rules.
@@ -214,18 +221,21 @@ class RoutingSettings:
             Unreadable file, unknown keys, wrong types, an unknown destination or action.
         """
         if config is None:
-            return cls(queue_url=default_queue_url(home))
+            return cls(queue_url=default_queue_url(home, database_url))
         try:
             data = tomllib.loads(Path(config).read_text(encoding="utf-8"))
         except OSError as exc:
             raise ConfigError(f"config file {config}: {exc.strerror}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {config}: {exc}") from None
-        return cls.from_mapping(data, home=home)
+        return cls.from_mapping(data, home=home, database_url=database_url)
 
     @classmethod
-    def from_mapping(cls, data: Mapping[str, Any], *, home: Path) -> RoutingSettings:
-        """Build the settings from a parsed TOML document (see :meth:`load`)."""
+    def from_mapping(
+        cls, data: Mapping[str, Any], *, home: Path, database_url: str | None = None
+    ) -> RoutingSettings:
+        """Build the settings from a parsed TOML document (see :meth:`load`); without
+        ``queue_url`` the queue lives in the shared database ``database_url``, if any."""
         table = _table(data.get("routing", {}), "[routing]")
         _known(table, _TOP, "[routing]")
         dimse = _table(data.get("dimse", {}), "[dimse]")
@@ -240,7 +250,7 @@ class RoutingSettings:
             raise ConfigError("[[routing.rules]]: two rules have the same name")
         timeouts = _table(table.get("completion_timeouts", {}), "[routing.completion_timeouts]")
         settings = cls(
-            queue_url=str(table.get("queue_url") or default_queue_url(home)),
+            queue_url=str(table.get("queue_url") or default_queue_url(home, database_url)),
             rules=rules,
             completion_timeout=_number(table, "completion_timeout", 30.0),
             completion_timeouts={

@@ -40,7 +40,8 @@ _PG_LOCK = 0x6469636F6D  # an arbitrary constant: "dicom"
 
 
 def default_vault_url(url: str | None = None, environ: Mapping[str, str] | None = None) -> str:
-    """Return the vault URL: ``url``, else ``$DICOMVEIL_VAULT_URL``, else the SQLite default.
+    """Return the vault URL: ``url``, else ``$DICOMVEIL_VAULT_URL``, else its place in the
+    shared database ``$DICOMVEIL_DATABASE_URL``, else the SQLite default.
 
     The default file is ``$DICOMVEIL_HOME/vault.sqlite`` (never a destination folder).
     """
@@ -48,6 +49,9 @@ def default_vault_url(url: str | None = None, environ: Mapping[str, str] | None 
     chosen = url or env.get(ENV_VAULT_URL)
     if chosen:
         return chosen
+    shared = database.shared_database_url(None, env)
+    if shared:
+        return database.store_url(shared, "vault")
     return f"sqlite:///{state_home(dict(env)) / VAULT_FILE}"
 
 

@@ -56,7 +56,7 @@ class Services:
         runtime = Runtime.open(settings)
         return cls(
             runtime=runtime,
-            tokens=token_store(settings.home),
+            tokens=token_store(settings.home, settings.database_url),
             metrics=Metrics(runtime.index.counts),
         )
 

@@ -413,7 +413,7 @@ async def test_audit_page_searches_and_verifies_the_chain_on_request(
 @pytest.mark.parametrize("block", [1, 3, 7, 64, 1 << 16])
 @pytest.mark.parametrize("ending", [b"\n", b"\n{torn", b""])
 def test_audit_lines_are_read_backwards(tmp_path: Path, block: int, ending: bytes) -> None:
-    from dicomveil.web.console.data import _lines_backwards
+    from dicomveil.audit._files import lines_backwards as _lines_backwards
 
     lines = [b"first", b"second line", b"x", b"a much longer fourth line " * 3]
     path = tmp_path / "audit.jsonl"

@@ -8,10 +8,9 @@ entries (pseudonyms, opaque ids and keyed fingerprints only).
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -161,7 +160,7 @@ def audit_entries(services: Services, wanted: AuditFilter, limit: int) -> list[A
     entries are not authenticated here (the chain check is :meth:`AuditLog.verify`).
     """
     found: list[AuditEntry] = []
-    for line in _lines_backwards(services.audit.path):
+    for line in services.audit.newest_lines():
         try:
             entry = AuditEntry.parse(line)
         except ValueError:
@@ -171,30 +170,3 @@ def audit_entries(services: Services, wanted: AuditFilter, limit: int) -> list[A
             if len(found) >= limit:
                 break
     return found
-
-
-def _lines_backwards(path: Path, block: int = 1 << 16) -> Iterator[bytes]:
-    """The complete lines of ``path`` from the last to the first (no newline)."""
-    try:
-        handle = path.open("rb")
-    except FileNotFoundError:
-        return
-    with handle:
-        end = handle.seek(0, os.SEEK_END)
-        tail = b""
-        complete = False  # the bytes after the last newline are a torn line
-        while end > 0:
-            start = max(0, end - block)
-            handle.seek(start)
-            chunk = handle.read(end - start) + tail
-            end = start
-            lines = chunk.split(b"\n")
-            tail = lines.pop(0)  # may continue in the block before
-            if not complete:
-                if not lines:  # no newline yet: still inside the last line
-                    continue
-                lines.pop()  # after the last newline: nothing, or a torn line
-                complete = True
-            yield from reversed([line for line in lines if line])
-        if tail and complete:
-            yield tail

@@ -44,7 +44,7 @@ def readyz(services: ServicesDep) -> JSONResponse:
         checks["storage"] = True
     except DicomveilError:
         checks["storage"] = False
-    checks["audit"] = services.audit.directory.is_dir() or not services.audit.path.exists()
+    checks["audit"] = services.audit.ready()
     ready = all(checks.values())
     body: dict[str, Any] = {"status": "ready" if ready else "not ready", "checks": checks}
     return JSONResponse(body, status_code=200 if ready else 503)
