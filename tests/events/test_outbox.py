@@ -137,3 +137,26 @@ def test_quarantine_and_batch_events_carry_hashes_and_counts_only(
         "entry": "upload",
     }
     assert all(e["source"] == "/dicomveil/HOSP1" for e in bodies)
+
+
+def test_the_outbox_follows_the_shared_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With ``--database`` (here ``DICOMVEIL_DATABASE_URL``) the outbox table is there, not
+    in the state folder."""
+    from sqlalchemy import create_engine, inspect
+
+    from dicomveil.database import state_url
+
+    home = tmp_path / "home"
+    shared = f"sqlite:///{tmp_path / 'shared.sqlite'}"
+    monkeypatch.setenv("DICOMVEIL_DATABASE_URL", shared)
+    settings = EventSettings.load(None, home=home)
+    assert settings.database_url == state_url(home, "events", shared)
+    assert str(home) not in settings.database_url
+    Events(settings, "/dicomveil").stop()  # creates the table
+    tables = inspect(create_engine(settings.database_url)).get_table_names()
+    assert "dicomveil_events_outbox" in tables
+    monkeypatch.delenv("DICOMVEIL_DATABASE_URL")
+    alone = EventSettings.load(None, home=home)
+    assert alone.database_url == f"sqlite:///{home / 'events.sqlite'}"

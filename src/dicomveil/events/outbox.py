@@ -4,9 +4,9 @@ One row per (event, endpoint): the serialized CloudEvent (the exact bytes signed
 pseudonymous values only), its state (``pending``, ``delivered``, ``dead``), the attempts
 made and when the next one is due. Writers (the ingest listener, the completion sweep) add
 rows in their own short transaction; the sender takes due rows, and records each outcome.
-The table lives in the database :mod:`dicomveil.database` opens (SQLite by default, any
-SQLAlchemy URL, e.g. the cluster's PostgreSQL), so events survive a restart and every node
-can write to one outbox.
+The table (``dicomveil_events_outbox``) lives in the shared database when one is set
+(``--database``, :func:`dicomveil.database.state_url`), else in ``<home>/events.sqlite``, so
+events survive a restart and every node writes to one outbox.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ __all__ = ["DEAD", "DELIVERED", "PENDING", "Outbox", "Pending"]
 
 metadata = MetaData()
 outbox = SqlTable(
-    "event_outbox",
+    "dicomveil_events_outbox",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("event_id", String(64), nullable=False),
@@ -48,7 +48,7 @@ outbox = SqlTable(
     Column("next_at", Float, nullable=False),
     Column("created_at", Float, nullable=False),
     Column("last_error", String(64)),
-    Index("event_outbox_due", "state", "next_at"),
+    Index("dicomveil_events_outbox_due", "state", "next_at"),
 )
 
 PENDING: Final = "pending"

@@ -141,7 +141,8 @@ def attach_events(runtime: Any, forwarding: Any = None) -> Events | None:
     settings = runtime.settings
     config = getattr(settings, "config_file", None)
     home = Path(settings.home)
-    loaded = EventSettings.load(config, home=home)
+    shared = getattr(settings, "database_url", None)
+    loaded = EventSettings.load(config, home=home, shared=shared)
     if not loaded.enabled:
         return None
     events = Events(loaded, source_of(str(getattr(settings, "organization", "") or "")))

@@ -10,7 +10,8 @@ Example TOML::
     backoff_seconds = 2.0                    # doubles each attempt, up to max_backoff_seconds
     max_backoff_seconds = 600.0
     timeout = 10.0
-    database_url = "postgresql+psycopg://dicomveil@db/dicomveil"  # default: SQLite in home
+    # default: the shared database (--database, DICOMVEIL_DATABASE_URL), else SQLite in home
+    database_url = "postgresql+psycopg://dicomveil@db/dicomveil"
 
 The secret never goes in the file: it is read from the environment variable named by
 ``secret_env`` (several secrets, comma-separated, while rotating: all sign, the first is new).
@@ -26,12 +27,12 @@ from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlsplit
 
+from dicomveil.database import state_url
 from dicomveil.errors import ConfigError
 from dicomveil.events.cloudevents import TYPES
 
 __all__ = ["EventSettings", "default_database_url"]
 
-DATABASE_FILE: Final = "events.sqlite"
 _KNOWN: Final = frozenset(
     {
         "endpoints", "secret_env", "types", "max_attempts", "backoff_seconds",
@@ -40,9 +41,10 @@ _KNOWN: Final = frozenset(
 )  # fmt: skip
 
 
-def default_database_url(home: Path) -> str:
-    """The embedded default: ``sqlite:///<home>/events.sqlite``."""
-    return f"sqlite:///{home / DATABASE_FILE}"
+def default_database_url(home: Path, shared: str | None = None) -> str:
+    """The shared database (``--database``, ``DICOMVEIL_DATABASE_URL``) when one is set,
+    else ``sqlite:///<home>/events.sqlite``."""
+    return state_url(home, "events", shared)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +71,12 @@ class EventSettings:
 
     @classmethod
     def load(
-        cls, config: Path | None, *, home: Path, environ: Mapping[str, str] | None = None
+        cls,
+        config: Path | None,
+        *,
+        home: Path,
+        environ: Mapping[str, str] | None = None,
+        shared: str | None = None,
     ) -> EventSettings:
         """Read ``[events]`` of ``config``.
 
@@ -98,7 +105,7 @@ class EventSettings:
             raise ConfigError(f"[events] endpoints need a secret in ${variable}")
         if any(len(s) < 16 for s in secrets):
             raise ConfigError(f"[events] the secret in ${variable} must be 16 bytes or more")
-        table.setdefault("database_url", default_database_url(home))
+        table.setdefault("database_url", default_database_url(home, shared))
         try:
             settings = cls(
                 endpoints=tuple(endpoints), secrets=secrets, types=frozenset(types), **table

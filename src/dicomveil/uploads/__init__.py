@@ -45,7 +45,8 @@ def open_upload_service(
 
     config: Path | None = getattr(runtime.settings, "config_file", None)
     home = Path(runtime.settings.home)
-    settings = UploadSettings.load(config, home=home)
+    shared = getattr(runtime.settings, "database_url", None)
+    settings = UploadSettings.load(config, home=home, shared=shared)
     submitter = runtime.submitter  # cluster mode (--queue): its broker and incoming store
     if submitter is not None:
         incoming, queue = submitter.incoming, submitter.queue

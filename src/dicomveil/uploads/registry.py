@@ -1,7 +1,8 @@
 """The uploads database: each upload, its objects and their value-free outcomes.
 
-Two tables (SQLite by default, any SQLAlchemy URL through :mod:`dicomveil.database`):
-``uploads`` (id, owner, times, state) and ``upload_objects`` (one row per generated object
+Two tables (in the shared database when one is set, else SQLite; see
+:func:`dicomveil.database.state_url`): ``dicomveil_uploads`` (id, owner, times, state) and
+``dicomveil_upload_objects`` (one row per generated object
 name: its state, size, PS3.4 status and failure kind). Nothing here is read from the
 instances but sizes, statuses and failure kinds: no attribute value, no client file name.
 """
@@ -32,7 +33,7 @@ __all__ = ["ObjectRow", "UploadRegistry", "UploadRow"]
 metadata = MetaData()
 
 uploads = Table(
-    "uploads",
+    "dicomveil_uploads",
     metadata,
     Column("id", String(64), primary_key=True),
     Column("actor", String(160), nullable=False),
@@ -44,9 +45,9 @@ uploads = Table(
 )
 
 upload_objects = Table(
-    "upload_objects",
+    "dicomveil_upload_objects",
     metadata,
-    Column("upload_id", String(64), ForeignKey("uploads.id"), primary_key=True),
+    Column("upload_id", String(64), ForeignKey("dicomveil_uploads.id"), primary_key=True),
     Column("name", String(64), primary_key=True),
     Column("state", String(16), nullable=False),
     Column("size", Integer),

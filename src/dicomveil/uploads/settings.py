@@ -6,7 +6,8 @@ Example TOML::
     max_objects = 2000            # objects per upload
     max_object_bytes = 4294967296 # checked at complete (a PUT URL cannot cap its size)
     expires_seconds = 3600        # how long the upload URLs are valid
-    database_url = "postgresql+psycopg://dicomveil@db/dicomveil"  # default: SQLite in home
+    # default: the shared database (--database, DICOMVEIL_DATABASE_URL), else SQLite in home
+    database_url = "postgresql+psycopg://dicomveil@db/dicomveil"
 
 The incoming store is the ``[cluster]`` table's ``incoming_url`` (``DICOMVEIL_INCOMING_URL``).
 """
@@ -15,18 +16,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any
 
+from dicomveil.database import state_url
 from dicomveil.errors import ConfigError
 
 __all__ = ["UploadSettings", "default_database_url"]
 
-DATABASE_FILE: Final = "uploads.sqlite"
 
-
-def default_database_url(home: Path) -> str:
-    """The embedded default: ``sqlite:///<home>/uploads.sqlite``."""
-    return f"sqlite:///{home / DATABASE_FILE}"
+def default_database_url(home: Path, shared: str | None = None) -> str:
+    """The shared database (``--database``, ``DICOMVEIL_DATABASE_URL``) when one is set,
+    else ``sqlite:///<home>/uploads.sqlite``."""
+    return state_url(home, "uploads", shared)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +40,7 @@ class UploadSettings:
     expires_seconds: int = 3600
 
     @classmethod
-    def load(cls, config: Path | None, *, home: Path) -> UploadSettings:
+    def load(cls, config: Path | None, *, home: Path, shared: str | None = None) -> UploadSettings:
         """Read ``[uploads]`` of ``config`` (defaults without one).
 
         Raises
@@ -54,7 +55,7 @@ class UploadSettings:
         unknown = sorted(set(table) - known)
         if unknown:
             raise ConfigError(f"unknown [uploads] settings: {', '.join(unknown)}")
-        table.setdefault("database_url", default_database_url(home))
+        table.setdefault("database_url", default_database_url(home, shared))
         try:
             settings = cls(**table)
         except TypeError:
