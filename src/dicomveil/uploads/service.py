@@ -174,8 +174,9 @@ class UploadService:
         row = self.status(upload_id, actor)
         if row.state != "open":
             return None
-        present = [o.name for o in row.objects if self.incoming.head(object_key(upload_id, o.name))]
-        if not present:
+        folder = object_key(upload_id, "")
+        present = {info.key.removeprefix(folder) for info in self.incoming.list(folder)}
+        if not present & {o.name for o in row.objects}:  # one listing, not a HEAD each
             raise UploadConflict("no object of this upload was uploaded")
         if not self.registry.start_completing(upload_id):
             return None
