@@ -25,7 +25,7 @@ DIGEST = "ab" * 32
 def test_a_payload_round_trips_as_json_and_names_an_object_by_its_digest() -> None:
     payload = TaskPayload(incoming_key(DIGEST), DIGEST, 10, Priority.STAT, "dimse", "ae:CT01")
     body = payload.to_json()
-    assert body["key"] == f"sha256/ab/{DIGEST}.dcm"
+    assert body["key"] == f"sha256/{DIGEST}.dcm"
     assert TaskPayload.from_json(body) == payload
     import json
 
