@@ -6,9 +6,9 @@ Starts redis-server (append-only file) and PostgreSQL (vault, index) on loopback
 synthetic CT corpus (:func:`dicomveil.demo.write_demo_study`, 64x64 16-bit), then measures:
 
 - **Workers**: the corpus queued as a backlog, then drained by 1, then by 2 ``dicomveil
-  worker`` processes (``-P solo``, separate ``$DICOMVEIL_HOME``s, shared archive folder,
-  PostgreSQL, Redis); instances/s from the first instance indexed to the last (worker start-up
-  excluded); the ratio 2 / 1 (target ≥ 1.8x on 2 cores).
+  worker`` processes (``--concurrency 4``: threads sharing one runtime; separate
+  ``$DICOMVEIL_HOME``s, shared archive folder, PostgreSQL, Redis); instances/s from the
+  first instance indexed to the last (worker start-up excluded); the ratio 2 / 1 (target ≥ 1.8x on 2 cores).
 - **Queue overhead**: CPU time of the sending side per message (``Queue.send``: JSON payload,
   publish to Redis), over ``--images`` sends; and of the whole cluster-mode accept
   (SHA-256, write to the incoming store, send).
@@ -43,6 +43,8 @@ from benchmarks.reporting import cpu_model, write_section  # noqa: E402
 SECTION = "## Cluster mode (issue 15)"
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 KEY = "benchmark-pseudonym-key-0123456789abcdef"
+THREADS = 4
+"""Tasks at once per worker process (``--concurrency``; threads sharing one runtime)."""
 
 
 def _as_postgres(cmd: list[str]) -> list[str]:
@@ -142,6 +144,7 @@ def drain(services: Services, root: Path, files: list[Path], workers: int) -> fl
         home = root / f"home-{tag}-{number}"
         home.mkdir()
         cmd = [sys.executable, "-m", "dicomveil", "worker", "--queues", "routine"]
+        cmd += ["--concurrency", str(THREADS)]
         procs.append(start(cmd, root / f"{tag}-{number}.log", {**env, "DICOMVEIL_HOME": str(home)}))
     try:
         url = env["DICOMVEIL_INDEX_URL"]
@@ -249,7 +252,8 @@ def main() -> None:
         [
             f"Corpus: {len(files)} CT images, 64x64 16-bit (`write_demo_study`); Redis (AOF "
             "everysec) and PostgreSQL 15 (vault, index) on loopback; file archive and incoming "
-            "store; workers `-P solo`, each with its own `$DICOMVEIL_HOME`.",
+            f"store; each worker a process with `--concurrency {THREADS}` (threads), its own "
+            "`$DICOMVEIL_HOME`.",
             "",
             *rows,
             "",
