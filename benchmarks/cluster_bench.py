@@ -8,7 +8,8 @@ synthetic CT corpus (:func:`dicomveil.demo.write_demo_study`, 64x64 16-bit), the
 - **Workers**: the corpus queued as a backlog, then drained by 1, then by 2 ``dicomveil
   worker`` processes (``--concurrency 4``: threads sharing one runtime; separate
   ``$DICOMVEIL_HOME``s, shared archive folder, PostgreSQL, Redis); instances/s from the
-  first instance indexed to the last (worker start-up excluded); the ratio 2 / 1 (target ≥ 1.8x on 2 cores).
+  first instance indexed to the last (worker start-up excluded); the ratio 2 / 1 (target
+  ≥ 1.8x on 2 cores).
 - **Queue overhead**: CPU time of the sending side per message (``Queue.send``: JSON payload,
   publish to Redis), over ``--images`` sends; and of the whole cluster-mode accept
   (SHA-256, write to the incoming store, send).
