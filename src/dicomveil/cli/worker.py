@@ -51,7 +51,13 @@ def worker(
         help="Queues to serve, most urgent first (stat, urgent, routine, large).",
     ),
     concurrency: int = typer.Option(
-        1, "--concurrency", min=1, max=256, help="Tasks at once (processes; 1: in this one)."
+        1, "--concurrency", min=1, max=256, help="Tasks at once (1: one, in this process)."
+    ),
+    pool: str | None = typer.Option(
+        None,
+        "--pool",
+        help="solo (default for 1), threads (default for more: one runtime, waits overlap) "
+        "or prefork (a process per task slot, each with its own runtime).",
     ),
     metrics_port: int | None = typer.Option(
         None, "--metrics-port", min=1, max=65535, help="Serve Prometheus metrics on this port."
@@ -79,6 +85,8 @@ def worker(
         served = parse_queues(queues)
     except ValueError as exc:
         fail(f"--queues: {exc}")
+    if pool not in (None, "solo", "threads", "prefork"):
+        fail("--pool: solo, threads or prefork")
     home = state_folder()
     cluster = ClusterSettings.load(config, queue_url=queue, incoming_url=incoming)
     if not cluster.queue_url:
@@ -95,6 +103,7 @@ def worker(
         concurrency=concurrency,
         metrics_port=metrics_port,
         loglevel="INFO" if verbose else "WARNING",
+        pool=pool,
     )
 
 

@@ -44,7 +44,7 @@ def incoming_key(sha256: str) -> str:
     """
     if not is_digest(sha256):
         raise ValueError("an incoming object is named by a SHA-256 (64 lowercase hex digits)")
-    return f"sha256/{sha256[:2]}/{sha256}.dcm"
+    return f"sha256/{sha256}.dcm"  # one folder: a group of writes is one fsync
 
 
 def _check_key(key: str) -> str:

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from dicomveil.cluster.broker import TASK_NAME, make_app, public_queue_url
 from dicomveil.cluster.payload import TaskPayload, incoming_key
 from dicomveil.cluster.queues import Priority, queue_for
-from dicomveil.errors import DicomveilError, Retryable
+from dicomveil.errors import DicomveilError, Retryable, StorageError
 from dicomveil.pipeline.failures import Failure, FailureKind
 from dicomveil.pipeline.ingest import IngestResult, Origin
 from dicomveil.pipeline.ingest_work import head_uids, pseudonymous_uid
@@ -204,30 +204,80 @@ class Submitter:
         unreachable archive, value-free reason); so does one of another pseudonymous study
         than ``study`` (when given). The caller may delete ``files`` once this returns.
         """
-        return [self._accept(Path(path), origin, study) for path in files]
+        plans = [self._plan(Path(path), study) for path in files]
+        self._store([plan for plan in plans if plan.failure is None])
+        for plan in plans:
+            if plan.failure is None and plan.item is not None:
+                try:
+                    enqueue_objects(self.queue, [plan.item], origin, self.priority)
+                except DicomveilError as exc:
+                    plan.fail(exc)
+        return [plan.result() for plan in plans]
 
-    def _accept(self, path: Path, origin: Origin, wanted: str | None) -> IngestResult:
+    def _plan(self, path: Path, wanted: str | None) -> _Accept:
         uids = head_uids(path)
-        sop = pseudonymous_uid(uids.sop_instance, self.compiled, self.keys)
-        study = pseudonymous_uid(uids.study, self.compiled, self.keys)
-        if wanted is not None and study != wanted:
-            failure = Failure(FailureKind.STUDY_MISMATCH, "the instance is of another study")
-            return _result(path, failure, uids.sop_class, sop, study)
+        plan = _Accept(
+            path,
+            uids.sop_class,
+            pseudonymous_uid(uids.sop_instance, self.compiled, self.keys),
+            pseudonymous_uid(uids.study, self.compiled, self.keys),
+        )
+        if wanted is not None and plan.study != wanted:
+            plan.failure = Failure(FailureKind.STUDY_MISMATCH, "the instance is of another study")
+            return plan
         try:
             digest, size = _sha256(path)
-            key = incoming_key(digest)
-            if self.incoming.head(key) is None:
-                (stored,) = self.incoming.put_files(
-                    [FileUpload(key, path, CONTENT_TYPE, sha256=digest)]
-                )
-                if isinstance(stored, Exception):
-                    raise stored
-            enqueue_objects(self.queue, [IncomingObject(key, size, digest)], origin, self.priority)
+        except OSError as exc:
+            plan.fail(exc)
+            return plan
+        plan.item = IncomingObject(incoming_key(digest), size, digest)
+        return plan
+
+    def _store(self, plans: list[_Accept]) -> None:
+        """Write the originals the incoming store lacks, together (one ``fsync`` per folder
+        for a local store)."""
+        missing: dict[str, list[_Accept]] = {}
+        for plan in plans:
+            assert plan.item is not None
+            try:
+                if self.incoming.head(plan.item.key) is None:
+                    missing.setdefault(plan.item.key, []).append(plan)
+            except DicomveilError as exc:
+                plan.fail(exc)
+        if not missing:
+            return
+        uploads = [
+            FileUpload(key, group[0].path, CONTENT_TYPE, sha256=group[0].item.sha256)
+            for key, group in missing.items()
+            if group[0].item is not None
+        ]
+        try:
+            stored = self.incoming.put_files(uploads)
         except (OSError, DicomveilError) as exc:
-            log.error("an instance was not accepted for the queue (%s)", type(exc).__name__)
-            failure = Failure(FailureKind.STORAGE_UNAVAILABLE, "the instance could not be queued")
-            return _result(path, failure, uids.sop_class, sop, study)
-        return _result(path, None, uids.sop_class, sop, study)
+            stored = [StorageError(type(exc).__name__)] * len(uploads)
+        for group, outcome in zip(missing.values(), stored, strict=True):
+            if isinstance(outcome, Exception):
+                for plan in group:
+                    plan.fail(outcome)
+
+
+@dataclass(slots=True)
+class _Accept:
+    """One file on its way into the queue."""
+
+    path: Path
+    sop_class: str
+    sop: str
+    study: str
+    item: IncomingObject | None = None
+    failure: Failure | None = None
+
+    def fail(self, exc: BaseException) -> None:
+        log.error("an instance was not accepted for the queue (%s)", type(exc).__name__)
+        self.failure = Failure(FailureKind.STORAGE_UNAVAILABLE, "the instance could not be queued")
+
+    def result(self) -> IngestResult:
+        return _result(self.path, self.failure, self.sop_class, self.sop, self.study)
 
 
 def attach_cluster(runtime: Runtime) -> Submitter | None:

@@ -1,8 +1,10 @@
 """The worker's Celery app: the task, and starting a worker.
 
 :func:`run_worker` checks the broker first (a clear error, not a retry loop, when it cannot
-be reached), then runs Celery's worker in this process: ``-P solo`` for one task at a time,
-prefork for ``concurrency`` > 1 (each child opens its own runtime on its first task).
+be reached), then runs Celery's worker in this process: ``-P solo`` for one task at a time;
+for ``concurrency`` > 1, threads sharing one runtime (the ingest service is thread-safe: the
+tasks' waits on ``fsync``, the databases and the stores overlap) or, with ``pool="prefork"``,
+child processes (each opens its own runtime on its first task).
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ def run_worker(
     concurrency: int = 1,
     metrics_port: int | None = None,
     loglevel: str = "WARNING",
+    pool: str | None = None,
 ) -> None:
     """Serve ``queues`` until stopped (SIGTERM: warm shutdown, the task in hand finishes).
 
@@ -70,7 +73,7 @@ def run_worker(
         probe.close()
     metrics = WorkerMetrics.start(metrics_port, state.cluster, queues) if metrics_port else None
     app = build_app(state, metrics)
-    pool = "solo" if concurrency <= 1 else "prefork"
+    pool = pool or ("solo" if concurrency <= 1 else "threads")
     argv = [
         "worker",
         f"--pool={pool}",
