@@ -47,6 +47,7 @@ COMMANDS: Final = (
     "erase",
     "viewer",
     "routes",
+    "export",
 )
 """Command and group names, each registered by the module of the same name in ``cli``."""
 
