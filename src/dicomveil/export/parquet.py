@@ -33,6 +33,7 @@ import secrets
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -48,6 +49,7 @@ NULL_PARTITION: Final = "__HIVE_DEFAULT_PARTITION__"
 _FORMAT_VERSION: Final = 1
 _PARQUET: Final = "application/vnd.apache.parquet"
 _BATCH: Final = 100_000
+_PUTS: Final = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,10 +274,16 @@ class _Writer:
         for row in found:
             groups[partition_of(row["study_date"]) if partitioned else ""].append(row)
         self._calls += 1
+        jobs = []
         for partition, members in sorted(groups.items()):
             folder = f"{table}/study_date={partition}" if partitioned else table
             key = f"{folder}/part-{self._run}-{self._calls:05d}.parquet"
-            self._put(key, self._table(members, columns))
+            jobs.append((key, self._table(members, columns)))
+        # Files of distinct partitions are independent: encode and store several at once
+        # (pyarrow and the stores' I/O release the GIL; fsync and uploads dominate).
+        with ThreadPoolExecutor(max_workers=_PUTS, thread_name_prefix="dicomveil-export") as pool:
+            for _ in pool.map(lambda job: self._put(*job), jobs):
+                self.files += 1
 
     def _table(self, members: list[Mapping[str, Any]], columns: Mapping[str, _Column]) -> Any:
         pa = self._pa
@@ -294,4 +302,3 @@ class _Writer:
         self._pq.write_table(table, sink, compression="zstd")
         data = sink.getvalue().to_pybytes()
         self._store.put_bytes(key, data, content_type=_PARQUET)
-        self.files += 1
