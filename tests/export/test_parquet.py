@@ -138,18 +138,25 @@ def test_since_overrides_the_watermark(tmp_path: Path) -> None:
     index.close()
 
 
-def test_an_index_made_before_indexed_at_is_upgraded_and_exported_whole(tmp_path: Path) -> None:
-    import sqlite3
+def test_an_index_made_before_indexed_at_is_upgraded_and_exported_whole(
+    index_url: str, tmp_path: Path
+) -> None:
+    from sqlalchemy import create_engine
 
-    url = f"sqlite:///{tmp_path / 'index.sqlite'}"
-    open_index(url).add(study(1, 3))
-    with sqlite3.connect(tmp_path / "index.sqlite") as db:  # as an older dicomveil left it
-        db.execute("DROP INDEX ix_index_instances_indexed_at")
-        db.execute("ALTER TABLE index_instances DROP COLUMN indexed_at")
+    open_index(index_url).add(study(1, 3))
+    engine = create_engine(index_url)
+    with engine.begin() as connection:  # as an older dicomveil left it
+        connection.exec_driver_sql("DROP INDEX ix_index_instances_indexed_at")
+        connection.exec_driver_sql("ALTER TABLE index_instances DROP COLUMN indexed_at")
+    engine.dispose()
 
-    result = export_parquet(url, FileBlobStore(tmp_path / "out", sidecars=False))
+    result = export_parquet(index_url, FileBlobStore(tmp_path / "out", sidecars=False))
 
     assert result.instances == 3  # rows without indexed_at go with the first export
+    index = open_index(index_url)  # upgraded once: opening again changes nothing
+    index.add(study(2, 1))
+    assert export_parquet(index_url, FileBlobStore(tmp_path / "out")).instances == 1
+    index.close()
 
 
 def test_round_trip_to_s3(s3_endpoint: str, tmp_path: Path) -> None:

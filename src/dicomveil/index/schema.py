@@ -128,11 +128,16 @@ def upgrade(connection: Connection) -> None:
     """Add the columns later versions of schema 1 have to an index made by an earlier one.
 
     Only nullable columns are ever added this way, so an older dicomveil still reads and
-    writes the upgraded index (it leaves the new columns empty).
+    writes the upgraded index (it leaves the new columns empty: instances an older version
+    writes have no ``indexed_at``, so only a full export, to a new destination, takes them).
     """
     present = {column["name"] for column in inspect(connection).get_columns(instances.name)}
     if "indexed_at" not in present:
-        connection.exec_driver_sql(f"ALTER TABLE {instances.name} ADD COLUMN indexed_at BIGINT")
+        # PostgreSQL: two nodes upgrading at once must not fail (SQLite's writers queue)
+        guard = "IF NOT EXISTS " if connection.dialect.name == "postgresql" else ""
+        connection.exec_driver_sql(
+            f"ALTER TABLE {instances.name} ADD COLUMN {guard}indexed_at BIGINT"
+        )
         connection.exec_driver_sql(  # SQL, not an Index(): that would join the table's
             "CREATE INDEX IF NOT EXISTS ix_index_instances_indexed_at"  # own, made twice
             f" ON {instances.name} (indexed_at)"
