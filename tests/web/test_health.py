@@ -25,7 +25,7 @@ async def test_readyz(client: httpx.AsyncClient) -> None:
     assert answer.status_code == 200
     assert answer.json() == {
         "status": "ready",
-        "checks": {"index": True, "storage": True, "audit": True},
+        "checks": {"index": True, "vault": True, "storage": True, "audit": True},
     }
 
 
@@ -38,7 +38,8 @@ async def test_readyz_reports_a_dead_index(
     monkeypatch.setattr(services.index, "ping", down)
     answer = await client.get("/readyz")
     assert answer.status_code == 503
-    assert answer.json()["checks"] == {"index": False, "storage": True, "audit": True}
+    checks = answer.json()["checks"]
+    assert checks == {"index": False, "vault": True, "storage": True, "audit": True}
     assert (await client.get("/healthz")).status_code == 200
 
 

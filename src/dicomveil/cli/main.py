@@ -48,6 +48,7 @@ COMMANDS: Final = (
     "viewer",
     "routes",
     "worker",
+    "export",
 )
 """Command and group names, each registered by the module of the same name in ``cli``."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Sequence
 from functools import cache
@@ -82,6 +83,9 @@ class Writer:
         self._patients: dict[str, tuple[int, dict[str, Any]]] = {}
         self._studies: dict[str, tuple[int, dict[str, Any]]] = {}
         self._series: dict[str, tuple[int, dict[str, Any]]] = {}
+        self.indexed_at = time.time_ns() // 1000
+        """When this transaction writes (µs since the epoch, UTC): every instance's
+        ``indexed_at``, the analytics export's watermark."""
 
     def _ensure(
         self,
@@ -219,6 +223,7 @@ class Writer:
             "size": record.size,
             "sha256": record.sha256,
             "dicom_json": record.metadata,
+            "indexed_at": self.indexed_at,
         }
         return series_pk, study_pk, values
 

@@ -3,7 +3,10 @@
 Only pseudonymous values are stored. Person names are also kept upper-cased (``*_key``) so
 case-insensitive matching uses an index; times are kept padded to ``HHMMSS.FFFFFF``
 (``study_time_key``) so range matching is a string comparison. Counts of series and instances
-are maintained on insert, so QIDO-RS returns them without counting.
+are maintained on insert, so QIDO-RS returns them without counting. Each instance records when
+it was last written (``indexed_at``, microseconds since the Unix epoch, UTC), the watermark of
+the incremental analytics export; indexes made before that column existed get it added, empty,
+when opened (:func:`upgrade`).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from typing import Final
 from sqlalchemy import (
     BigInteger,
     Column,
+    Connection,
     ForeignKey,
     Index,
     Integer,
@@ -20,9 +24,19 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    inspect,
 )
 
-__all__ = ["SCHEMA_VERSION", "instances", "metadata", "patients", "series", "settings", "studies"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "instances",
+    "metadata",
+    "patients",
+    "series",
+    "settings",
+    "studies",
+    "upgrade",
+]
 
 SCHEMA_VERSION: Final = "1"
 
@@ -95,9 +109,11 @@ instances = Table(
     Column("size", BigInteger, nullable=False),
     Column("sha256", String(64), nullable=False),
     Column("dicom_json", Text, nullable=False),
+    Column("indexed_at", BigInteger),
     Index("ix_index_instances_series", "series_pk"),
     Index("ix_index_instances_study", "study_pk"),
     Index("ix_index_instances_class", "sop_class_uid"),
+    Index("ix_index_instances_indexed_at", "indexed_at"),
 )
 
 settings = Table(
@@ -106,3 +122,23 @@ settings = Table(
     Column("name", String(64), primary_key=True),
     Column("value", String(256), nullable=False),
 )
+
+
+def upgrade(connection: Connection) -> None:
+    """Add the columns later versions of schema 1 have to an index made by an earlier one.
+
+    Only nullable columns are ever added this way, so an older dicomveil still reads and
+    writes the upgraded index (it leaves the new columns empty: instances an older version
+    writes have no ``indexed_at``, so only a full export, to a new destination, takes them).
+    """
+    present = {column["name"] for column in inspect(connection).get_columns(instances.name)}
+    if "indexed_at" not in present:
+        # PostgreSQL: two nodes upgrading at once must not fail (SQLite's writers queue)
+        guard = "IF NOT EXISTS " if connection.dialect.name == "postgresql" else ""
+        connection.exec_driver_sql(
+            f"ALTER TABLE {instances.name} ADD COLUMN {guard}indexed_at BIGINT"
+        )
+        connection.exec_driver_sql(  # SQL, not an Index(): that would join the table's
+            "CREATE INDEX IF NOT EXISTS ix_index_instances_indexed_at"  # own, made twice
+            f" ON {instances.name} (indexed_at)"
+        )

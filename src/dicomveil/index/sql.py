@@ -32,7 +32,15 @@ from dicomveil.index.base import (
 from dicomveil.index.db import make_engine, map_index_errors, public_url, write_transaction
 from dicomveil.index.matching import QueryError
 from dicomveil.index.records import InstanceRecord
-from dicomveil.index.schema import SCHEMA_VERSION, instances, metadata, patients, series, studies
+from dicomveil.index.schema import (
+    SCHEMA_VERSION,
+    instances,
+    metadata,
+    patients,
+    series,
+    studies,
+    upgrade,
+)
 from dicomveil.index.schema import settings as settings_table
 
 __all__ = ["SqlStudyIndex"]
@@ -70,6 +78,7 @@ class SqlStudyIndex:
         with map_index_errors("creating the schema"):
             with write_transaction(self._engine) as connection:
                 metadata.create_all(connection)
+                upgrade(connection)
                 version = connection.execute(
                     select(settings_table.c.value).where(settings_table.c.name == "schema")
                 ).scalar()

@@ -23,6 +23,7 @@ from dicomveil.events import attach_events
 from dicomveil.forward.service import attach_forwarding
 from dicomveil.pipeline.executor import silence_pydicom_log
 from dicomveil.quiet import quiet_pydicom
+from dicomveil.readiness import broker_check
 from dicomveil.web.connections import GuardLimits, guard
 from dicomveil.web.cors import OptionsAndCors
 from dicomveil.web.docs import add_docs
@@ -56,7 +57,11 @@ def create_app(settings: Settings) -> FastAPI:
     services = Services.open(settings)
     try:
         forwarding = attach_forwarding(services.runtime)
-        attach_cluster(services.runtime)  # --queue / [cluster]: STOW-RS stores and queues
+        submitter = attach_cluster(services.runtime)  # --queue: STOW-RS stores and queues
+        if submitter is not None:
+            queue_url = submitter.queue.settings.queue_url
+            assert queue_url is not None  # a submitter exists only with a queue URL
+            services.readiness.append(broker_check(queue_url))
     except BaseException:
         services.close()
         raise

@@ -15,6 +15,7 @@ from dicomveil.index import StudyIndex
 from dicomveil.pipeline.ingest import IngestService
 from dicomveil.pipeline.ingest_pool import IngestPool
 from dicomveil.profile.policy import Policy
+from dicomveil.readiness import Check
 from dicomveil.runtime import Runtime
 from dicomveil.storage import BaseBlobStore
 from dicomveil.tokens import TokenStore, token_store
@@ -37,11 +38,15 @@ class Services:
         its, under the names the routes use.
     tokens, metrics:
         The web's own.
+    readiness:
+        Checks ``GET /readyz`` runs besides its own (index, vault, storage, audit): the
+        cluster mode appends its broker's (:func:`dicomveil.readiness.broker_check`).
     """
 
     runtime: Runtime
     tokens: TokenStore
     metrics: Metrics
+    readiness: list[Check] = field(default_factory=list)
     _jobs: ThreadPoolExecutor | None = field(default=None, repr=False)
 
     @classmethod

@@ -1,0 +1,172 @@
+"""Read the index for the analytics export: instances written in a time window, their parents.
+
+Everything read here is what the index holds, pseudonymous values only (the index never
+receives an original value). Rows come in batches in the order they were indexed, so a large
+index streams through in bounded memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, Final
+
+from sqlalchemy import ColumnElement, and_, func, or_, select
+from sqlalchemy.engine import Engine
+
+from dicomveil.index.db import map_index_errors
+from dicomveil.index.schema import instances, patients, series, studies
+
+__all__ = [
+    "Window",
+    "count_instances",
+    "instance_batches",
+    "patient_rows",
+    "series_rows",
+    "study_rows",
+]
+
+_IN_CHUNK: Final = 500
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """Which instances an export takes, by ``indexed_at`` (µs since the epoch, UTC).
+
+    Attributes
+    ----------
+    after:
+        Instances written strictly after this instant (the last export's watermark), or
+        ``None``: from the beginning, including instances indexed before ``indexed_at``
+        existed (they have none).
+    since:
+        Instances written at or after this instant (``--since``; wins over ``after``).
+    until:
+        Instances written at or before this instant (the new watermark).
+    """
+
+    after: int | None
+    since: int | None
+    until: int
+
+    def clause(self) -> ColumnElement[bool]:
+        """The ``WHERE`` clause selecting the window's instances."""
+        column = instances.c.indexed_at
+        upper = column <= self.until
+        if self.since is not None:
+            return and_(column >= self.since, upper)
+        if self.after is not None:
+            return and_(column > self.after, upper)
+        return or_(column.is_(None), upper)
+
+
+_INSTANCE_COLUMNS: Final = (
+    instances.c.pk,
+    instances.c.sop_instance_uid,
+    series.c.series_instance_uid,
+    studies.c.study_instance_uid,
+    patients.c.patient_id,
+    studies.c.study_date,
+    instances.c.sop_class_uid,
+    instances.c.instance_number,
+    instances.c.rows,
+    instances.c.columns,
+    instances.c.number_of_frames,
+    instances.c.transfer_syntax_uid,
+    instances.c.size,
+    instances.c.sha256,
+    instances.c.indexed_at,
+    instances.c.series_pk,
+    instances.c.study_pk,
+    studies.c.patient_pk,
+)
+
+
+def count_instances(engine: Engine, window: Window) -> int:
+    """Return how many instances ``window`` holds (for a progress bar's total)."""
+    statement = select(func.count()).select_from(instances).where(window.clause())
+    with map_index_errors("counting instances to export"), engine.connect() as connection:
+        return int(connection.execute(statement).scalar_one())
+
+
+def instance_batches(engine: Engine, window: Window, batch: int) -> Iterator[list[dict[str, Any]]]:
+    """Yield the window's instances (with their parents' UIDs and study date), ``batch`` rows
+    at a time, in the order they were first indexed.
+
+    Batches are read by key range (``pk > last``), each in its own short read, so no cursor
+    stays open while the caller writes files.
+    """
+    joined = instances.join(series, series.c.pk == instances.c.series_pk).join(
+        studies, studies.c.pk == instances.c.study_pk
+    )
+    joined = joined.join(patients, patients.c.pk == studies.c.patient_pk)
+    last = 0
+    while True:
+        statement = (
+            select(*_INSTANCE_COLUMNS)
+            .select_from(joined)
+            .where(window.clause(), instances.c.pk > last)
+            .order_by(instances.c.pk)
+            .limit(batch)
+        )
+        with map_index_errors("exporting instances"), engine.connect() as connection:
+            rows = [dict(row) for row in connection.execute(statement).mappings()]
+        if not rows:
+            return
+        last = int(rows[-1]["pk"])
+        yield rows
+        if len(rows) < batch:
+            return
+
+
+def _by_keys(
+    engine: Engine, statement: Any, column: Any, keys: Iterable[int], what: str
+) -> list[dict[str, Any]]:
+    ordered = sorted(keys)
+    found: list[dict[str, Any]] = []
+    with map_index_errors(what), engine.connect() as connection:
+        for start in range(0, len(ordered), _IN_CHUNK):
+            chunk = ordered[start : start + _IN_CHUNK]
+            selected = statement.where(column.in_(chunk))
+            found += [dict(row) for row in connection.execute(selected).mappings()]
+    return found
+
+
+def study_rows(engine: Engine, keys: Iterable[int]) -> list[dict[str, Any]]:
+    """Return the studies with primary keys ``keys`` (current values and counts)."""
+    statement = select(
+        studies.c.study_instance_uid,
+        patients.c.patient_id,
+        studies.c.study_date,
+        studies.c.study_time,
+        studies.c.accession_number,
+        studies.c.study_id,
+        studies.c.referring_physician_name,
+        studies.c.study_description,
+        studies.c.modalities,
+        studies.c.num_series,
+        studies.c.num_instances,
+    ).select_from(studies.join(patients, patients.c.pk == studies.c.patient_pk))
+    return _by_keys(engine, statement, studies.c.pk, keys, "exporting studies")
+
+
+def series_rows(engine: Engine, keys: Iterable[int]) -> list[dict[str, Any]]:
+    """Return the series with primary keys ``keys`` (with their study's UID and date)."""
+    statement = select(
+        series.c.series_instance_uid,
+        studies.c.study_instance_uid,
+        studies.c.study_date,
+        series.c.modality,
+        series.c.series_number,
+        series.c.series_description,
+        series.c.num_instances,
+    ).select_from(series.join(studies, studies.c.pk == series.c.study_pk))
+    return _by_keys(engine, statement, series.c.pk, keys, "exporting series")
+
+
+def patient_rows(engine: Engine, keys: Iterable[int]) -> list[dict[str, Any]]:
+    """Return the patients with primary keys ``keys`` (pseudonymous id, name, birth date)."""
+    statement = select(
+        patients.c.patient_id, patients.c.patient_name, patients.c.birth_date, patients.c.sex
+    )
+    return _by_keys(engine, statement, patients.c.pk, keys, "exporting patients")
