@@ -4,6 +4,10 @@ Only pseudonymous values are stored. Person names are also kept upper-cased (``*
 case-insensitive matching uses an index; times are kept padded to ``HHMMSS.FFFFFF``
 (``study_time_key``) so range matching is a string comparison. Counts of series and instances
 are maintained on insert, so QIDO-RS returns them without counting.
+
+A study belongs to the organisation (tenant) whose token or calling AE sent it
+(``organisation``; ``NULL``: no organisation, the single-tenant default). Schema 2 added that
+column; :func:`dicomveil.index.migrations.migrate` brings a schema 1 index up to date.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from sqlalchemy import (
 
 __all__ = ["SCHEMA_VERSION", "instances", "metadata", "patients", "series", "settings", "studies"]
 
-SCHEMA_VERSION: Final = "1"
+SCHEMA_VERSION: Final = "2"
 
 metadata = MetaData()
 
@@ -59,7 +63,9 @@ studies = Table(
     Column("modalities", String(256)),
     Column("num_series", Integer, nullable=False, default=0),
     Column("num_instances", Integer, nullable=False, default=0),
+    Column("organisation", String(32)),
     Index("ix_index_studies_patient", "patient_pk"),
+    Index("ix_index_studies_organisation", "organisation"),
     Index("ix_index_studies_date", "study_date"),
     Index("ix_index_studies_accession", "accession_number"),
 )

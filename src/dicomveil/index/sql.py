@@ -31,6 +31,7 @@ from dicomveil.index.base import (
 )
 from dicomveil.index.db import make_engine, map_index_errors, public_url, write_transaction
 from dicomveil.index.matching import QueryError
+from dicomveil.index.migrations import migrate
 from dicomveil.index.records import InstanceRecord
 from dicomveil.index.schema import SCHEMA_VERSION, instances, metadata, patients, series, studies
 from dicomveil.index.schema import settings as settings_table
@@ -77,6 +78,8 @@ class SqlStudyIndex:
                     connection.execute(
                         settings_table.insert().values(name="schema", value=SCHEMA_VERSION)
                     )
+                elif version != SCHEMA_VERSION:
+                    version = migrate(connection, version)
         if version not in (None, SCHEMA_VERSION):
             from dicomveil.errors import ConfigError
 
@@ -163,6 +166,8 @@ class SqlStudyIndex:
             attribute = found
             table = studies if attribute.kind is MatchKind.MODALITIES else _table_of(attribute)
             statement = statement.where(clause(attribute, table, condition))
+        if query.organisation is not None:
+            statement = statement.where(studies.c.organisation == query.organisation)
         if query.study_uid is not None:
             statement = statement.where(studies.c.study_instance_uid == query.study_uid)
         if query.series_uid is not None and level is not Level.STUDY:
@@ -194,8 +199,11 @@ class SqlStudyIndex:
         study_uid: str,
         series_uid: str | None = None,
         sop_uid: str | None = None,
+        *,
+        organisation: str | None = None,
     ) -> list[StoredInstance]:
-        """Return the stored instances of a study, series or one instance, in series order."""
+        """Return the stored instances of a study, series or one instance, in series order
+        (none when ``organisation`` is given and the study is not that organisation's)."""
         statement = (
             select(
                 studies.c.study_instance_uid,
@@ -221,6 +229,8 @@ class SqlStudyIndex:
             statement = statement.where(series.c.series_instance_uid == series_uid)
         if sop_uid is not None:
             statement = statement.where(instances.c.sop_instance_uid == sop_uid)
+        if organisation is not None:
+            statement = statement.where(studies.c.organisation == organisation)
         with map_index_errors("listing instances"), self._engine.connect() as connection:
             return [
                 StoredInstance(

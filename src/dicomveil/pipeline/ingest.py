@@ -66,12 +66,17 @@ class Origin:
         The calling AE title (DIMSE).
     peer:
         The client's address.
+    organisation:
+        The organisation (tenant) code of the token or calling AE; ``None``: none (the
+        single-tenant default). It is recorded on the index rows, in the audit log, and
+        chooses the organisation's pseudonym prefix and key.
     """
 
     entry: str
     actor: str
     calling_ae: str | None = None
     peer: str | None = None
+    organisation: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,6 +229,7 @@ class IngestService:
             pseudonym_key_id=self.keys.key_id,
             files=len(uploads),
             start_now=False,  # one call, one write to the audit log
+            organisation=origin.organisation,
         )
         with recorder:
             results = plan.results(self.pool.run(plan.work), self)
@@ -236,7 +242,10 @@ class IngestService:
             self._audit_conflicts(results, actor=origin.actor, run_id=run_id)
         if archive:
             stored = [r for r in results if r.record is not None and not r.unchanged]
-            self.index.add([r.record for r in stored if r.record is not None])
+            records = [r.record for r in stored if r.record is not None]
+            if origin.organisation is not None:
+                records = [replace(r, organisation=origin.organisation) for r in records]
+            self.index.add(records)
             self._announce(stored, origin)
         return results
 
