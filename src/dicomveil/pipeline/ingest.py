@@ -35,6 +35,7 @@ from dicomveil.pipeline.ingest_work import CONFLICT_KIND, Ingested
 from dicomveil.pipeline.recording import RunRecorder
 from dicomveil.pipeline.request_plan import plan_uploads, settle_existing
 from dicomveil.pipeline.statuses import is_ok, status_of
+from dicomveil.pipeline.tenancy import TenantEngines, engine_for
 
 if TYPE_CHECKING:
     from dicomveil.audit import AuditLog
@@ -128,14 +129,20 @@ class IngestService:
         pool: IngestPool,
         staging: Path,
         replace_instances: bool = False,
+        tenants: TenantEngines | None = None,
     ) -> None:
         self.store, self.index, self.keys = store, index, keys
         self.policy, self.compiled = policy, compiled
         self.vault, self.audit, self.pool = vault, audit, pool
         self.staging, self.replace_instances = staging, replace_instances
+        self.tenants: TenantEngines = tenants or {}
         self._listeners: list[IngestListener] = []
         self._lock = threading.Lock()
         self._workspaces: list[Path] = []
+
+    def engine_for(self, organisation: str | None) -> tuple[PseudonymKeys, CompiledPolicy]:
+        """The keys and compiled policy instances sent for ``organisation`` take."""
+        return engine_for(self.tenants, organisation, self.keys, self.compiled)
 
     def subscribe(self, listener: IngestListener) -> None:
         """Call ``listener`` after each :meth:`ingest` that stored instances."""
@@ -216,9 +223,17 @@ class IngestService:
         if salt and archive:
             raise ValueError("archived instances take the server's pseudonyms: no salt")
         uploads = list(files)
-        plan = plan_uploads(self, uploads, str(workspace / "out"), archive=archive, study=study)
+        plan = plan_uploads(
+            self,
+            uploads,
+            str(workspace / "out"),
+            archive=archive,
+            study=study,
+            organisation=origin.organisation,
+        )
         if salt:
             plan.work[:] = [replace(upload, salt=salt) for upload in plan.work]
+        keys, _ = self.engine_for(origin.organisation)
         run_id = uuid.uuid4().hex
         recorder = RunRecorder(
             self.vault,
@@ -226,7 +241,7 @@ class IngestService:
             run_id=run_id,
             actor=origin.actor,
             policy=self.policy,
-            pseudonym_key_id=self.keys.key_id,
+            pseudonym_key_id=keys.key_id,
             files=len(uploads),
             start_now=False,  # one call, one write to the audit log
             organisation=origin.organisation,
@@ -234,7 +249,7 @@ class IngestService:
         with recorder:
             results = plan.results(self.pool.run(plan.work), self)
             if archive:
-                settle_existing(self, results)
+                settle_existing(self, results, origin.organisation)
             for result in results:
                 recorder.add(result.outcome)
             counts = Counter(r.outcome.status for r in results)

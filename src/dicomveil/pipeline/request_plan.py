@@ -36,6 +36,7 @@ from dicomveil.pipeline.ingest_work import (
 )
 
 if TYPE_CHECKING:
+    from dicomveil.index import StoredInstance
     from dicomveil.pipeline.ingest import IngestService
 
 __all__ = ["Plan", "plan_uploads", "settle_existing"]
@@ -56,12 +57,15 @@ class Plan:
         bytes).
     uids:
         The original SOP Instance UID of each upload (by number; ``""``: not read).
+    organisation:
+        The organisation the request is sent for (its keys name the refused parts).
     """
 
     work: list[Upload] = field(default_factory=list)
     copies: dict[int, int] = field(default_factory=dict)
     conflicts: dict[int, int] = field(default_factory=dict)
     uids: dict[int, str] = field(default_factory=dict)
+    organisation: str | None = None
 
     def results(self, done: list[Ingested], service: IngestService) -> list[Ingested]:
         """Every upload's :class:`Ingested`, in order, from the results of :attr:`work`."""
@@ -77,7 +81,8 @@ class Plan:
             else:
                 reason = "another part of the request has this SOP Instance UID, other content"
                 outcome = failed(source, reason, CONFLICT_KIND)
-                uid = pseudonymous_uid(self.uids[number], service.compiled, service.keys)
+                keys, compiled = service.engine_for(self.organisation)
+                uid = pseudonymous_uid(self.uids[number], compiled, keys)
                 sop_class = by_number[self.conflicts[number]].sop_class_uid
                 results.append(Ingested(outcome, sop_class_uid=sop_class, sop_instance_uid=uid))
         return results
@@ -111,9 +116,15 @@ def _digest(path: Path) -> str:
     return digest.hexdigest()
 
 
-def settle_existing(service: IngestService, results: list[Ingested]) -> None:
+def settle_existing(
+    service: IngestService, results: list[Ingested], organisation: str | None = None
+) -> None:
     """Decide on the instances the engine did not store because their key was taken (see
-    the module's documentation); store those that replace, or were not indexed."""
+    the module's documentation); store those that replace, or were not indexed.
+
+    An instance another organisation archived (organisations sharing the server's key and
+    sending the same original instance) is never replaced nor taken over: it is refused as
+    a conflict, whatever ``replace_instances`` says."""
     to_store: list[Ingested] = []
     for result in results:
         if not result.exists or result.record is None:
@@ -124,9 +135,12 @@ def settle_existing(service: IngestService, results: list[Ingested]) -> None:
             str(values["SeriesInstanceUID"]),
             str(values["SOPInstanceUID"]),
         )
-        if found and found[0].sha256 == result.outcome.sha256:
+        foreign = (
+            bool(found) and organisation is not None and not _owned(service, found[0], organisation)
+        )
+        if found and not foreign and found[0].sha256 == result.outcome.sha256:
             result.unchanged = True
-        elif found and not service.replace_instances:
+        elif found and (foreign or not service.replace_instances):
             done = result.outcome
             result.outcome = FileOutcome(
                 done.source,
@@ -145,13 +159,32 @@ def settle_existing(service: IngestService, results: list[Ingested]) -> None:
         store_results(service.store, to_store, overwrite=True)
 
 
+def _owned(service: IngestService, instance: StoredInstance, organisation: str) -> bool:
+    """Whether ``instance`` belongs to a study of ``organisation``."""
+    return bool(
+        service.index.instances(
+            instance.study_instance_uid,
+            instance.series_instance_uid,
+            instance.sop_instance_uid,
+            organisation=organisation,
+        )
+    )
+
+
 def plan_uploads(
-    service: IngestService, uploads: list[Path], out: str, *, archive: bool, study: str | None
+    service: IngestService,
+    uploads: list[Path],
+    out: str,
+    *,
+    archive: bool,
+    study: str | None,
+    organisation: str | None = None,
 ) -> Plan:
-    """Plan the work on a request's ``uploads`` (see the module's documentation)."""
-    plan = Plan()
+    """Plan the work on a request's ``uploads`` (see the module's documentation), sent for
+    ``organisation`` (``None``: none)."""
+    plan = Plan(organisation=organisation)
     if len(uploads) == 1:  # nothing to compare within the request
-        plan.work.append(Upload(str(uploads[0]), 1, out, archive, study))
+        plan.work.append(Upload(str(uploads[0]), 1, out, archive, study, organisation=organisation))
         return plan
     by_uid: dict[str, list[int]] = defaultdict(list)
     for number, path in enumerate(uploads, start=1):
@@ -169,5 +202,7 @@ def plan_uploads(
                     plan.conflicts[number] = numbers[0]
     for number, path in enumerate(uploads, start=1):
         if number not in plan.copies and number not in plan.conflicts:
-            plan.work.append(Upload(str(path), number, out, archive, study))
+            plan.work.append(
+                Upload(str(path), number, out, archive, study, organisation=organisation)
+            )
     return plan

@@ -27,15 +27,17 @@ def deidentify_uploads(
     archive: bool,
     study: str | None = None,
     salt: str = "",
+    organisation: str | None = None,
 ) -> list[Ingested]:
     """De-identify ``uploads`` (files in ``workspace``), optionally archive and index them.
 
     See :meth:`~dicomveil.pipeline.ingest.IngestService.process`; ``actor`` is the token's
     audit actor, ``entry`` the entry point (``stow``, ``api``), for the metrics too;
     ``salt`` salts the pseudonym keys of instances not archived (separation of duties:
-    ``docs/security.md``).
+    ``docs/security.md``); ``organisation`` is the token's (its prefix, key and index
+    scope apply: :mod:`dicomveil.tenants`).
     """
-    origin = Origin(entry=entry, actor=actor)
+    origin = Origin(entry=entry, actor=actor, organisation=organisation)
     results = services.ingest.process(
         uploads, workspace, origin, archive=archive, study=study, salt=salt
     )
