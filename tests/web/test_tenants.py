@@ -167,3 +167,19 @@ async def test_the_audit_log_names_each_run_organisation(
         e.details["pseudonym_key_id"] for e in runs if e.details["organisation"] == "NORTH"
     }
     assert south_key != north_key  # the run names the key that made its pseudonyms
+
+
+async def test_the_console_studies_page_lists_only_the_organisations_studies(
+    app: FastAPI, org_tokens: dict[str, str], sent: dict[str, list[str]]
+) -> None:
+    from tests.web.console.test_console import login
+
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="https://testserver") as browser:
+        await login(browser, org_tokens["read:NORTH"])
+        page = await browser.get("/console/studies")
+        assert page.status_code == 200
+        assert sent["NORTH"][1] in page.text
+        assert sent["SOUTH"][1] not in page.text
+        theirs = await browser.get(f"/dicomweb/studies/{sent['SOUTH'][1]}/thumbnail")
+        assert theirs.status_code == 404  # the page's thumbnails: scoped by the same cookie

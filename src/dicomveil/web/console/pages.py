@@ -37,7 +37,7 @@ from dicomveil.web.console.auth import (
     console_auth,
 )
 from dicomveil.web.console.charts import bar_chart
-from dicomveil.web.deps import ServicesDep
+from dicomveil.web.deps import ServicesDep, reader_scope
 from dicomveil.web.services import Services
 
 __all__ = ["SECURITY_HEADERS", "router", "templates"]
@@ -217,7 +217,9 @@ async def dashboard(request: Request, visitor: Session, services: ServicesDep) -
 # -- studies --------------------------------------------------------------------------------
 
 
-def _study_query(services: Services, values: dict[str, str], offset: int) -> IndexQuery:
+def _study_query(
+    services: Services, values: dict[str, str], offset: int, organisation: str | None
+) -> IndexQuery:
     allowed = matchable_at(Level.STUDY)
     conditions = {}
     for keyword, raw in values.items():
@@ -228,7 +230,9 @@ def _study_query(services: Services, values: dict[str, str], offset: int) -> Ind
         )
         if condition is not None:
             conditions[keyword] = condition
-    return IndexQuery(Level.STUDY, conditions=conditions, limit=_PAGE, offset=offset)
+    return IndexQuery(
+        Level.STUDY, conditions=conditions, limit=_PAGE, offset=offset, organisation=organisation
+    )
 
 
 @router.get("/studies", response_class=HTMLResponse)
@@ -246,7 +250,8 @@ async def studies(
     error, rows, more = "", [], False
     try:
         result = await run_in_threadpool(
-            services.index.search, _study_query(services, wanted, offset)
+            services.index.search,
+            _study_query(services, wanted, offset, reader_scope(visitor.token)),
         )
         rows, more = [row.values for row in result.rows], result.more
     except QueryError as exc:
