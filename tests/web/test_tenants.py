@@ -183,3 +183,28 @@ async def test_the_console_studies_page_lists_only_the_organisations_studies(
         assert sent["SOUTH"][1] not in page.text
         theirs = await browser.get(f"/dicomweb/studies/{sent['SOUTH'][1]}/thumbnail")
         assert theirs.status_code == 404  # the page's thumbnails: scoped by the same cookie
+
+
+async def test_another_sender_never_adds_to_an_organisations_study(
+    app: FastAPI, client: httpx.AsyncClient, org_tokens: dict[str, str], tmp_path: Path
+) -> None:
+    """NORTH and a sender bound to no organisation share the server's key, so the same
+    original study gets the same pseudonymous UIDs: the second sender is refused (409), and
+    nothing of it is archived or indexed."""
+    files = write_demo_study(tmp_path / "same", patients=1, series_per_study=1, images_per_series=1)
+    await _send(client, org_tokens["ingest:NORTH"], files)
+    services = app.state.services
+    before = services.index.counts()
+    objects = sorted(info.key for info in services.store.list())
+    assert objects
+    content_type, body = related_body([p.read_bytes() for p in files])
+    answer = await client.post(
+        "/dicomweb/studies",
+        content=body,
+        headers={**auth(org_tokens["ingest:"]), "Content-Type": content_type},
+    )
+    assert answer.status_code == 409, answer.text
+    assert services.index.counts() == before
+    assert sorted(info.key for info in services.store.list()) == objects
+    (row,) = await _qido(client, org_tokens["read:NORTH"], "studies")
+    assert str(first(row["00100020"])).startswith("NRT-")  # type: ignore[arg-type]

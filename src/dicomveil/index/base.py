@@ -166,6 +166,11 @@ class StudyIndex(Protocol):
         with ``organisation``, only when the study belongs to it (else none)."""
         ...
 
+    def owners(self, study_uids: Sequence[str]) -> dict[str, str | None]:
+        """Return the organisation of each indexed study among ``study_uids`` (``None``:
+        none); studies not indexed are absent."""
+        ...
+
     def counts(self) -> IndexCounts:
         """Return how many patients, studies, series and instances are indexed."""
         ...

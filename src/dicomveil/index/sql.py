@@ -248,6 +248,18 @@ class SqlStudyIndex:
                 for r in connection.execute(statement)
             ]
 
+    def owners(self, study_uids: Sequence[str]) -> dict[str, str | None]:
+        """Return the organisation of each indexed study among ``study_uids``."""
+        found: dict[str, str | None] = {}
+        uids = list(dict.fromkeys(study_uids))
+        with map_index_errors("reading study owners"), self._engine.connect() as connection:
+            for start in range(0, len(uids), 500):
+                statement = select(studies.c.study_instance_uid, studies.c.organisation).where(
+                    studies.c.study_instance_uid.in_(uids[start : start + 500])
+                )
+                found.update({str(uid): org for uid, org in connection.execute(statement)})
+        return found
+
     def counts(self) -> IndexCounts:
         """Return how many patients, studies, series and instances are indexed."""
         with map_index_errors("counting"), self._engine.connect() as connection:

@@ -33,7 +33,11 @@ from dicomveil.pipeline.events import IngestListener, InstanceStored
 from dicomveil.pipeline.failures import Failure, failure_of
 from dicomveil.pipeline.ingest_work import CONFLICT_KIND, Ingested
 from dicomveil.pipeline.recording import RunRecorder
-from dicomveil.pipeline.request_plan import plan_uploads, settle_existing
+from dicomveil.pipeline.request_plan import (
+    plan_uploads,
+    refuse_foreign_studies,
+    settle_existing,
+)
 from dicomveil.pipeline.statuses import is_ok, status_of
 from dicomveil.pipeline.tenancy import TenantEngines, engine_for
 
@@ -249,7 +253,8 @@ class IngestService:
         with recorder:
             results = plan.results(self.pool.run(plan.work), self)
             if archive:
-                settle_existing(self, results, origin.organisation)
+                refuse_foreign_studies(self, results, origin.organisation)
+                settle_existing(self, results)
             for result in results:
                 recorder.add(result.outcome)
             counts = Counter(r.outcome.status for r in results)

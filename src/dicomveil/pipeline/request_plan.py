@@ -36,7 +36,6 @@ from dicomveil.pipeline.ingest_work import (
 )
 
 if TYPE_CHECKING:
-    from dicomveil.index import StoredInstance
     from dicomveil.pipeline.ingest import IngestService
 
 __all__ = ["Plan", "plan_uploads", "settle_existing"]
@@ -116,15 +115,9 @@ def _digest(path: Path) -> str:
     return digest.hexdigest()
 
 
-def settle_existing(
-    service: IngestService, results: list[Ingested], organisation: str | None = None
-) -> None:
+def settle_existing(service: IngestService, results: list[Ingested]) -> None:
     """Decide on the instances the engine did not store because their key was taken (see
-    the module's documentation); store those that replace, or were not indexed.
-
-    An instance another organisation archived (organisations sharing the server's key and
-    sending the same original instance) is never replaced nor taken over: it is refused as
-    a conflict, whatever ``replace_instances`` says."""
+    the module's documentation); store those that replace, or were not indexed."""
     to_store: list[Ingested] = []
     for result in results:
         if not result.exists or result.record is None:
@@ -135,12 +128,9 @@ def settle_existing(
             str(values["SeriesInstanceUID"]),
             str(values["SOPInstanceUID"]),
         )
-        foreign = (
-            bool(found) and organisation is not None and not _owned(service, found[0], organisation)
-        )
-        if found and not foreign and found[0].sha256 == result.outcome.sha256:
+        if found and found[0].sha256 == result.outcome.sha256:
             result.unchanged = True
-        elif found and (foreign or not service.replace_instances):
+        elif found and not service.replace_instances:
             done = result.outcome
             result.outcome = FileOutcome(
                 done.source,
@@ -159,16 +149,42 @@ def settle_existing(
         store_results(service.store, to_store, overwrite=True)
 
 
-def _owned(service: IngestService, instance: StoredInstance, organisation: str) -> bool:
-    """Whether ``instance`` belongs to a study of ``organisation``."""
-    return bool(
-        service.index.instances(
-            instance.study_instance_uid,
-            instance.series_instance_uid,
-            instance.sop_instance_uid,
-            organisation=organisation,
+FOREIGN_STUDY_REASON = "the instance's study is another organisation's"
+
+
+def refuse_foreign_studies(
+    service: IngestService, results: list[Ingested], organisation: str | None
+) -> None:
+    """Refuse (as conflicts) the instances of a study another organisation's sender (or one
+    bound to none, or one bound to an organisation when ``organisation`` is ``None``)
+    archived: organisations sharing the server's key map the same original study to the same
+    pseudonymous UIDs, and one must never add to, replace in, or read through another's
+    study. What this call already stored of them is deleted again (the archive held nothing
+    under those keys: an instance whose key was taken was not stored)."""
+    pending = [
+        (result, result.record.text("StudyInstanceUID"))
+        for result in results
+        if result.record is not None and not result.unchanged
+    ]
+    if not pending:
+        return
+    owners = service.index.owners([uid for _, uid in pending])
+    for result, uid in pending:
+        if uid not in owners or owners[uid] == organisation:
+            continue
+        done = result.outcome
+        if not result.exists and result.record is not None:
+            service.store.delete(result.record.storage_key)
+        if result.staged is not None:
+            result.staged.unlink(missing_ok=True)
+        result.outcome = FileOutcome(
+            done.source,
+            "failed",
+            reason=FOREIGN_STUDY_REASON,
+            sha256=done.sha256,
+            error_kind=CONFLICT_KIND,
         )
-    )
+        result.record, result.staged, result.exists = None, None, False
 
 
 def plan_uploads(
