@@ -28,7 +28,12 @@ from dicomveil.pipeline.tenancy import build_engines
 from dicomveil.profile.policy import Policy
 from dicomveil.settings import CoreSettings
 from dicomveil.storage import BaseBlobStore, open_store, parse_store_url
-from dicomveil.tenants import Organisation, load_tenant_keys, organisations_from_file
+from dicomveil.tenants import (
+    Organisation,
+    TenantKey,
+    load_tenant_keys,
+    organisations_from_file,
+)
 from dicomveil.vault import Vault, open_vault
 
 __all__ = ["Runtime"]
@@ -50,6 +55,8 @@ class Runtime:
         The pseudonym secret (batches take it; never logged or shown).
     organisations:
         The organisations (tenants) the configuration file declares, by code.
+    tenant_keys:
+        Their prefixes and own secrets (batches take them; never logged or shown).
     """
 
     settings: CoreSettings
@@ -64,6 +71,7 @@ class Runtime:
     staging: Path
     secret: bytes = field(default=b"", repr=False)
     organisations: dict[str, Organisation] = field(default_factory=dict)
+    tenant_keys: dict[str, TenantKey] = field(default_factory=dict, repr=False)
     _closers: list[Callable[[], None]] = field(default_factory=list, repr=False)
 
     @classmethod
@@ -139,6 +147,7 @@ class Runtime:
             staging=claimed.path,
             secret=key.secret,
             organisations=organisations,
+            tenant_keys=tenant_keys,
             _closers=closers,
         )
 

@@ -208,3 +208,55 @@ async def test_another_sender_never_adds_to_an_organisations_study(
     assert sorted(info.key for info in services.store.list()) == objects
     (row,) = await _qido(client, org_tokens["read:NORTH"], "studies")
     assert str(first(row["00100020"])).startswith("NRT-")  # type: ignore[arg-type]
+
+
+async def _finished(client: httpx.AsyncClient, token: str, batch_id: str) -> dict[str, object]:
+    import anyio
+
+    for _ in range(600):
+        answer = await client.get(f"/api/v1/batches/{batch_id}", headers=auth(token))
+        assert answer.status_code == 200, answer.text
+        status: dict[str, object] = answer.json()
+        if status["state"] in ("complete", "stopped", "failed"):
+            return status
+        await anyio.sleep(0.1)
+    raise AssertionError("the batch did not finish")
+
+
+async def test_batches_are_per_organisation(
+    client: httpx.AsyncClient,
+    org_tokens: dict[str, str],
+    sent: dict[str, list[str]],
+    home: Path,
+    tmp_path: Path,
+) -> None:
+    """A batch made with SOUTH's token uses SOUTH's prefix and key (the patient gets the
+    pseudonym SOUTH's STOW-RS gave it) and only SOUTH's (or an unbound) token sees it."""
+    import pydicom
+
+    files = write_demo_study(
+        tmp_path / "originals", patients=1, series_per_study=1, images_per_series=2
+    )  # the very files `sent` stored
+    parts = [
+        ("files", (f"{i}.dcm", p.read_bytes(), "application/dicom")) for i, p in enumerate(files)
+    ]
+    answer = await client.post(
+        "/api/v1/batches", files=parts, headers=auth(org_tokens["ingest:SOUTH"])
+    )
+    assert answer.status_code == 202, answer.text
+    batch_id = answer.json()["batch_id"]
+    status = await _finished(client, org_tokens["ingest:SOUTH"], batch_id)
+    assert status["state"] == "complete" and status["organization"] == "SOUTH"
+    north = auth(org_tokens["ingest:NORTH"])
+    assert (await client.get(f"/api/v1/batches/{batch_id}", headers=north)).status_code == 404
+    manifest = f"/api/v1/batches/{batch_id}/manifest"
+    assert (await client.get(manifest, headers=north)).status_code == 404
+    assert (await client.get("/api/v1/batches", headers=north)).json() == []
+    unbound = await client.get("/api/v1/batches", headers=auth(org_tokens["ingest:"]))
+    assert [b["batch_id"] for b in unbound.json()] == [batch_id]
+    outbox = home.with_name(home.name + "-outbox")
+    written = list(outbox.rglob("*.dcm"))
+    assert written
+    (row,) = await _qido(client, org_tokens["read:SOUTH"], "studies")
+    south_patient = str(first(row["00100020"]))  # type: ignore[arg-type]
+    assert {str(pydicom.dcmread(p).PatientID) for p in written} == {south_patient}
