@@ -26,7 +26,7 @@ from dicomveil.index import Level, matchable_at, parse_condition
 from dicomveil.index import Query as IndexQuery
 from dicomveil.profile.resolved import resolved_rows
 from dicomveil.reid import reidentify
-from dicomveil.tokens import ROLES, Role
+from dicomveil.tokens import ROLES, Role, Token
 from dicomveil.web.console import data
 from dicomveil.web.console.auth import (
     CONSOLE_LOGIN,
@@ -295,14 +295,20 @@ async def batch(
         return render(request, "error.html", visitor, {"message": "no such batch"}, 404)
     manifest = ""
     if found["state"] == "complete" and found.get("manifest"):
-        manifest = await run_in_threadpool(_manifest, services, batch_id)
+        manifest = await run_in_threadpool(_manifest, services, batch_id, visitor.token)
     return render(request, "batch.html", visitor, {"batch": found, "manifest": manifest})
 
 
-def _manifest(services: Services, batch_id: str) -> str:
+def _manifest(services: Services, batch_id: str, token: Token) -> str:
+    """The batch's manifest as the signed-in token may read it (role checked by the page;
+    ``""`` when it is another organisation's batch)."""
+    from dicomveil.web.errors import HttpError
     from dicomveil.web.routes.batches import manifest
 
-    answer = manifest(batch_id, services, None)  # type: ignore[arg-type]  # role checked
+    try:
+        answer = manifest(batch_id, services, token)
+    except HttpError:
+        return ""
     return bytes(answer.body).decode("utf-8", errors="replace")
 
 
