@@ -24,9 +24,16 @@ from dicomveil.pipeline.executor import Executor, WorkerSetup, WorkerState, defa
 from dicomveil.pipeline.ingest import IngestService
 from dicomveil.pipeline.ingest_pool import IngestPool
 from dicomveil.pipeline.staging import claim_staging
+from dicomveil.pipeline.tenancy import build_engines
 from dicomveil.profile.policy import Policy
 from dicomveil.settings import CoreSettings
 from dicomveil.storage import BaseBlobStore, open_store, parse_store_url
+from dicomveil.tenants import (
+    Organisation,
+    TenantKey,
+    load_tenant_keys,
+    organisations_from_file,
+)
 from dicomveil.vault import Vault, open_vault
 
 if TYPE_CHECKING:
@@ -52,6 +59,10 @@ class Runtime:
     submitter:
         Cluster mode (:func:`dicomveil.cluster.submit.attach_cluster`): the edges hand
         received instances to it (stored, then queued) instead of to :attr:`ingest`.
+    organisations:
+        The organisations (tenants) the configuration file declares, by code.
+    tenant_keys:
+        Their prefixes and own secrets (batches take them; never logged or shown).
     """
 
     settings: CoreSettings
@@ -66,6 +77,8 @@ class Runtime:
     staging: Path
     secret: bytes = field(default=b"", repr=False)
     submitter: Submitter | None = None
+    organisations: dict[str, Organisation] = field(default_factory=dict)
+    tenant_keys: dict[str, TenantKey] = field(default_factory=dict, repr=False)
     _closers: list[Callable[[], None]] = field(default_factory=list, repr=False)
 
     @classmethod
@@ -81,6 +94,8 @@ class Runtime:
         settings.home.mkdir(parents=True, exist_ok=True, mode=0o700)
         policy = settings.policy()
         key = load_key("pseudonym", key_file=settings.key_file, environ=environ)
+        organisations = organisations_from_file(settings.config_file)
+        tenant_keys = load_tenant_keys(organisations, environ)
         closers: list[Callable[[], None]] = []
         try:
             scheme = parse_store_url(settings.archive_url).scheme
@@ -104,9 +119,14 @@ class Runtime:
             keys, compiled = PseudonymKeys(key.secret), compile_policy(policy)
             shared = scheme != "memory"  # a memory archive lives in this process only
             setup = WorkerSetup(
-                key.secret, policy, settings.archive_url if shared else None, options
+                key.secret,
+                policy,
+                settings.archive_url if shared else None,
+                options,
+                tenants=tenant_keys,
             )
-            local = WorkerState(keys=keys, compiled=compiled, store=store)
+            tenants = build_engines(tenant_keys, keys, policy)
+            local = WorkerState(keys=keys, compiled=compiled, store=store, tenants=tenants)
             processes = settings.deid_processes or default_workers()
             pool = IngestPool(Executor.open(setup, processes, local=local), workers_store=shared)
             closers.append(pool.close)  # before the staging folder goes: workers write there
@@ -128,6 +148,7 @@ class Runtime:
             pool=pool,
             staging=claimed.path,
             replace_instances=settings.replace_instances,
+            tenants=tenants,
         )
         return cls(
             settings=settings,
@@ -135,6 +156,8 @@ class Runtime:
             ingest=service,
             staging=claimed.path,
             secret=key.secret,
+            organisations=organisations,
+            tenant_keys=tenant_keys,
             _closers=closers,
         )
 

@@ -43,6 +43,7 @@ SECTIONS: Final[dict[str, str]] = {
     "cluster": "cluster mode: queue URL, incoming store (dicomveil worker, serve --queue)",
     "uploads": "direct uploads: limits, URL expiry (POST /api/v1/uploads)",
     "events": "signed CloudEvents webhooks: endpoints, secret, retries",
+    "organisations": "tenants: [organisations.<CODE>] pseudonym prefix and key (dicomveil.tenants)",
 }
 """The tables a configuration file may hold, and what each configures. ``[server]`` is read
 by :meth:`CoreSettings.load`; the others by their own modules (:func:`read_section`)."""

@@ -66,10 +66,13 @@ def run_started(
     pseudonym_key_id: str,
     vault_key_id: str | None = None,
     files: int | None = None,
+    organisation: str | None = None,
 ) -> AuditEvent:
-    """A de-identification run (batch) starts: policy name, option names, key ids."""
+    """A de-identification run (batch) starts: policy name, option names, key ids, and the
+    organisation (tenant) it runs for, when it has one."""
     details = {
         "run_id": run_id,
+        "organisation": organisation,
         "policy": policy,
         "options": sorted(options),
         "pseudonym_key_id": pseudonym_key_id,

@@ -33,10 +33,12 @@ Reason = Literal["calling-ae", "called-ae", "network", "no-role", "busy"]
 
 @dataclass(frozen=True, slots=True)
 class Admission:
-    """An accepted association: who called, and what it may do."""
+    """An accepted association: who called, what it may do, and for which organisation
+    (``None``: none; see :mod:`dicomveil.tenants`)."""
 
     calling_ae: str
     roles: frozenset[Role]
+    organisation: str | None = None
 
     def may(self, service: str) -> bool:
         """Whether the caller may use ``service`` (``"C-STORE"``, ``"C-FIND"`` ...)."""
@@ -90,4 +92,4 @@ def admit(
         return Refusal("network")
     if not caller.roles:
         return Refusal("no-role")
-    return Admission(calling_ae.strip(), caller.roles)
+    return Admission(calling_ae.strip(), caller.roles, caller.organisation)

@@ -220,6 +220,7 @@ class Handlers:
                 actor=session.actor,
                 calling_ae=session.calling_ae,
                 peer=session.peer,
+                organisation=session.organisation,
             )
             result = self.batcher.submit(path, origin)
         except Exception as exc:
@@ -258,6 +259,7 @@ class Handlers:
                     request,
                     ae_title=self.settings.ae_title,
                     most=self.settings.max_find_results,
+                    organisation=session.organisation,
                 )
             )
         except QueryError as exc:
@@ -284,7 +286,9 @@ class Handlers:
     def _select(self, event: Any, session: Session, service: str) -> retrieve.Selection | Dataset:
         _service, model = QUERY_RETRIEVE[str(event.context.abstract_syntax)]
         try:
-            return retrieve.select_instances(self.runtime.index, event.identifier, model)
+            return retrieve.select_instances(
+                self.runtime.index, event.identifier, model, organisation=session.organisation
+            )
         except QueryError as exc:
             session.count(f"{service.lower()}.failed")
             return status(IDENTIFIER_MISMATCH, str(exc))

@@ -105,7 +105,9 @@ def parse_identifier(identifier: Dataset, model: str) -> FindRequest:
     return FindRequest(level, conditions, tuple(returned))
 
 
-def _rows(index: StudyIndex, request: FindRequest, most: int) -> Iterator[Row]:
+def _rows(
+    index: StudyIndex, request: FindRequest, most: int, organisation: str | None
+) -> Iterator[Row]:
     offset = 0
     while offset < most:
         query = Query(
@@ -114,6 +116,7 @@ def _rows(index: StudyIndex, request: FindRequest, most: int) -> Iterator[Row]:
             limit=min(_PAGE, most - offset),
             offset=offset,
             flat=True,
+            organisation=organisation,
         )
         result = index.search(query)
         yield from result.rows
@@ -162,10 +165,16 @@ def _answer(request: FindRequest, values: dict[str, object], ae_title: str) -> D
 
 
 def answers(
-    index: StudyIndex, request: FindRequest, *, ae_title: str, most: int
+    index: StudyIndex,
+    request: FindRequest,
+    *,
+    ae_title: str,
+    most: int,
+    organisation: str | None = None,
 ) -> Iterator[Dataset]:
-    """Yield the response identifiers for ``request`` (at most ``most``)."""
-    rows = _rows(index, request, most)
+    """Yield the response identifiers for ``request`` (at most ``most``), from the studies
+    of ``organisation`` only when the caller is bound to one."""
+    rows = _rows(index, request, most, organisation)
     if request.level == "PATIENT":
         for values in _patients(rows):
             yield _answer(request, values, ae_title)

@@ -61,8 +61,11 @@ def _unique_value(identifier: Dataset, keyword: str) -> str:
     return "\\".join(str(v).strip() for v in value)
 
 
-def select_instances(index: StudyIndex, identifier: Dataset, model: str) -> Selection:
-    """Find the archived instances a C-GET/C-MOVE identifier asks for.
+def select_instances(
+    index: StudyIndex, identifier: Dataset, model: str, *, organisation: str | None = None
+) -> Selection:
+    """Find the archived instances a C-GET/C-MOVE identifier asks for (of ``organisation``'s
+    studies only, when the caller is bound to one: another's match nothing).
 
     Raises
     ------
@@ -83,14 +86,21 @@ def select_instances(index: StudyIndex, identifier: Dataset, model: str) -> Sele
     found: list[StoredInstance] = []
     offset = 0
     while True:
-        query = Query(search_level, {keyword: condition}, limit=500, offset=offset, flat=True)
+        query = Query(
+            search_level,
+            {keyword: condition},
+            limit=500,
+            offset=offset,
+            flat=True,
+            organisation=organisation,
+        )
         result = index.search(query)
         for row in result.rows:
             values = row.values
             study = str(values.get("StudyInstanceUID") or "")
             series = values.get("SeriesInstanceUID") if search_level is not Level.STUDY else None
             sop = values.get("SOPInstanceUID") if search_level is Level.INSTANCE else None
-            found.extend(index.instances(study, _opt(series), _opt(sop)))
+            found.extend(index.instances(study, _opt(series), _opt(sop), organisation=organisation))
             if len(found) > MAX_SUBOPERATIONS:
                 raise QueryError(f"the retrieve names more than {MAX_SUBOPERATIONS} instances")
         if not result.more:

@@ -49,6 +49,12 @@ class Session:
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
+    def organisation(self) -> str | None:
+        """The organisation the admitted caller is bound to (``None``: none)."""
+        admission = self.admission
+        return admission.organisation if isinstance(admission, Admission) else None
+
+    @property
     def actor(self) -> str:
         """The audit actor: ``ae:<CALLING_AE>``."""
         return f"ae:{self.calling_ae}"

@@ -16,6 +16,7 @@ Example::
     [dimse.callers.READER]
     roles = ["read"]
     networks = ["10.1.2.0/24"]
+    organisation = "NORTH"      # optional: sends and reads for this tenant only
 
     [dimse.destinations.READER] # where C-MOVE sends (MoveDestination = the table's name)
     host = "10.1.2.3"
@@ -43,6 +44,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from dicomveil.errors import ConfigError
+from dicomveil.tenants import check_code
 
 __all__ = [
     "DEFAULT_AE_TITLE",
@@ -82,10 +84,14 @@ class Caller:
         The services it may use.
     networks:
         The source networks it may call from (empty: the node's ``networks``).
+    organisation:
+        The organisation (tenant) it sends and reads for (``None``: none, the
+        single-tenant default; see :mod:`dicomveil.tenants`).
     """
 
     roles: frozenset[Role]
     networks: tuple[Network, ...] = ()
+    organisation: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -337,14 +343,20 @@ def _subtables(value: Any, name: str) -> dict[str, dict[str, Any]]:
 
 
 def _caller(item: Mapping[str, Any], title: str) -> Caller:
-    unknown = sorted(set(item) - {"roles", "networks"})
+    unknown = sorted(set(item) - {"roles", "networks", "organisation"})
     if unknown:
         raise ConfigError(f"unknown [dimse.callers.{title}] setting(s): {', '.join(unknown)}")
     if "roles" not in item:
         raise ConfigError(f"[dimse.callers.{title}] needs roles (ingest, read)")
+    organisation = item.get("organisation")
+    if organisation is not None:
+        if not isinstance(organisation, str):
+            raise ConfigError(f"[dimse.callers.{title}] organisation is an organisation code")
+        check_code(organisation)
     return Caller(
         _roles(item["roles"], f"callers.{title}.roles"),
         _networks(item.get("networks", []), f"callers.{title}.networks"),
+        organisation,
     )
 
 

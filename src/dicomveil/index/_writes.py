@@ -94,8 +94,10 @@ class Writer:
         key_column: str,
         key: str,
         values: dict[str, Any],
+        on_insert: dict[str, Any] | None = None,
     ) -> tuple[int, bool, set[str]]:
-        """Insert the row keyed ``key`` or update its changed columns.
+        """Insert the row keyed ``key`` or update its changed columns (``on_insert``: columns
+        set only when the row is inserted, never changed later).
 
         Returns the primary key, whether the row is new, and the names of changed columns.
         """
@@ -106,7 +108,7 @@ class Writer:
             ).first()
             if found is None:
                 inserted = self.connection.execute(
-                    _insert(table), {key_column: key, **values}
+                    _insert(table), {key_column: key, **values, **(on_insert or {})}
                 ).inserted_primary_key
                 assert inserted is not None
                 pk = inserted[0]
@@ -193,6 +195,9 @@ class Writer:
                 "referring_physician_name_key": _upper(text("ReferringPhysicianName")),
                 "study_description": text("StudyDescription") or None,
             },
+            # A study stays with the organisation that sent it first: a later sender never
+            # takes it over (nor sees it through the read scoping).
+            {"organisation": record.organisation},
         )
         series_pk, new_series, changed = self._ensure(
             self._series,

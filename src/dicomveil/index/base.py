@@ -44,6 +44,9 @@ class Query:
         the levels above.
     with_metadata:
         Also return each row's representative instance header (for ``includefield``).
+    organisation:
+        Only studies of this organisation (tenant) match; ``None``: every study (a reader
+        bound to no organisation, the single-tenant default).
     """
 
     level: Level
@@ -54,6 +57,7 @@ class Query:
     offset: int = 0
     flat: bool = False
     with_metadata: bool = False
+    organisation: str | None = None
 
     def __post_init__(self) -> None:
         if not (0 <= self.limit <= _MAX_PAGING and 0 <= self.offset <= _MAX_PAGING):
@@ -155,8 +159,16 @@ class StudyIndex(Protocol):
         study_uid: str,
         series_uid: str | None = None,
         sop_uid: str | None = None,
+        *,
+        organisation: str | None = None,
     ) -> list[StoredInstance]:
-        """Return the stored instances of a study (or series, or one instance), ordered."""
+        """Return the stored instances of a study (or series, or one instance), ordered;
+        with ``organisation``, only when the study belongs to it (else none)."""
+        ...
+
+    def owners(self, study_uids: Sequence[str]) -> dict[str, str | None]:
+        """Return the organisation of each indexed study among ``study_uids`` (``None``:
+        none); studies not indexed are absent."""
         ...
 
     def counts(self) -> IndexCounts:

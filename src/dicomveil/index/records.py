@@ -70,6 +70,9 @@ class InstanceRecord:
     metadata:
         The header as DICOM JSON text (bulk data by placeholder URI); ``""`` when it is
         left to the first read.
+    organisation:
+        The organisation (tenant) code the instance came from; ``None``: none (the
+        single-tenant default). Recorded on the study when the study is first indexed.
     """
 
     values: Mapping[str, Value]
@@ -78,6 +81,7 @@ class InstanceRecord:
     sha256: str
     transfer_syntax_uid: str
     metadata: str = field(repr=False)
+    organisation: str | None = None
 
     def __post_init__(self) -> None:
         for keyword in _REQUIRED:

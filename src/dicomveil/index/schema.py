@@ -7,6 +7,10 @@ are maintained on insert, so QIDO-RS returns them without counting. Each instanc
 it was last written (``indexed_at``, microseconds since the Unix epoch, UTC), the watermark of
 the incremental analytics export; indexes made before that column existed get it added, empty,
 when opened (:func:`upgrade`).
+
+A study belongs to the organisation (tenant) whose token or calling AE sent it
+(``organisation``; ``NULL``: no organisation, the single-tenant default). Schema 2 added that
+column; :func:`dicomveil.index.migrations.migrate` brings a schema 1 index up to date.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ __all__ = [
     "upgrade",
 ]
 
-SCHEMA_VERSION: Final = "1"
+SCHEMA_VERSION: Final = "2"
 
 metadata = MetaData()
 
@@ -73,7 +77,9 @@ studies = Table(
     Column("modalities", String(256)),
     Column("num_series", Integer, nullable=False, default=0),
     Column("num_instances", Integer, nullable=False, default=0),
+    Column("organisation", String(32)),
     Index("ix_index_studies_patient", "patient_pk"),
+    Index("ix_index_studies_organisation", "organisation"),
     Index("ix_index_studies_date", "study_date"),
     Index("ix_index_studies_accession", "accession_number"),
 )
@@ -125,7 +131,7 @@ settings = Table(
 
 
 def upgrade(connection: Connection) -> None:
-    """Add the columns later versions of schema 1 have to an index made by an earlier one.
+    """Add the nullable columns added without a schema version (``indexed_at``) to an older index.
 
     Only nullable columns are ever added this way, so an older dicomveil still reads and
     writes the upgraded index (it leaves the new columns empty: instances an older version

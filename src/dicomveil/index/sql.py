@@ -31,6 +31,7 @@ from dicomveil.index.base import (
 )
 from dicomveil.index.db import make_engine, map_index_errors, public_url, write_transaction
 from dicomveil.index.matching import QueryError
+from dicomveil.index.migrations import migrate
 from dicomveil.index.records import InstanceRecord
 from dicomveil.index.schema import (
     SCHEMA_VERSION,
@@ -86,6 +87,8 @@ class SqlStudyIndex:
                     connection.execute(
                         settings_table.insert().values(name="schema", value=SCHEMA_VERSION)
                     )
+                elif version != SCHEMA_VERSION:
+                    version = migrate(connection, version)
         if version not in (None, SCHEMA_VERSION):
             from dicomveil.errors import ConfigError
 
@@ -172,6 +175,8 @@ class SqlStudyIndex:
             attribute = found
             table = studies if attribute.kind is MatchKind.MODALITIES else _table_of(attribute)
             statement = statement.where(clause(attribute, table, condition))
+        if query.organisation is not None:
+            statement = statement.where(studies.c.organisation == query.organisation)
         if query.study_uid is not None:
             statement = statement.where(studies.c.study_instance_uid == query.study_uid)
         if query.series_uid is not None and level is not Level.STUDY:
@@ -203,8 +208,11 @@ class SqlStudyIndex:
         study_uid: str,
         series_uid: str | None = None,
         sop_uid: str | None = None,
+        *,
+        organisation: str | None = None,
     ) -> list[StoredInstance]:
-        """Return the stored instances of a study, series or one instance, in series order."""
+        """Return the stored instances of a study, series or one instance, in series order
+        (none when ``organisation`` is given and the study is not that organisation's)."""
         statement = (
             select(
                 studies.c.study_instance_uid,
@@ -230,6 +238,8 @@ class SqlStudyIndex:
             statement = statement.where(series.c.series_instance_uid == series_uid)
         if sop_uid is not None:
             statement = statement.where(instances.c.sop_instance_uid == sop_uid)
+        if organisation is not None:
+            statement = statement.where(studies.c.organisation == organisation)
         with map_index_errors("listing instances"), self._engine.connect() as connection:
             return [
                 StoredInstance(
@@ -246,6 +256,18 @@ class SqlStudyIndex:
                 )
                 for r in connection.execute(statement)
             ]
+
+    def owners(self, study_uids: Sequence[str]) -> dict[str, str | None]:
+        """Return the organisation of each indexed study among ``study_uids``."""
+        found: dict[str, str | None] = {}
+        uids = list(dict.fromkeys(study_uids))
+        with map_index_errors("reading study owners"), self._engine.connect() as connection:
+            for start in range(0, len(uids), 500):
+                statement = select(studies.c.study_instance_uid, studies.c.organisation).where(
+                    studies.c.study_instance_uid.in_(uids[start : start + 500])
+                )
+                found.update({str(uid): org for uid, org in connection.execute(statement)})
+        return found
 
     def counts(self) -> IndexCounts:
         """Return how many patients, studies, series and instances are indexed."""

@@ -43,8 +43,10 @@ from dicomveil.pipeline.orphans import die_with_parent
 if TYPE_CHECKING:  # the parent of ``deid`` imports neither the engine nor pydicom
     from dicomveil.engine.keys import PseudonymKeys
     from dicomveil.engine.rules import CompiledPolicy
+    from dicomveil.pipeline.tenancy import TenantEngines
     from dicomveil.profile.policy import Policy
     from dicomveil.storage import BaseBlobStore
+    from dicomveil.tenants import TenantKey
 
 __all__ = [
     "Executor",
@@ -93,6 +95,8 @@ class WorkerSetup:
         A destination folder for de-identified files (``deid`` and batches).
     fsync, hash_output:
         How files are written into ``dest``.
+    tenants:
+        Each organisation's pseudonym prefix and own key (see :mod:`dicomveil.tenants`).
     """
 
     secret: bytes = field(repr=False)
@@ -102,6 +106,7 @@ class WorkerSetup:
     dest: str | None = None
     fsync: bool = False
     hash_output: bool = False
+    tenants: Mapping[str, TenantKey] = field(default_factory=dict, repr=False)
 
     @property
     def decodes_pixels(self) -> bool:
@@ -121,6 +126,7 @@ class WorkerState:
     hash_output: bool = False
     slots: Any = None
     slot: int = 0
+    tenants: TenantEngines = field(default_factory=dict)
 
     def working_on(self, number: int) -> None:
         """Show the item in hand (``-1``: none) to the parent, for crash isolation."""
@@ -137,13 +143,20 @@ def _ready_state(setup: WorkerSetup) -> WorkerState:
         from dicomveil.storage import open_store
 
         store = open_store(setup.store_url, **setup.store_options)
+    keys = PseudonymKeys(setup.secret)
+    tenants = {}
+    if setup.tenants:
+        from dicomveil.pipeline.tenancy import build_engines
+
+        tenants = build_engines(setup.tenants, keys, setup.policy)
     return WorkerState(
-        keys=PseudonymKeys(setup.secret),
+        keys=keys,
         compiled=compile_policy(setup.policy),
         store=store,
         dest=Path(setup.dest) if setup.dest is not None else None,
         fsync=setup.fsync,
         hash_output=setup.hash_output,
+        tenants=tenants,
     )
 
 

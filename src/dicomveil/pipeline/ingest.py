@@ -33,8 +33,13 @@ from dicomveil.pipeline.events import IngestListener, InstanceStored
 from dicomveil.pipeline.failures import Failure, failure_of
 from dicomveil.pipeline.ingest_work import CONFLICT_KIND, Ingested
 from dicomveil.pipeline.recording import RunRecorder
-from dicomveil.pipeline.request_plan import plan_uploads, settle_existing
+from dicomveil.pipeline.request_plan import (
+    plan_uploads,
+    refuse_foreign_studies,
+    settle_existing,
+)
 from dicomveil.pipeline.statuses import is_ok, status_of
+from dicomveil.pipeline.tenancy import TenantEngines, engine_for
 
 if TYPE_CHECKING:
     from dicomveil.audit import AuditLog
@@ -66,12 +71,17 @@ class Origin:
         The calling AE title (DIMSE).
     peer:
         The client's address.
+    organisation:
+        The organisation (tenant) code of the token or calling AE; ``None``: none (the
+        single-tenant default). It is recorded on the index rows, in the audit log, and
+        chooses the organisation's pseudonym prefix and key.
     """
 
     entry: str
     actor: str
     calling_ae: str | None = None
     peer: str | None = None
+    organisation: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,14 +133,20 @@ class IngestService:
         pool: IngestPool,
         staging: Path,
         replace_instances: bool = False,
+        tenants: TenantEngines | None = None,
     ) -> None:
         self.store, self.index, self.keys = store, index, keys
         self.policy, self.compiled = policy, compiled
         self.vault, self.audit, self.pool = vault, audit, pool
         self.staging, self.replace_instances = staging, replace_instances
+        self.tenants: TenantEngines = tenants or {}
         self._listeners: list[IngestListener] = []
         self._lock = threading.Lock()
         self._workspaces: list[Path] = []
+
+    def engine_for(self, organisation: str | None) -> tuple[PseudonymKeys, CompiledPolicy]:
+        """The keys and compiled policy instances sent for ``organisation`` take."""
+        return engine_for(self.tenants, organisation, self.keys, self.compiled)
 
     def subscribe(self, listener: IngestListener) -> None:
         """Call ``listener`` after each :meth:`ingest` that stored instances."""
@@ -211,9 +227,17 @@ class IngestService:
         if salt and archive:
             raise ValueError("archived instances take the server's pseudonyms: no salt")
         uploads = list(files)
-        plan = plan_uploads(self, uploads, str(workspace / "out"), archive=archive, study=study)
+        plan = plan_uploads(
+            self,
+            uploads,
+            str(workspace / "out"),
+            archive=archive,
+            study=study,
+            organisation=origin.organisation,
+        )
         if salt:
             plan.work[:] = [replace(upload, salt=salt) for upload in plan.work]
+        keys, _ = self.engine_for(origin.organisation)
         run_id = uuid.uuid4().hex
         recorder = RunRecorder(
             self.vault,
@@ -221,13 +245,15 @@ class IngestService:
             run_id=run_id,
             actor=origin.actor,
             policy=self.policy,
-            pseudonym_key_id=self.keys.key_id,
+            pseudonym_key_id=keys.key_id,
             files=len(uploads),
             start_now=False,  # one call, one write to the audit log
+            organisation=origin.organisation,
         )
         with recorder:
             results = plan.results(self.pool.run(plan.work), self)
             if archive:
+                refuse_foreign_studies(self, results, origin.organisation)
                 settle_existing(self, results)
             for result in results:
                 recorder.add(result.outcome)
@@ -236,7 +262,10 @@ class IngestService:
             self._audit_conflicts(results, actor=origin.actor, run_id=run_id)
         if archive:
             stored = [r for r in results if r.record is not None and not r.unchanged]
-            self.index.add([r.record for r in stored if r.record is not None])
+            records = [r.record for r in stored if r.record is not None]
+            if origin.organisation is not None:
+                records = [replace(r, organisation=origin.organisation) for r in records]
+            self.index.add(records)
             self._announce(stored, origin)
         return results
 

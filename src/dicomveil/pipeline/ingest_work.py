@@ -28,6 +28,7 @@ from dicomveil.paths import contained_path
 from dicomveil.pipeline.executor import WorkerState
 from dicomveil.pipeline.failures import Failure, FailureKind
 from dicomveil.pipeline.files import FileOutcome, deidentify_file
+from dicomveil.pipeline.tenancy import TenantEngines, engine_for
 from dicomveil.profile.options import Option
 from dicomveil.storage import BaseBlobStore, FileUpload
 
@@ -91,6 +92,9 @@ class Upload:
     salt:
         De-identify with the keys salted with this (see :meth:`PseudonymKeys.salted`);
         empty: with the server's keys.
+    organisation:
+        The organisation (tenant) it is sent for: its pseudonym prefix and key apply (see
+        :mod:`dicomveil.pipeline.tenancy`); ``None``: the server's.
     """
 
     path: str
@@ -99,6 +103,7 @@ class Upload:
     archive: bool
     study: str | None = None
     salt: str = ""
+    organisation: str | None = None
 
 
 @dataclass(slots=True)
@@ -362,10 +367,11 @@ def ingest_many(
     compiled: CompiledPolicy,
     keys: PseudonymKeys,
     store: BaseBlobStore | None,
+    tenants: TenantEngines | None = None,
 ) -> list[Ingested]:
     """Work on ``uploads``; those to archive go to ``store`` as a group (``None``: the caller
-    stores them)."""
-    results = [ingest_one(upload, compiled, keys) for upload in uploads]
+    stores them). An upload sent for an organisation takes its engine from ``tenants``."""
+    results = [ingest_one(upload, *_engine(upload, compiled, keys, tenants)) for upload in uploads]
     if store is not None:
         store_results(store, [r for r, u in zip(results, uploads, strict=True) if u.archive])
     return results
@@ -374,4 +380,13 @@ def ingest_many(
 def ingest_chunk(state: WorkerState, uploads: Sequence[Upload]) -> list[Ingested]:
     """Work on ``uploads`` with an executor's worker state (see
     :class:`~dicomveil.pipeline.executor.Executor`)."""
-    return ingest_many(uploads, state.compiled, state.keys, state.store)
+    return ingest_many(uploads, state.compiled, state.keys, state.store, state.tenants)
+
+
+def _engine(
+    upload: Upload, compiled: CompiledPolicy, keys: PseudonymKeys, tenants: TenantEngines | None
+) -> tuple[CompiledPolicy, PseudonymKeys]:
+    if not upload.organisation or not tenants:
+        return compiled, keys
+    own_keys, own_compiled = engine_for(tenants, upload.organisation, keys, compiled)
+    return own_compiled, own_keys

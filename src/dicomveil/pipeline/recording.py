@@ -63,6 +63,7 @@ class RunRecorder:
         batch: int = 500,
         seconds: float = 0.25,
         start_now: bool = True,
+        organisation: str | None = None,
     ) -> None:
         self.vault, self.audit = vault, audit
         self.run_id, self.actor, self.batch = run_id, actor, batch
@@ -81,6 +82,7 @@ class RunRecorder:
                     pseudonym_key_id=pseudonym_key_id,
                     vault_key_id=vault.key_id if vault is not None else None,
                     files=files,
+                    organisation=organisation,
                 )
             )
             if start_now:

@@ -56,12 +56,15 @@ class Plan:
         bytes).
     uids:
         The original SOP Instance UID of each upload (by number; ``""``: not read).
+    organisation:
+        The organisation the request is sent for (its keys name the refused parts).
     """
 
     work: list[Upload] = field(default_factory=list)
     copies: dict[int, int] = field(default_factory=dict)
     conflicts: dict[int, int] = field(default_factory=dict)
     uids: dict[int, str] = field(default_factory=dict)
+    organisation: str | None = None
 
     def results(self, done: list[Ingested], service: IngestService) -> list[Ingested]:
         """Every upload's :class:`Ingested`, in order, from the results of :attr:`work`."""
@@ -77,7 +80,8 @@ class Plan:
             else:
                 reason = "another part of the request has this SOP Instance UID, other content"
                 outcome = failed(source, reason, CONFLICT_KIND)
-                uid = pseudonymous_uid(self.uids[number], service.compiled, service.keys)
+                keys, compiled = service.engine_for(self.organisation)
+                uid = pseudonymous_uid(self.uids[number], compiled, keys)
                 sop_class = by_number[self.conflicts[number]].sop_class_uid
                 results.append(Ingested(outcome, sop_class_uid=sop_class, sop_instance_uid=uid))
         return results
@@ -145,13 +149,58 @@ def settle_existing(service: IngestService, results: list[Ingested]) -> None:
         store_results(service.store, to_store, overwrite=True)
 
 
+FOREIGN_STUDY_REASON = "the instance's study is another organisation's"
+
+
+def refuse_foreign_studies(
+    service: IngestService, results: list[Ingested], organisation: str | None
+) -> None:
+    """Refuse (as conflicts) the instances of a study another organisation's sender (or one
+    bound to none, or one bound to an organisation when ``organisation`` is ``None``)
+    archived: organisations sharing the server's key map the same original study to the same
+    pseudonymous UIDs, and one must never add to, replace in, or read through another's
+    study. What this call already stored of them is deleted again (the archive held nothing
+    under those keys: an instance whose key was taken was not stored)."""
+    pending = [
+        (result, result.record.text("StudyInstanceUID"))
+        for result in results
+        if result.record is not None and not result.unchanged
+    ]
+    if not pending:
+        return
+    owners = service.index.owners([uid for _, uid in pending])
+    for result, uid in pending:
+        if uid not in owners or owners[uid] == organisation:
+            continue
+        done = result.outcome
+        if not result.exists and result.record is not None:
+            service.store.delete(result.record.storage_key)
+        if result.staged is not None:
+            result.staged.unlink(missing_ok=True)
+        result.outcome = FileOutcome(
+            done.source,
+            "failed",
+            reason=FOREIGN_STUDY_REASON,
+            sha256=done.sha256,
+            error_kind=CONFLICT_KIND,
+        )
+        result.record, result.staged, result.exists = None, None, False
+
+
 def plan_uploads(
-    service: IngestService, uploads: list[Path], out: str, *, archive: bool, study: str | None
+    service: IngestService,
+    uploads: list[Path],
+    out: str,
+    *,
+    archive: bool,
+    study: str | None,
+    organisation: str | None = None,
 ) -> Plan:
-    """Plan the work on a request's ``uploads`` (see the module's documentation)."""
-    plan = Plan()
+    """Plan the work on a request's ``uploads`` (see the module's documentation), sent for
+    ``organisation`` (``None``: none)."""
+    plan = Plan(organisation=organisation)
     if len(uploads) == 1:  # nothing to compare within the request
-        plan.work.append(Upload(str(uploads[0]), 1, out, archive, study))
+        plan.work.append(Upload(str(uploads[0]), 1, out, archive, study, organisation=organisation))
         return plan
     by_uid: dict[str, list[int]] = defaultdict(list)
     for number, path in enumerate(uploads, start=1):
@@ -169,5 +218,7 @@ def plan_uploads(
                     plan.conflicts[number] = numbers[0]
     for number, path in enumerate(uploads, start=1):
         if number not in plan.copies and number not in plan.conflicts:
-            plan.work.append(Upload(str(path), number, out, archive, study))
+            plan.work.append(
+                Upload(str(path), number, out, archive, study, organisation=organisation)
+            )
     return plan

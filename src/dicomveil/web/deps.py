@@ -21,7 +21,14 @@ from dicomveil.web.middleware import TOKEN_SCOPE_KEY
 from dicomveil.web.routing import ROLE_ATTRIBUTE
 from dicomveil.web.services import Services
 
-__all__ = ["DICOMWEB_PREFIX", "ServicesDep", "dicomweb_root", "get_services", "require"]
+__all__ = [
+    "DICOMWEB_PREFIX",
+    "ServicesDep",
+    "dicomweb_root",
+    "get_services",
+    "reader_scope",
+    "require",
+]
 
 _bearer = HTTPBearer(auto_error=False, description="A token from `dicomveil tokens create`.")
 
@@ -59,6 +66,16 @@ def require(role: Role) -> Callable[..., Awaitable[Token]]:
     authorize.__name__ = f"require_{role}"
     setattr(authorize, ROLE_ATTRIBUTE, role)
     return authorize
+
+
+def reader_scope(token: Token) -> str | None:
+    """The organisation whose studies ``token`` may read (``None``: every study).
+
+    A token bound to an organisation reads only that organisation's studies; one bound to
+    none (the single-tenant default) reads the whole archive. Another organisation's study
+    is answered as absent (404), never as forbidden: no oracle of what exists.
+    """
+    return token.org or None
 
 
 DICOMWEB_PREFIX = "/dicomweb"

@@ -28,15 +28,17 @@ def deidentify_uploads(
     archive: bool,
     study: str | None = None,
     salt: str = "",
+    organisation: str | None = None,
 ) -> list[Ingested]:
     """De-identify ``uploads`` (files in ``workspace``), optionally archive and index them.
 
     See :meth:`~dicomveil.pipeline.ingest.IngestService.process`; ``actor`` is the token's
     audit actor, ``entry`` the entry point (``stow``, ``api``), for the metrics too;
     ``salt`` salts the pseudonym keys of instances not archived (separation of duties:
-    ``docs/security.md``).
+    ``docs/security.md``); ``organisation`` is the token's (its prefix, key and index
+    scope apply: :mod:`dicomveil.tenants`).
     """
-    origin = Origin(entry=entry, actor=actor)
+    origin = Origin(entry=entry, actor=actor, organisation=organisation)
     submitter = services.runtime.submitter
     if archive and submitter is not None:  # cluster mode: stored, queued (docs/cluster.md)
         results = [

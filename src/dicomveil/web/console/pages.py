@@ -26,7 +26,7 @@ from dicomveil.index import Level, matchable_at, parse_condition
 from dicomveil.index import Query as IndexQuery
 from dicomveil.profile.resolved import resolved_rows
 from dicomveil.reid import reidentify
-from dicomveil.tokens import ROLES, Role
+from dicomveil.tokens import ROLES, Role, Token
 from dicomveil.web.console import data
 from dicomveil.web.console.auth import (
     CONSOLE_LOGIN,
@@ -37,7 +37,7 @@ from dicomveil.web.console.auth import (
     console_auth,
 )
 from dicomveil.web.console.charts import bar_chart
-from dicomveil.web.deps import ServicesDep
+from dicomveil.web.deps import ServicesDep, reader_scope
 from dicomveil.web.services import Services
 
 __all__ = ["SECURITY_HEADERS", "router", "templates"]
@@ -217,7 +217,9 @@ async def dashboard(request: Request, visitor: Session, services: ServicesDep) -
 # -- studies --------------------------------------------------------------------------------
 
 
-def _study_query(services: Services, values: dict[str, str], offset: int) -> IndexQuery:
+def _study_query(
+    services: Services, values: dict[str, str], offset: int, organisation: str | None
+) -> IndexQuery:
     allowed = matchable_at(Level.STUDY)
     conditions = {}
     for keyword, raw in values.items():
@@ -228,7 +230,9 @@ def _study_query(services: Services, values: dict[str, str], offset: int) -> Ind
         )
         if condition is not None:
             conditions[keyword] = condition
-    return IndexQuery(Level.STUDY, conditions=conditions, limit=_PAGE, offset=offset)
+    return IndexQuery(
+        Level.STUDY, conditions=conditions, limit=_PAGE, offset=offset, organisation=organisation
+    )
 
 
 @router.get("/studies", response_class=HTMLResponse)
@@ -246,7 +250,8 @@ async def studies(
     error, rows, more = "", [], False
     try:
         result = await run_in_threadpool(
-            services.index.search, _study_query(services, wanted, offset)
+            services.index.search,
+            _study_query(services, wanted, offset, reader_scope(visitor.token)),
         )
         rows, more = [row.values for row in result.rows], result.more
     except QueryError as exc:
@@ -290,14 +295,20 @@ async def batch(
         return render(request, "error.html", visitor, {"message": "no such batch"}, 404)
     manifest = ""
     if found["state"] == "complete" and found.get("manifest"):
-        manifest = await run_in_threadpool(_manifest, services, batch_id)
+        manifest = await run_in_threadpool(_manifest, services, batch_id, visitor.token)
     return render(request, "batch.html", visitor, {"batch": found, "manifest": manifest})
 
 
-def _manifest(services: Services, batch_id: str) -> str:
+def _manifest(services: Services, batch_id: str, token: Token) -> str:
+    """The batch's manifest as the signed-in token may read it (role checked by the page;
+    ``""`` when it is another organisation's batch)."""
+    from dicomveil.web.errors import HttpError
     from dicomveil.web.routes.batches import manifest
 
-    answer = manifest(batch_id, services, None)  # type: ignore[arg-type]  # role checked
+    try:
+        answer = manifest(batch_id, services, token)
+    except HttpError:
+        return ""
     return bytes(answer.body).decode("utf-8", errors="replace")
 
 

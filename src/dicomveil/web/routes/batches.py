@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any, Final
 
@@ -19,13 +20,21 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from dicomveil.engine.keys import PseudonymKeys
 from dicomveil.errors import ConfigError
 from dicomveil.pipeline.batch import create_batch, resume_batch
 from dicomveil.pipeline.batch_state import Priority, batch_status, list_batches
 from dicomveil.pipeline.destination import local_root, open_destination
+from dicomveil.profile.policy import Policy
 from dicomveil.tokens import Token
 from dicomveil.web.deps import ServicesDep, require
-from dicomveil.web.errors import BadRequest, HttpError, NotFound, UnsupportedMediaType
+from dicomveil.web.errors import (
+    BadRequest,
+    Forbidden,
+    HttpError,
+    NotFound,
+    UnsupportedMediaType,
+)
 from dicomveil.web.imports import extract_zip, move_into, resolve_import
 from dicomveil.web.multipart import media_type, spool_related
 from dicomveil.web.services import Services
@@ -77,16 +86,47 @@ _CREATE_BODY: Final[dict[str, Any]] = {
 }
 
 
+def _tenant_prefix(services: Services, token: Token) -> str | None:
+    """The pseudonym prefix of the token's organisation, which its batches carry as their
+    ``organization`` (``None``: the token is bound to none and sees every batch).
+
+    Raises
+    ------
+    Forbidden
+        The token is bound to an organisation the server does not declare.
+    """
+    if not token.org:
+        return None
+    tenant = services.runtime.tenant_keys.get(token.org)
+    if tenant is None:
+        raise Forbidden("the token's organisation is not declared on this server")
+    return tenant.prefix
+
+
+def _batch_engine(services: Services, token: Token) -> tuple[Policy, bytes]:
+    """The policy and pseudonym secret a batch created with ``token`` runs with: its
+    organisation's prefix and own key (see :mod:`dicomveil.tenants`), else the server's."""
+    if _tenant_prefix(services, token) is None:
+        return services.policy, services.secret
+    tenant = services.runtime.tenant_keys[token.org]
+    policy = replace(services.policy, organization=tenant.prefix)
+    return policy, tenant.secret if tenant.secret is not None else services.secret
+
+
 def _public(status: dict[str, Any]) -> dict[str, Any]:
     """A status without server-side paths."""
     return {key: value for key, value in status.items() if key not in _PRIVATE}
 
 
-def _status(services: Services, batch_id: str) -> dict[str, Any]:
+def _status(services: Services, batch_id: str, token: Token) -> dict[str, Any]:
+    prefix = _tenant_prefix(services, token)
     try:
-        return _public(batch_status(batch_id, services.settings.home).to_dict())
+        found = batch_status(batch_id, services.settings.home)
     except ConfigError:
         raise NotFound("no such batch") from None
+    if prefix is not None and found.organization != prefix:
+        raise NotFound("no such batch")  # another organisation's: as absent
+    return _public(found.to_dict())
 
 
 async def _uploaded(request: Request, services: Services, folder: Path) -> tuple[Path, str]:
@@ -128,7 +168,7 @@ def _start(
     services: Services,
     source: Path,
     priority: str,
-    actor: str,
+    token: Token,
     cleanup: Path | None,
     events: Any = None,
 ) -> str:
@@ -137,6 +177,7 @@ def _start(
     ``events`` (the app's :class:`~dicomveil.events.Events`, if any) is told when the batch
     has shipped complete."""
     settings = services.settings
+    policy, secret = _batch_engine(services, token)
     try:
         chosen = Priority.parse(priority)
     except (ConfigError, ValueError):
@@ -146,8 +187,8 @@ def _start(
         info = create_batch(
             source,
             destination,
-            policy=services.policy,
-            key_id=services.keys.key_id,
+            policy=policy,
+            key_id=PseudonymKeys(secret).key_id,
             priority=chosen,
             home=settings.home,
             local_dest=local_root(destination),
@@ -162,11 +203,11 @@ def _start(
                 result = resume_batch(
                     info.batch_id,
                     store=store,
-                    secret=services.secret,
+                    secret=secret,
                     home=settings.home,
                     vault=services.vault,
                     audit=services.audit,
-                    actor=actor,
+                    actor=token.actor,
                     workers=settings.batch_workers,
                 )
             if events is not None and result.status.state == "complete":
@@ -216,7 +257,7 @@ async def create(request: Request, services: ServicesDep, token: Ingest) -> JSON
     try:
         events = getattr(request.app.state, "events", None)
         batch_id = await run_in_threadpool(
-            _start, services, source, priority, token.actor, cleanup, events
+            _start, services, source, priority, token, cleanup, events
         )
     except BaseException:
         if cleanup is not None:
@@ -231,9 +272,12 @@ async def create(request: Request, services: ServicesDep, token: Ingest) -> JSON
 
 
 @router.get("/batches", summary="List batches")
-def list_all(services: ServicesDep, _: Ingest) -> list[dict[str, Any]]:
-    """Every batch of this server, oldest first (state, counts; no paths)."""
-    return [_public(s.to_dict()) for s in list_batches(services.settings.home)]
+def list_all(services: ServicesDep, token: Ingest) -> list[dict[str, Any]]:
+    """Every batch of this server (of the token's organisation, when it is bound to one),
+    oldest first (state, counts; no paths)."""
+    prefix = _tenant_prefix(services, token)
+    found = list_batches(services.settings.home)
+    return [_public(s.to_dict()) for s in found if prefix is None or s.organization == prefix]
 
 
 @router.get(
@@ -241,9 +285,9 @@ def list_all(services: ServicesDep, _: Ingest) -> list[dict[str, Any]]:
     summary="A batch's state, counts and errors",
     responses={404: {"description": "No such batch"}},
 )
-def status(batch_id: str, services: ServicesDep, _: Ingest) -> dict[str, Any]:
+def status(batch_id: str, services: ServicesDep, token: Ingest) -> dict[str, Any]:
     """State (created, running, complete, stopped, failed...), counts, failures (reasons)."""
-    return _status(services, batch_id)
+    return _status(services, batch_id, token)
 
 
 @router.get(
@@ -256,9 +300,9 @@ def status(batch_id: str, services: ServicesDep, _: Ingest) -> dict[str, Any]:
         409: {"description": "The batch is not complete"},
     },
 )
-def manifest(batch_id: str, services: ServicesDep, _: Ingest) -> Response:
+def manifest(batch_id: str, services: ServicesDep, token: Ingest) -> Response:
     """The ``manifest.json`` the batch uploaded (PHI-free by construction)."""
-    found = _status(services, batch_id)
+    found = _status(services, batch_id, token)
     key = (found.get("manifest") or {}).get("key")
     if found["state"] != "complete" or not key:
         raise Conflict(f"the batch is {found['state']}: no manifest yet")

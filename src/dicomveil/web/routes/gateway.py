@@ -104,6 +104,7 @@ async def deidentify(
             [part.path for part in uploads],
             workspace.path,
             actor=token.actor,
+            organisation=token.org or None,
             entry="api",
             archive=False,
             salt=f"token:{token.id}",

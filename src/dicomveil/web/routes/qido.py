@@ -25,7 +25,7 @@ from dicomveil.index import Condition, Level, QueryError, matchable_at, parse_co
 from dicomveil.index import Query as IndexQuery
 from dicomveil.index.attributes import MatchKind
 from dicomveil.tokens import Token
-from dicomveil.web.deps import DICOMWEB_PREFIX, ServicesDep, dicomweb_root, require
+from dicomveil.web.deps import DICOMWEB_PREFIX, ServicesDep, dicomweb_root, reader_scope, require
 from dicomveil.web.dicomjson import parse_includefield, resolve_tag, row_json
 from dicomveil.web.headers import complete_rows
 from dicomveil.web.negotiation import negotiate
@@ -119,6 +119,7 @@ def _canonical(name: str) -> str:
 async def _search(
     request: Request,
     services: ServicesDep,
+    reader: Token,
     level: Level,
     options: SearchOptions,
     *,
@@ -147,6 +148,7 @@ async def _search(
         offset=options.offset,
         flat=flat,
         with_metadata=bool(include),
+        organisation=reader_scope(reader),
     )
     result = await run_in_threadpool(services.index.search, query)
     rows = result.rows
@@ -177,33 +179,33 @@ _RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
 async def search_studies(
     request: Request,
     services: ServicesDep,
-    _: Reader,
+    reader: Reader,
     options: Options,
 ) -> JSONResponse:
     """Search all studies."""
-    return await _search(request, services, Level.STUDY, options)
+    return await _search(request, services, reader, Level.STUDY, options)
 
 
 @router.get("/series", summary="QIDO-RS: search for series", responses=_RESPONSES)
 async def search_series(
     request: Request,
     services: ServicesDep,
-    _: Reader,
+    reader: Reader,
     options: Options,
 ) -> JSONResponse:
     """Search all series (results carry their study's attributes too)."""
-    return await _search(request, services, Level.SERIES, options, flat=True)
+    return await _search(request, services, reader, Level.SERIES, options, flat=True)
 
 
 @router.get("/instances", summary="QIDO-RS: search for instances", responses=_RESPONSES)
 async def search_instances(
     request: Request,
     services: ServicesDep,
-    _: Reader,
+    reader: Reader,
     options: Options,
 ) -> JSONResponse:
     """Search all instances (results carry their study's and series' attributes too)."""
-    return await _search(request, services, Level.INSTANCE, options, flat=True)
+    return await _search(request, services, reader, Level.INSTANCE, options, flat=True)
 
 
 @router.get(
@@ -212,12 +214,12 @@ async def search_instances(
 async def search_study_series(
     request: Request,
     services: ServicesDep,
-    _: Reader,
+    reader: Reader,
     study: str,
     options: Options,
 ) -> JSONResponse:
     """Search the series of one study."""
-    return await _search(request, services, Level.SERIES, options, study=study)
+    return await _search(request, services, reader, Level.SERIES, options, study=study)
 
 
 @router.get(
@@ -228,12 +230,12 @@ async def search_study_series(
 async def search_study_instances(
     request: Request,
     services: ServicesDep,
-    _: Reader,
+    reader: Reader,
     study: str,
     options: Options,
 ) -> JSONResponse:
     """Search the instances of one study (results carry their series' attributes too)."""
-    return await _search(request, services, Level.INSTANCE, options, study=study, flat=True)
+    return await _search(request, services, reader, Level.INSTANCE, options, study=study, flat=True)
 
 
 @router.get(
@@ -244,10 +246,12 @@ async def search_study_instances(
 async def search_series_instances(
     request: Request,
     services: ServicesDep,
-    _: Reader,
+    reader: Reader,
     study: str,
     series: str,
     options: Options,
 ) -> JSONResponse:
     """Search the instances of one series."""
-    return await _search(request, services, Level.INSTANCE, options, study=study, series=series)
+    return await _search(
+        request, services, reader, Level.INSTANCE, options, study=study, series=series
+    )

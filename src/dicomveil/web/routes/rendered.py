@@ -22,7 +22,7 @@ from fastapi.responses import Response
 from dicomveil.index import StoredInstance
 from dicomveil.tokens import Token
 from dicomveil.web.archived import archived_file
-from dicomveil.web.deps import DICOMWEB_PREFIX, ServicesDep, require
+from dicomveil.web.deps import DICOMWEB_PREFIX, ServicesDep, reader_scope, require
 from dicomveil.web.errors import BadRequest
 from dicomveil.web.negotiation import negotiate
 from dicomveil.web.pixels import RenderOptions, parse_render_options, render
@@ -94,18 +94,28 @@ async def _answer(
 
 
 async def _instance_image(
-    services: Services, options: RenderOptions, uids: tuple[str, str, str], frame: int = 1
+    services: Services,
+    reader: Token,
+    options: RenderOptions,
+    uids: tuple[str, str, str],
+    frame: int = 1,
 ) -> Response:
     """One frame of the instance named by ``(study, series, instance)`` as an image."""
-    (found,) = await run_in_threadpool(stored_instances, services, *uids)
+    scope = reader_scope(reader)
+    (found,) = await run_in_threadpool(stored_instances, services, *uids, organisation=scope)
     return await _answer(services, found, frame, options)
 
 
 async def _middle_image(
-    services: Services, options: RenderOptions, study: str, series: str | None = None
+    services: Services,
+    reader: Token,
+    options: RenderOptions,
+    study: str,
+    series: str | None = None,
 ) -> Response:
     """The middle instance of a series (of the first series of a study) as an image."""
-    found = await run_in_threadpool(stored_instances, services, study, series)
+    scope = reader_scope(reader)
+    found = await run_in_threadpool(stored_instances, services, study, series, organisation=scope)
     first_series = [i for i in found if i.series_instance_uid == found[0].series_instance_uid]
     return await _answer(services, first_series[len(first_series) // 2], 1, options)
 
@@ -120,20 +130,20 @@ def _frame(text: str) -> int:
 @router.get(_INSTANCE + "/rendered", summary="Rendered instance", responses=_RESPONSES)
 async def rendered_instance(
     services: ServicesDep,
-    _: Reader,
+    reader: Reader,
     options: Rendering,
     study: str,
     series: str,
     instance: str,
 ) -> Response:
     """The instance's first frame as an image."""
-    return await _instance_image(services, options, (study, series, instance))
+    return await _instance_image(services, reader, options, (study, series, instance))
 
 
 @router.get(_INSTANCE + "/frames/{frame}/rendered", summary="Rendered frame", responses=_RESPONSES)
 async def rendered_frame(
     services: ServicesDep,
-    _: Reader,
+    reader: Reader,
     options: Rendering,
     study: str,
     series: str,
@@ -141,35 +151,37 @@ async def rendered_frame(
     frame: str,
 ) -> Response:
     """One frame (1-based) as an image."""
-    return await _instance_image(services, options, (study, series, instance), _frame(frame))
+    return await _instance_image(
+        services, reader, options, (study, series, instance), _frame(frame)
+    )
 
 
 @router.get(_INSTANCE + "/thumbnail", summary="Instance thumbnail", responses=_RESPONSES)
 async def instance_thumbnail(
     services: ServicesDep,
-    _: Reader,
+    reader: Reader,
     options: Thumbnail,
     study: str,
     series: str,
     instance: str,
 ) -> Response:
     """A small image of the instance's first frame."""
-    return await _instance_image(services, options, (study, series, instance))
+    return await _instance_image(services, reader, options, (study, series, instance))
 
 
 @router.get(
     "/studies/{study}/series/{series}/thumbnail", summary="Series thumbnail", responses=_RESPONSES
 )
 async def series_thumbnail(
-    services: ServicesDep, _: Reader, options: Thumbnail, study: str, series: str
+    services: ServicesDep, reader: Reader, options: Thumbnail, study: str, series: str
 ) -> Response:
     """A small image of the series' middle instance."""
-    return await _middle_image(services, options, study, series)
+    return await _middle_image(services, reader, options, study, series)
 
 
 @router.get("/studies/{study}/thumbnail", summary="Study thumbnail", responses=_RESPONSES)
 async def study_thumbnail(
-    services: ServicesDep, _: Reader, options: Thumbnail, study: str
+    services: ServicesDep, reader: Reader, options: Thumbnail, study: str
 ) -> Response:
     """A small image of the study's first series' middle instance."""
-    return await _middle_image(services, options, study)
+    return await _middle_image(services, reader, options, study)

@@ -140,6 +140,7 @@ async def _store(
             dicom,
             workspace.path,
             actor=token.actor,
+            organisation=token.org or None,
             entry="stow",
             archive=True,
             study=study,

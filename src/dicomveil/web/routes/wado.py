@@ -27,7 +27,7 @@ from pydicom import dcmread
 from dicomveil.index import StoredInstance
 from dicomveil.tokens import Token
 from dicomveil.web.archived import archived_file, file_chunks
-from dicomveil.web.deps import DICOMWEB_PREFIX, ServicesDep, dicomweb_root, require
+from dicomveil.web.deps import DICOMWEB_PREFIX, ServicesDep, dicomweb_root, reader_scope, require
 from dicomveil.web.dicomjson import rewrite_bulk
 from dicomveil.web.errors import BadRequest, NotFound
 from dicomveil.web.headers import complete_instances
@@ -54,10 +54,16 @@ _INSTANCE: Final = "/studies/{study}/series/{series}/instances/{instance}"
 
 
 def stored_instances(
-    services: Services, study: str, series: str | None = None, sop: str | None = None
+    services: Services,
+    study: str,
+    series: str | None = None,
+    sop: str | None = None,
+    *,
+    organisation: str | None = None,
 ) -> list[StoredInstance]:
-    """The archived instances named by the URL; raise :class:`NotFound` when there are none."""
-    found = services.index.instances(study, series, sop)
+    """The archived instances named by the URL; raise :class:`NotFound` when there are none
+    (or when the study is not ``organisation``'s: see :func:`~dicomveil.web.deps.reader_scope`)."""
+    found = services.index.instances(study, series, sop, organisation=organisation)
     if not found:
         what = "instance" if sop else "series" if series else "study"
         raise NotFound(f"no such {what} in the archive")
@@ -122,10 +128,12 @@ _METADATA: Final[dict[int | str, dict[str, Any]]] = {
 
 @router.get("/studies/{study}", summary="WADO-RS: retrieve a study", responses=_RETRIEVE)
 async def retrieve_study(
-    request: Request, services: ServicesDep, _: Reader, study: str
+    request: Request, services: ServicesDep, reader: Reader, study: str
 ) -> Response:
     """Every instance of the study, as ``multipart/related; type="application/dicom"``."""
-    found = await run_in_threadpool(stored_instances, services, study)
+    found = await run_in_threadpool(
+        stored_instances, services, study, organisation=reader_scope(reader)
+    )
     return await _retrieve(request, services, found, single=False)
 
 
@@ -133,29 +141,37 @@ async def retrieve_study(
     "/studies/{study}/series/{series}", summary="WADO-RS: retrieve a series", responses=_RETRIEVE
 )
 async def retrieve_series(
-    request: Request, services: ServicesDep, _: Reader, study: str, series: str
+    request: Request, services: ServicesDep, reader: Reader, study: str, series: str
 ) -> Response:
     """Every instance of the series."""
-    found = await run_in_threadpool(stored_instances, services, study, series)
+    found = await run_in_threadpool(
+        stored_instances, services, study, series, organisation=reader_scope(reader)
+    )
     return await _retrieve(request, services, found, single=False)
 
 
 @router.get(_INSTANCE, summary="WADO-RS: retrieve an instance", responses=_RETRIEVE)
 async def retrieve_instance(
-    request: Request, services: ServicesDep, _: Reader, study: str, series: str, instance: str
+    request: Request, services: ServicesDep, reader: Reader, study: str, series: str, instance: str
 ) -> Response:
     """One instance (multipart, or ``application/dicom`` alone when that is asked for)."""
-    found = await run_in_threadpool(stored_instances, services, study, series, instance)
+    found = await run_in_threadpool(
+        stored_instances, services, study, series, instance, organisation=reader_scope(reader)
+    )
     return await _retrieve(request, services, found, single=True)
 
 
 @router.get("/studies/{study}/metadata", summary="WADO-RS: a study's metadata", responses=_METADATA)
 async def study_metadata(
-    request: Request, services: ServicesDep, _: Reader, study: str
+    request: Request, services: ServicesDep, reader: Reader, study: str
 ) -> Response:
     """The headers of every instance of the study, bulk data by URI."""
     return await _metadata(
-        request, services, await run_in_threadpool(stored_instances, services, study)
+        request,
+        services,
+        await run_in_threadpool(
+            stored_instances, services, study, organisation=reader_scope(reader)
+        ),
     )
 
 
@@ -165,19 +181,23 @@ async def study_metadata(
     responses=_METADATA,
 )
 async def series_metadata(
-    request: Request, services: ServicesDep, _: Reader, study: str, series: str
+    request: Request, services: ServicesDep, reader: Reader, study: str, series: str
 ) -> Response:
     """The headers of every instance of the series."""
-    found = await run_in_threadpool(stored_instances, services, study, series)
+    found = await run_in_threadpool(
+        stored_instances, services, study, series, organisation=reader_scope(reader)
+    )
     return await _metadata(request, services, found)
 
 
 @router.get(_INSTANCE + "/metadata", summary="WADO-RS: an instance's metadata", responses=_METADATA)
 async def instance_metadata(
-    request: Request, services: ServicesDep, _: Reader, study: str, series: str, instance: str
+    request: Request, services: ServicesDep, reader: Reader, study: str, series: str, instance: str
 ) -> Response:
     """The header of one instance."""
-    found = await run_in_threadpool(stored_instances, services, study, series, instance)
+    found = await run_in_threadpool(
+        stored_instances, services, study, series, instance, organisation=reader_scope(reader)
+    )
     return await _metadata(request, services, found)
 
 
@@ -200,7 +220,7 @@ def _octets(chunks: Iterable[bytes], part_type: str, syntax: str | None = None) 
 async def bulkdata(
     request: Request,
     services: ServicesDep,
-    _: Reader,
+    reader: Reader,
     study: str,
     series: str,
     instance: str,
@@ -210,7 +230,9 @@ async def bulkdata(
     if not _TAG.fullmatch(tag):
         raise BadRequest("a bulk data tag is eight hexadecimal digits")
     negotiate(request, [("multipart/related", OCTET)])
-    (found,) = await run_in_threadpool(stored_instances, services, study, series, instance)
+    (found,) = await run_in_threadpool(
+        stored_instances, services, study, series, instance, organisation=reader_scope(reader)
+    )
     value = await run_in_threadpool(_element_value, services, found, int(tag, 16))
     if value is None:
         raise NotFound("the instance has no bulk data under this tag")
@@ -229,7 +251,7 @@ async def bulkdata(
 async def retrieve_frames(
     request: Request,
     services: ServicesDep,
-    _: Reader,
+    reader: Reader,
     study: str,
     series: str,
     instance: str,
@@ -243,7 +265,9 @@ async def retrieve_frames(
     is converted to RGB as it is decoded (PS3.5 §8.2.1): the PhotometricInterpretation
     that applies to them is RGB, while the metadata keeps describing the stored instance.
     """
-    (found,) = await run_in_threadpool(stored_instances, services, study, series, instance)
+    (found,) = await run_in_threadpool(
+        stored_instances, services, study, series, instance, organisation=reader_scope(reader)
+    )
     numbers = parse_frame_numbers(frame_list, found.number_of_frames or 1)
     native = frame_media_type(found.transfer_syntax_uid)
     raw_syntax = raw_frame_syntax(found.transfer_syntax_uid)
