@@ -40,6 +40,7 @@ SECTIONS: Final[dict[str, str]] = {
     "server": "the gateway and the ingest service (dicomveil serve, scp)",
     "dimse": "the DICOM node (dicomveil scp, serve --dimse-port)",
     "routing": "routing of complete studies (rules, outbound queue)",
+    "retention": "how long archive, quarantine, spool and audit keep things (retention run)",
 }
 """The tables a configuration file may hold, and what each configures. ``[server]`` is read
 by :meth:`CoreSettings.load`; the others by their own modules (:func:`read_section`)."""

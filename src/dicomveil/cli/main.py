@@ -47,6 +47,7 @@ COMMANDS: Final = (
     "erase",
     "viewer",
     "routes",
+    "retention",
 )
 """Command and group names, each registered by the module of the same name in ``cli``."""
 
