@@ -21,6 +21,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from dicomveil.audit.entry import AuditEvent
+from dicomveil.audit.events import archive_access
 from dicomveil.errors import AccessDenied, ConfigError, QueryError
 from dicomveil.index import Level, matchable_at, parse_condition
 from dicomveil.index import Query as IndexQuery
@@ -251,6 +252,8 @@ async def studies(
         rows, more = [row.values for row in result.rows], result.more
     except QueryError as exc:
         error = str(exc)
+    else:
+        await run_in_threadpool(services.audit.append, _studies_read(request, visitor, rows))
     context = {
         "fields": STUDY_FIELDS,
         "values": values,
@@ -263,6 +266,21 @@ async def studies(
         "viewer": getattr(request.app.state, "viewer_installed", False),
     }
     return render(request, "studies.html", visitor, context)
+
+
+def _studies_read(request: Request, visitor: Visitor, rows: list[dict[str, Any]]) -> AuditEvent:
+    """The ``archive.read`` entry of a studies page: the pseudonymous studies it showed."""
+    client = request.client.host if request.client else "-"
+    return archive_access(
+        actor=visitor.token.actor,
+        role=visitor.token.role_text,
+        client=client,
+        action="GET /console/studies",
+        status=200,
+        query=False,
+        studies=[str(row.get("StudyInstanceUID", "")) for row in rows],
+        matches=len(rows),
+    )
 
 
 # -- batches ----------------------------------------------------------------------------------
