@@ -1,7 +1,8 @@
 """The console's pages: server-rendered HTML (Jinja2), no script at all.
 
 Every page needs a live session (else the login page) and checks the session's role:
-studies need ``read``, batches ``ingest``, quarantine, audit and tokens ``admin``,
+studies need ``read``, batches ``ingest``, quarantine ``admin`` (delete) or ``ingest``
+(release: it submits the originals again), audit and tokens ``admin``,
 re-identification ``reidentify``; the dashboard and the policy are open to every session.
 Forms that change something carry the session's CSRF token. Every answer is ``no-store``
 and carries a CSP that allows no script.
@@ -73,11 +74,11 @@ STUDY_FIELDS: Final = (
 )
 _PAGE: Final = 50
 _AUDIT_ROWS: Final = 200
-_NAV: Final[tuple[tuple[str, str, Role | None], ...]] = (
+_NAV: Final[tuple[tuple[str, str, Role | tuple[Role, ...] | None], ...]] = (
     ("/console/", "Dashboard", None),
     ("/console/studies", "Studies", "read"),
     ("/console/batches", "Batches", "ingest"),
-    ("/console/quarantine", "Quarantine", "admin"),
+    ("/console/quarantine", "Quarantine", ("admin", "ingest")),
     ("/console/audit", "Audit", "admin"),
     ("/console/tokens", "Tokens", "admin"),
     ("/console/routes", "Routes", "admin"),
@@ -104,9 +105,19 @@ Session = Annotated[Visitor, Depends(current_visitor)]
 Csrf = Annotated[str, Form(max_length=128)]
 
 
-def need(visitor: Visitor, role: Role) -> None:
-    if not visitor.allows(role):
-        raise PageForbidden(f"this page needs the {role} role (this session: {visitor.token.role})")
+def need(visitor: Visitor, role: Role | tuple[Role, ...]) -> None:
+    if not _allowed(visitor, role):
+        wanted = " or ".join(role) if isinstance(role, tuple) else role
+        raise PageForbidden(
+            f"this page needs the {wanted} role (this session: {visitor.token.role})"
+        )
+
+
+def _allowed(visitor: Visitor, role: Role | tuple[Role, ...] | None) -> bool:
+    """Whether the session has ``role`` (one of them, for a tuple; ``None``: any session)."""
+    if role is None:
+        return True
+    return any(visitor.allows(one) for one in (role if isinstance(role, tuple) else (role,)))
 
 
 def render(
@@ -120,7 +131,7 @@ def render(
     nav = [
         (href, label, href == request.url.path)
         for href, label, role in _NAV
-        if visitor is not None and (role is None or visitor.allows(role))
+        if visitor is not None and _allowed(visitor, role)
     ]
     page = templates.get_template(name).render(
         visitor=visitor,
@@ -325,9 +336,39 @@ def _manifest(services: Services, batch_id: str) -> str:
 @router.get("/quarantine", response_class=HTMLResponse)
 async def quarantine(request: Request, visitor: Session, services: ServicesDep) -> HTMLResponse:
     """Each run's quarantined inputs: counts and reasons (never names or paths)."""
-    need(visitor, "admin")
+    need(visitor, ("admin", "ingest"))
     runs = await run_in_threadpool(data.quarantine_runs, services)
-    return render(request, "quarantine.html", visitor, {"runs": runs})
+    context = {
+        "runs": runs,
+        "can_delete": visitor.allows("admin"),
+        "can_release": visitor.allows("ingest"),
+        "released": _counts(request.query_params.get("released", "")),
+    }
+    return render(request, "quarantine.html", visitor, context)
+
+
+def _counts(text: str) -> str:
+    """``released/submitted`` from the redirect after a release (anything else: nothing)."""
+    numbers = text.split("/")
+    return text if len(numbers) == 2 and all(n.isascii() and n.isdigit() for n in numbers) else ""
+
+
+@router.post("/quarantine/{run_id}/release")
+async def release_quarantine(
+    request: Request, run_id: str, visitor: Session, services: ServicesDep, csrf: Csrf = ""
+) -> Response:
+    """Submit one run's quarantined originals again under the current policy (audited)."""
+    need(visitor, "ingest")
+    console_auth_of(request).check_csrf(visitor, csrf)
+    try:
+        folder = data.quarantine_folder(services, run_id)
+    except ConfigError:
+        return render(request, "error.html", visitor, {"message": "no such run"}, 404)
+    if not folder.is_dir():
+        return render(request, "error.html", visitor, {"message": "no such run"}, 404)
+    done = await run_in_threadpool(data.release_quarantine, services, folder, visitor)
+    query = urlencode({"released": f"{done.released}/{done.submitted}"})
+    return RedirectResponse(f"/console/quarantine?{query}", status_code=303)
 
 
 @router.post("/quarantine/{run_id}/delete")
