@@ -70,8 +70,8 @@ async def test_retention_dry_run_then_run(
     _plant(home)
     config = tmp_path / "dicomveil.toml"
     config.write_text(
-        "[retention]\narchive_days = 365\nquarantine_days = 30\nspool_hours = 24\n"
-        "audit_days = 3650\n"
+        "[retention]\narchive_days = 365\nvault = true\nquarantine_days = 30\n"
+        "spool_hours = 24\naudit_days = 3650\n"
     )
 
     before = _tree(home)
@@ -81,6 +81,7 @@ async def test_retention_dry_run_then_run(
     assert listed["archive"]["ids"] == [old_study]
     assert listed["archive"]["objects"] == len(demo_files) // 2
     assert listed["archive"]["oldest_days"] >= 400
+    assert listed["archive"]["vault_rows"]["vault_study"] == 1
     assert listed["quarantine"]["ids"] == ["oldrun-0123456789"]
     assert listed["spool"]["items"] == 1
     after_dry = _tree(home)
@@ -91,6 +92,7 @@ async def test_retention_dry_run_then_run(
     assert main(["retention", "run", "--config", str(config), "--json"]) == 0
     done = json.loads(capsys.readouterr().out)
     assert done["archive"]["rows"]["index_studies"] == 1
+    assert done["archive"]["vault_rows"]["vault_study"] == 1
     assert not (home / "quarantine" / "oldrun-0123456789").exists()
     assert not (home / "spool" / "gateway-crashed").exists()
 
@@ -98,6 +100,12 @@ async def test_retention_dry_run_then_run(
     found = await client.get("/dicomweb/studies", headers=read)
     assert {item["0020000D"]["Value"][0] for item in found.json()} == {new_study}
     assert (await client.get(f"/dicomweb/studies/{old_study}", headers=read)).status_code == 404
+    reid = auth(tokens["reidentify"])
+    for study, found_it in ((old_study, False), (new_study, True)):
+        answer = await client.post(
+            "/api/v1/reidentify", headers=reid, json={"study": study, "purpose": "retention"}
+        )
+        assert answer.status_code == 200 and answer.json()["found"] is found_it
 
     log = AuditLog.open(home, create=False)
     assert log.verify().ok

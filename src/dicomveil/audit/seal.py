@@ -106,6 +106,10 @@ def seal_older_than(log: AuditLog, cutoff: datetime, export: Path) -> Sealed:
     AuditError
         The log does not verify, or cannot be read or written.
     """
+    if type(log) is not AuditLog:
+        raise AuditError(
+            f"sealing is built for the file audit log, not {type(log).__name__}: not sealed"
+        )
     checked = log.verify()
     if not checked.ok:
         raise AuditError(

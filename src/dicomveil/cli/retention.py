@@ -73,11 +73,11 @@ def run(
         reports = [
             archive_store(
                 policy,
-                settings.database_url,
+                _setting(settings, "index_database", "database_url"),
                 settings.archive_url,
                 now,
                 dry_run=dry_run,
-                vault_url=settings.vault_url,
+                vault_url=_setting(settings, "vault_database", "vault_url") or None,
             ),
             quarantine_store(policy, settings.home / "quarantine", now, dry_run=dry_run),
             spool_store(policy, settings.home / "spool", now, dry_run=dry_run),
@@ -90,6 +90,12 @@ def run(
         typer.echo(json.dumps(details))
         return
     _print(reports, dry_run)
+
+
+def _setting(settings: object, name: str, before: str) -> str:
+    """A store's URL from the settings: ``name`` once the shared database (#15) names it so,
+    else ``before`` (what it was called until then)."""
+    return str(getattr(settings, name, None) or getattr(settings, before, None) or "")
 
 
 def _print(reports: list[StoreReport], dry_run: bool) -> None:
