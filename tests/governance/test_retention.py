@@ -174,3 +174,25 @@ def test_audit_sealing_keeps_the_chain_verifiable(
     body = json.loads(checkpoint.read_bytes())
     checkpoint.write_text(json.dumps(body | {"seq": 6}))
     assert not log.verify().ok
+
+
+async def test_many_expired_studies_go_in_chunks(
+    archive: dict[str, list[str]],
+    home: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from dicomveil.retention import stores
+
+    monkeypatch.setattr(stores, "_CHUNK", 1)
+    with sqlite3.connect(_index(home)) as connection:
+        connection.execute("UPDATE index_study_received SET received_at = received_at - ?", (_DAY,))
+    config = tmp_path / "dicomveil.toml"
+    config.write_text("[retention]\narchive_days = 0.5\nvault = true\n")
+    capsys.readouterr()
+    assert main(["retention", "run", "--config", str(config), "--json"]) == 0
+    done = json.loads(capsys.readouterr().out)["archive"]
+    assert done["ids"] == sorted(archive["studies"])
+    assert done["rows"]["index_studies"] == 2 and done["vault_rows"]["vault_study"] == 2
+    assert not [p for p in (home / "archive").rglob("*") if p.is_file()]

@@ -19,6 +19,7 @@ never an original value.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -42,6 +43,8 @@ __all__ = ["ORG_COLUMN", "StoreReport", "audit_store", "archive_store", "quarant
 ORG_COLUMN: Final = "organization"
 """The index column naming a study's organisation (tenants); absent: one organisation."""
 _DAY: Final = 86400.0
+_CHUNK: Final = 500
+"""Studies erased per transaction (SQLite allows 999 parameters per statement by default)."""
 
 
 @dataclass(slots=True)
@@ -129,17 +132,28 @@ def archive_store(
     report.extra["unstamped"] = unstamped
     if not expired:
         return report
-    erased = erase_archive(index_url, storage_url, report.ids, [], dry_run=dry_run)
-    report.extra["objects"] = erased.objects
-    report.extra["rows"] = erased.rows
+    objects, rows, vault_rows = 0, Counter[str](), Counter[str]()
+    for start in range(0, len(report.ids), _CHUNK):  # bound each statement's parameters
+        chunk = report.ids[start : start + _CHUNK]
+        erased = erase_archive(index_url, storage_url, chunk, [], dry_run=dry_run)
+        objects += erased.objects
+        rows.update(erased.rows)
+        if policy.vault:
+            vault_rows.update(_erase_vault(vault_url, chunk, dry_run))
+    report.extra["objects"] = objects
+    report.extra["rows"] = dict(rows)
     if policy.vault:
-        from dicomveil.vault import open_vault
-        from dicomveil.vault.erasure import erase_studies
-
-        with open_vault(vault_url, create=False) as vault:
-            gone = erase_studies(vault, report.ids, dry_run=dry_run)
-        report.extra["vault_rows"] = gone.rows
+        report.extra["vault_rows"] = dict(vault_rows)
     return report
+
+
+def _erase_vault(vault_url: str | None, study_uids: list[str], dry_run: bool) -> dict[str, int]:
+    """Remove (or count) the vault rows of ``study_uids``: they can no longer be re-identified."""
+    from dicomveil.vault import open_vault
+    from dicomveil.vault.erasure import erase_studies
+
+    with open_vault(vault_url, create=False) as vault:
+        return erase_studies(vault, study_uids, dry_run=dry_run).rows
 
 
 def quarantine_store(
