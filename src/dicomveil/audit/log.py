@@ -385,10 +385,11 @@ class AuditLog:
             expected, prev = checkpoint[0] + 1, checkpoint[1]
             if head is not None and head[0] == checkpoint[0]:
                 head_hash = checkpoint[1]
+        sealed = expected - 1  # entries sealed away before the first kept one
         with closing(self._lines()) as lines:
             for line_no, line in lines:
                 if line_no == 1 and line is not None and _starts_chain(line):
-                    expected, prev = 1, GENESIS
+                    expected, prev, sealed = 1, GENESIS, 0
                 if line is None:
                     reason = "torn last line: the entry is incomplete (crash while writing?)"
                     return VerifyResult(False, expected - 1, expected, line_no, reason)
@@ -413,7 +414,7 @@ class AuditLog:
         if tail is not None:
             seq, reason = tail
             return VerifyResult(False, min(last, seq - 1), seq, min(seq, line_no + 1), reason)
-        return VerifyResult(True, last)
+        return VerifyResult(True, last - sealed)
 
     def check_line(self, line: bytes, expected: int, prev: str) -> str | None:
         """Why ``line`` is not entry ``expected`` chained to ``prev`` (``None``: it is)."""
