@@ -11,8 +11,15 @@ Three independent secrets, each one line of text:
 
 Where a key comes from, first match wins: an explicit file (``--key-file``), the
 environment (``DICOMVEIL_KEY``, ``DICOMVEIL_VAULT_KEY``, ``DICOMVEIL_AUDIT_KEY``, or ``*_FILE``
-variants naming a file), then ``$DICOMVEIL_HOME/keys/<name>.key``, created on first use
-(mode 0600) with a notice.
+variants naming a file), then its default file (:func:`default_key_path`), created on first
+use (mode 0600) with a notice.
+
+Default files: ``$DICOMVEIL_KEYS_HOME/<name>.key`` when that variable names a key folder;
+otherwise the pseudonym and vault keys in ``$DICOMVEIL_HOME/keys`` and the audit key in a
+folder *beside* the state folder, ``<$DICOMVEIL_HOME>.keys`` (``~/.local/share/dicomveil.keys``
+by default): a copy of the state folder (log included) then holds no key that can rewrite
+or re-authenticate the audit chain. An install whose audit key already sits in
+``$DICOMVEIL_HOME/keys`` keeps using it (nothing is moved silently; the gateway warns).
 
 A key file may instead hold a key wrapped by AWS KMS (``keys init --kms KEY_ID``, envelope
 encryption, see :mod:`dicomveil.kms`): it is unwrapped when loaded, and the file alone reveals
@@ -40,7 +47,9 @@ __all__ = [
     "LoadedKey",
     "MissingKeyError",
     "create_key_file",
+    "default_key_path",
     "key_id",
+    "separate_key_folder",
     "load_key",
 ]
 
@@ -52,6 +61,7 @@ ENV_VARS: Mapping[KeyName, str] = {
     "audit": "DICOMVEIL_AUDIT_KEY",
 }
 MIN_SECRET_CHARS = 16
+KEYS_HOME_VAR = "DICOMVEIL_KEYS_HOME"
 
 
 class MissingKeyError(ConfigError):
@@ -162,6 +172,30 @@ def create_key_file(
     return secret
 
 
+def separate_key_folder(home: Path, environ: Mapping[str, str] | None = None) -> Path:
+    """The key folder kept apart from the state folder ``home``: ``$DICOMVEIL_KEYS_HOME``,
+    else ``<home>.keys`` beside it (never inside it)."""
+    env = os.environ if environ is None else environ
+    configured = env.get(KEYS_HOME_VAR)
+    return Path(configured).expanduser() if configured else home.with_name(home.name + ".keys")
+
+
+def default_key_path(name: KeyName, home: Path, environ: Mapping[str, str] | None = None) -> Path:
+    """The file the ``name`` key is read from (or created in) when none is given explicitly.
+
+    An existing file wins, the one in the separate key folder first, then the one in
+    ``home/keys`` (where every key lived before); a new key goes into the separate folder
+    for the audit key (and for every key when ``$DICOMVEIL_KEYS_HOME`` is set), else into
+    ``home/keys``.
+    """
+    env = os.environ if environ is None else environ
+    separate = separate_key_folder(home, env) / f"{name}.key"
+    legacy = home / "keys" / f"{name}.key"
+    if separate.exists() or (not legacy.exists() and (name == "audit" or KEYS_HOME_VAR in env)):
+        return separate
+    return legacy
+
+
 def load_key(
     name: KeyName,
     *,
@@ -197,8 +231,7 @@ def load_key(
         return LoadedKey(name, _validate(env[var], what), f"environment {var}")
     if env.get(f"{var}_FILE"):
         return _loaded(name, Path(env[f"{var}_FILE"]), what)
-    folder = (home if home is not None else state_home(dict(env))) / "keys"
-    path = folder / f"{name}.key"
+    path = default_key_path(name, home if home is not None else state_home(dict(env)), env)
     if path.exists():
         return _loaded(name, path, what)
     if not create:

@@ -44,6 +44,7 @@ SECTIONS: Final[dict[str, str]] = {
     "uploads": "direct uploads: limits, URL expiry (POST /api/v1/uploads)",
     "events": "signed CloudEvents webhooks: endpoints, secret, retries",
     "organisations": "tenants: [organisations.<CODE>] pseudonym prefix and key (dicomveil.tenants)",
+    "retention": "how long archive, quarantine, spool and audit keep things (retention run)",
 }
 """The tables a configuration file may hold, and what each configures. ``[server]`` is read
 by :meth:`CoreSettings.load`; the others by their own modules (:func:`read_section`)."""

@@ -72,7 +72,8 @@ class TestFormat:
         log = AuditLog.open(environ=env)
         log.append(AuditEvent("test", "alice"))
         assert log.path == tmp_path / "audit" / "audit.jsonl"
-        assert (tmp_path / "keys" / "audit.key").exists()
+        assert (tmp_path.with_name(tmp_path.name + ".keys") / "audit.key").exists()
+        assert not (tmp_path / "keys" / "audit.key").exists()  # not beside the log
         assert AuditLog.open(environ=env).verify().ok
 
 

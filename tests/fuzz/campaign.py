@@ -438,11 +438,12 @@ def _check_finished(finished: Finished, run: FolderRun) -> None:
 def _check_escapes(
     work: Path, before: set[str], root_before: set[str], tmp_before: set[str], run: FolderRun
 ) -> None:
-    """Anything new in the sandbox but DEST, the quarantine, the state folder and the working
-    folder; anything new named after a hostile UID in ``/`` or ``/tmp`` (removed: this run
-    wrote it). Outputs written anywhere else show as DEST holding fewer files than the report
-    counts (other programs' files in ``/`` and ``/tmp`` are never looked at)."""
-    allowed = ("dest", "quarantine", "home", "cwd")
+    """Anything new in the sandbox but DEST, the quarantine, the state folder, its key folder
+    (``home.keys``: the audit key is kept beside the state folder) and the working folder;
+    anything new named after a hostile UID in ``/`` or ``/tmp`` (removed: this run wrote it).
+    Outputs written anywhere else show as DEST holding fewer files than the report counts
+    (other programs' files in ``/`` and ``/tmp`` are never looked at)."""
+    allowed = ("dest", "quarantine", "home", "home.keys", "cwd")
     for path in sorted(_tree(work) - before):
         if path.split(os.sep, 1)[0] not in allowed:
             run.problems.append("written outside DEST (in the sandbox)")

@@ -141,20 +141,28 @@ async def test_atna_export_names_the_studies_read(
 def test_audit_key_beside_the_log_is_flagged(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The default (a clear key file in the state folder) is flagged; a key from elsewhere
-    (a file outside, or the environment) is not."""
+    """A new install keeps its audit key outside the state folder (not flagged); an install
+    whose clear key file is in the state folder keeps using it (nothing moved) and is
+    flagged; a key from elsewhere (a file outside, or the environment) is not."""
     home = tmp_path / "home"
-    for name in ("DICOMVEIL_AUDIT_KEY", "DICOMVEIL_AUDIT_KEY_FILE"):
+    for name in ("DICOMVEIL_AUDIT_KEY", "DICOMVEIL_AUDIT_KEY_FILE", "DICOMVEIL_KEYS_HOME"):
         monkeypatch.delenv(name, raising=False)
-    assert AuditLog.open(home).key_beside_log
+    assert not AuditLog.open(home).key_beside_log
+    assert (tmp_path / "home.keys" / "audit.key").is_file()
+    assert not (home / "keys" / "audit.key").exists()
+    legacy = tmp_path / "legacy"
+    (legacy / "keys").mkdir(parents=True)
+    (legacy / "keys" / "audit.key").write_text("legacy-audit-key-0123456789abcdef\n")
+    kept = AuditLog.open(legacy)
+    assert kept.key_beside_log and not (tmp_path / "legacy.keys").exists()
     outside = tmp_path / "vault-host" / "audit.key"
     outside.parent.mkdir()
-    outside.write_text((home / "keys" / "audit.key").read_text())
+    outside.write_text((legacy / "keys" / "audit.key").read_text())
     monkeypatch.setenv("DICOMVEIL_AUDIT_KEY_FILE", str(outside))
-    assert not AuditLog.open(home).key_beside_log
+    assert not AuditLog.open(legacy).key_beside_log
     monkeypatch.delenv("DICOMVEIL_AUDIT_KEY_FILE")
     monkeypatch.setenv("DICOMVEIL_AUDIT_KEY", "x" * 32)
-    assert not AuditLog.open(home).key_beside_log
+    assert not AuditLog.open(legacy).key_beside_log
 
 
 def test_gateway_warns_when_the_audit_key_is_beside_the_log(
@@ -164,6 +172,13 @@ def test_gateway_warns_when_the_audit_key_is_beside_the_log(
 
     with caplog.at_level("WARNING", logger="dicomveil.web"):
         app = create_app(Settings(home=home, key_file=key_file))
+    app.state.services.close()
+    assert not any("audit key is a clear file" in r.getMessage() for r in caplog.records)
+    old = home.with_name("old-install")
+    (old / "keys").mkdir(parents=True)
+    (old / "keys" / "audit.key").write_text("legacy-audit-key-0123456789abcdef\n")
+    with caplog.at_level("WARNING", logger="dicomveil.web"):
+        app = create_app(Settings(home=old, key_file=key_file))
     app.state.services.close()
     assert any("audit key is a clear file" in r.getMessage() for r in caplog.records)
 

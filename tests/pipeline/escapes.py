@@ -27,7 +27,15 @@ def _tree(folder: Path) -> set[Path]:
 @contextmanager
 def nothing_written_outside(watched: Path, *allowed: Path) -> Iterator[None]:
     """Assert that the block creates nothing under ``watched`` except under ``allowed``,
-    and nothing at the file-system root (where an absolute output key used to land)."""
+    and nothing at the file-system root (where an absolute output key used to land).
+
+    The key folder of ``$DICOMVEIL_HOME`` (``<home>.keys``, where the audit key is created:
+    :func:`dicomveil.keystore.separate_key_folder`) is state too, so it is allowed."""
+    from dicomveil.keystore import separate_key_folder
+
+    home = os.environ.get("DICOMVEIL_HOME")
+    if home:
+        allowed = (*allowed, separate_key_folder(Path(home)))
     root_before = set(os.listdir("/"))
     before = _tree(watched)
     yield

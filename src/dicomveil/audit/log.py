@@ -30,6 +30,11 @@ truncates the log but keeps the head; whoever can rewrite both files together ca
 cut off the newest entries. Export the log regularly (syslog/ATNA) to a system the
 attacker cannot reach to anchor it outside this machine.
 
+Retention (:mod:`dicomveil.audit.seal`) moves the oldest entries into a sealed segment file
+and leaves an authenticated checkpoint (``audit.checkpoint``: the ``seq`` and hash of the last
+entry moved out); :meth:`AuditLog.verify` then starts the chain from the checkpoint, so what
+is kept still verifies, and removing kept entries from the start is still caught.
+
 No PHI goes into entries: callers pass pseudonyms, opaque ids, counts, hashes and keywords
 (see :mod:`dicomveil.audit.events`).
 
@@ -67,6 +72,7 @@ __all__ = ["AuditLog"]
 
 LOG_FILE = "audit.jsonl"
 HEAD_FILE = "audit.head"
+CHECKPOINT_FILE = "audit.checkpoint"
 _BAD_HEAD = (-1, "")
 
 
@@ -82,6 +88,15 @@ def _beside(origin: str, home: Path) -> bool:
         return Path(origin[5:]).resolve().is_relative_to(home.resolve())
     except OSError:
         return True
+
+
+def _starts_chain(line: bytes) -> bool:
+    """Whether ``line`` claims to be the first entry ever written (a log not sealed yet:
+    its MAC and chain are then checked from the genesis as usual)."""
+    try:
+        return AuditEntry.parse(line).seq == 1
+    except ValueError:
+        return False
 
 
 class _SystemClock:
@@ -219,13 +234,8 @@ class AuditLog:
         todo = list(events)
         if not todo:
             return []
+        fd = self.lock()
         try:
-            self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
-        except OSError as exc:
-            raise AuditError(f"cannot open the audit log {self.path} ({exc.strerror})") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
             repair = self._repair_torn_tail(fd)
             if repair is not None:
                 todo.insert(0, repair)
@@ -249,6 +259,32 @@ class AuditLog:
         finally:
             os.close(fd)  # also releases the lock
 
+    def lock(self) -> int:
+        """Open the log and lock it exclusively; return the descriptor (closing unlocks).
+
+        Sealing replaces the log file: a writer that waited for the lock on the replaced file
+        opens the new one and waits again.
+
+        Raises
+        ------
+        AuditError
+            The log cannot be opened.
+        """
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+            while True:
+                fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                try:
+                    current = os.stat(self.path).st_ino
+                except FileNotFoundError:
+                    current = -1
+                if current == os.fstat(fd).st_ino:
+                    return fd
+                os.close(fd)
+        except OSError as exc:
+            raise AuditError(f"cannot open the audit log {self.path} ({exc.strerror})") from None
+
     def _encode(self, seq: int, event: AuditEvent, prev: str) -> bytes:
         moment = self._clock.now().astimezone(UTC)
         body: dict[str, Any] = {
@@ -271,7 +307,8 @@ class AuditLog:
         """Return ``(seq, hash)`` of the last complete entry (``(0, GENESIS)`` when empty)."""
         size = os.fstat(fd).st_size
         if size == 0:
-            return 0, GENESIS
+            checkpoint = self.read_checkpoint()
+            return (0, GENESIS) if checkpoint in (None, _BAD_HEAD) else checkpoint
         start = line_start(fd, size - 1)
         line = os.pread(fd, size - 1 - start, start)
         try:
@@ -301,6 +338,32 @@ class AuditLog:
 
     def _head_mac(self, seq: int, digest: str) -> str:
         return self._mac({"head_seq": seq, "head_hash": digest, "key_id": self.key_id})
+
+    def _checkpoint_mac(self, seq: int, digest: str) -> str:
+        return self._mac({"checkpoint_seq": seq, "checkpoint_hash": digest, "key_id": self.key_id})
+
+    def write_checkpoint(self, seq: int, digest: str, details: Mapping[str, Any]) -> None:
+        """Record that the entries up to ``seq`` (the last one hashing to ``digest``) were
+        sealed away: the kept log starts after it (see :mod:`dicomveil.audit.seal`)."""
+        body = {"seq": seq, "hash": digest, "key_id": self.key_id, **details}
+        body["mac"] = self._checkpoint_mac(seq, digest)
+        write_file(self.directory / CHECKPOINT_FILE, canonical(body) + b"\n", replace=True)
+
+    def read_checkpoint(self) -> tuple[int, str] | None:
+        """The authenticated checkpoint ``(seq, hash)``; ``None`` when there is none, and
+        ``(-1, "")`` when it is damaged or not authenticated by this key."""
+        try:
+            body = json.loads((self.directory / CHECKPOINT_FILE).read_bytes())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError):
+            return _BAD_HEAD
+        seq, digest = body.get("seq"), body.get("hash")
+        if not isinstance(seq, int) or not isinstance(digest, str):
+            return _BAD_HEAD
+        if not hmac.compare_digest(self._checkpoint_mac(seq, digest), str(body.get("mac"))):
+            return _BAD_HEAD
+        return seq, digest
 
     def _write_head(self, seq: int, digest: str) -> None:
         head = {"seq": seq, "hash": digest, "key_id": self.key_id}
@@ -342,8 +405,19 @@ class AuditLog:
         """Check the whole chain; name the first entry that does not verify."""
         head = self._read_head()
         expected, prev, line_no, head_hash = 1, GENESIS, 0, None
+        checkpoint = self.read_checkpoint()
+        if checkpoint == _BAD_HEAD:
+            reason = "the checkpoint file is damaged or not authenticated by this audit key"
+            return VerifyResult(False, 0, 1, 1, reason)
+        if checkpoint is not None:
+            expected, prev = checkpoint[0] + 1, checkpoint[1]
+            if head is not None and head[0] == checkpoint[0]:
+                head_hash = checkpoint[1]
+        sealed = expected - 1  # entries sealed away before the first kept one
         with closing(self._lines()) as lines:
             for line_no, line in lines:
+                if line_no == 1 and line is not None and _starts_chain(line):
+                    expected, prev, sealed = 1, GENESIS, 0
                 if line is None:
                     reason = "torn last line: the entry is incomplete (crash while writing?)"
                     return VerifyResult(False, expected - 1, expected, line_no, reason)
@@ -368,7 +442,11 @@ class AuditLog:
         if tail is not None:
             seq, reason = tail
             return VerifyResult(False, min(last, seq - 1), seq, min(seq, line_no + 1), reason)
-        return VerifyResult(True, last)
+        return VerifyResult(True, last - sealed)
+
+    def check_line(self, line: bytes, expected: int, prev: str) -> str | None:
+        """Why ``line`` is not entry ``expected`` chained to ``prev`` (``None``: it is)."""
+        return self._check(line, expected, prev)
 
     def _check(self, line: bytes, expected: int, prev: str) -> str | None:
         try:

@@ -18,7 +18,15 @@ from dicomveil.cli.common import (
     state_folder,
 )
 from dicomveil.errors import ConfigError
-from dicomveil.keystore import ENV_VARS, KEY_NAMES, KeyName, create_key_file, key_id, load_key
+from dicomveil.keystore import (
+    ENV_VARS,
+    KEY_NAMES,
+    KeyName,
+    create_key_file,
+    default_key_path,
+    key_id,
+    load_key,
+)
 
 __all__ = ["keys_app", "register"]
 
@@ -30,7 +38,11 @@ keys_app = typer.Typer(
 @keys_app.command("init")
 def init(
     folder: Path | None = typer.Option(
-        None, "--dir", help="Where to write the key files (default: $DICOMVEIL_HOME/keys)."
+        None,
+        "--dir",
+        help="Where to write the key files (default: $DICOMVEIL_KEYS_HOME, else the "
+        "pseudonym and vault keys in $DICOMVEIL_HOME/keys and the audit key in "
+        "$DICOMVEIL_HOME.keys, beside the state folder).",
     ),
     force: bool = typer.Option(False, "--force", help="Overwrite existing key files."),
     kms_key: str = typer.Option(
@@ -51,22 +63,28 @@ def init(
     they protect: a copy of that folder would re-identify offline.
     """
     home = state_folder()
-    target = folder or home / "keys"
+
+    def where(name: KeyName) -> Path:
+        if folder is not None:
+            return folder / f"{name}.key"
+        return default_key_path(name, home)
+
     for name in KEY_NAMES:
-        path = target / f"{name}.key"
+        path = where(name)
         if path.exists() and not force:
             fail(f"key file {path} already exists (use --force to replace it)")
     for name in KEY_NAMES:
-        path = target / f"{name}.key"
+        path = where(name)
         try:
             secret = create_key_file(path, overwrite=force, kms_key_id=kms_key, name=name)
         except ConfigError as exc:
             fail(str(exc), code=EXIT_FAILED if kms_key else EXIT_USAGE)
         wrapped = " (wrapped by KMS)" if kms_key else ""
         err_console.print(f"wrote {name} key {key_id(secret)}{wrapped} to {show(path)}")
-    if not kms_key and _inside(target, home):
+    inside = sorted({str(where(n).parent) for n in KEY_NAMES if _inside(where(n), home)})
+    if not kms_key and inside:
         notice(
-            f"warning: the keys are in {target}, inside {home} which also holds the vault "
+            f"warning: keys are in {', '.join(inside)}, inside {home} which also holds the vault "
             "and the audit log they protect: a copy of that folder re-identifies. Keep the "
             "keys elsewhere (--dir, DICOMVEIL_*_KEY_FILE) or wrap them with --kms."
         )
@@ -84,7 +102,7 @@ def _origin(name: KeyName) -> str | None:
         return f"environment {var}"
     if os.environ.get(f"{var}_FILE"):
         return f"environment {var}_FILE ({os.environ[f'{var}_FILE']})"
-    path = state_folder() / "keys" / f"{name}.key"
+    path = default_key_path(name, state_folder())
     return f"file {path}" if path.exists() else None
 
 

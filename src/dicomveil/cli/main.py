@@ -49,6 +49,7 @@ COMMANDS: Final = (
     "routes",
     "worker",
     "export",
+    "retention",
 )
 """Command and group names, each registered by the module of the same name in ``cli``."""
 

@@ -1,4 +1,4 @@
-"""``dicomveil quarantine``: the quarantined runs (list, show one, purge old ones).
+"""``dicomveil quarantine``: the quarantined runs (list, show one, release one, purge old ones).
 
 Everything printed is PHI-free: runs by id, copies by content hash, reasons as the run
 recorded them. Source paths (which may hold a patient's name) are shown only on request,
@@ -8,11 +8,20 @@ with ``show --paths``, on this side's terminal.
 from __future__ import annotations
 
 import datetime
+import shutil
 from pathlib import Path
 
 import typer
 
-from dicomveil.cli.common import EXIT_OK, err_console, fail, out_console, show, state_folder
+from dicomveil.cli.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    err_console,
+    fail,
+    out_console,
+    show,
+    state_folder,
+)
 from dicomveil.pipeline.quarantine import (
     DEFAULT_LIMITS,
     list_quarantine,
@@ -23,7 +32,7 @@ from dicomveil.pipeline.quarantine import (
 __all__ = ["quarantine_app", "register"]
 
 quarantine_app = typer.Typer(
-    help="List, show and purge the quarantine: inputs that could not be made safe, kept "
+    help="List, show, release and purge the quarantine: inputs that could not be made safe, kept "
     "under $DICOMVEIL_HOME/quarantine/RUN_ID with their reasons (copies named by content "
     "hash; non-DICOM inputs listed, not copied). Runs older than the retention period "
     f"({DEFAULT_LIMITS.retention_days:g} days by default, --quarantine-days of deid) are "
@@ -112,6 +121,60 @@ def purge(
     removed = sweep_quarantine(_root(), older_than)
     err_console.print(f"removed {len(removed)} quarantined run(s) older than {older_than:g} days")
     raise typer.Exit(EXIT_OK)
+
+
+@quarantine_app.command("release")
+def release(
+    run_id: str = typer.Argument(..., help="The run (or batch) id.", show_default=False),
+    config: Path | None = typer.Option(
+        None,
+        "--config",
+        exists=True,
+        dir_okay=False,
+        help="TOML file whose [server] table names the archive, index, vault and policy.",
+    ),
+    actor: str | None = typer.Option(None, help="Who releases (default: the OS user)."),
+    as_json: bool = _JSON,
+) -> None:
+    """Submit a run's quarantined originals again, under the current policy, to the archive.
+
+    Copies now archived leave the quarantine; the others stay with this attempt's reason.
+    Audited (quarantine.release) with counts and pseudonymous study UIDs only.
+    """
+    from dicomveil.errors import DicomveilError
+    from dicomveil.pipeline.ingest import Origin
+    from dicomveil.pipeline.quarantine_release import release_run
+    from dicomveil.reid import default_actor
+    from dicomveil.runtime import Runtime
+    from dicomveil.settings import CoreSettings
+
+    if run_id not in {r.run_id for r in list_quarantine(_root())}:
+        fail(f"no quarantined run {run_id} (see: dicomveil quarantine list)")
+    who = f"cli:{actor if actor is not None else default_actor()}"
+    try:
+        with Runtime.open(CoreSettings.load(config=config)) as runtime:
+            workspace = runtime.workspace()
+            try:
+                done = release_run(
+                    runtime.ingest, _root() / run_id, workspace, Origin("release", who)
+                )
+            finally:
+                shutil.rmtree(workspace, ignore_errors=True)
+            runtime.audit.append(done.event(who))
+    except DicomveilError as exc:
+        fail(str(exc), EXIT_FAILED)
+    if as_json:
+        out_console.print_json(data=done.details())
+    else:
+        out_console.print(
+            f"released {done.released} of {done.submitted} quarantined copies of "
+            f"{show(run_id)} into {len(done.pseudo_study_uids)} studies",
+            highlight=False,
+        )
+        for reason, count in done.still_failing.items():
+            out_console.print(f"  still failing: {show(reason)} ({count})", highlight=False)
+    if done.submitted and not done.released:
+        raise typer.Exit(EXIT_FAILED)
 
 
 def register(app: typer.Typer) -> None:

@@ -14,7 +14,7 @@ from sqlalchemy.sql import Executable
 
 from dicomveil.index.matching import normalize_date, normalize_time
 from dicomveil.index.records import InstanceRecord
-from dicomveil.index.schema import instances, patients, series, studies
+from dicomveil.index.schema import instances, patients, received, series, studies
 
 __all__ = ["Writer"]
 
@@ -56,6 +56,11 @@ _BUMP_SERIES: Final = (
     series.update()
     .where(series.c.pk == bindparam("row_pk"))
     .values(num_instances=series.c.num_instances + bindparam("added"))
+)
+_STAMP_RECEIVED: Final = (
+    received.update()
+    .where(received.c.study_pk == bindparam("row_pk"))
+    .values(received_at=bindparam("now"))
 )
 _BUMP_STUDY: Final = (
     studies.update()
@@ -258,6 +263,15 @@ class Writer:
             _BUMP_STUDY,
             {"row_pk": study_pk, "added_series": series, "added_instances": instances},
         )
+        if instances > 0:
+            self._stamp_received(study_pk)
+
+    def _stamp_received(self, study_pk: int) -> None:
+        """Record that the study received a new instance now (retention measures from it)."""
+        now = int(time.time())
+        stamped = self.connection.execute(_STAMP_RECEIVED, {"row_pk": study_pk, "now": now})
+        if not stamped.rowcount:
+            self.connection.execute(_insert(received), {"study_pk": study_pk, "received_at": now})
 
     def _refresh_modalities(self, study_pk: int) -> None:
         found = self.connection.execute(_STUDY_MODALITIES, {"row_pk": study_pk}).scalars()

@@ -14,7 +14,7 @@ from sqlalchemy import delete, exists, or_, select
 from sqlalchemy.engine import Connection
 
 from dicomveil.index.db import make_engine, map_index_errors, write_transaction
-from dicomveil.index.schema import instances, patients, series, studies
+from dicomveil.index.schema import instances, patients, received, series, studies
 from dicomveil.storage import open_store
 
 __all__ = ["ArchiveErasure", "erase_archive"]
@@ -80,6 +80,7 @@ def erase_archive(
                 return ArchiveErasure(rows=counted, objects=len(keys))
             for key in keys:
                 store.delete(key)
+            connection.execute(delete(received).where(received.c.study_pk.in_(pks)))
             rows = {
                 instances.name: connection.execute(
                     delete(instances).where(instances.c.study_pk.in_(pks))

@@ -36,6 +36,7 @@ __all__ = [
     "instances",
     "metadata",
     "patients",
+    "received",
     "series",
     "settings",
     "studies",
@@ -121,6 +122,17 @@ instances = Table(
     Index("ix_index_instances_class", "sop_class_uid"),
     Index("ix_index_instances_indexed_at", "indexed_at"),
 )
+
+received = Table(
+    "index_study_received",
+    metadata,
+    Column("study_pk", Integer, ForeignKey("index_studies.pk"), primary_key=True),
+    Column("received_at", BigInteger, nullable=False),
+)
+"""When the archive last received a new instance of a study (seconds since the epoch): the
+age retention measures (:mod:`dicomveil.retention`). A table of its own, so an index made
+before it gains it on open (``create_all``) without altering ``index_studies``; a study
+without a row gets one from the first retention run that sees it."""
 
 settings = Table(
     "index_settings",

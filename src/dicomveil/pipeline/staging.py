@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Final
 
-__all__ = ["StagingFolder", "claim_staging", "sweep_spool"]
+__all__ = ["StagingFolder", "claim_staging", "stale_spool", "sweep_spool"]
 
 log = logging.getLogger("dicomveil.web")
 
@@ -82,6 +82,29 @@ def _sweep(spool: Path) -> int:
     if removed:
         log.warning("removed %d upload folder(s) left in the spool by a stopped server", removed)
     return removed
+
+
+def stale_spool(spool: Path, older_than: float, now: float, *, remove: bool) -> list[float]:
+    """The ages (seconds) of the spool entries no live process holds, last changed more than
+    ``older_than`` seconds before ``now``; removed when ``remove`` (retention)."""
+    if not spool.is_dir():
+        return []
+    ages = []
+    with _spool_locked(spool):
+        for entry in spool.iterdir():
+            try:
+                age = now - entry.lstat().st_mtime
+                if entry.name == _LOCK_NAME or age <= older_than:
+                    continue
+                folder = entry.is_dir() and not entry.is_symlink()
+                if folder and _held(entry):
+                    continue
+                if remove:
+                    shutil.rmtree(entry) if folder else entry.unlink()
+            except OSError:
+                continue
+            ages.append(age)
+    return ages
 
 
 def sweep_spool(spool: Path) -> int:

@@ -10,17 +10,19 @@ deleted rows' bytes do not linger in free pages or the WAL file.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy import delete, select, text, tuple_
 from sqlalchemy.engine import Connection
+from sqlalchemy.sql.elements import ColumnElement
 
 from dicomveil.vault import db
 from dicomveil.vault.schema import SEALED_TABLES, studies
 from dicomveil.vault.sealing import patient_index
 from dicomveil.vault.store import Vault
 
-__all__ = ["Erasure", "erase_patient"]
+__all__ = ["Erasure", "erase_patient", "erase_studies"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,11 +42,11 @@ class Erasure:
         return bool(self.pseudo_study_uids)
 
 
-def _studies(connection: Connection, indexes: list[str]) -> list[tuple[str, str, str]]:
-    """(pseudonymous study UID, pseudonym key id, pseudonymous patient id) of the patient."""
+def _studies(connection: Connection, which: ColumnElement[bool]) -> list[tuple[str, str, str]]:
+    """(pseudonymous study UID, pseudonym key id, pseudonymous patient id) of the studies."""
     query = select(
         studies.c.pseudo_study_uid, studies.c.pseudonym_key_id, studies.c.pseudo_patient_id
-    ).where(studies.c.patient_index.in_(indexes))
+    ).where(which)
     return [(str(a), str(b), str(c)) for a, b, c in connection.execute(query)]
 
 
@@ -56,10 +58,26 @@ def erase_patient(
     With ``dry_run`` nothing is deleted: the answer lists what would be.
     """
     indexes = [patient_index(key, patient_id, issuer) for key in vault.keyring.all_keys()]
+    return _erase(vault, studies.c.patient_index.in_(indexes), "erasing a patient", dry_run)
+
+
+def erase_studies(
+    vault: Vault, pseudo_study_uids: Sequence[str], *, dry_run: bool = False
+) -> Erasure:
+    """Delete every vault row of the studies ``pseudo_study_uids`` (retention of the vault).
+
+    Afterwards those studies cannot be re-identified. With ``dry_run`` nothing is deleted.
+    """
+    match = studies.c.pseudo_study_uid.in_(list(pseudo_study_uids))
+    return _erase(vault, match, "erasing studies", dry_run)
+
+
+def _erase(vault: Vault, which: ColumnElement[bool], operation: str, dry_run: bool) -> Erasure:
+    """Delete (or count) the rows of the vault studies ``which`` selects, children first."""
     sqlite = vault.engine.dialect.name == "sqlite"
-    with db.map_database_errors("erasing a patient"), db.write_transaction(vault.engine) as conn:
+    with db.map_database_errors(operation), db.write_transaction(vault.engine) as conn:
         db.lock(conn)
-        found = _studies(conn, indexes)
+        found = _studies(conn, which)
         pairs = sorted({(uid, kid) for uid, kid, _ in found})
         rows: dict[str, int] = {}
         if sqlite and not dry_run:

@@ -35,7 +35,7 @@ PAGES = (
 )
 ALLOWED = {
     "read": {"/console/", "/console/studies", "/console/policy"},
-    "ingest": {"/console/", "/console/batches", "/console/policy"},
+    "ingest": {"/console/", "/console/batches", "/console/quarantine", "/console/policy"},
     "reidentify": {"/console/", "/console/policy", "/console/reidentify"},
     "admin": set(PAGES) - {"/console/reidentify", "/console/studies", "/console/batches"},
 }

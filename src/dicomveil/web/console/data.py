@@ -13,13 +13,17 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-from dicomveil.audit.entry import AuditEntry
+from dicomveil.audit.entry import AuditEntry, AuditEvent
 from dicomveil.errors import ConfigError, DicomveilError
 from dicomveil.pipeline.quarantine import REASONS_NAME
 from dicomveil.storage import parse_store_url
 from dicomveil.web.services import Services
+
+if TYPE_CHECKING:
+    from dicomveil.pipeline.quarantine_release import Released
+    from dicomveil.web.console.auth import Visitor
 
 __all__ = [
     "AuditFilter",
@@ -29,6 +33,7 @@ __all__ = [
     "batches",
     "ingest_counts",
     "quarantine_runs",
+    "release_quarantine",
     "request_counts",
 ]
 
@@ -170,3 +175,27 @@ def audit_entries(services: Services, wanted: AuditFilter, limit: int) -> list[A
             if len(found) >= limit:
                 break
     return found
+
+
+def release_quarantine(services: Services, folder: Path, visitor: Visitor) -> Released:
+    """Release the quarantined run ``folder`` through the gateway's ingest service, audited
+    as ``quarantine.release`` (see :mod:`dicomveil.pipeline.quarantine_release`)."""
+    from dicomveil.pipeline.ingest import Origin
+    from dicomveil.pipeline.quarantine_release import release_run
+
+    actor = visitor.token.actor
+    workspace = services.workspace()
+    try:
+        done = release_run(services.ingest, folder, workspace, Origin("console", actor))
+    finally:
+        shutil.rmtree(workspace, ignore_errors=True)
+    details = done.event(actor)
+    services.audit.append(
+        AuditEvent(
+            details.event,
+            details.actor,
+            details.outcome,
+            {**details.details, "session": visitor.session.id},
+        )
+    )
+    return done

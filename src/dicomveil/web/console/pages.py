@@ -1,7 +1,8 @@
 """The console's pages: server-rendered HTML (Jinja2), no script at all.
 
 Every page needs a live session (else the login page) and checks the session's role:
-studies need ``read``, batches ``ingest``, quarantine, audit and tokens ``admin``,
+studies need ``read``, batches ``ingest``, quarantine ``admin`` (delete) or ``ingest``
+(release: it submits the originals again), audit and tokens ``admin``,
 re-identification ``reidentify``; the dashboard and the policy are open to every session.
 Forms that change something carry the session's CSRF token. Every answer is ``no-store``
 and carries a CSP that allows no script.
@@ -21,6 +22,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from dicomveil.audit.entry import AuditEvent
+from dicomveil.audit.events import archive_access
 from dicomveil.errors import AccessDenied, ConfigError, QueryError
 from dicomveil.index import Level, matchable_at, parse_condition
 from dicomveil.index import Query as IndexQuery
@@ -72,11 +74,11 @@ STUDY_FIELDS: Final = (
 )
 _PAGE: Final = 50
 _AUDIT_ROWS: Final = 200
-_NAV: Final[tuple[tuple[str, str, Role | None], ...]] = (
+_NAV: Final[tuple[tuple[str, str, Role | tuple[Role, ...] | None], ...]] = (
     ("/console/", "Dashboard", None),
     ("/console/studies", "Studies", "read"),
     ("/console/batches", "Batches", "ingest"),
-    ("/console/quarantine", "Quarantine", "admin"),
+    ("/console/quarantine", "Quarantine", ("admin", "ingest")),
     ("/console/audit", "Audit", "admin"),
     ("/console/tokens", "Tokens", "admin"),
     ("/console/routes", "Routes", "admin"),
@@ -103,9 +105,19 @@ Session = Annotated[Visitor, Depends(current_visitor)]
 Csrf = Annotated[str, Form(max_length=128)]
 
 
-def need(visitor: Visitor, role: Role) -> None:
-    if not visitor.allows(role):
-        raise PageForbidden(f"this page needs the {role} role (this session: {visitor.token.role})")
+def need(visitor: Visitor, role: Role | tuple[Role, ...]) -> None:
+    if not _allowed(visitor, role):
+        wanted = " or ".join(role) if isinstance(role, tuple) else role
+        raise PageForbidden(
+            f"this page needs the {wanted} role (this session: {visitor.token.role})"
+        )
+
+
+def _allowed(visitor: Visitor, role: Role | tuple[Role, ...] | None) -> bool:
+    """Whether the session has ``role`` (one of them, for a tuple; ``None``: any session)."""
+    if role is None:
+        return True
+    return any(visitor.allows(one) for one in (role if isinstance(role, tuple) else (role,)))
 
 
 def render(
@@ -119,7 +131,7 @@ def render(
     nav = [
         (href, label, href == request.url.path)
         for href, label, role in _NAV
-        if visitor is not None and (role is None or visitor.allows(role))
+        if visitor is not None and _allowed(visitor, role)
     ]
     page = templates.get_template(name).render(
         visitor=visitor,
@@ -256,6 +268,8 @@ async def studies(
         rows, more = [row.values for row in result.rows], result.more
     except QueryError as exc:
         error = str(exc)
+    else:
+        await run_in_threadpool(services.audit.append, _studies_read(request, visitor, rows))
     context = {
         "fields": STUDY_FIELDS,
         "values": values,
@@ -268,6 +282,21 @@ async def studies(
         "viewer": getattr(request.app.state, "viewer_installed", False),
     }
     return render(request, "studies.html", visitor, context)
+
+
+def _studies_read(request: Request, visitor: Visitor, rows: list[dict[str, Any]]) -> AuditEvent:
+    """The ``archive.read`` entry of a studies page: the pseudonymous studies it showed."""
+    client = request.client.host if request.client else "-"
+    return archive_access(
+        actor=visitor.token.actor,
+        role=visitor.token.role_text,
+        client=client,
+        action="GET /console/studies",
+        status=200,
+        query=False,
+        studies=[str(row.get("StudyInstanceUID", "")) for row in rows],
+        matches=len(rows),
+    )
 
 
 # -- batches ----------------------------------------------------------------------------------
@@ -318,9 +347,39 @@ def _manifest(services: Services, batch_id: str, token: Token) -> str:
 @router.get("/quarantine", response_class=HTMLResponse)
 async def quarantine(request: Request, visitor: Session, services: ServicesDep) -> HTMLResponse:
     """Each run's quarantined inputs: counts and reasons (never names or paths)."""
-    need(visitor, "admin")
+    need(visitor, ("admin", "ingest"))
     runs = await run_in_threadpool(data.quarantine_runs, services)
-    return render(request, "quarantine.html", visitor, {"runs": runs})
+    context = {
+        "runs": runs,
+        "can_delete": visitor.allows("admin"),
+        "can_release": visitor.allows("ingest"),
+        "released": _counts(request.query_params.get("released", "")),
+    }
+    return render(request, "quarantine.html", visitor, context)
+
+
+def _counts(text: str) -> str:
+    """``released/submitted`` from the redirect after a release (anything else: nothing)."""
+    numbers = text.split("/")
+    return text if len(numbers) == 2 and all(n.isascii() and n.isdigit() for n in numbers) else ""
+
+
+@router.post("/quarantine/{run_id}/release")
+async def release_quarantine(
+    request: Request, run_id: str, visitor: Session, services: ServicesDep, csrf: Csrf = ""
+) -> Response:
+    """Submit one run's quarantined originals again under the current policy (audited)."""
+    need(visitor, "ingest")
+    console_auth_of(request).check_csrf(visitor, csrf)
+    try:
+        folder = data.quarantine_folder(services, run_id)
+    except ConfigError:
+        return render(request, "error.html", visitor, {"message": "no such run"}, 404)
+    if not folder.is_dir():
+        return render(request, "error.html", visitor, {"message": "no such run"}, 404)
+    done = await run_in_threadpool(data.release_quarantine, services, folder, visitor)
+    query = urlencode({"released": f"{done.released}/{done.submitted}"})
+    return RedirectResponse(f"/console/quarantine?{query}", status_code=303)
 
 
 @router.post("/quarantine/{run_id}/delete")
