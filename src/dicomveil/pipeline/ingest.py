@@ -224,6 +224,7 @@ class IngestService:
             pseudonym_key_id=self.keys.key_id,
             files=len(uploads),
             start_now=False,  # one call, one write to the audit log
+            origin=_audited(origin),
         )
         with recorder:
             results = plan.results(self.pool.run(plan.work), self)
@@ -271,6 +272,12 @@ class IngestService:
         ]
         if events:
             self.audit.append_many(events)
+
+
+def _audited(origin: Origin) -> dict[str, str]:
+    """What the run's start entry says of ``origin`` (no PHI: entry point, AE title, address)."""
+    named = {"entry": origin.entry, "calling_ae": origin.calling_ae, "peer": origin.peer}
+    return {key: value for key, value in named.items() if value}
 
 
 def _text(value: Any) -> str | None:
