@@ -7,7 +7,6 @@ one copy of a re-sent instance, so its instance count alone cannot tell).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -15,8 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.support.servers import free_port, require, require_binary, start, stop, wait_http
-from tests.web.orthanc_server import PLUGIN
+from tests.web.orthanc_server import running_orthanc
 
 AET = "ORTHANC"
 
@@ -48,34 +46,10 @@ class Orthanc:
 
 @contextmanager
 def running_receiver(folder: Path) -> Iterator[Orthanc]:
-    """Run Orthanc (DICOMweb plugin on) until the block ends."""
-    binary = require_binary("Orthanc", "/usr/sbin/Orthanc")
-    require(f"the Orthanc DICOMweb plugin ({PLUGIN})", PLUGIN.exists())
-    folder.mkdir(parents=True, exist_ok=True)
-    http_port, dicom_port = free_port(), free_port()
-    config = {
-        "Name": "forward-test",
-        "StorageDirectory": str(folder / "db"),
-        "IndexDirectory": str(folder / "db"),
-        "HttpPort": http_port,
-        "DicomPort": dicom_port,
-        "DicomAet": AET,
-        "RemoteAccessAllowed": False,
-        "AuthenticationEnabled": False,
-        "Plugins": [str(PLUGIN)],
-        "DicomWeb": {"Enable": True, "Root": "/dicom-web/", "Ssl": False},
-        "SaveJobs": False,
-        "UnknownSopClassAccepted": True,
-        "DicomAlwaysAllowStore": True,
-    }
-    (folder / "orthanc.json").write_text(json.dumps(config))
-    log = folder / "orthanc.log"
+    """Run Orthanc (DICOMweb plugin on, ``--verbose``) until the block ends."""
     # Default settings: DCMTK's TCP_NODELAY variable (Orthanc's DICOM stack) would halve its
     # C-STORE latency, but with it Orthanc 1.10 here now and then leaves a C-STORE unanswered.
-    proc = start([binary, "--verbose", str(folder / "orthanc.json")], log)
-    try:
-        url = f"http://127.0.0.1:{http_port}"
-        wait_http(url + "/system", timeout=20, proc=proc)
-        yield Orthanc(url, dicom_port, log)
-    finally:
-        stop(proc)
+    extra = {"Name": "forward-test", "DicomAet": AET, "DicomAlwaysAllowStore": True}
+    with running_orthanc(folder, extra=extra, verbose=True) as url:
+        system = httpx.get(url + "/system", timeout=10).json()
+        yield Orthanc(url, int(system["DicomPort"]), folder / "orthanc.log")

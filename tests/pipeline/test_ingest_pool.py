@@ -8,6 +8,7 @@ import os
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,6 +21,7 @@ from dicomveil.pipeline.executor import Executor, WorkerSetup, WorkerState
 from dicomveil.pipeline.failures import FailureKind
 from dicomveil.pipeline.ingest_pool import IngestPool
 from dicomveil.pipeline.ingest_work import Ingested, Upload, ingest_chunk
+from dicomveil.profile.options import Option
 from dicomveil.profile.policy import Policy
 from dicomveil.storage import open_store
 from dicomveil.web.spool import Spool
@@ -177,5 +179,63 @@ def test_an_instance_that_kills_its_worker_fails_alone(
         assert results[1].outcome.error_kind == FailureKind.WORKER_CRASH
         assert str(results[1].outcome.source) == "upload-2"
         assert all(r.ok for r in pool.run(work[2:]))  # the pool works on afterwards
+    finally:
+        pool.close()
+
+
+def _counting(pool: IngestPool, monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """Record every task handed to the executor (in-process or to a worker)."""
+    handed: list[object] = []
+    submit = pool.executor.submit
+
+    def counted(task: Any, *args: Any) -> Any:
+        handed.append(task)
+        return submit(task, *args)
+
+    monkeypatch.setattr(pool.executor, "submit", counted)
+    return handed
+
+
+def test_one_small_instance_is_worked_on_in_the_calling_thread(
+    tmp_path: Path, uploads: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One association sends one instance at a time: no worker round trip for it, and the
+    same archived bytes as a worker gives; several instances still go to the workers."""
+    reference = _pool(1, tmp_path / "reference")
+    try:
+        expected = _summary(
+            reference.run([Upload(str(uploads[0]), 1, str(tmp_path / "o1"), True)]),
+            tmp_path / "reference",
+        )
+    finally:
+        reference.close()
+    pool = _pool(2, tmp_path / "archive")
+    try:
+        handed = _counting(pool, monkeypatch)
+        one = pool.run([Upload(str(uploads[0]), 1, str(tmp_path / "o2"), True)])
+        assert handed == []  # not a worker's task: run in this thread
+        assert _summary(one, tmp_path / "archive") == expected
+        two = [Upload(str(p), n, str(tmp_path / "o3"), True) for n, p in enumerate(uploads[1:3])]
+        assert len(_summary(pool.run(two), tmp_path / "archive")) == 2
+        assert handed  # several instances: the workers
+    finally:
+        pool.close()
+
+
+def test_a_policy_that_decodes_pixels_keeps_single_instances_in_the_workers(
+    tmp_path: Path, uploads: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pixel cleaning runs codecs and OCR (native code): never in the server's process."""
+    policy = Policy(options=frozenset({Option.CLEAN_PIXEL_DATA}))
+    url = f"file://{tmp_path / 'archive'}"
+    store = open_store(url, sidecars=False)
+    local = WorkerState(PseudonymKeys(SECRET), compile_policy(policy), store)
+    setup = WorkerSetup(SECRET, policy, url, {"sidecars": False})
+    pool = IngestPool(Executor.open(setup, 2, local=local), workers_store=True)
+    try:
+        assert not pool.inline
+        handed = _counting(pool, monkeypatch)
+        pool.run([Upload(str(uploads[0]), 1, str(tmp_path / "out"), True)])
+        assert handed == [ingest_chunk]
     finally:
         pool.close()

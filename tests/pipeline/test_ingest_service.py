@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pydicom
 import pytest
@@ -152,3 +153,59 @@ def test_no_file_stays_in_the_staging_folder(
     assert conflict.failure is not None and conflict.failure.kind is FailureKind.CONFLICT
     assert [p for p in runtime.staging.rglob("*") if not p.is_dir()] == []
     assert len(list(runtime.staging.iterdir())) == 1  # one workspace, used by every call
+
+
+def test_the_run_entry_names_where_the_instances_came_from(
+    runtime: Runtime, files: list[Path]
+) -> None:
+    """The calling AE title and the client's address go into the run's start entry."""
+    runtime.ingest.ingest(files[:1], ORIGIN)
+    (start,) = [e for e in runtime.audit.entries() if e.event == "deid.run.start"]
+    assert start.details["calling_ae"] == "MODALITY1"
+    assert start.details["peer"] == "127.0.0.1"
+    assert start.details["entry"] == "dimse"
+
+
+def test_the_vault_and_the_audit_log_are_written_at_once(
+    runtime: Runtime, files: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The way back and the audit entries are independent durable writes: the vault's
+    transaction runs while the audit log is written (the call waits for the slower one,
+    not for both in turn), and the call returns only once both are written."""
+    assert runtime.vault is not None
+    auditing, recorded = threading.Event(), threading.Event()
+    record, append_many = runtime.vault.record, runtime.audit.append_many
+
+    def slow_record(*args: Any) -> Any:
+        overlapped = auditing.wait(timeout=10)  # the audit write started meanwhile
+        result = record(*args)
+        recorded.set()
+        assert overlapped
+        return result
+
+    def watched_append(events: Any) -> Any:
+        auditing.set()
+        return append_many(events)
+
+    monkeypatch.setattr(runtime.vault, "record", slow_record)
+    monkeypatch.setattr(runtime.audit, "append_many", watched_append)
+    (result,) = runtime.ingest.ingest(files[:1], ORIGIN)
+    assert result.ok and recorded.is_set()
+
+
+def test_a_vault_failure_fails_the_call_and_indexes_nothing(
+    runtime: Runtime, files: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dicomveil.errors import VaultError
+
+    assert runtime.vault is not None
+
+    def broken(*_args: Any) -> Any:
+        raise VaultError("the vault is unavailable")
+
+    monkeypatch.setattr(runtime.vault, "record", broken)
+    with pytest.raises(VaultError):
+        runtime.ingest.ingest(files[:1], ORIGIN)
+    assert runtime.index.counts().instances == 0  # nothing of the call is visible
+    runs = [e for e in runtime.audit.entries() if e.event == "deid.run.end"]
+    assert runs and runs[-1].outcome == "failure"

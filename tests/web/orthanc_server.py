@@ -22,6 +22,7 @@ def running_orthanc(
     *,
     dicomweb_root: str = "/dicom-web/",
     public_host: str | None = None,
+    verbose: bool = False,
 ) -> Iterator[str]:
     """Run Orthanc until the block ends; yield its REST base URL (DICOMweb at /dicom-web).
 
@@ -29,7 +30,8 @@ def running_orthanc(
     ``extra`` adds top-level settings (``DicomModalities``...). ``GET /system`` names the
     DICOM port (``DicomPort``) and AE title (``DicomAet``). ``dicomweb_root`` is where the
     plugin serves, ``public_host`` the ``host:port`` its answers' URLs (RetrieveURL,
-    BulkDataURI) name (default: Orthanc's own).
+    BulkDataURI) name (default: Orthanc's own). Its log is ``folder/orthanc.log``
+    (``verbose``: with one ``Incoming Store request`` line per C-STORE received).
     """
     binary = require_binary("Orthanc", "/usr/sbin/Orthanc")
     require(f"the Orthanc DICOMweb plugin ({PLUGIN})", PLUGIN.exists())
@@ -57,7 +59,8 @@ def running_orthanc(
     }
     path = folder / "orthanc.json"
     path.write_text(json.dumps(config))
-    proc = start([binary, str(path)], folder / "orthanc.log")
+    command = [binary, *(["--verbose"] if verbose else []), str(path)]
+    proc = start(command, folder / "orthanc.log")
     try:
         url = f"http://127.0.0.1:{http_port}"
         wait_http(url + "/system", timeout=20, proc=proc)

@@ -249,6 +249,7 @@ class IngestService:
             files=len(uploads),
             start_now=False,  # one call, one write to the audit log
             organisation=origin.organisation,
+            origin=_audited(origin),
         )
         with recorder:
             results = plan.results(self.pool.run(plan.work), self)
@@ -300,6 +301,12 @@ class IngestService:
         ]
         if events:
             self.audit.append_many(events)
+
+
+def _audited(origin: Origin) -> dict[str, str]:
+    """What the run's start entry says of ``origin`` (no PHI: entry point, AE title, address)."""
+    named = {"entry": origin.entry, "calling_ae": origin.calling_ae, "peer": origin.peer}
+    return {key: value for key, value in named.items() if value}
 
 
 def _text(value: Any) -> str | None:

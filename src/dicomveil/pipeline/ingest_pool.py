@@ -14,6 +14,13 @@ is false and uploads are spooled to files.
 A worker that dies (a crash, the out-of-memory killer) costs the instances it held, not the
 call: the pool is restarted and each of them is tried again alone, so only the one that
 kills a worker again fails (kind :attr:`~dicomveil.pipeline.failures.FailureKind.WORKER_CRASH`).
+
+A call with one small instance (at most :data:`INLINE_BYTES`) runs in the calling thread
+when the policy never decodes pixels: handing it to a worker and back (pickling, two pipe
+writes, two wake-ups) cost about as much as de-identifying it, and one DICOM association is
+served one instance at a time. What runs there is the header de-identification the workers
+run (pixel data copied as bytes: no codec, no native code that could crash the process);
+a policy that cleans pixels (codecs, OCR) keeps every instance in the workers.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from collections.abc import Sequence
 from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
+from typing import Final
 
 from dicomveil.pipeline.executor import Executor, WorkerState
 from dicomveil.pipeline.failures import FailureKind
@@ -35,7 +43,10 @@ from dicomveil.pipeline.ingest_work import (
     store_results,
 )
 
-__all__ = ["IngestPool", "can_read"]
+__all__ = ["INLINE_BYTES", "IngestPool", "can_read"]
+
+INLINE_BYTES: Final = 4 * 1024 * 1024
+"""Largest instance a one-instance call de-identifies in the calling thread (see above)."""
 
 WORKER_CRASH_REASON = "the de-identification process stopped while working on this instance"
 
@@ -81,6 +92,8 @@ class IngestPool:
         self._lock = threading.Lock()
         self._probe: tuple[int, list[Future[bool]]] | None = None
         self._shares_memory: bool | None = True
+        self.inline = not executor.setup.decodes_pixels
+        """Whether one small instance is worked on in the calling thread."""
         if not executor.in_process:
             self._probe_memory()
 
@@ -122,6 +135,9 @@ class IngestPool:
         executor = self.executor
         if executor.in_process:
             return executor.submit(ingest_chunk, list(uploads)).result()
+        if self._runs_inline(uploads):
+            local = executor.local_state()  # the runtime's store: it stores as it goes
+            return ingest_chunk(local, list(uploads))
         pool = executor.pool
         submitted: list[tuple[list[Upload], Future[list[Ingested]] | None]] = []
         for chunk in _split(uploads, self.processes):
@@ -143,6 +159,14 @@ class IngestPool:
             assert store is not None
             store_results(store, [r for r, u in zip(results, uploads, strict=True) if u.archive])
         return results
+
+    def _runs_inline(self, uploads: Sequence[Upload]) -> bool:
+        if not self.inline or len(uploads) != 1:
+            return False
+        try:
+            return os.stat(uploads[0].path).st_size <= INLINE_BYTES
+        except OSError:
+            return False  # the worker reports it
 
     def _alone(self, upload: Upload) -> Ingested:
         """Try ``upload`` again on its own (in a pool restarted after a crash)."""

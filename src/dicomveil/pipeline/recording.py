@@ -3,13 +3,21 @@
 One :class:`RunRecorder` per run, in the process that collects outcomes (workers never touch
 the vault or the audit log). Records and audit events are buffered and written in batches, so
 recording costs one transaction and one ``fsync`` per batch, not per file.
+
+The vault transaction and the audit write of a batch are independent durable writes (each
+waits for its own ``fsync``): they run at once, the vault's on a recording thread, so a batch
+waits for the slower of the two, not for both in turn (one DICOM association is served one
+instance at a time: this wait is most of its answer time). :meth:`RunRecorder.flush` returns
+only once both are on disk, and raises if either failed (the vault's error first).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from dicomveil.audit.entry import AuditEvent, Outcome
 from dicomveil.audit.events import file_outcome, run_finished, run_started
@@ -22,6 +30,10 @@ if TYPE_CHECKING:  # neither the engine nor SQLAlchemy is needed to record a run
     from dicomveil.vault import Vault
 
 __all__ = ["RunRecorder"]
+
+_RECORDING_THREADS: Final = 4
+_recorders = ThreadPoolExecutor(_RECORDING_THREADS, thread_name_prefix="dicomveil-record")
+"""Where vault transactions run while the audit log is written (shared by every run)."""
 
 _OUTCOMES: dict[str, Outcome] = {
     "ok": "success",
@@ -64,6 +76,7 @@ class RunRecorder:
         seconds: float = 0.25,
         start_now: bool = True,
         organisation: str | None = None,
+        origin: Mapping[str, str] | None = None,
     ) -> None:
         self.vault, self.audit = vault, audit
         self.run_id, self.actor, self.batch = run_id, actor, batch
@@ -73,18 +86,24 @@ class RunRecorder:
         self._events: list[AuditEvent] = []
         self.recorded = 0
         if audit is not None:
-            self._events.append(
-                run_started(
-                    actor=actor,
-                    run_id=run_id,
-                    policy=policy.name,
-                    options=[o.value for o in policy.options],
-                    pseudonym_key_id=pseudonym_key_id,
-                    vault_key_id=vault.key_id if vault is not None else None,
-                    files=files,
-                    organisation=organisation,
-                )
+            started = run_started(
+                actor=actor,
+                run_id=run_id,
+                policy=policy.name,
+                options=[o.value for o in policy.options],
+                pseudonym_key_id=pseudonym_key_id,
+                vault_key_id=vault.key_id if vault is not None else None,
+                files=files,
+                organisation=organisation,
             )
+            if origin:
+                started = AuditEvent(
+                    started.event,
+                    started.actor,
+                    started.outcome,
+                    {**started.details, **{k: v for k, v in origin.items() if v}},
+                )
+            self._events.append(started)
             if start_now:
                 self.flush()
 
@@ -110,15 +129,29 @@ class RunRecorder:
             self.flush()
 
     def flush(self) -> None:
-        """Write what is buffered."""
-        if self._records and self.vault is not None:
-            self.vault.record(self._records, self.run_id)
-            self.recorded += len(self._records)
-        self._records = []
-        if self._events and self.audit is not None:
-            self.audit.append_many(self._events)
-        self._events = []
+        """Write what is buffered: the vault's records and the audit events at once.
+
+        Returns once both writes are durable. Raises the vault's error (else the audit
+        log's) when either failed; what the other wrote stays written (audit entries of a
+        run whose vault write failed are followed by the run's failed end).
+        """
+        records = self._records if self.vault is not None else []
+        events = self._events if self.audit is not None else []
+        self._records, self._events = [], []
         self._since = time.monotonic()
+        vault_write: Future[object] | None = None
+        if records and self.vault is not None:
+            if events:
+                vault_write = _recorders.submit(self.vault.record, records, self.run_id)
+            else:
+                self.vault.record(records, self.run_id)
+        try:
+            if events and self.audit is not None:
+                self.audit.append_many(events)
+        finally:
+            if vault_write is not None:
+                vault_write.result()  # waits for it; raises the vault's error
+        self.recorded += len(records)
 
     def finish(self, counts: dict[str, int], failed: bool = False) -> None:
         """Close the run in the audit log, with what is still buffered (one write)."""
