@@ -63,10 +63,6 @@ MARGIN: Final = 2
 eighth of the height of its line of text."""
 CHANGE_MARGIN: Final = 24
 """Pixels added around the part of a loop that changes before it is read."""
-LOCAL_SIDE: Final = 512
-"""Images whose longer side is shorter are enlarged to about this before the local-contrast
-view is read (see :func:`_read`): its text stands out more than in the plain view, so less
-enlargement finds it (all boxes of the benchmark corpus at 512, the plain view needs 736)."""
 CLEAN_PIXEL_CODE: Final = ("113101", "Clean Pixel Data Option")
 
 
@@ -120,23 +116,15 @@ def _read(
     found: list[Box] = []
     images = views(frame, layout, ds)
     parts = [np.ascontiguousarray(view[top:bottom, left:right]) for view in images]
-    for part in parts:
+    # the full-range view is read through its local contrast (see the module's docstring);
+    # a narrow declared window's view as it is (its text is faint in the full-range view)
+    found.extend(finder.find(local_contrast(parts[0]), wanted))
+    for part in parts[1:]:
         found.extend(finder.find(part, wanted))
-    # the local-contrast view: regions inside text already found are not read again
-    found.extend(finder.find(local_contrast(_gray(parts[0])), wanted, LOCAL_SIDE, found))
     return [
         Box(b.top + top, b.left + left, b.bottom + top, b.right + left, b.score, b.sure)
         for b in found
     ]
-
-
-def _gray(image: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
-    """The luminance of an RGB view (a gray view as it is)."""
-    if image.ndim == 2:
-        return image
-    weights = np.array([0.299, 0.587, 0.114], dtype=np.float32)
-    gray: npt.NDArray[np.uint8] = np.rint(image @ weights).astype(np.uint8)
-    return gray
 
 
 def find_regions(frames: Iterator[Array], layout: PixelLayout, ds: Dataset,
