@@ -8,7 +8,8 @@ Only the filled pixels change (see :mod:`dicomveil.redaction._frames` for how th
 is written back); an image in which no text is found keeps its pixel data byte for byte.
 
 The policy's pixel settings (:mod:`dicomveil.profile.pixel_regions`) add device region
-templates (rectangles filled without OCR), the ``regions-only`` mode (no OCR; an image no
+templates (rectangles filled without OCR; dicomveil ships some for ultrasound devices, see
+:mod:`dicomveil.redaction.devices`), the ``regions-only`` mode (no OCR; an image no
 template matches is refused) and what to do with a region the recogniser is unsure about
 (by default the image is refused, unless that region touches one that is filled anyway).
 
@@ -52,6 +53,7 @@ from dicomveil.redaction._frames import (
 )
 from dicomveil.redaction._ocr import Box, TextFinder, text_finder
 from dicomveil.redaction._view import black, local_contrast, views
+from dicomveil.redaction.devices import shipped_regions
 from dicomveil.redaction.sensitive import SensitiveText
 
 __all__ = ["CleanResult", "clean_instance", "find_regions", "record_cleaning"]
@@ -245,8 +247,9 @@ def clean_instance(
     settings = settings or PixelSettings()
     ds = instance.dataset
     layout = pixel_layout(ds, instance.transfer_syntax)
+    every = dataclasses.replace(settings, regions=shipped_regions() + settings.regions)
     templates = [
-        Box(*rect, score=1.0) for rect in settings.rectangles(ds, layout.rows, layout.columns)
+        Box(*rect, score=1.0) for rect in every.rectangles(ds, layout.rows, layout.columns)
     ]
     ocr = settings.mode is not PixelMode.REGIONS_ONLY
     if not ocr and not templates:
