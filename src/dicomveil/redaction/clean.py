@@ -41,6 +41,7 @@ from dicomveil.dicomio import Instance
 from dicomveil.engine.report import Report
 from dicomveil.errors import UnsupportedInputError
 from dicomveil.profile.pixel_regions import PixelMode, PixelSettings, UnsureAction
+from dicomveil.redaction._dct import JPEG_BASELINE, fill_baseline_frames
 from dicomveil.redaction._frames import (
     LOSSLESS,
     Frames,
@@ -227,6 +228,18 @@ def _filled_frames(frames: Frames, regions: list[Box], blacks: list[list[int]]) 
         yield frame
 
 
+def _dct_filled(frames: Frames, regions: list[Box], blacks: list[list[int]]) -> bytes | None:
+    """JPEG Baseline pixel data filled in the DCT domain (see ``_dct``), or ``None``."""
+    if frames.layout.transfer_syntax != JPEG_BASELINE:
+        return None
+    filled = fill_baseline_frames(frames, regions, blacks)
+    if filled is None:
+        return None
+    from pydicom.encaps import encapsulate
+
+    return encapsulate(filled, has_bot=True)
+
+
 def clean_instance(
     instance: Instance, finder: TextFinder | None = None, settings: PixelSettings | None = None
 ) -> CleanResult:
@@ -276,6 +289,8 @@ def clean_instance(
             )
             for i, fill in enumerate(blacks)
         )
+    elif (dct := _dct_filled(frames, regions, blacks)) is not None:
+        value, syntax = dct, instance.transfer_syntax  # unchanged: no new lossy step
     else:
         value = encode_frames(_filled_frames(frames, regions, blacks), layout, syntax)
         if layout.transfer_syntax not in LOSSLESS:
