@@ -198,3 +198,31 @@ def test_odd_sized_8_bit_image_keeps_an_even_value(clean: Callable[..., Cleaned]
     assert len(cleaned.after.PixelData) == len(cleaned.before.PixelData) == 201 * 301 + 1
     before, after = cleaned.frames()
     assert all(removed(b, sample.mask, before[0], after[0]) for b in sample.boxes)
+
+
+@pytest.mark.parametrize(
+    ("name", "in_dct"),
+    [("SC_rgb_jpeg_dcmtk.dcm", True), ("SC_rgb_small_odd_jpeg.dcm", True),
+     ("SC_rgb_dcmtk_+eb+cy+s2.dcm", False), ("SC_rgb_dcmtk_+eb+cy+n1.dcm", False)],
+)  # fmt: skip
+def test_dct_fill_of_pydicom_jpeg_files(name: str, in_dct: bool) -> None:
+    """Real JPEG Baseline files (pydicom's, made by dcmtk): 4:4:4 YBR_FULL is filled in the
+    DCT domain, every pixel outside the filled MCUs decoding as before; subsampled chroma
+    would blend the fill into its neighbours, so it is refused (the caller re-encodes)."""
+    from pydicom.data import get_testdata_file
+
+    from dicomveil.dicomio import read_instance
+    from dicomveil.redaction._dct import fill_baseline_frames
+    from dicomveil.redaction._frames import Frames, pixel_layout
+    from dicomveil.redaction._ocr import Box
+
+    instance = read_instance(get_testdata_file(name))
+    frames = Frames(instance, pixel_layout(instance.dataset, instance.transfer_syntax))
+    region = Box(3, 5, 11, 13, 1.0)  # rows 0-15, columns 0-15 once grown to 8x8 MCUs
+    filled = fill_baseline_frames(frames, [region], [[0, 128, 128]])
+    assert (filled is not None) == in_dct
+    if filled is None:
+        return
+    before, after = frames.decoded(0), frames.decode_other(filled[0])
+    assert np.array_equal(before[16:], after[16:]) and np.array_equal(before[:, 16:], after[:, 16:])
+    assert (after[:16, :16, 0] <= 2).all() and not np.array_equal(before[:16, :16], after[:16, :16])

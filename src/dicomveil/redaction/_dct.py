@@ -10,7 +10,8 @@ across where chroma is subsampled), so every component is filled over the same p
 
 Each filled frame is decoded again and compared with the input frame outside the filled
 blocks; if any pixel differs (a decoder that smooths chroma across block edges, an unusual
-colour transform), nothing is filled here and the caller writes the frames uncompressed
+colour transform; usually subsampled colour, whose decoded chroma is interpolated across
+MCU edges), nothing is filled here and the caller writes the frames uncompressed
 instead, as before. Handled: 8-bit JPEG Baseline (1.2.840.10008.1.2.4.50), monochrome, or
 YBR_FULL / YBR_FULL_422 with the usual YCbCr colour space.
 
