@@ -24,6 +24,7 @@ PS3.3 C.7.6.1.1.5 (Lossy Image Compression: unchanged here, no new lossy step).
 
 from __future__ import annotations
 
+import os
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -55,6 +56,14 @@ def _jpeglib() -> Any | None:
     except ImportError:
         return None
     return jpeglib
+
+
+def _memory_folder() -> str | None:
+    """Where the frames pass through libjpeg (it reads and writes files): a memory-backed
+    folder when there is one (the pixels may show PHI; the files are removed at once either
+    way), else the default temporary folder."""
+    shm = Path("/dev/shm")
+    return str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None
 
 
 def _spans(
@@ -112,7 +121,7 @@ def fill_baseline_frames(
     if jpeglib is None or wanted is None or layout.bits_allocated != 8:
         return None
     out: list[bytes] = []
-    with tempfile.TemporaryDirectory(prefix="dicomveil-dct-") as folder:
+    with tempfile.TemporaryDirectory(prefix="dicomveil-dct-", dir=_memory_folder()) as folder:
         source, target = Path(folder, "in.jpg"), Path(folder, "out.jpg")
         for index, (frame, black) in enumerate(zip(frames.encoded(), blacks, strict=True)):
             before = frames.decoded(index)
