@@ -81,18 +81,66 @@ def test_native_bytes_outside_regions_are_the_input_bytes(clean: Callable[..., C
     _contract(cleaned)
 
 
-def _jpeg_dataset(sample: Any) -> Any:
+def _jpeg_dataset(sample: Any, colour: bool = False) -> Any:
+    """``sample`` as JPEG Baseline (Pillow, quality 92): gray, or YBR_FULL_422 (colour)."""
     ds = to_dataset(sample)
     buffer = io.BytesIO()
-    Image.fromarray(sample.pixels[0]).save(buffer, format="JPEG", quality=92)
+    pixels = sample.pixels[0]
+    image = Image.fromarray(np.stack([pixels] * 3, axis=-1) if colour else pixels)
+    image.save(buffer, format="JPEG", quality=92, subsampling=1)  # 4:2:2 when colour
     ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+    if colour:
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 3, "YBR_FULL_422"
+        ds.PlanarConfiguration = 0
     ds.PixelData = encapsulate([buffer.getvalue()])
     ds["PixelData"].VR = "OB"
     ds["PixelData"].is_undefined_length = True
     return ds
 
 
-def test_lossy_input_written_uncompressed_and_recorded(clean: Callable[..., Cleaned]) -> None:
+def _blocks_changed_are_flat(before: np.ndarray, after: np.ndarray, step: tuple[int, int]) -> int:
+    """How many blocks (``step``: rows, columns of a JPEG MCU) changed; each changed one
+    must be filled about flat (one value per sample, give or take the decoder's chroma
+    upsampling and rounding at the fill's edges): every pixel of a block left alone keeps
+    its value exactly."""
+    changed = 0
+    for top in range(0, before.shape[0], step[0]):
+        for left in range(0, before.shape[1], step[1]):
+            a = before[top : top + step[0], left : left + step[1]]
+            b = after[top : top + step[0], left : left + step[1]]
+            if not np.array_equal(a, b):
+                changed += 1
+                assert np.ptp(b.reshape(-1, b.shape[2] if b.ndim == 3 else 1), axis=0).max() <= 8
+    return changed
+
+
+@pytest.mark.parametrize("colour", [False, True], ids=["gray", "ybr422"])
+def test_jpeg_baseline_filled_in_the_dct_domain(
+    clean: Callable[..., Cleaned], colour: bool
+) -> None:
+    """JPEG Baseline keeps its transfer syntax: the blocks under the text become flat black
+    blocks, every other block decodes to the same pixels (no second lossy step)."""
+    sample = make_sample("jpeg", seed=11, rows=200, columns=300, texts=2, sizes=(14, 18))
+    cleaned = clean(_jpeg_dataset(sample, colour))
+    assert cleaned.regions >= 1
+    assert cleaned.after.file_meta.TransferSyntaxUID == JPEGBaseline8Bit
+    assert cleaned.after.PhotometricInterpretation == cleaned.before.PhotometricInterpretation
+    _contract(cleaned)
+    before, after = cleaned.frames()
+    gray = (lambda f: f[..., 0]) if colour else (lambda f: f)
+    assert all(removed(b, sample.mask, gray(before[0]), gray(after[0])) for b in sample.boxes)
+    changed = _blocks_changed_are_flat(before[0], after[0], (8, 16) if colour else (8, 8))
+    assert 0 < changed < before[0].shape[0] * before[0].shape[1] / 64 / 4
+
+
+def test_lossy_input_written_uncompressed_and_recorded(
+    clean: Callable[..., Cleaned], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the DCT-domain fill cannot be done (here: no jpeglib), the decoded frames are
+    written uncompressed and the earlier lossy compression is recorded."""
+    from dicomveil.redaction import _dct
+
+    monkeypatch.setattr(_dct, "_jpeglib", lambda: None)
     sample = make_sample("jpeg", seed=11, rows=200, columns=300, texts=2, sizes=(14, 18))
     cleaned = clean(_jpeg_dataset(sample))
     assert cleaned.regions >= 1
@@ -150,3 +198,31 @@ def test_odd_sized_8_bit_image_keeps_an_even_value(clean: Callable[..., Cleaned]
     assert len(cleaned.after.PixelData) == len(cleaned.before.PixelData) == 201 * 301 + 1
     before, after = cleaned.frames()
     assert all(removed(b, sample.mask, before[0], after[0]) for b in sample.boxes)
+
+
+@pytest.mark.parametrize(
+    ("name", "in_dct"),
+    [("SC_rgb_jpeg_dcmtk.dcm", True), ("SC_rgb_small_odd_jpeg.dcm", True),
+     ("SC_rgb_dcmtk_+eb+cy+s2.dcm", False), ("SC_rgb_dcmtk_+eb+cy+n1.dcm", False)],
+)  # fmt: skip
+def test_dct_fill_of_pydicom_jpeg_files(name: str, in_dct: bool) -> None:
+    """Real JPEG Baseline files (pydicom's, made by dcmtk): 4:4:4 YBR_FULL is filled in the
+    DCT domain, every pixel outside the filled MCUs decoding as before; subsampled chroma
+    would blend the fill into its neighbours, so it is refused (the caller re-encodes)."""
+    from pydicom.data import get_testdata_file
+
+    from dicomveil.dicomio import read_instance
+    from dicomveil.redaction._dct import fill_baseline_frames
+    from dicomveil.redaction._frames import Frames, pixel_layout
+    from dicomveil.redaction._ocr import Box
+
+    instance = read_instance(get_testdata_file(name))
+    frames = Frames(instance, pixel_layout(instance.dataset, instance.transfer_syntax))
+    region = Box(3, 5, 11, 13, 1.0)  # rows 0-15, columns 0-15 once grown to 8x8 MCUs
+    filled = fill_baseline_frames(frames, [region], [[0, 128, 128]])
+    assert (filled is not None) == in_dct
+    if filled is None:
+        return
+    before, after = frames.decoded(0), frames.decode_other(filled[0])
+    assert np.array_equal(before[16:], after[16:]) and np.array_equal(before[:, 16:], after[:, 16:])
+    assert (after[:16, :16, 0] <= 2).all() and not np.array_equal(before[:16, :16], after[:16, :16])

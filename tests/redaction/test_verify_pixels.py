@@ -122,3 +122,19 @@ def test_output_whose_pixels_cannot_be_read_fails(
     code, result, _ = _verify(source, dest, capsys, "--pixels")
     assert code == 1
     assert result["pixels_unread"] == [str(path)] and result["images"] == 0
+
+
+def test_small_text_across_the_edge_of_a_brighter_area_is_read(tmp_path: Path) -> None:
+    """``verify --pixels`` reads the local-contrast view as the cleaner does: a 9 px
+    accession number touching the edge of a brighter organ (see test_clean's test of the
+    same image) is one area with the organ in the plain view, and was not read there."""
+    from dicomveil.redaction.verify import read_pixels
+
+    sample = make_sample("edge", 1091, kind="disc", sizes=(9, 11, 14), bits=16, signed=True,
+                         rows=512, columns=512, texts=4)  # fmt: skip
+    accession = next(b for b in sample.boxes if b.text.startswith("A"))
+    path = tmp_path / "edge.dcm"
+    to_dataset(sample).save_as(path, enforce_file_format=True)
+    found = read_pixels(path)
+    assert found is not None
+    assert matches(normalised(accession.text), found.text)

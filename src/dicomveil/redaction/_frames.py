@@ -9,7 +9,10 @@ Where the pixel data is written back:
 - other lossless syntaxes (JPEG Lossless, JPEG-LS Lossless, colour JPEG 2000 Lossless), for
   which no encoder is installed: written uncompressed (Explicit VR Little Endian), still
   lossless;
-- lossy syntaxes (JPEG Baseline/Extended, JPEG-LS near-lossless, JPEG 2000, HTJ2K): the
+- JPEG Baseline (8-bit, monochrome or YBR_FULL/YBR_FULL_422): filled in the DCT domain and
+  kept in JPEG Baseline, every block outside the fill decoding to the same pixels (see
+  :mod:`dicomveil.redaction._dct`); when that cannot be done, as the other lossy syntaxes;
+- lossy syntaxes (JPEG Extended, JPEG-LS near-lossless, JPEG 2000, HTJ2K): the
   decoded frames are written uncompressed, so no second lossy step is added; Lossy Image
   Compression stays (or becomes) ``01``, as the pixels did go through a lossy compression.
 """
@@ -188,6 +191,28 @@ class Frames:
     def __iter__(self) -> Iterator[Array]:
         for index in range(self.layout.frames):
             yield self.decoded(index)
+
+    def encoded(self) -> Iterator[bytes]:
+        """The encoded frames of encapsulated pixel data, one at a time."""
+        from pydicom.encaps import generate_frames
+
+        yield from generate_frames(self.value, number_of_frames=self.layout.frames)
+
+    def decode_other(self, frame: bytes) -> Array:
+        """Decode another encoded frame as this instance's frames are decoded."""
+        from pydicom.encaps import encapsulate
+        from pydicom.pixels.utils import pixel_array
+
+        other = Dataset()
+        for elem in self._src:
+            if elem.tag != 0x7FE00010:
+                other.add(elem)
+        other.file_meta = self._src.file_meta
+        other.NumberOfFrames = 1
+        other["PixelData"] = DataElement(0x7FE00010, "OB", encapsulate([frame]))
+        other["PixelData"].is_undefined_length = True
+        result: Array = pixel_array(other, raw=True)
+        return result
 
     def native_frame(self, index: int) -> bytes:
         """The stored bytes of native frame ``index``."""

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import ctypes
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -116,13 +116,10 @@ class TextFinder:
         image: UInt8Image,
         wanted: Callable[[str], bool] | None = None,
         side: int = TARGET_SIDE,
-        known: Sequence[Box] = (),
     ) -> list[Box]:
         """Return the text regions of ``image`` (2-D gray or ``(rows, columns, 3)`` RGB),
         and the unsure ones (``sure`` false). An image whose longer side is shorter than
-        ``side`` is enlarged to about that (at most MAX_SCALE). A detected region that lies
-        inside one of the sure regions ``known`` (found in another view of the same image,
-        to be filled anyway) is not read again.
+        ``side`` is enlarged to about that (at most MAX_SCALE).
 
         With ``wanted``, a region read as text is kept only when ``wanted`` says yes to
         its text, and an unsure one it says yes to counts as text (``sensitive`` mode)."""
@@ -135,7 +132,7 @@ class TextFinder:
         boxes: list[Box] = []
         with self._lock:  # onnxruntime sessions are thread-safe, the pre-processing is not
             for top, left, tile in _tiles(rgb):
-                boxes.extend(self._read(tile, (top, left, scale), (rows, columns), wanted, known))
+                boxes.extend(self._read(tile, (top, left, scale), (rows, columns), wanted))
             _give_back()
         return boxes
 
@@ -145,15 +142,10 @@ class TextFinder:
         place: tuple[int, int, float],
         size: tuple[int, int],
         wanted: Callable[[str], bool] | None,
-        known: Sequence[Box],
     ) -> list[Box]:
         top, left, scale = place
         rows, columns = size
-        quads = [
-            quad
-            for quad in (np.asarray(q, dtype=np.float32) for q in self._detect(tile))
-            if not _inside(quad, place, known)
-        ]
+        quads = [np.asarray(q, dtype=np.float32) for q in self._detect(tile)]
         if not quads:
             return []
         crops = [self._crop.get_rotate_crop_image(tile, quad.copy()) for quad in quads]
@@ -237,21 +229,6 @@ def _give_back() -> None:
     its peak by 50 MB more (measured on the benchmark corpus). Costs well under 1 ms."""
     if _TRIM is not None:
         _TRIM(0)
-
-
-def _inside(
-    quad: npt.NDArray[np.float32], place: tuple[int, int, float], known: Sequence[Box]
-) -> bool:
-    """Whether ``quad`` (tile pixels of a tile at ``place``: top, left, scale) lies inside a
-    sure box of ``known`` (original pixels)."""
-    if not known:
-        return False
-    top, left, scale = place
-    ys, xs = (quad[:, 1] + top) / scale, (quad[:, 0] + left) / scale
-    y0, y1, x0, x1 = float(ys.min()), float(ys.max()), float(xs.min()), float(xs.max())
-    return any(
-        k.sure and k.top <= y0 and y1 <= k.bottom and k.left <= x0 and x1 <= k.right for k in known
-    )
 
 
 def _was_turned(crop: UInt8Image, quad: npt.NDArray[np.float32]) -> bool:

@@ -104,7 +104,10 @@ def local_contrast(image: UInt8Image) -> UInt8Image:
     organ on a CT) is seen as part of that area and missed. Here bright and dark strokes
     keep their contrast with their immediate surroundings while organs, gradients and
     bands become flat grey, so the same line stands alone (measured on the benchmark
-    corpus: found here, missed in the plain view at 1.44x and 1.75x, found at 2x)."""
+    corpus: found here, missed in the plain view at 1.44x and 1.75x, found at 2x). It is
+    the only reading of the full-range view: on the benchmark corpus it finds every box the
+    plain view found, in one detection instead of two. A colour image is taken per channel,
+    so text that differs from its background in hue only keeps that difference."""
     cv2 = require("cv2", "clean-pixel-data", "redaction", distribution="opencv-python")
     values = image.astype(np.float32)
     values -= cv2.GaussianBlur(values, (0, 0), LOCAL_SIGMA)

@@ -8,7 +8,8 @@ Only the filled pixels change (see :mod:`dicomveil.redaction._frames` for how th
 is written back); an image in which no text is found keeps its pixel data byte for byte.
 
 The policy's pixel settings (:mod:`dicomveil.profile.pixel_regions`) add device region
-templates (rectangles filled without OCR), the ``regions-only`` mode (no OCR; an image no
+templates (rectangles filled without OCR; dicomveil ships some for ultrasound devices, see
+:mod:`dicomveil.redaction.devices`), the ``regions-only`` mode (no OCR; an image no
 template matches is refused) and what to do with a region the recogniser is unsure about
 (by default the image is refused, unless that region touches one that is filled anyway).
 
@@ -40,6 +41,7 @@ from dicomveil.dicomio import Instance
 from dicomveil.engine.report import Report
 from dicomveil.errors import UnsupportedInputError
 from dicomveil.profile.pixel_regions import PixelMode, PixelSettings, UnsureAction
+from dicomveil.redaction._dct import JPEG_BASELINE, fill_baseline_frames
 from dicomveil.redaction._frames import (
     LOSSLESS,
     Frames,
@@ -52,6 +54,7 @@ from dicomveil.redaction._frames import (
 )
 from dicomveil.redaction._ocr import Box, TextFinder, text_finder
 from dicomveil.redaction._view import black, local_contrast, views
+from dicomveil.redaction.devices import shipped_regions
 from dicomveil.redaction.sensitive import SensitiveText
 
 __all__ = ["CleanResult", "clean_instance", "find_regions", "record_cleaning"]
@@ -63,10 +66,6 @@ MARGIN: Final = 2
 eighth of the height of its line of text."""
 CHANGE_MARGIN: Final = 24
 """Pixels added around the part of a loop that changes before it is read."""
-LOCAL_SIDE: Final = 512
-"""Images whose longer side is shorter are enlarged to about this before the local-contrast
-view is read (see :func:`_read`): its text stands out more than in the plain view, so less
-enlargement finds it (all boxes of the benchmark corpus at 512, the plain view needs 736)."""
 CLEAN_PIXEL_CODE: Final = ("113101", "Clean Pixel Data Option")
 
 
@@ -120,23 +119,15 @@ def _read(
     found: list[Box] = []
     images = views(frame, layout, ds)
     parts = [np.ascontiguousarray(view[top:bottom, left:right]) for view in images]
-    for part in parts:
+    # the full-range view is read through its local contrast (see the module's docstring);
+    # a narrow declared window's view as it is (its text is faint in the full-range view)
+    found.extend(finder.find(local_contrast(parts[0]), wanted))
+    for part in parts[1:]:
         found.extend(finder.find(part, wanted))
-    # the local-contrast view: regions inside text already found are not read again
-    found.extend(finder.find(local_contrast(_gray(parts[0])), wanted, LOCAL_SIDE, found))
     return [
         Box(b.top + top, b.left + left, b.bottom + top, b.right + left, b.score, b.sure)
         for b in found
     ]
-
-
-def _gray(image: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
-    """The luminance of an RGB view (a gray view as it is)."""
-    if image.ndim == 2:
-        return image
-    weights = np.array([0.299, 0.587, 0.114], dtype=np.float32)
-    gray: npt.NDArray[np.uint8] = np.rint(image @ weights).astype(np.uint8)
-    return gray
 
 
 def find_regions(frames: Iterator[Array], layout: PixelLayout, ds: Dataset,
@@ -237,6 +228,18 @@ def _filled_frames(frames: Frames, regions: list[Box], blacks: list[list[int]]) 
         yield frame
 
 
+def _dct_filled(frames: Frames, regions: list[Box], blacks: list[list[int]]) -> bytes | None:
+    """JPEG Baseline pixel data filled in the DCT domain (see ``_dct``), or ``None``."""
+    if frames.layout.transfer_syntax != JPEG_BASELINE:
+        return None
+    filled = fill_baseline_frames(frames, regions, blacks)
+    if filled is None:
+        return None
+    from pydicom.encaps import encapsulate
+
+    return encapsulate(filled, has_bot=True)
+
+
 def clean_instance(
     instance: Instance, finder: TextFinder | None = None, settings: PixelSettings | None = None
 ) -> CleanResult:
@@ -257,8 +260,9 @@ def clean_instance(
     settings = settings or PixelSettings()
     ds = instance.dataset
     layout = pixel_layout(ds, instance.transfer_syntax)
+    every = dataclasses.replace(settings, regions=shipped_regions() + settings.regions)
     templates = [
-        Box(*rect, score=1.0) for rect in settings.rectangles(ds, layout.rows, layout.columns)
+        Box(*rect, score=1.0) for rect in every.rectangles(ds, layout.rows, layout.columns)
     ]
     ocr = settings.mode is not PixelMode.REGIONS_ONLY
     if not ocr and not templates:
@@ -285,6 +289,8 @@ def clean_instance(
             )
             for i, fill in enumerate(blacks)
         )
+    elif (dct := _dct_filled(frames, regions, blacks)) is not None:
+        value, syntax = dct, instance.transfer_syntax  # unchanged: no new lossy step
     else:
         value = encode_frames(_filled_frames(frames, regions, blacks), layout, syntax)
         if layout.transfer_syntax not in LOSSLESS:

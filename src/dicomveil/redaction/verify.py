@@ -1,13 +1,14 @@
 """``verify --pixels``: can an identifying value of the originals still be read in the pixels?
 
-Each output image is read the way the cleaner reads it (the same 8-bit views and the same
-detector, see :mod:`dicomveil.redaction._view` and :mod:`dicomveil.redaction._ocr`); each
-region found is read by the recogniser, and the text is compared with the identifying values
-``verify`` already searches in the output bytes. OCR confuses some characters (``O``/``0``,
-``I``/``l``/``1``, ``S``/``5``; a ``^`` is read as ``*`` or not at all), so both sides are
-reduced to upper-case letters and digits, confusable characters are mapped to one, and a
-value matches when it occurs in the text read with at most one edit per six characters.
-Only the attribute keyword is reported, never the value or the text read.
+Each output image is read the way the cleaner reads it (the same 8-bit views, each also
+through its local contrast, and the same detector, see :mod:`dicomveil.redaction._view` and
+:mod:`dicomveil.redaction._ocr`); each region found is read by the recogniser, and the text
+is compared with the identifying values ``verify`` already searches in the output bytes.
+OCR confuses some characters (``O``/``0``, ``I``/``l``/``1``, ``S``/``5``; a ``^`` is read
+as ``*`` or not at all), so both sides are reduced to upper-case letters and digits,
+confusable characters are mapped to one, and a value matches when it occurs in the text
+read with at most one edit per six characters. Only the attribute keyword is reported, never
+the value or the text read.
 """
 
 from __future__ import annotations
@@ -127,7 +128,7 @@ def read_pixels(path: Path, finder: TextFinder | None = None) -> PixelText | Non
     """
     from dicomveil.dicomio import read_instance
     from dicomveil.redaction._frames import Frames, pixel_layout
-    from dicomveil.redaction._view import views
+    from dicomveil.redaction._view import local_contrast, views
 
     instance = read_instance(path)
     if instance.pixel is None:
@@ -147,8 +148,12 @@ def read_pixels(path: Path, finder: TextFinder | None = None) -> PixelText | Non
             np.minimum(low, frame, out=low)
     if first is None or high is None or low is None:
         return PixelText("", 0)
-    images = list(views(first, layout, frames.dataset))
+    plain = list(views(first, layout, frames.dataset))
     if count > 1:
-        images += views(high, layout, frames.dataset) + views(low, layout, frames.dataset)
+        plain += views(high, layout, frames.dataset) + views(low, layout, frames.dataset)
+    # each view also through its local contrast, the cleaner's reading (text lying across
+    # the edge of a brighter area is found there only); the plain one too, for what a
+    # viewer shows as it is
+    images = [image for view in plain for image in (view, local_contrast(view))]
     texts = _read_views(finder or text_finder(), images)
     return PixelText("|".join(normalised(t) for t in texts), count)
