@@ -96,7 +96,7 @@ def parquet(
 
     lower = parse_since(since) if since is not None else None
     settings = CoreSettings.load(home=state_folder(), config=config)
-    index_url = settings.database_url
+    index_url = settings.index_database
     local = sqlite_path(index_url) is not None or index_url.startswith("sqlite")
     options = {"sidecars": False} if parse_store_url(dest_url).scheme == "file" else {}
     with open_store(dest_url, **options) as store, _bar() as progress:

@@ -60,6 +60,10 @@ class RunRecorder:
     start_now:
         Write the run's start event at once; otherwise it goes with the first write (a
         short run, such as one HTTP request, is then recorded in one write).
+    organisation:
+        The tenant the run is for (recorded in its start entry; ``None``: none).
+    origin:
+        Where the run came from (entry point, calling AE, peer), added to its start entry.
     """
 
     def __init__(
