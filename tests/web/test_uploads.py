@@ -244,3 +244,42 @@ async def test_failed_originals_move_to_the_quarantine(
     assert len(list(folder.glob("*.dcm"))) == 1
     for value in _phi(demo_files[:1]):
         assert value.decode() not in reasons
+
+
+@pytest.mark.cloud
+async def test_an_organisations_upload_is_filed_under_it_with_its_prefix(
+    s3_env: str, home: Path, key_file: Path, tmp_path: Path, demo_files: list[Path]
+) -> None:
+    """An upload by a token bound to an organisation is de-identified with that
+    organisation's pseudonym prefix and read only by that organisation (and the unscoped)."""
+    from dicomveil.tokens import token_store
+
+    prefix = f"in-{uuid.uuid4().hex[:10]}"
+    orgs = '[organisations.NORTH]\npseudonym_prefix = "NRT"\n\n[organisations.SOUTH]\n'
+    config = _config(tmp_path, f"s3://{BUCKET}/{prefix}", "\n" + orgs)
+    store = token_store(home)
+    ingest = store.create("ingest", "north-upload", org="NORTH")[1]
+    readers = {
+        org: store.create("read", f"read-{org or 'all'}", org=org)[1]
+        for org in ("NORTH", "SOUTH", "")
+    }
+    for app in _app(home, key_file, config):
+        async with await _client(app) as client:
+            answer = await client.post(
+                "/api/v1/uploads", json={"count": len(demo_files)}, headers=auth(ingest)
+            )
+            assert answer.status_code == 201, answer.text
+            upload_id = answer.json()["upload_id"]
+            await asyncio.to_thread(_put_all, answer.json()["urls"], _planted(demo_files))
+            done = await client.post(f"/api/v1/uploads/{upload_id}/complete", headers=auth(ingest))
+            assert done.status_code == 202, done.text
+            await _wait_done(client, ingest, upload_id)
+            seen = {}
+            for org, token in readers.items():
+                found = await client.get("/dicomweb/studies", headers=auth(token))
+                assert found.status_code in (200, 204), found.text
+                seen[org] = found.json() if found.status_code == 200 else []
+    assert len(seen["NORTH"]) == len(seen[""]) == 2  # two patients, one study each
+    assert seen["SOUTH"] == []
+    patient_ids = {str(study["00100020"]["Value"][0]) for study in seen["NORTH"]}
+    assert all(pid.startswith("NRT") for pid in patient_ids), patient_ids

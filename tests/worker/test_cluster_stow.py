@@ -80,3 +80,67 @@ async def test_stow_rs_in_cluster_mode_answers_once_queued_and_qido_finds_the_na
     while any(True for _ in (cluster.root / "incoming").rglob("*.dcm")):
         assert time.monotonic() < deadline, "the originals stayed in the incoming store"
         time.sleep(0.1)
+
+
+@pytest.mark.slow
+async def test_cluster_mode_keeps_each_organisations_prefix_key_and_scope(
+    cluster: Cluster,
+    redis_server: RedisServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two organisations send the same study through a cluster-mode gateway: the workers
+    de-identify each with its organisation's prefix and key (the UIDs the gateway named are
+    the ones stored) and each organisation's reader sees its own study only."""
+    from dicomveil.keystore import create_key_file
+
+    create_key_file(tmp_path / "south.key")
+    with cluster.config.open("a", encoding="utf-8") as config:
+        config.write(
+            '\n[organisations.NORTH]\npseudonym_prefix = "NRT"\n\n'
+            f'[organisations.SOUTH]\nkey_file = "{tmp_path / "south.key"}"\n'
+        )
+    for name, value in cluster.env.items():
+        monkeypatch.setenv(name, value)
+    home = tmp_path / "gateway-home"
+    monkeypatch.setenv("DICOMVEIL_HOME", str(home))
+    settings = Settings.load(
+        home=home, key_file=Path(cluster.env["DICOMVEIL_KEY_FILE"]), config=cluster.config
+    )
+    app = create_app(settings)
+    files = write_demo_study(tmp_path / "originals", patients=1, images_per_series=2)
+    content_type, body = related_body([p.read_bytes() for p in files])
+    store = token_store(home)
+    named: dict[str, set[str]] = {}
+    try:
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
+            for org in ("NORTH", "SOUTH"):
+                ingest = store.create("ingest", f"stow-{org}", org=org)[1]
+                answer = await client.post(
+                    "/dicomweb/studies",
+                    content=body,
+                    headers={"Authorization": f"Bearer {ingest}", "Content-Type": content_type},
+                )
+                assert answer.status_code == 200, answer.text
+                named[org] = _uids(answer.json()["00081199"]["Value"], "00081155")
+            assert not named["NORTH"] & named["SOUTH"]  # SOUTH's own key: unlinkable UIDs
+
+            cluster.start_worker("a")
+            total = 2 * len(files)
+            cluster.wait(lambda: app.state.services.index.counts().instances == total)
+            for org in ("NORTH", "SOUTH"):
+                read = store.create("read", f"qido-{org}", org=org)[1]
+                found = await client.get(
+                    "/dicomweb/instances", headers={"Authorization": f"Bearer {read}"}
+                )
+                assert found.status_code == 200, found.text
+                assert _uids(found.json(), "00080018") == named[org]
+                studies = await client.get(
+                    "/dicomweb/studies", headers={"Authorization": f"Bearer {read}"}
+                )
+                (study,) = studies.json()
+                if org == "NORTH":
+                    assert str(first(study["00100020"])).startswith("NRT-")
+    finally:
+        app.state.services.close()

@@ -32,6 +32,19 @@ def test_a_payload_round_trips_as_json_and_names_an_object_by_its_digest() -> No
     assert TaskPayload.from_json(json.loads(json.dumps(body))) == payload
 
 
+def test_a_payload_carries_the_senders_organisation() -> None:
+    payload = TaskPayload(incoming_key(DIGEST), DIGEST, 10, organisation="NORTH")
+    assert TaskPayload.from_json(payload.to_json()).organisation == "NORTH"
+    assert TaskPayload.from_json({"v": 1, "key": "a.dcm"}).organisation is None
+    # the same bytes from two organisations are two objects: ingesting one keeps the other
+    assert (
+        len({incoming_key(DIGEST), incoming_key(DIGEST, "NORTH"), incoming_key(DIGEST, "SOUTH")})
+        == 3
+    )
+    with pytest.raises(ValueError):
+        incoming_key(DIGEST, "../x")
+
+
 @pytest.mark.parametrize(
     "body",
     [
@@ -47,6 +60,8 @@ def test_a_payload_round_trips_as_json_and_names_an_object_by_its_digest() -> No
         {"v": 1, "key": "a.dcm", "priority": "now"},
         {"v": 1, "key": "a.dcm", "actor": "x\n"},
         {"v": 1, "key": "a.dcm", "enqueued_at": True},
+        {"v": 1, "key": "a.dcm", "organisation": "../NORTH"},
+        {"v": 1, "key": "a.dcm", "organisation": 7},
     ],
 )
 def test_anything_but_the_schema_is_refused(body: object) -> None:

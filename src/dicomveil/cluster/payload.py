@@ -24,8 +24,20 @@ _DIGEST: Final = re.compile(r"[0-9a-f]{64}")
 _KEY: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,511}")
 _ACTOR: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9 :._@/+-]{0,127}")
 _ENTRY: Final = re.compile(r"[a-z][a-z_-]{0,31}")
+_ORGANISATION: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,31}")  # a token's code
 _FIELDS: Final = frozenset(
-    {"v", "key", "sha256", "size", "priority", "entry", "actor", "calling_ae", "enqueued_at"}
+    {
+        "v",
+        "key",
+        "sha256",
+        "size",
+        "priority",
+        "entry",
+        "actor",
+        "calling_ae",
+        "organisation",
+        "enqueued_at",
+    }
 )
 
 
@@ -34,17 +46,27 @@ def is_digest(text: str) -> bool:
     return _DIGEST.fullmatch(text) is not None
 
 
-def incoming_key(sha256: str) -> str:
-    """The incoming store's key of an original whose content has this SHA-256.
+def incoming_key(sha256: str, organisation: str | None = None) -> str:
+    """The incoming store's key of an original whose content has this SHA-256, sent for
+    ``organisation`` (``None``: none).
+
+    The organisation is part of the name: the same bytes sent by two organisations are two
+    instances (each de-identified with its own prefix and key), so neither may find the
+    other's object gone once ingested.
 
     Raises
     ------
     ValueError
-        ``sha256`` is not 64 lowercase hex digits (a name never comes from anything else).
+        ``sha256`` is not 64 lowercase hex digits or ``organisation`` not a token's code
+        (a name never comes from anything else).
     """
     if not is_digest(sha256):
         raise ValueError("an incoming object is named by a SHA-256 (64 lowercase hex digits)")
-    return f"sha256/{sha256}.dcm"  # one folder: a group of writes is one fsync
+    if organisation is None:
+        return f"sha256/{sha256}.dcm"  # one folder: a group of writes is one fsync
+    if not _ORGANISATION.fullmatch(organisation):
+        raise ValueError("invalid organisation")
+    return f"sha256/{sha256}-{organisation}.dcm"
 
 
 def _check_key(key: str) -> str:
@@ -71,6 +93,9 @@ class TaskPayload:
     entry, actor, calling_ae:
         As in :class:`~dicomveil.pipeline.ingest.Origin` (an AE title and a token's id
         are not patient data).
+    organisation:
+        The organisation (tenant) the sender's token or AE is bound to (``None``: none);
+        the worker de-identifies with its prefix and key and files the study under it.
     enqueued_at:
         When the sender enqueued it (UNIX time), for the task-latency metric.
     """
@@ -82,6 +107,7 @@ class TaskPayload:
     entry: str = "worker"
     actor: str = "worker"
     calling_ae: str | None = None
+    organisation: str | None = None
     enqueued_at: float = 0.0
 
     def __post_init__(self) -> None:
@@ -94,6 +120,8 @@ class TaskPayload:
             raise ValueError("invalid origin")
         if self.calling_ae is not None and not re.fullmatch(r"[ -~]{1,16}", self.calling_ae):
             raise ValueError("invalid calling AE title")
+        if self.organisation is not None and not _ORGANISATION.fullmatch(self.organisation):
+            raise ValueError("invalid organisation")
 
     def to_json(self) -> dict[str, Any]:
         """The message body (JSON types only)."""
@@ -121,6 +149,8 @@ class TaskPayload:
                 raise ValueError(f"not a dicomveil task payload ({name})")
         if values.get("calling_ae") is not None and not isinstance(values["calling_ae"], str):
             raise ValueError("not a dicomveil task payload (calling_ae)")
+        if values.get("organisation") is not None and not isinstance(values["organisation"], str):
+            raise ValueError("not a dicomveil task payload (organisation)")
         enqueued = values.get("enqueued_at", 0.0)
         if not isinstance(enqueued, int | float) or isinstance(enqueued, bool):
             raise ValueError("not a dicomveil task payload (enqueued_at)")

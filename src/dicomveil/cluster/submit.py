@@ -35,6 +35,7 @@ from dicomveil.pipeline.failures import Failure, FailureKind
 from dicomveil.pipeline.ingest import IngestResult, Origin
 from dicomveil.pipeline.ingest_work import head_uids, pseudonymous_uid
 from dicomveil.pipeline.statuses import status_of
+from dicomveil.pipeline.tenancy import Engine, TenantEngines, engine_for
 from dicomveil.storage import FileUpload
 
 if TYPE_CHECKING:
@@ -155,6 +156,7 @@ def enqueue_objects(
                 entry=origin.entry,
                 actor=origin.actor,
                 calling_ae=origin.calling_ae,
+                organisation=origin.organisation,
                 enqueued_at=now,
             )
         )
@@ -186,9 +188,11 @@ class Submitter:
         keys: PseudonymKeys,
         compiled: CompiledPolicy,
         priority: Priority = Priority.ROUTINE,
+        tenants: TenantEngines | None = None,
     ) -> None:
         self.queue, self.incoming = queue, incoming
         self.keys, self.compiled, self.priority = keys, compiled, priority
+        self.tenants: TenantEngines = tenants or {}
 
     def close(self) -> None:
         """Close the broker connections and the incoming store."""
@@ -204,7 +208,10 @@ class Submitter:
         unreachable archive, value-free reason); so does one of another pseudonymous study
         than ``study`` (when given). The caller may delete ``files`` once this returns.
         """
-        plans = [self._plan(Path(path), study) for path in files]
+        keys, compiled = engine_for(self.tenants, origin.organisation, self.keys, self.compiled)
+        plans = [
+            self._plan(Path(path), study, (keys, compiled), origin.organisation) for path in files
+        ]
         self._store([plan for plan in plans if plan.failure is None])
         for plan in plans:
             if plan.failure is None and plan.item is not None:
@@ -214,13 +221,16 @@ class Submitter:
                     plan.fail(exc)
         return [plan.result() for plan in plans]
 
-    def _plan(self, path: Path, wanted: str | None) -> _Accept:
+    def _plan(
+        self, path: Path, wanted: str | None, engine: Engine, organisation: str | None
+    ) -> _Accept:
+        keys, compiled = engine
         uids = head_uids(path)
         plan = _Accept(
             path,
             uids.sop_class,
-            pseudonymous_uid(uids.sop_instance, self.compiled, self.keys),
-            pseudonymous_uid(uids.study, self.compiled, self.keys),
+            pseudonymous_uid(uids.sop_instance, compiled, keys),
+            pseudonymous_uid(uids.study, compiled, keys),
         )
         if wanted is not None and plan.study != wanted:
             plan.failure = Failure(FailureKind.STUDY_MISMATCH, "the instance is of another study")
@@ -230,7 +240,7 @@ class Submitter:
         except OSError as exc:
             plan.fail(exc)
             return plan
-        plan.item = IncomingObject(incoming_key(digest), size, digest)
+        plan.item = IncomingObject(incoming_key(digest, organisation), size, digest)
         return plan
 
     def _store(self, plans: list[_Accept]) -> None:
@@ -308,7 +318,13 @@ def attach_cluster(runtime: Runtime) -> Submitter | None:
     except BaseException:
         queue.close()
         raise
-    submitter = Submitter(queue, incoming, keys=runtime.keys, compiled=runtime.compiled)
+    submitter = Submitter(
+        queue,
+        incoming,
+        keys=runtime.keys,
+        compiled=runtime.compiled,
+        tenants=runtime.ingest.tenants,
+    )
     runtime.submitter = submitter
     runtime.add_closer(submitter.close)
     return submitter

@@ -37,6 +37,7 @@ uploads = Table(
     metadata,
     Column("id", String(64), primary_key=True),
     Column("actor", String(160), nullable=False),
+    Column("organisation", String(32)),  # the token's tenant (NULL: none)
     Column("priority", String(16), nullable=False),
     Column("created_at", Float, nullable=False),
     Column("expires_at", Float, nullable=False),
@@ -88,6 +89,7 @@ class UploadRow:
     state: str
     completed_at: float | None
     objects: tuple[ObjectRow, ...]
+    organisation: str | None = None
 
 
 class UploadRegistry:
@@ -102,14 +104,21 @@ class UploadRegistry:
         self._engine.dispose()
 
     def create(
-        self, upload_id: str, actor: str, priority: str, names: Sequence[str], expires: float
+        self,
+        upload_id: str,
+        actor: str,
+        priority: str,
+        names: Sequence[str],
+        expires: float,
+        organisation: str | None = None,
     ) -> None:
-        """Record a new open upload of ``names``."""
+        """Record a new open upload of ``names`` (by ``actor`` of ``organisation``)."""
         now = time.time()
         with write_transaction(self._engine) as conn:
             conn.execute(
                 uploads.insert().values(
-                    id=upload_id, actor=actor, priority=priority, created_at=now,
+                    id=upload_id, actor=actor, organisation=organisation,
+                    priority=priority, created_at=now,
                     expires_at=now + expires, state="open",
                 )
             )  # fmt: skip
@@ -138,6 +147,7 @@ class UploadRegistry:
             id=found["id"], actor=found["actor"], priority=found["priority"],
             created_at=found["created_at"], expires_at=found["expires_at"],
             state=found["state"], completed_at=found["completed_at"], objects=items,
+            organisation=found["organisation"],
         )  # fmt: skip
 
     def start_completing(self, upload_id: str) -> bool:

@@ -130,8 +130,15 @@ class UploadService:
 
     # -- the three calls -------------------------------------------------------------
 
-    def create(self, actor: str, count: int, priority: str = "ROUTINE") -> NewUpload:
-        """Open an upload of ``count`` objects and sign their PUT URLs.
+    def create(
+        self,
+        actor: str,
+        count: int,
+        priority: str = "ROUTINE",
+        organisation: str | None = None,
+    ) -> NewUpload:
+        """Open an upload of ``count`` objects and sign their PUT URLs; what they hold is
+        de-identified for ``organisation`` (the token's tenant, if any) and filed under it.
 
         Raises
         ------
@@ -148,7 +155,7 @@ class UploadService:
         names = [f"{i:05d}.dcm" for i in range(1, count + 1)]
         expires = self.settings.expires_seconds
         urls = [(n, presign_put(self.incoming, object_key(upload_id, n), expires)) for n in names]
-        self.registry.create(upload_id, actor, priority, names, expires)
+        self.registry.create(upload_id, actor, priority, names, expires, organisation)
         return NewUpload(upload_id, urls, expires)
 
     def status(self, upload_id: str, actor: str) -> UploadRow:
@@ -201,7 +208,7 @@ class UploadService:
         row = self.registry.get(upload_id)
         if row is None:
             return
-        origin = Origin(entry=ENTRY, actor=row.actor)
+        origin = Origin(entry=ENTRY, actor=row.actor, organisation=row.organisation)
         ready: list[tuple[str, int]] = []
         for item in row.objects:
             if item.state != reg.PENDING:

@@ -201,7 +201,12 @@ def _ingest(
         return Verdict.RETRY
     if payload.sha256 and _sha256(local) != payload.sha256:
         return _dead(state, incoming, home, local, payload, "the object does not match its digest")
-    origin = Origin(entry=payload.entry, actor=payload.actor, calling_ae=payload.calling_ae)
+    origin = Origin(
+        entry=payload.entry,
+        actor=payload.actor,
+        calling_ae=payload.calling_ae,
+        organisation=payload.organisation,
+    )
     try:
         (result,) = runtime.ingest.ingest([local], origin)
     except Exception as exc:  # noqa: BLE001 - vault, audit, index: a database went away

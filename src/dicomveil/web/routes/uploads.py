@@ -104,7 +104,9 @@ async def create_upload(body: NewUploadRequest, token: Ingest, request: Request)
     """Sign one ``PUT`` URL per object in the incoming store (object names are ours)."""
     try:
         service = await run_in_threadpool(upload_service, request)
-        created = await run_in_threadpool(service.create, token.actor, body.count, body.priority)
+        created = await run_in_threadpool(
+            service.create, token.actor, body.count, body.priority, token.org or None
+        )
     except ValueError as exc:
         raise BadRequest(str(exc)) from None
     except PresignUnsupported as exc:
