@@ -2,7 +2,9 @@
 
 ``retention run --config FILE`` reads the ``[retention]`` table of FILE (periods per store,
 per organisation for the archive; see :mod:`dicomveil.retention.policy`) and its ``[server]``
-table for where the archive, index and vault are (as ``serve`` does). It removes expired
+table for where the archive, index and vault are (as ``serve`` does; ``--database URL`` or
+``DICOMVEIL_DATABASE_URL`` names the shared database, whose audit chain then records the
+run). It removes expired
 archive studies (objects and index rows, vault rows when ``vault = true``), quarantined runs,
 stale spool folders, and seals old audit entries into a segment. ``--dry-run`` lists what would
 go and changes nothing. Every run, dry or not, is audited (``retention.run``) with the same
@@ -20,11 +22,15 @@ from typing import TYPE_CHECKING, Annotated, Any, Final
 
 import typer
 
+from dicomveil.cli.audit import Database
 from dicomveil.cli.common import EXIT_FAILED, out_console, show
 from dicomveil.cli.vault import JsonFlag, cli_errors, notice
 
 if TYPE_CHECKING:
+    from dicomveil.audit import AuditLog
+    from dicomveil.retention import RetentionPolicy
     from dicomveil.retention.stores import StoreReport
+    from dicomveil.settings import CoreSettings
 
 __all__ = ["RETENTION_EVENT", "register", "retention_app"]
 
@@ -49,6 +55,7 @@ def run(
         bool, typer.Option("--dry-run", help="List what would go; change nothing.")
     ] = False,
     actor: Annotated[str | None, typer.Option(help="Who runs it (default: the OS user).")] = None,
+    database: Database = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Apply the retention policy once (a cron job or a systemd timer runs it daily)."""
@@ -56,46 +63,46 @@ def run(
     from dicomveil.audit.entry import AuditEvent
     from dicomveil.reid import default_actor
     from dicomveil.retention import load_retention
-    from dicomveil.retention.stores import (
-        archive_store,
-        audit_store,
-        quarantine_store,
-        spool_store,
-    )
     from dicomveil.settings import CoreSettings
 
     who = actor if actor is not None else default_actor()
     with cli_errors(EXIT_FAILED):
         policy = load_retention(config)
-        settings = CoreSettings.load(config=config)
-        audit = AuditLog.open(settings.home, notice=notice)
-        now = time.time()
-        reports = [
-            archive_store(
-                policy,
-                _setting(settings, "index_database", "database_url"),
-                settings.archive_url,
-                now,
-                dry_run=dry_run,
-                vault_url=_setting(settings, "vault_database", "vault_url") or None,
-            ),
-            quarantine_store(policy, settings.home / "quarantine", now, dry_run=dry_run),
-            spool_store(policy, settings.home / "spool", now, dry_run=dry_run),
-            audit_store(policy, audit, now, dry_run=dry_run),
-        ]
-        details: dict[str, Any] = {"dry_run": dry_run}
-        details |= {report.store: report.as_dict() for report in reports}
-        audit.append(AuditEvent(RETENTION_EVENT, who, "success", details))
+        settings = CoreSettings.load(config=config, database_url=database)
+        audit = AuditLog.open(settings.home, notice=notice, database_url=settings.database_url)
+        try:
+            reports = _apply(policy, settings, audit, dry_run)
+            details: dict[str, Any] = {"dry_run": dry_run}
+            details |= {report.store: report.as_dict() for report in reports}
+            audit.append(AuditEvent(RETENTION_EVENT, who, "success", details))
+        finally:
+            audit.close()
     if as_json:
         typer.echo(json.dumps(details))
         return
     _print(reports, dry_run)
 
 
-def _setting(settings: object, name: str, before: str) -> str:
-    """A store's URL from the settings: ``name`` once the shared database (#15) names it so,
-    else ``before`` (what it was called until then)."""
-    return str(getattr(settings, name, None) or getattr(settings, before, None) or "")
+def _apply(
+    policy: RetentionPolicy, settings: CoreSettings, audit: AuditLog, dry_run: bool
+) -> list[StoreReport]:
+    """Run every store's retention; the value-free report of each."""
+    from dicomveil.retention.stores import archive_store, audit_store, quarantine_store, spool_store
+
+    now = time.time()
+    return [
+        archive_store(
+            policy,
+            settings.index_database,
+            settings.archive_url,
+            now,
+            dry_run=dry_run,
+            vault_url=settings.vault_database,
+        ),
+        quarantine_store(policy, settings.home / "quarantine", now, dry_run=dry_run),
+        spool_store(policy, settings.home / "spool", now, dry_run=dry_run),
+        audit_store(policy, audit, now, dry_run=dry_run),
+    ]
 
 
 def _print(reports: list[StoreReport], dry_run: bool) -> None:

@@ -38,10 +38,8 @@ from dicomveil.pipeline.quarantine import list_quarantine, sweep_quarantine
 from dicomveil.pipeline.staging import stale_spool
 from dicomveil.retention.policy import RetentionPolicy
 
-__all__ = ["ORG_COLUMN", "StoreReport", "audit_store", "archive_store", "quarantine_store"]
+__all__ = ["StoreReport", "audit_store", "archive_store", "quarantine_store"]
 
-ORG_COLUMN: Final = "organisation"
-"""The index column naming a study's organisation (tenants); absent: one organisation."""
 _DAY: Final = 86400.0
 _CHUNK: Final = 500
 """Studies erased per transaction (SQLite allows 999 parameters per statement by default)."""
@@ -76,28 +74,23 @@ class StoreReport:
         return answer | self.extra
 
 
-def _org_column() -> Any:
-    """The organisation column of the studies table, when the index has one (tenants)."""
-    return studies.c[ORG_COLUMN] if ORG_COLUMN in studies.c else None
-
-
 def _expired(
     connection: Connection, policy: RetentionPolicy, now: float, stamp: bool
 ) -> tuple[list[tuple[str, float]], int]:
-    """``[(pseudo study UID, age)]`` of the expired studies, and how many had no time."""
-    org = _org_column()
-    columns = [studies.c.pk, studies.c.study_instance_uid, received.c.received_at]
-    if org is not None:
-        columns.append(org)
-    query = select(*columns).select_from(
-        studies.outerjoin(received, received.c.study_pk == studies.c.pk)
-    )
+    """``[(pseudo study UID, age)]`` of the expired studies, and how many had no time.
+
+    A study's period is its organisation's (``index_studies.organisation``; ``NULL``, a study
+    of no organisation, and an organisation without its own period take the default one).
+    """
+    query = select(
+        studies.c.pk, studies.c.study_instance_uid, received.c.received_at, studies.c.organisation
+    ).select_from(studies.outerjoin(received, received.c.study_pk == studies.c.pk))
     expired, unstamped = [], []
     for row in connection.execute(query):
         if row[2] is None:
             unstamped.append(int(row[0]))
             continue
-        period = policy.archive_period(str(row[3] or "") if org is not None else "")
+        period = policy.archive_period(str(row[3] or ""))
         age = now - float(row[2])
         if period and age > period:
             expired.append((str(row[1]), age))
