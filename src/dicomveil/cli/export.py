@@ -1,12 +1,14 @@
-"""``dicomveil export parquet DEST_URL [--since TIMESTAMP]``: the index for analytics.
+"""``dicomveil export parquet DEST_URL [--since TIMESTAMP] [--org CODE]``: the index for
+analytics.
 
 Writes the de-identified index (patients, studies, series, instances; pseudonymous values
 only) as Parquet files partitioned by study date to a folder or any storage URL, only the
 instances indexed since the last export to the same destination (its watermark is kept there,
 in ``_dicomveil_export.json``); ``--since`` exports those indexed at or after an instant
-instead. The index is the one the settings name (``[server] index_url``,
-``DICOMVEIL_INDEX_URL``, else ``$DICOMVEIL_HOME/index.sqlite``). Layout and rules:
-:mod:`dicomveil.export.parquet`.
+instead. ``--org CODE`` exports only the studies of that organisation (tenant), with its own
+watermark (``_dicomveil_export.CODE.json``). The index is the one the settings name
+(``[server] index_url``, ``DICOMVEIL_INDEX_URL``, else ``$DICOMVEIL_HOME/index.sqlite``).
+Layout and rules: :mod:`dicomveil.export.parquet`.
 """
 
 from __future__ import annotations
@@ -68,6 +70,17 @@ def _bar() -> Iterator[Callable[[int, int], None]]:
         yield lambda done, total: progress.update(task, completed=done, total=total)
 
 
+def _check_org(code: str) -> None:
+    """Exit 2 (usage) when ``code`` is not an organisation code."""
+    from dicomveil.errors import ConfigError
+    from dicomveil.tenants import check_code
+
+    try:
+        check_code(code)
+    except ConfigError as error:
+        fail(f"--org: {error}")
+
+
 @export_app.command("parquet")
 def parquet(
     dest_url: str = typer.Argument(
@@ -87,6 +100,12 @@ def parquet(
         exists=True,
         dir_okay=False,
     ),
+    organisation: str | None = typer.Option(
+        None,
+        "--org",
+        metavar="CODE",
+        help="Export only this organisation's (tenant's) studies; its own watermark.",
+    ),
 ) -> None:
     """Write the index as Parquet (partitioned by study date), only what is new."""
     from dicomveil.database import sqlite_path
@@ -95,6 +114,8 @@ def parquet(
     from dicomveil.storage import open_store, parse_store_url
 
     lower = parse_since(since) if since is not None else None
+    if organisation is not None:
+        _check_org(organisation)
     settings = CoreSettings.load(home=state_folder(), config=config)
     index_url = settings.index_database
     local = sqlite_path(index_url) is not None or index_url.startswith("sqlite")
@@ -106,11 +127,13 @@ def parquet(
             since=lower,
             settle_us=0 if local else _SETTLE_S * 1_000_000,
             progress=progress,
+            organisation=organisation,
         )
     until = datetime.fromtimestamp(result.watermark / 1_000_000, UTC)
+    whose = f" of {organisation}" if organisation is not None else ""
     out_console.print(
         f"exported {result.instances} instances, {result.series} series, {result.studies} "
-        f"studies, {result.patients} patients in {result.files} files to {store.url} "
+        f"studies, {result.patients} patients{whose} in {result.files} files to {store.url} "
         f"(up to {until.isoformat(timespec='seconds')})",
         highlight=False,
     )

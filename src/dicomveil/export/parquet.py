@@ -7,6 +7,7 @@ Layout under the destination (any storage URL: a folder, ``s3://``, ``gs://``, `
     studies/study_date=2024-03-01/part-<run>-<n>.parquet
     patients/part-<run>-<n>.parquet
     _dicomveil_export.json            the watermark (ignored by Hive-style readers: "_")
+    _dicomveil_export.NORTH.json      the watermark of an export of organisation NORTH only
 
 Partitions are Hive-style ``study_date=YYYY-MM-DD`` folders (DuckDB ``hive_partitioning``,
 Athena/Glue, BigQuery hive-partitioned external tables and Spark read them as they are); the
@@ -22,6 +23,11 @@ complete temporary file into place, object stores publish an object whole) and t
 is written last: a run that fails leaves the watermark where it was, so the next run exports
 its instances again (the files the failed run did write stay; deduplicate by UID, latest
 ``exported_at``).
+
+An export of one organisation (``--org CODE``, tenants) takes only the instances of the
+studies that organisation sent (``index_studies.organisation``), with their series, studies and
+patients; it keeps its own watermark, so one organisation's incremental export never advances
+another's (nor the all-organisations one) at the same destination.
 
 Only the index is read: pseudonymous values, never an original one.
 """
@@ -42,7 +48,7 @@ from dicomveil.errors import ConfigError
 from dicomveil.export import rows
 from dicomveil.ports import BlobStore
 
-__all__ = ["WATERMARK_KEY", "ExportResult", "export_parquet", "read_watermark"]
+__all__ = ["WATERMARK_KEY", "ExportResult", "export_parquet", "read_watermark", "watermark_key"]
 
 WATERMARK_KEY: Final = "_dicomveil_export.json"
 NULL_PARTITION: Final = "__HIVE_DEFAULT_PARTITION__"
@@ -64,26 +70,36 @@ class ExportResult:
     watermark: int
 
 
-def read_watermark(store: BlobStore) -> int | None:
-    """Return the destination's watermark (µs since the epoch, UTC), or ``None`` when no
-    export went there yet.
+def watermark_key(organisation: str | None = None) -> str:
+    """The watermark's key at the destination: :data:`WATERMARK_KEY`, or the organisation's
+    own (``_dicomveil_export.CODE.json``) for an export of ``organisation`` only."""
+    if organisation is None:
+        return WATERMARK_KEY
+    from dicomveil.tenants import check_code
+
+    return WATERMARK_KEY.replace(".json", f".{check_code(organisation)}.json")
+
+
+def read_watermark(store: BlobStore, organisation: str | None = None) -> int | None:
+    """Return the destination's watermark (µs since the epoch, UTC) of the export of
+    ``organisation`` (``None``: of every organisation), or ``None`` when no such export went
+    there yet.
 
     Raises
     ------
     ConfigError
         The watermark object is not one this version wrote.
     """
-    if store.head(WATERMARK_KEY) is None:
+    key = watermark_key(organisation)
+    if store.head(key) is None:
         return None
     try:
-        document = json.loads(store.get_bytes(WATERMARK_KEY))
+        document = json.loads(store.get_bytes(key))
         if document.get("format_version") != _FORMAT_VERSION:
             raise ValueError("format_version")
         return int(document["watermark_us"])
     except (ValueError, TypeError, KeyError, AttributeError):
-        raise ConfigError(
-            f"{WATERMARK_KEY} at the destination is not a dicomveil watermark"
-        ) from None
+        raise ConfigError(f"{key} at the destination is not a dicomveil watermark") from None
 
 
 def export_parquet(
@@ -93,6 +109,7 @@ def export_parquet(
     since: int | None = None,
     settle_us: int = 0,
     progress: Callable[[int, int], None] | None = None,
+    organisation: str | None = None,
     batch: int = _BATCH,
     now: Callable[[], int] = lambda: time.time_ns() // 1000,
 ) -> ExportResult:
@@ -110,11 +127,14 @@ def export_parquet(
     progress:
         Called with ``(done, total)`` instances: once before the first batch, then after
         each batch is written.
+    organisation:
+        Export only the studies of this organisation (tenant), with its own watermark.
 
     Raises
     ------
     ConfigError
-        pyarrow is not installed, or the destination's watermark is not ours.
+        pyarrow is not installed, the destination's watermark is not ours, or
+        ``organisation`` is not an organisation code.
     StudyIndexError, StorageError
         The index or the destination failed (messages name the operation, never a value).
     """
@@ -123,8 +143,9 @@ def export_parquet(
 
     pa = require("pyarrow", "the Parquet export", "analytics")
     open_index(index_url).close()  # creates or upgrades the schema (indexed_at)
-    after = read_watermark(store)
-    window = rows.Window(after=after, since=since, until=now() - settle_us)
+    after = read_watermark(store, organisation)
+    until = now() - settle_us
+    window = rows.Window(after=after, since=since, until=until, organisation=organisation)
     run = f"{window.until}-{secrets.token_hex(4)}"
     writer = _Writer(pa, store, run, exported_at=window.until)
     engine = make_engine(index_url)
@@ -154,7 +175,8 @@ def export_parquet(
     writer.write("patients", parents["patients"], _PATIENTS, partitioned=False)
     watermark = max(window.until, after or 0)
     document = {"format_version": _FORMAT_VERSION, "watermark_us": watermark, "last_run": run}
-    store.put_bytes(WATERMARK_KEY, json.dumps(document).encode(), content_type="application/json")
+    key = watermark_key(organisation)
+    store.put_bytes(key, json.dumps(document).encode(), content_type="application/json")
     return ExportResult(
         instances=count,
         series=len(parents["series"]),

@@ -43,14 +43,21 @@ class Window:
         Instances written at or after this instant (``--since``; wins over ``after``).
     until:
         Instances written at or before this instant (the new watermark).
+    organisation:
+        Only instances of this organisation's studies (``index_studies.organisation``);
+        ``None``: every study's.
     """
 
     after: int | None
     since: int | None
     until: int
+    organisation: str | None = None
 
     def clause(self) -> ColumnElement[bool]:
         """The ``WHERE`` clause selecting the window's instances."""
+        return and_(self._time(), *self._tenant())
+
+    def _time(self) -> ColumnElement[bool]:
         column = instances.c.indexed_at
         upper = column <= self.until
         if self.since is not None:
@@ -58,6 +65,12 @@ class Window:
         if self.after is not None:
             return and_(column > self.after, upper)
         return or_(column.is_(None), upper)
+
+    def _tenant(self) -> list[ColumnElement[bool]]:
+        if self.organisation is None:
+            return []
+        own = select(studies.c.pk).where(studies.c.organisation == self.organisation)
+        return [instances.c.study_pk.in_(own)]
 
 
 _INSTANCE_COLUMNS: Final = (
