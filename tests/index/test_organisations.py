@@ -8,7 +8,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from dicomveil.index import InstanceRecord, Query, StudyIndex, open_index
+from dicomveil.index import IndexCounts, InstanceRecord, Query, StudyIndex, open_index
 from dicomveil.index.attributes import Level
 from dicomveil.index.schema import SCHEMA_VERSION
 from tests.index.conftest import make_record
@@ -43,6 +43,17 @@ def test_a_scoped_search_sees_only_its_organisations_studies(index: StudyIndex) 
         assert _studies(index, None, level) == {"2.25.10", "2.25.20", "2.25.30"}
     scoped = Query(Level.SERIES, study_uid="2.25.20", organisation="NORTH")
     assert index.search(scoped).rows == []
+
+
+def test_counts_of_one_organisation(index: StudyIndex) -> None:
+    _fill(index)
+    index.add(
+        [_of("NORTH", PatientID="N-1", StudyInstanceUID="2.25.11", SOPInstanceUID="2.25.11.1")]
+    )
+    assert index.counts("NORTH") == IndexCounts(patients=1, studies=2, series=2, instances=2)
+    assert index.counts("SOUTH") == IndexCounts(1, 1, 1, 1)
+    assert index.counts("EAST") == IndexCounts(0, 0, 0, 0)
+    assert index.counts() == IndexCounts(3, 4, 4, 4)
 
 
 def test_a_scoped_listing_is_empty_for_another_organisations_study(index: StudyIndex) -> None:

@@ -171,8 +171,9 @@ class StudyIndex(Protocol):
         none); studies not indexed are absent."""
         ...
 
-    def counts(self) -> IndexCounts:
-        """Return how many patients, studies, series and instances are indexed."""
+    def counts(self, organisation: str | None = None) -> IndexCounts:
+        """Return how many patients, studies, series and instances are indexed (of the
+        studies of ``organisation`` only, when given: a tenant's console)."""
         ...
 
     def ping(self) -> None:

@@ -269,13 +269,25 @@ class SqlStudyIndex:
                 found.update({str(uid): org for uid, org in connection.execute(statement)})
         return found
 
-    def counts(self) -> IndexCounts:
-        """Return how many patients, studies, series and instances are indexed."""
-        with map_index_errors("counting"), self._engine.connect() as connection:
-            found = [
-                int(connection.execute(select(func.count()).select_from(t)).scalar_one())
-                for t in (patients, studies, series, instances)
+    def counts(self, organisation: str | None = None) -> IndexCounts:
+        """Return how many patients, studies, series and instances are indexed (of the
+        studies of ``organisation`` only, when given)."""
+        statements: list[Select[Any]]
+        if organisation is None:
+            statements = [
+                select(func.count()).select_from(t) for t in (patients, studies, series, instances)
             ]
+        else:
+            own = studies.c.organisation == organisation
+            statements = [
+                select(func.count(studies.c.patient_pk.distinct())).where(own),
+                select(func.count()).select_from(studies).where(own),
+            ]
+            for table in (series, instances):
+                joined = table.join(studies, studies.c.pk == table.c.study_pk)
+                statements.append(select(func.count()).select_from(joined).where(own))
+        with map_index_errors("counting"), self._engine.connect() as connection:
+            found = [int(connection.execute(s).scalar_one()) for s in statements]
         return IndexCounts(*found)
 
     def ping(self) -> None:

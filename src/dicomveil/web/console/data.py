@@ -23,6 +23,7 @@ from dicomveil.web.services import Services
 
 if TYPE_CHECKING:
     from dicomveil.pipeline.quarantine_release import Released
+    from dicomveil.tokens import Token
     from dicomveil.web.console.auth import Visitor
 
 __all__ = [
@@ -81,15 +82,20 @@ def archive_volume(services: Services) -> tuple[int, int] | None:
     return usage.used, usage.total
 
 
-def batches(services: Services) -> list[dict[str, Any]]:
-    """Every batch's public status (no server-side paths), newest first."""
+def batches(services: Services, token: Token) -> list[dict[str, Any]]:
+    """The batches ``token`` may see, newest first: every batch, or its organisation's when
+    it is bound to one (as ``GET /api/v1/batches`` answers it); public status, no paths."""
     try:
-        from dicomveil.pipeline.batch_state import list_batches
+        from dicomveil.web.routes.batches import list_all
     except ImportError:  # the batch pipeline is not part of this build
         return []
-    private = ("staging", "quarantine", "destination")
-    found = [s.to_dict() for s in list_batches(services.settings.home)]
-    return [{k: v for k, v in s.items() if k not in private} for s in reversed(found)]
+    from dicomveil.web.errors import HttpError
+
+    try:
+        found = list_all(services, token)
+    except HttpError:  # bound to an organisation this server does not declare: none
+        return []
+    return [{k: v for k, v in s.items() if k != "destination"} for s in reversed(found)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,7 +185,11 @@ def audit_entries(services: Services, wanted: AuditFilter, limit: int) -> list[A
 
 def release_quarantine(services: Services, folder: Path, visitor: Visitor) -> Released:
     """Release the quarantined run ``folder`` through the gateway's ingest service, audited
-    as ``quarantine.release`` (see :mod:`dicomveil.pipeline.quarantine_release`)."""
+    as ``quarantine.release`` (see :mod:`dicomveil.pipeline.quarantine_release`).
+
+    The release has no organisation: the quarantine does not record whose inputs it holds,
+    so only sessions bound to none release (:func:`~dicomveil.web.console.pages.need_unbound`).
+    """
     from dicomveil.pipeline.ingest import Origin
     from dicomveil.pipeline.quarantine_release import release_run
 

@@ -85,6 +85,9 @@ _NAV: Final[tuple[tuple[str, str, Role | tuple[Role, ...] | None], ...]] = (
     ("/console/policy", "Policy", None),
     ("/console/reidentify", "Re-identify", "reidentify"),
 )
+_SERVER_WIDE: Final = frozenset({"/console/quarantine"})
+"""Pages of what every organisation shares and no record attributes to one (the quarantine
+keeps no organisation): closed to sessions of a token bound to an organisation."""
 
 
 def console_auth_of(request: Request) -> ConsoleAuth:
@@ -113,6 +116,17 @@ def need(visitor: Visitor, role: Role | tuple[Role, ...]) -> None:
         )
 
 
+def need_unbound(visitor: Visitor) -> None:
+    """Refuse a session of a token bound to an organisation (tenant): the page holds every
+    organisation's inputs and records none (release would also de-identify them under no
+    organisation's key and prefix)."""
+    if visitor.token.org:
+        raise PageForbidden(
+            "the quarantine holds every organisation's inputs and does not record whose they"
+            " are: a session bound to an organisation cannot open or release it"
+        )
+
+
 def _allowed(visitor: Visitor, role: Role | tuple[Role, ...] | None) -> bool:
     """Whether the session has ``role`` (one of them, for a tuple; ``None``: any session)."""
     if role is None:
@@ -131,7 +145,9 @@ def render(
     nav = [
         (href, label, href == request.url.path)
         for href, label, role in _NAV
-        if visitor is not None and _allowed(visitor, role)
+        if visitor is not None
+        and _allowed(visitor, role)
+        and not (visitor.token.org and href in _SERVER_WIDE)
     ]
     page = templates.get_template(name).render(
         visitor=visitor,
@@ -200,30 +216,45 @@ def _mib(value: float) -> float:
 
 @router.get("/", response_class=HTMLResponse)
 async def dashboard(request: Request, visitor: Session, services: ServicesDep) -> HTMLResponse:
-    """Archive counts, ingest outcomes, request outcomes, storage, recent batches."""
-    counts = await run_in_threadpool(services.index.counts)
-    runs = await run_in_threadpool(data.batches, services) if visitor.allows("ingest") else []
-    volume = data.archive_volume(services)
-    ingest = data.ingest_counts(services)
+    """Archive counts, ingest outcomes, request outcomes, storage, recent batches.
+
+    A session of a token bound to an organisation (tenant) sees its organisation's archive
+    counts and batches only: the server-wide figures (quarantine, archive volume, this
+    process's instances and requests) count every organisation's, so they are left out.
+    """
+    scope = reader_scope(visitor.token)
+    counts = await run_in_threadpool(services.index.counts, scope)
+    allowed = visitor.allows("ingest")
+    runs = await run_in_threadpool(data.batches, services, visitor.token) if allowed else []
     recent = runs[:8]
-    context = {
+    context: dict[str, Any] = {
         "counts": counts,
-        "ingest": ingest,
-        "minutes": (time.monotonic() - console_auth_of(request).started) / 60,
-        "volume": volume,
-        "quarantined": sum(r.inputs for r in data.quarantine_runs(services)),
+        "organisation": scope,
         "batches": recent,
-        "ingest_chart": bar_chart("Instances received, by outcome", sorted(ingest.items())),
-        "requests_chart": bar_chart(
-            "Requests answered, by status", list(data.request_counts(services).items())
-        ),
         "batch_chart": bar_chart(
             "Recent batches: MiB written",
             [(b["batch_id"][-8:], _mib(b["bytes"])) for b in recent],
             " MiB",
         ),
     }
+    if scope is None:
+        context |= _server_figures(request, services)
     return render(request, "dashboard.html", visitor, context)
+
+
+def _server_figures(request: Request, services: Services) -> dict[str, Any]:
+    """The dashboard's server-wide figures (every organisation's)."""
+    ingest = data.ingest_counts(services)
+    return {
+        "ingest": ingest,
+        "minutes": (time.monotonic() - console_auth_of(request).started) / 60,
+        "volume": data.archive_volume(services),
+        "quarantined": sum(r.inputs for r in data.quarantine_runs(services)),
+        "ingest_chart": bar_chart("Instances received, by outcome", sorted(ingest.items())),
+        "requests_chart": bar_chart(
+            "Requests answered, by status", list(data.request_counts(services).items())
+        ),
+    }
 
 
 # -- studies --------------------------------------------------------------------------------
@@ -306,7 +337,7 @@ def _studies_read(request: Request, visitor: Visitor, rows: list[dict[str, Any]]
 async def batches(request: Request, visitor: Session, services: ServicesDep) -> HTMLResponse:
     """Every batch: state, progress, counts."""
     need(visitor, "ingest")
-    found = await run_in_threadpool(data.batches, services)
+    found = await run_in_threadpool(data.batches, services, visitor.token)
     return render(request, "batches.html", visitor, {"batches": found})
 
 
@@ -316,10 +347,8 @@ async def batch(
 ) -> HTMLResponse:
     """One batch: state, counts, failures (reasons) and its manifest when complete."""
     need(visitor, "ingest")
-    found = next(
-        (b for b in await run_in_threadpool(data.batches, services) if b["batch_id"] == batch_id),
-        None,
-    )
+    listed = await run_in_threadpool(data.batches, services, visitor.token)
+    found = next((b for b in listed if b["batch_id"] == batch_id), None)  # another org's: none
     if found is None:
         return render(request, "error.html", visitor, {"message": "no such batch"}, 404)
     manifest = ""
@@ -348,6 +377,7 @@ def _manifest(services: Services, batch_id: str, token: Token) -> str:
 async def quarantine(request: Request, visitor: Session, services: ServicesDep) -> HTMLResponse:
     """Each run's quarantined inputs: counts and reasons (never names or paths)."""
     need(visitor, ("admin", "ingest"))
+    need_unbound(visitor)
     runs = await run_in_threadpool(data.quarantine_runs, services)
     context = {
         "runs": runs,
@@ -370,6 +400,7 @@ async def release_quarantine(
 ) -> Response:
     """Submit one run's quarantined originals again under the current policy (audited)."""
     need(visitor, "ingest")
+    need_unbound(visitor)
     console_auth_of(request).check_csrf(visitor, csrf)
     try:
         folder = data.quarantine_folder(services, run_id)
@@ -388,6 +419,7 @@ async def delete_quarantine(
 ) -> Response:
     """Delete one run's quarantined inputs (audited)."""
     need(visitor, "admin")
+    need_unbound(visitor)
     console_auth_of(request).check_csrf(visitor, csrf)
     try:
         folder = data.quarantine_folder(services, run_id)
