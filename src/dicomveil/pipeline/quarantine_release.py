@@ -8,7 +8,10 @@ is now archived leaves the quarantine; the others stay, with the reason of this 
 left with no entry is removed.
 
 Who may release: the ``ingest`` role (it submits originals already; ``admin`` has no data
-access, ``docs/security.md``), and on the command line whoever owns the state folder.
+access, ``docs/security.md``), and on the command line whoever owns the state folder. The
+quarantine does not record which organisation (tenant) its inputs came from, so a release has
+none (the server's pseudonym key and prefix), and the console refuses the quarantine to a
+session of a token bound to an organisation.
 
 What is returned (and audited as ``quarantine.release``) is value-free: the run id, counts,
 reasons, the pseudonymous Study Instance UIDs the released instances went to.
