@@ -97,7 +97,7 @@ async def test_only_the_short_period_organisations_study_goes(
     engine.dispose()
     config = tmp_path / "retention.toml"
     config.write_text(
-        "[retention]\narchive_days = 3650\nvault = true\n\n"
+        "[retention]\narchive_days = 3650\nvault = true\naudit_days = 1\n\n"
         "[retention.organisations.NORTH]\narchive_days = 30\n"
     )
     command = ["retention", "run", "--config", str(config), "--json"]
@@ -126,8 +126,12 @@ async def test_only_the_short_period_organisations_study_goes(
     assert await state() == ({north, south}, {north: True, south: True})  # dry: nothing gone
 
     assert main(command) == 0
-    done = json.loads(capsys.readouterr().out)["archive"]
+    report = json.loads(capsys.readouterr().out)
+    done = report["archive"]
     assert done["ids"] == [north] and done["rows"]["index_studies"] == 1
+    # Nothing is a day old; a shared chain is never sealed (that would rewrite the file log).
+    assert report["audit"]["items"] == 0
+    assert ("not_sealed" in report["audit"]) is (database is not None)
     assert await state() == ({south}, {north: False, south: True})
     assert _archived(home) == 2
     wado = await client.get(f"/dicomweb/studies/{south}", headers=auth(token["read"]))

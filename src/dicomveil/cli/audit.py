@@ -22,8 +22,8 @@ Database = Annotated[
     str | None,
     typer.Option(
         "--database",
-        help="The shared database holding the chain (default: DICOMVEIL_DATABASE_URL, else "
-        "the file log under the state folder).",
+        help="The shared database holding the audit chain (default: DICOMVEIL_DATABASE_URL, "
+        "else the file log and the stores under the state folder).",
     ),
 ]
 

@@ -96,7 +96,7 @@ def parquet(
     config: Path | None = typer.Option(
         None,
         "--config",
-        help="The settings TOML ([server] index_url).",
+        help="The settings TOML (\\[server] index_url).",
         exists=True,
         dir_okay=False,
     ),

@@ -48,7 +48,7 @@ def run(
     config: Annotated[
         Path,
         typer.Option(
-            "--config", exists=True, dir_okay=False, help="TOML file with a [retention] table."
+            "--config", exists=True, dir_okay=False, help="TOML file with a \\[retention] table."
         ),
     ],
     dry_run: Annotated[
@@ -112,6 +112,13 @@ def _print(reports: list[StoreReport], dry_run: bool) -> None:
             out_console.print(f"{report.store}: kept (no period)", highlight=False)
             continue
         what = "entries sealed" if report.store == "audit" else "item(s)"
+        if "not_sealed" in report.extra:
+            out_console.print(
+                f"{report.store}: kept {report.items} entries older than "
+                f"{report.period_days:g} days ({report.extra['not_sealed']})",
+                highlight=False,
+            )
+            continue
         out_console.print(
             f"{report.store}: {verb} {report.items} {what} older than "
             f"{report.period_days:g} days (oldest {report.oldest_days:g} days)",

@@ -176,13 +176,22 @@ def spool_store(policy: RetentionPolicy, spool: Path, now: float, *, dry_run: bo
 def audit_store(
     policy: RetentionPolicy, log: AuditLog, now: float, *, dry_run: bool
 ) -> StoreReport:
-    """Seal the audit entries older than the period into a segment (the chain stays whole)."""
+    """Seal the audit entries older than the period into a segment (the chain stays whole).
+
+    The chain in a shared database (:class:`~dicomveil.audit.sql.SqlAuditLog`) is not sealed
+    (sealing rewrites the file log): its old entries are counted and reported as kept
+    (``not_sealed``), and the rest of the run goes on, audited as usual.
+    """
+    from dicomveil.audit.sql import SqlAuditLog
+
     report = StoreReport("audit", policy.audit / _DAY)
     if not policy.audit:
         return report
     cutoff = datetime.fromtimestamp(now - policy.audit, tz=UTC)
-    if dry_run:
+    if dry_run or isinstance(log, SqlAuditLog):
         report.items = count_older_than(log, cutoff)
+        if isinstance(log, SqlAuditLog):
+            report.extra["not_sealed"] = "the shared database's chain is not sealed"
         return report
     export = policy.audit_export or log.directory / "sealed"
     sealed = seal_older_than(log, cutoff, export)
