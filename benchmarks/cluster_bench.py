@@ -42,6 +42,7 @@ from tests.support.servers import free_port, start, stop, wait_tcp  # noqa: E402
 from benchmarks.reporting import cpu_model, write_section  # noqa: E402
 
 SECTION = "## Cluster mode (issue 15)"
+E2E_SECTION = "## Cluster mode: end-to-end latency (issue 15)"
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 KEY = "benchmark-pseudonym-key-0123456789abcdef"
 THREADS = 4
@@ -216,11 +217,88 @@ def ingest_calls(services: Services, root: Path, files: list[Path]) -> tuple[flo
     return single, cluster
 
 
+def end_to_end(args: argparse.Namespace) -> None:
+    """``--e2e``: the 500-image study under background load (see :mod:`cluster_e2e`)."""
+    from benchmarks import cluster_e2e
+
+    root = Path(tempfile.mkdtemp(prefix="dicomveil-cluster-e2e-"))
+    services = Services(root)
+    services.start()
+    try:
+        env = _env(services, root, "e2e")
+        result = cluster_e2e.run(
+            env, root, rounds=args.rounds, study_images=args.study_images,
+            request_size=args.request, rate=args.background, matrix=args.matrix, workers=2,
+            threads=THREADS, backlog=lambda: _backlog(services),
+            indexed=lambda: _indexed(env["DICOMVEIL_INDEX_URL"]), timeout=args.timeout,
+        )  # fmt: skip
+    finally:
+        services.stop()
+    rows = cluster_e2e.report(
+        result, study_images=args.study_images, request_size=args.request, matrix=args.matrix
+    )
+    command = (
+        f".venv/bin/python benchmarks/cluster_bench.py --e2e --rounds {args.rounds} "
+        f"--background {args.background:g} --request {args.request} --matrix {args.matrix} "
+        f"--timeout {args.timeout:g}"
+    )
+    body = "\n".join(
+        [
+            "A real gateway (`dicomveil serve --queue`, STOW-RS/QIDO-RS/WADO-RS over HTTP) and "
+            f"2 `dicomveil worker` processes (`--concurrency {THREADS}`, own `$DICOMVEIL_HOME`s) "
+            "on Redis (AOF everysec), PostgreSQL 15 (vault, index), file archive and incoming "
+            "store. A background sender (own process) pushes 20-image studies by STOW-RS, "
+            "paced to the offered rate; each round pushes a fresh study and times its last "
+            "image accepted → QIDO-RS counts all its instances and WADO-RS returns one "
+            "(polled every 0.2 s). p95 is over the rounds (nearest rank).",
+            "",
+            *rows,
+            "",
+            f"Command: `{command}`",
+            "",
+            _machine(),
+        ]
+    )
+    print(body)
+    if args.write_docs:
+        write_section(E2E_SECTION, body)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def _backlog(services: Services) -> int:
+    """Messages waiting in the broker's queues."""
+    import redis
+
+    client = redis.Redis(port=services.redis_port)
+    try:
+        return sum(int(client.llen(name)) for name in ("stat", "urgent", "routine", "large"))
+    finally:
+        client.close()
+
+
+def _machine() -> str:
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    return (
+        f"Machine: {cpu_model()}, {os.cpu_count()} cores, {platform.platform()}, Python "
+        f"{platform.python_version()}; load average at the end {load} (shared machine)."
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=300)
     parser.add_argument("--write-docs", action="store_true")
+    parser.add_argument("--e2e", action="store_true", help="end-to-end latency (cluster_e2e)")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--study-images", type=int, default=500)
+    parser.add_argument("--request", type=int, default=50, help="instances per STOW request")
+    parser.add_argument("--background", type=float, default=100.0, help="images/s")
+    parser.add_argument("--matrix", type=int, default=64, help="rows and columns of an image")
+    parser.add_argument("--timeout", type=float, default=300.0, help="seconds a round waits")
     args = parser.parse_args()
+    if args.e2e:
+        end_to_end(args)
+        return
     from dicomveil.demo import write_demo_study
 
     root = Path(tempfile.mkdtemp(prefix="dicomveil-cluster-bench-"))
