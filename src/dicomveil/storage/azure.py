@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager
+from pathlib import Path
 from typing import Any
 
 from dicomveil._optional import require
@@ -190,6 +191,13 @@ class AzureBlobStore(CloudBlobStore):
             )
             data: bytes = downloader.readall()
             return data
+
+    def _read_into(self, key: str, path: Path) -> None:
+        with map_azure_errors(self._what("get", key)), open(path, "wb") as handle:
+            downloader = self._container.download_blob(
+                self._full(key), max_concurrency=self.transfer.max_concurrency
+            )
+            downloader.readinto(handle)
 
     def _head(self, key: str) -> BlobInfo | None:
         try:

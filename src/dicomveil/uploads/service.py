@@ -255,7 +255,7 @@ class UploadService:
             files = []
             for name, _ in items:  # our names: nothing of the client's reaches a path
                 path = folder / name
-                path.write_bytes(self.incoming.get_bytes(object_key(upload_id, name)))
+                self.incoming.get_file(object_key(upload_id, name), path)  # streamed
                 files.append(path)
             results = self._ingest.ingest(files, origin)
             failed = [(p, r) for p, r in zip(files, results, strict=True) if not r.ok]
