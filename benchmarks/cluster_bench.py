@@ -269,9 +269,11 @@ def _backlog(services: Services) -> int:
     """Messages waiting in the broker's queues."""
     import redis
 
+    from dicomveil.cluster.queues import ALL_QUEUES
+
     client = redis.Redis(port=services.redis_port)
     try:
-        return sum(int(client.llen(name)) for name in ("stat", "urgent", "routine", "large"))
+        return sum(int(client.llen(name)) for name in ALL_QUEUES)
     finally:
         client.close()
 
