@@ -43,6 +43,7 @@ from benchmarks.reporting import cpu_model, write_section  # noqa: E402
 
 SECTION = "## Cluster mode (issue 15)"
 E2E_SECTION = "## Cluster mode: end-to-end latency (issue 15)"
+LARGE_SECTION = "## Cluster mode: a large instance in flight (issue 15)"
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 KEY = "benchmark-pseudonym-key-0123456789abcdef"
 THREADS = 4
@@ -265,6 +266,69 @@ def end_to_end(args: argparse.Namespace) -> None:
     shutil.rmtree(root, ignore_errors=True)
 
 
+def large_in_flight(args: argparse.Namespace) -> None:
+    """``--large``: a STAT study alone and beside a large instance (see :mod:`cluster_large`)."""
+    from benchmarks import cluster_large
+
+    root = Path(tempfile.mkdtemp(prefix="dicomveil-cluster-large-"))
+    services = Services(root)
+    services.start()
+    try:
+        env = _env(services, root, "large")
+        result = cluster_large.run(
+            env, root, submitter=_submitter, indexed=lambda: _indexed(env["DICOMVEIL_INDEX_URL"]),
+            large_mb=args.large_mb, stat_rounds=args.stat_rounds, stat_images=args.stat_images,
+        )  # fmt: skip
+    finally:
+        services.stop()
+    alone, beside = max(result.alone), max(result.beside)
+    mib = 1024 * 1024
+    rows = [
+        "| measure | value | target |",
+        "|---|---:|---|",
+        f"| large instance | {result.large_bytes / mib:.0f} MiB, "
+        f"{result.large_bytes // (2 * cluster_large.FRAME_SIDE**2)} frames "
+        f"{cluster_large.FRAME_SIDE}x{cluster_large.FRAME_SIDE} | |",
+        f"| STAT study ({args.stat_images} images) alone, queued → indexed (s) | "
+        f"{', '.join(f'{t:.2f}' for t in result.alone)} | |",
+        f"| the same beside the large instance in flight (s) | "
+        f"{', '.join(f'{t:.2f}' for t in result.beside)} | |",
+        f"| large still in flight at the end of each round | "
+        f"{', '.join('yes' if f else 'no' for f in result.in_flight)} | |",
+        f"| delay of the STAT study (worst beside − worst alone, s) | {beside - alone:.2f} "
+        "| ≤ 5 s |",
+        f"| large instance, queued → indexed (s) | {result.large_seconds:.1f} | |",
+        f"| peak RSS, worker process (stat, urgent, routine), MiB | "
+        f"{result.peak_rss.get('parent', 0) / mib:.0f} | |",
+        f"| peak RSS, its large-queue process, MiB | "
+        f"{result.peak_rss.get('large', 0) / mib:.0f} | |",
+    ]
+    command = (
+        f".venv/bin/python benchmarks/cluster_bench.py --large --large-mb {args.large_mb} "
+        f"--stat-rounds {args.stat_rounds} --stat-images {args.stat_images}"
+    )
+    body = "\n".join(
+        [
+            "One `dicomveil worker --concurrency 2` with the default queues (so `large` runs "
+            "in its own child process, `--large-concurrency 1`) on Redis, PostgreSQL 15, file "
+            "archive and incoming store (`large_bytes` 256 MiB). A STAT study of 64x64 CT "
+            "images is queued alone, then again while a synthetic multi-frame CT instance "
+            "(uncompressed, written frame by frame) is being ingested; each time from queued "
+            "to every instance indexed.",
+            "",
+            *rows,
+            "",
+            f"Command: `{command}`",
+            "",
+            _machine(),
+        ]
+    )
+    print(body)
+    if args.write_docs:
+        write_section(LARGE_SECTION, body)
+    shutil.rmtree(root, ignore_errors=True)
+
+
 def _backlog(services: Services) -> int:
     """Messages waiting in the broker's queues."""
     import redis
@@ -297,9 +361,16 @@ def main() -> None:
     parser.add_argument("--background", type=float, default=100.0, help="images/s")
     parser.add_argument("--matrix", type=int, default=64, help="rows and columns of an image")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds a round waits")
+    parser.add_argument("--large", action="store_true", help="STAT beside a large instance")
+    parser.add_argument("--large-mb", type=int, default=2048)
+    parser.add_argument("--stat-rounds", type=int, default=3)
+    parser.add_argument("--stat-images", type=int, default=20)
     args = parser.parse_args()
     if args.e2e:
         end_to_end(args)
+        return
+    if args.large:
+        large_in_flight(args)
         return
     from dicomveil.demo import write_demo_study
 
