@@ -232,16 +232,18 @@ def end_to_end(args: argparse.Namespace) -> None:
             request_size=args.request, rate=args.background, matrix=args.matrix, workers=2,
             threads=THREADS, backlog=lambda: _backlog(services),
             indexed=lambda: _indexed(env["DICOMVEIL_INDEX_URL"]), timeout=args.timeout,
+            sender=args.sender,
         )  # fmt: skip
     finally:
         services.stop()
     rows = cluster_e2e.report(
-        result, study_images=args.study_images, request_size=args.request, matrix=args.matrix
-    )
+        result, study_images=args.study_images, request_size=args.request, matrix=args.matrix,
+        sender=args.sender,
+    )  # fmt: skip
     command = (
         f".venv/bin/python benchmarks/cluster_bench.py --e2e --rounds {args.rounds} "
         f"--background {args.background:g} --request {args.request} --matrix {args.matrix} "
-        f"--timeout {args.timeout:g}"
+        f"--timeout {args.timeout:g} --sender {args.sender}"
     )
     body = "\n".join(
         [
@@ -361,6 +363,7 @@ def main() -> None:
     parser.add_argument("--background", type=float, default=100.0, help="images/s")
     parser.add_argument("--matrix", type=int, default=64, help="rows and columns of an image")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds a round waits")
+    parser.add_argument("--sender", choices=("stow", "cstore"), default="stow")
     parser.add_argument("--large", action="store_true", help="STAT beside a large instance")
     parser.add_argument("--large-mb", type=int, default=2048)
     parser.add_argument("--stat-rounds", type=int, default=3)

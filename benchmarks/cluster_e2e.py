@@ -19,6 +19,7 @@ from __future__ import annotations
 import multiprocessing
 import shutil
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -26,8 +27,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.support.servers import free_port, start, stop, wait_http
+from tests.support.servers import free_port, start, stop, wait_http, wait_tcp
 
+DCMTK_PATH = "/usr/bin:/usr/local/bin"
+"""Where DCMTK's storescu is (pynetdicom installs a Python app of the same name)."""
 STUDY_TIMEOUT = 300.0
 """Seconds a round waits for its study before calling it not visible (``--timeout``)."""
 
@@ -119,6 +122,27 @@ def background(
                 sent.value += len(parts)
 
 
+def _cstore(port: int, files: list[Path], key: str) -> list[str]:
+    """Send ``files`` with DCMTK's storescu in one association; return the pseudonymous SOP
+    Instance UIDs they will have (keyed, as the node names them; storescu does not say)."""
+    from dicomveil.engine.keys import PseudonymKeys
+    from dicomveil.engine.rules import compile_policy
+    from dicomveil.pipeline.ingest_work import head_uids, pseudonymous_uid
+    from dicomveil.profile.policy import Policy
+
+    binary = shutil.which("storescu", path=DCMTK_PATH)
+    if binary is None:
+        raise RuntimeError("DCMTK's storescu is not installed")
+    sent = subprocess.run(
+        [binary, "-aec", "DICOMVEIL", "127.0.0.1", str(port), *map(str, files)],
+        capture_output=True, check=False, timeout=600,
+    )  # fmt: skip
+    if sent.returncode != 0:
+        raise RuntimeError(f"storescu failed ({sent.returncode})")
+    keys, compiled = PseudonymKeys(key.encode()), compile_policy(Policy())
+    return [pseudonymous_uid(head_uids(p).sop_instance, compiled, keys) for p in files]
+
+
 def _first(item: dict[str, Any], tag: str) -> Any:
     return item[tag]["Value"][0]
 
@@ -156,6 +180,7 @@ def run(
     backlog: Callable[[], int],
     indexed: Callable[[], int],
     timeout: float = STUDY_TIMEOUT,
+    sender: str = "stow",
 ) -> Result:
     """Start gateway, workers and background sender; measure ``rounds`` studies."""
     import httpx
@@ -180,11 +205,23 @@ def run(
     procs.append(gateway)
     context = multiprocessing.get_context("spawn")
     sent, running = context.Value("l", 0), context.Value("b", 1)
-    sender = None
+    loader = None
     result = Result(offered=rate)
     try:
         base = f"http://127.0.0.1:{port}"
         wait_http(f"{base}/healthz", timeout=60, proc=gateway)
+        dimse = free_port()
+        if sender == "cstore":  # a DICOM node in cluster mode, its own state folder
+            (root / "home-e2e-node").mkdir()
+            node = [sys.executable, "-m", "dicomveil", "scp", "--queue", env["DICOMVEIL_QUEUE"]]
+            procs.append(
+                start(
+                    [*node, "--port", str(dimse)],
+                    root / "e2e-node.log",
+                    {**env, "DICOMVEIL_HOME": str(root / "home-e2e-node")},
+                )  # fmt: skip
+            )
+            wait_tcp(dimse, timeout=60, proc=procs[-1])
         for number in range(workers):
             home = root / f"home-e2e-{number}"
             home.mkdir()
@@ -193,11 +230,11 @@ def run(
                 start(work, root / f"e2e-{number}.log", {**env, "DICOMVEIL_HOME": str(home)})
             )
         if rate > 0:
-            sender = context.Process(
+            loader = context.Process(
                 target=background,
                 args=(base, ingest, rate, str(root / "background"), matrix, sent, running),
             )
-            sender.start()
+            loader.start()
         time.sleep(10)  # warm-up: the workers started, the background load in its stride
         began, sent_before, indexed_before = time.monotonic(), sent.value, indexed()
         with httpx.Client(base_url=base, timeout=120) as client:
@@ -210,7 +247,9 @@ def run(
                 parts = [path.read_bytes() for path in files]
                 start_send = time.monotonic()
                 named: list[str] = []
-                for at in range(0, len(parts), request_size):
+                if sender == "cstore":
+                    named = _cstore(dimse, files, env["DICOMVEIL_KEY"])
+                for at in range(0, len(parts) if sender == "stow" else 0, request_size):
                     named += _stow(client, ingest, parts[at : at + request_size])
                 accepted = time.monotonic()
                 waiting = backlog()
@@ -231,16 +270,18 @@ def run(
         result.drained = (indexed() - indexed_before) / result.elapsed
     finally:
         running.value = 0
-        if sender is not None:
-            sender.join(30)
-            if sender.is_alive():
-                sender.kill()
+        if loader is not None:
+            loader.join(30)
+            if loader.is_alive():
+                loader.kill()
         for proc in procs:
             stop(proc)
     return result
 
 
-def report(result: Result, *, study_images: int, request_size: int, matrix: int) -> list[str]:
+def report(
+    result: Result, *, study_images: int, request_size: int, matrix: int, sender: str = "stow"
+) -> list[str]:
     """The table rows for docs/benchmarks.md."""
     p95 = result.p95()
     visible = [r.visible for r in result.rounds]
@@ -250,8 +291,13 @@ def report(result: Result, *, study_images: int, request_size: int, matrix: int)
     return [
         "| measure | value | target |",
         "|---|---:|---|",
-        f"| study | {study_images} CT images {matrix}x{matrix}, STOW-RS requests of "
-        f"{request_size} | |",
+        f"| study | {study_images} CT images {matrix}x{matrix}, "
+        + (
+            f"STOW-RS requests of {request_size}"
+            if sender == "stow"
+            else "C-STORE (DCMTK storescu, one association) to `dicomveil scp --queue`"
+        )
+        + " | |",
         f"| rounds, visible after last image (s) | {shown} | |",
         f"| p95 over {len(result.rounds)} rounds (s) | "
         f"{'not all visible' if p95 is None else f'{p95:.1f}'} | ≤ 30 s |",
