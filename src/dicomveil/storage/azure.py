@@ -194,10 +194,9 @@ class AzureBlobStore(CloudBlobStore):
 
     def _read_into(self, key: str, path: Path) -> None:
         with map_azure_errors(self._what("get", key)), open(path, "wb") as handle:
-            downloader = self._container.download_blob(
-                self._full(key), max_concurrency=self.transfer.max_concurrency
-            )
-            downloader.readinto(handle)
+            downloader = self._container.download_blob(self._full(key))
+            for chunk in downloader.chunks():  # one part at a time (max_chunk_get_size)
+                handle.write(chunk)
 
     def _head(self, key: str) -> BlobInfo | None:
         try:
