@@ -144,12 +144,33 @@ class Drain:
     """CPU seconds of the worker processes per second of the drain (1.0: one core busy)."""
     idle_cores: float
     """The machine's idle CPU over the drain, in cores (0: other jobs took the rest)."""
+    services_cores: float
+    """CPU of PostgreSQL and Redis over the drain, in cores."""
 
 
-def _process_cpu(pid: int) -> float:
-    """CPU seconds (user + system) of a process, from ``/proc``."""
+def _process_cpu(pid: int, *, reaped: bool = False) -> float:
+    """CPU seconds (user + system) of a process, from ``/proc``; with ``reaped``, also of its
+    children that ended (PostgreSQL backends)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    ticks = int(fields[11]) + int(fields[12])
+    if reaped:
+        ticks += int(fields[13]) + int(fields[14])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _services_cpu(services: Services) -> float:
+    """CPU seconds of PostgreSQL (postmaster, its live and ended backends) and Redis."""
+    assert services.redis is not None
+    postmaster = int((services.pg / "data" / "postmaster.pid").read_text().split()[0])
+    total = _process_cpu(postmaster, reaped=True) + _process_cpu(services.redis.pid)
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == postmaster:
+                total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError, IndexError):
+            continue  # a process that ended meanwhile
+    return total
 
 
 def _idle_seconds() -> float:
@@ -177,18 +198,17 @@ def drain(services: Services, root: Path, files: list[Path], workers: int) -> Dr
         url = env["DICOMVEIL_INDEX_URL"]
         while _indexed(url) == 0:
             time.sleep(0.02)
-        first, cpu, idle = (
-            time.monotonic(),
-            sum(_process_cpu(p.pid) for p in procs),
-            _idle_seconds(),
-        )
+        cpu, idle = sum(_process_cpu(p.pid) for p in procs), _idle_seconds()
+        backing, first = _services_cpu(services), time.monotonic()
         while (count := _indexed(url)) < len(files):
             if any(p.poll() is not None for p in procs):
                 raise RuntimeError(f"a worker exited; see {root}")
             time.sleep(0.05)
         wall = time.monotonic() - first
         used = sum(_process_cpu(p.pid) for p in procs) - cpu
-        return Drain((count - 1) / wall, used / wall, (_idle_seconds() - idle) / wall)
+        idle_cores = (_idle_seconds() - idle) / wall
+        backing = _services_cpu(services) - backing
+        return Drain((count - 1) / wall, used / wall, idle_cores, backing / wall)
     finally:
         for proc in procs:
             stop(proc)
@@ -428,6 +448,8 @@ def main() -> None:
         f"| 2 workers / 1 worker | {two.rate / one.rate:.2f}x | ≥ 1.8x |",
         f"| CPU of the workers while draining, cores (1 worker; 2 workers) | "
         f"{one.worker_cores:.2f}; {two.worker_cores:.2f} | |",
+        f"| CPU of PostgreSQL and Redis while draining, cores (1 worker; 2 workers) | "
+        f"{one.services_cores:.2f}; {two.services_cores:.2f} | |",
         f"| idle CPU of the machine while draining, cores (1 worker; 2 workers) | "
         f"{one.idle_cores:.2f}; {two.idle_cores:.2f} | of {os.cpu_count()} |",
         f"| queue send, CPU ms/instance | {send_ms:.2f} | ≤ 2 ms |",
