@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -42,6 +43,8 @@ from tests.support.servers import free_port, start, stop, wait_tcp  # noqa: E402
 from benchmarks.reporting import cpu_model, write_section  # noqa: E402
 
 SECTION = "## Cluster mode (issue 15)"
+E2E_SECTION = "## Cluster mode: end-to-end latency (issue 15)"
+LARGE_SECTION = "## Cluster mode: a large instance in flight (issue 15)"
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 KEY = "benchmark-pseudonym-key-0123456789abcdef"
 THREADS = 4
@@ -132,7 +135,51 @@ def _indexed(url: str) -> int:
         index.close()
 
 
-def drain(services: Services, root: Path, files: list[Path], workers: int) -> float:
+@dataclass
+class Drain:
+    """One drain: instances/s, the CPU its workers used and the machine's idle CPU."""
+
+    rate: float
+    worker_cores: float
+    """CPU seconds of the worker processes per second of the drain (1.0: one core busy)."""
+    idle_cores: float
+    """The machine's idle CPU over the drain, in cores (0: other jobs took the rest)."""
+    services_cores: float
+    """CPU of PostgreSQL and Redis over the drain, in cores."""
+
+
+def _process_cpu(pid: int, *, reaped: bool = False) -> float:
+    """CPU seconds (user + system) of a process, from ``/proc``; with ``reaped``, also of its
+    children that ended (PostgreSQL backends)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = int(fields[11]) + int(fields[12])
+    if reaped:
+        ticks += int(fields[13]) + int(fields[14])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _services_cpu(services: Services) -> float:
+    """CPU seconds of PostgreSQL (postmaster, its live and ended backends) and Redis."""
+    assert services.redis is not None
+    postmaster = int((services.pg / "data" / "postmaster.pid").read_text().split()[0])
+    total = _process_cpu(postmaster, reaped=True) + _process_cpu(services.redis.pid)
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == postmaster:
+                total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError, IndexError):
+            continue  # a process that ended meanwhile
+    return total
+
+
+def _idle_seconds() -> float:
+    """The machine's idle CPU seconds so far (all cores; idle + iowait), from ``/proc/stat``."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    return (int(fields[3]) + int(fields[4])) / os.sysconf("SC_CLK_TCK")
+
+
+def drain(services: Services, root: Path, files: list[Path], workers: int) -> Drain:
     """Queue ``files``, start ``workers`` workers; instances/s from first to last indexed."""
     from dicomveil.pipeline.ingest import Origin
 
@@ -151,12 +198,17 @@ def drain(services: Services, root: Path, files: list[Path], workers: int) -> fl
         url = env["DICOMVEIL_INDEX_URL"]
         while _indexed(url) == 0:
             time.sleep(0.02)
-        first = time.monotonic()
+        cpu, idle = sum(_process_cpu(p.pid) for p in procs), _idle_seconds()
+        backing, first = _services_cpu(services), time.monotonic()
         while (count := _indexed(url)) < len(files):
             if any(p.poll() is not None for p in procs):
                 raise RuntimeError(f"a worker exited; see {root}")
             time.sleep(0.05)
-        return (count - 1) / (time.monotonic() - first)
+        wall = time.monotonic() - first
+        used = sum(_process_cpu(p.pid) for p in procs) - cpu
+        idle_cores = (_idle_seconds() - idle) / wall
+        backing = _services_cpu(services) - backing
+        return Drain((count - 1) / wall, used / wall, idle_cores, backing / wall)
     finally:
         for proc in procs:
             stop(proc)
@@ -216,11 +268,163 @@ def ingest_calls(services: Services, root: Path, files: list[Path]) -> tuple[flo
     return single, cluster
 
 
+def end_to_end(args: argparse.Namespace) -> None:
+    """``--e2e``: the 500-image study under background load (see :mod:`cluster_e2e`)."""
+    from benchmarks import cluster_e2e
+
+    root = Path(tempfile.mkdtemp(prefix="dicomveil-cluster-e2e-"))
+    services = Services(root)
+    services.start()
+    try:
+        env = _env(services, root, "e2e")
+        result = cluster_e2e.run(
+            env, root, rounds=args.rounds, study_images=args.study_images,
+            request_size=args.request, rate=args.background, matrix=args.matrix, workers=2,
+            threads=THREADS, backlog=lambda: _backlog(services),
+            indexed=lambda: _indexed(env["DICOMVEIL_INDEX_URL"]), timeout=args.timeout,
+            sender=args.sender,
+        )  # fmt: skip
+    finally:
+        services.stop()
+    rows = cluster_e2e.report(
+        result, study_images=args.study_images, request_size=args.request, matrix=args.matrix,
+        sender=args.sender,
+    )  # fmt: skip
+    command = (
+        f".venv/bin/python benchmarks/cluster_bench.py --e2e --rounds {args.rounds} "
+        f"--background {args.background:g} --request {args.request} --matrix {args.matrix} "
+        f"--timeout {args.timeout:g} --sender {args.sender}"
+    )
+    body = "\n".join(
+        [
+            "A real gateway (`dicomveil serve --queue`, STOW-RS/QIDO-RS/WADO-RS over HTTP) and "
+            f"2 `dicomveil worker` processes (`--concurrency {THREADS}`, own `$DICOMVEIL_HOME`s) "
+            "on Redis (AOF everysec), PostgreSQL 15 (vault, index), file archive and incoming "
+            "store. A background sender (own process) pushes 20-image studies by STOW-RS, "
+            "paced to the offered rate; each round pushes a fresh study and times its last "
+            "image accepted → QIDO-RS counts all its instances and WADO-RS returns one "
+            "(polled every 0.2 s). p95 is over the rounds (nearest rank).",
+            "",
+            *rows,
+            "",
+            f"Command: `{command}`",
+            "",
+            _machine(),
+        ]
+    )
+    print(body)
+    if args.write_docs:
+        write_section(E2E_SECTION, body)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def large_in_flight(args: argparse.Namespace) -> None:
+    """``--large``: a STAT study alone and beside a large instance (see :mod:`cluster_large`)."""
+    from benchmarks import cluster_large
+
+    root = Path(tempfile.mkdtemp(prefix="dicomveil-cluster-large-"))
+    services = Services(root)
+    services.start()
+    try:
+        env = _env(services, root, "large")
+        result = cluster_large.run(
+            env, root, submitter=_submitter, indexed=lambda: _indexed(env["DICOMVEIL_INDEX_URL"]),
+            large_mb=args.large_mb, stat_rounds=args.stat_rounds, stat_images=args.stat_images,
+        )  # fmt: skip
+    finally:
+        services.stop()
+    alone, beside = max(result.alone), max(result.beside)
+    mib = 1024 * 1024
+    rows = [
+        "| measure | value | target |",
+        "|---|---:|---|",
+        f"| large instance | {result.large_bytes / mib:.0f} MiB, "
+        f"{result.large_bytes // (2 * cluster_large.FRAME_SIDE**2)} frames "
+        f"{cluster_large.FRAME_SIDE}x{cluster_large.FRAME_SIDE} | |",
+        f"| STAT study ({args.stat_images} images) alone, queued → indexed (s) | "
+        f"{', '.join(f'{t:.2f}' for t in result.alone)} | |",
+        f"| the same beside the large instance in flight (s) | "
+        f"{', '.join(f'{t:.2f}' for t in result.beside)} | |",
+        f"| large still in flight at the end of each round | "
+        f"{', '.join('yes' if f else 'no' for f in result.in_flight)} | |",
+        f"| delay of the STAT study (worst beside − worst alone, s) | {beside - alone:.2f} "
+        "| ≤ 5 s |",
+        f"| large instance, queued → indexed (s) | {result.large_seconds:.1f} | |",
+        f"| peak RSS, worker process (stat, urgent, routine), MiB | "
+        f"{result.peak_rss.get('parent', 0) / mib:.0f} | |",
+        f"| peak RSS, its large-queue process, MiB | "
+        f"{result.peak_rss.get('large', 0) / mib:.0f} | |",
+    ]
+    command = (
+        f".venv/bin/python benchmarks/cluster_bench.py --large --large-mb {args.large_mb} "
+        f"--stat-rounds {args.stat_rounds} --stat-images {args.stat_images}"
+    )
+    body = "\n".join(
+        [
+            "One `dicomveil worker --concurrency 2` with the default queues (so `large` runs "
+            "in its own child process, `--large-concurrency 1`) on Redis, PostgreSQL 15, file "
+            "archive and incoming store (`large_bytes` 256 MiB). A STAT study of 64x64 CT "
+            "images is queued alone, then again while a synthetic multi-frame CT instance "
+            "(uncompressed, written frame by frame) is being ingested; each time from queued "
+            "to every instance indexed.",
+            "",
+            *rows,
+            "",
+            f"Command: `{command}`",
+            "",
+            _machine(),
+        ]
+    )
+    print(body)
+    if args.write_docs:
+        write_section(LARGE_SECTION, body)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def _backlog(services: Services) -> int:
+    """Messages waiting in the broker's queues."""
+    import redis
+
+    from dicomveil.cluster.queues import ALL_QUEUES
+
+    client = redis.Redis(port=services.redis_port)
+    try:
+        return sum(int(client.llen(name)) for name in ALL_QUEUES)
+    finally:
+        client.close()
+
+
+def _machine() -> str:
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    return (
+        f"Machine: {cpu_model()}, {os.cpu_count()} cores, {platform.platform()}, Python "
+        f"{platform.python_version()}; load average at the end {load} (shared machine)."
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=300)
     parser.add_argument("--write-docs", action="store_true")
+    parser.add_argument("--e2e", action="store_true", help="end-to-end latency (cluster_e2e)")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--study-images", type=int, default=500)
+    parser.add_argument("--request", type=int, default=50, help="instances per STOW request")
+    parser.add_argument("--background", type=float, default=100.0, help="images/s")
+    parser.add_argument("--matrix", type=int, default=64, help="rows and columns of an image")
+    parser.add_argument("--timeout", type=float, default=300.0, help="seconds a round waits")
+    parser.add_argument("--sender", choices=("stow", "cstore"), default="stow")
+    parser.add_argument("--large", action="store_true", help="STAT beside a large instance")
+    parser.add_argument("--large-mb", type=int, default=2048)
+    parser.add_argument("--stat-rounds", type=int, default=3)
+    parser.add_argument("--stat-images", type=int, default=20)
     args = parser.parse_args()
+    if args.e2e:
+        end_to_end(args)
+        return
+    if args.large:
+        large_in_flight(args)
+        return
     from dicomveil.demo import write_demo_study
 
     root = Path(tempfile.mkdtemp(prefix="dicomveil-cluster-bench-"))
@@ -236,13 +440,18 @@ def main() -> None:
         single, cluster = ingest_calls(services, root, files)
     finally:
         services.stop()
-    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
     rows = [
         "| measure | value | target |",
         "|---|---:|---|",
-        f"| 1 worker, instances/s | {one:.1f} | |",
-        f"| 2 workers, instances/s | {two:.1f} | |",
-        f"| 2 workers / 1 worker | {two / one:.2f}x | ≥ 1.8x |",
+        f"| 1 worker, instances/s | {one.rate:.1f} | |",
+        f"| 2 workers, instances/s | {two.rate:.1f} | |",
+        f"| 2 workers / 1 worker | {two.rate / one.rate:.2f}x | ≥ 1.8x |",
+        f"| CPU of the workers while draining, cores (1 worker; 2 workers) | "
+        f"{one.worker_cores:.2f}; {two.worker_cores:.2f} | |",
+        f"| CPU of PostgreSQL and Redis while draining, cores (1 worker; 2 workers) | "
+        f"{one.services_cores:.2f}; {two.services_cores:.2f} | |",
+        f"| idle CPU of the machine while draining, cores (1 worker; 2 workers) | "
+        f"{one.idle_cores:.2f}; {two.idle_cores:.2f} | of {os.cpu_count()} |",
         f"| queue send, CPU ms/instance | {send_ms:.2f} | ≤ 2 ms |",
         f"| cluster accept (hash + store + send), CPU ms/instance | {accept_ms:.2f} | |",
         f"| gateway ingest call, single-process, instances/s | {single:.1f} | |",
@@ -258,13 +467,9 @@ def main() -> None:
             "",
             *rows,
             "",
-            "Not measured yet: the 500-image study visible through QIDO-RS under 100 images/s "
-            "of background load, and a 2 GB instance in flight against a STAT study.",
-            "",
             f"Command: `.venv/bin/python benchmarks/cluster_bench.py --images {args.images}`",
             "",
-            f"Machine: {cpu_model()}, {os.cpu_count()} cores, {platform.platform()}, Python "
-            f"{platform.python_version()}; load average at the end {load} (shared machine).",
+            _machine(),
         ]
     )
     print(body)

@@ -61,6 +61,10 @@ class BlobStore(Protocol):
         """Return the object's content; raise :class:`~dicomveil.errors.ObjectNotFound`."""
         ...
 
+    def get_file(self, key: str, path: Path) -> None:
+        """Write the object's content to the local file ``path``, streamed (any size)."""
+        ...
+
     def head(self, key: str) -> BlobInfo | None:
         """Return the object's info, or ``None`` when it does not exist."""
         ...

@@ -221,7 +221,8 @@ class Cluster:
         return b"".join(p.read_bytes() for p in self.root.glob("*.log"))
 
     def homes(self) -> list[Path]:
-        return sorted(self.root.glob("home-*"))
+        """The workers' state folders (not the ``<home>.keys`` folders beside them)."""
+        return sorted(p for p in self.root.glob("home-*") if p.suffix != ".keys")
 
     def submitter(self, queue: Queue) -> Submitter:
         secret = (self.root / "pseudonym.key").read_text().strip().encode()

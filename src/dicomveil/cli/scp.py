@@ -20,6 +20,7 @@ from dicomveil.cli.common import err_console, fail, get_key
 from dicomveil.errors import DicomveilError
 
 if TYPE_CHECKING:
+    from dicomveil.runtime import Runtime
     from dicomveil.settings import CoreSettings
 
 __all__ = ["dimse_settings", "register", "scp", "start_beside", "use_queue"]
@@ -115,9 +116,7 @@ def scp(
     get_key("pseudonym", key_file)  # created now, once
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     use_queue(queue)
-    from dicomveil.cluster.submit import attach_cluster
     from dicomveil.dimse.server import run_node
-    from dicomveil.forward.service import attach_forwarding
     from dicomveil.runtime import Runtime
 
     err_console.print(
@@ -125,13 +124,11 @@ def scp(
     )
     try:
         with Runtime.open(core) as runtime:
-            forwarding = attach_forwarding(runtime)  # [routing] of --config, if any rules
-            attach_cluster(runtime)  # --queue / [cluster]: store, queue, answer
+            detach = attach_services(runtime)
             try:
                 run_node(runtime, settings)
             finally:
-                if forwarding is not None:
-                    forwarding.stop()
+                detach()
     except DicomveilError as exc:
         fail(str(exc))
     except OSError as exc:
@@ -161,23 +158,19 @@ def start_beside(
     """
     _require_dimse_stack()
     settings = dimse_settings(config, port=port, ae_title=ae_title, host=host)
-    from dicomveil.cluster.submit import attach_cluster
     from dicomveil.dimse.server import start_node
-    from dicomveil.forward.service import attach_forwarding
     from dicomveil.runtime import Runtime
 
     runtime = Runtime.open(core)
     try:
-        forwarding = attach_forwarding(runtime)  # [routing] of --config, if any rules
-        attach_cluster(runtime)  # --queue / [cluster]: store, queue, answer
+        detach = attach_services(runtime)
     except BaseException:
         runtime.close()
         raise
     try:
         node = start_node(runtime, settings)
     except BaseException:
-        if forwarding is not None:
-            forwarding.stop()
+        detach()
         runtime.close()
         raise
     err_console.print(f"dicomveil DICOM node {settings.ae_title} on {host}:{port}")
@@ -185,12 +178,41 @@ def start_beside(
     def stop() -> None:
         try:
             node.stop()
-            if forwarding is not None:
-                forwarding.stop()
+            detach()
         finally:
             runtime.close()
 
     return stop
+
+
+def attach_services(runtime: Runtime) -> Callable[[], None]:
+    """Attach to the node's runtime what the gateway attaches to its own: routing of
+    complete studies (``[routing]``), cluster mode (``--queue`` / ``[cluster]``: store, queue,
+    answer) and events (``[events]``: instance stored, study complete, file quarantined).
+    Return the function that stops routing and events (routing first: its last study
+    completions still reach the event outbox)."""
+    from dicomveil.cluster.submit import attach_cluster
+    from dicomveil.events import attach_events
+    from dicomveil.forward.service import attach_forwarding
+
+    stops: list[Callable[[], None]] = []
+
+    def detach() -> None:
+        for stop in stops:
+            stop()
+
+    forwarding = attach_forwarding(runtime)
+    if forwarding is not None:
+        stops.append(forwarding.stop)
+    try:
+        attach_cluster(runtime)
+        events = attach_events(runtime, forwarding)
+    except BaseException:
+        detach()
+        raise
+    if events is not None:
+        stops.append(events.stop)
+    return detach
 
 
 def register(app: typer.Typer) -> None:

@@ -27,7 +27,9 @@ the broker, the databases (vault, index) and the object stores. docs/cluster.md 
 topology and what "accepted" means.
 
 Queues: stat, urgent, routine (taken in that order) and large (instances of 256 MB or more).
-Give large instances their own workers (--queues large) so one never delays a STAT study.
+A worker that serves large and other queues (the default) runs the large queue in a worker
+process of its own (--large-concurrency tasks at once), so a 2 GB instance never takes a
+slot a STAT study needs; or give large instances their own hosts (--queues large).
 
 Examples:
 
@@ -73,6 +75,16 @@ def worker(
         help="Settings TOML ([server]: archive, index, vault; [cluster]: queue, incoming).",
     ),
     verbose: bool = typer.Option(False, "--verbose", help="Log every task (value-free)."),
+    large_concurrency: int = typer.Option(
+        1,
+        "--large-concurrency",
+        min=0,
+        max=256,
+        help="When --queues has large and others: large instances in a worker process of "
+        "their own, this many at once, so none takes a slot a STAT study needs (0: one pool "
+        "for all queues).",
+    ),
+    with_parent: int | None = typer.Option(None, "--with-parent", hidden=True),
 ) -> None:
     """Run a queue worker: de-identify the instances cluster mode queued."""
     from dicomveil._optional import require
@@ -93,18 +105,34 @@ def worker(
         raise ConfigError("no queue: give --queue URL, DICOMVEIL_QUEUE or [cluster] queue_url")
     core = CoreSettings.load(home=home, config=config, deid_processes=1)
     from dicomveil.worker.app import run_worker
+    from dicomveil.worker.large import split_large, start_large_worker, stop_large_worker
     from dicomveil.worker.tasks import WorkerState
 
+    if with_parent is not None:  # the large queue's worker of a `dicomveil worker`
+        from dicomveil.pipeline.orphans import die_with_parent
+
+        die_with_parent(with_parent)
     level = logging.INFO if verbose else logging.WARNING
     logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    run_worker(
-        WorkerState(core, cluster),
-        queues=served,
-        concurrency=concurrency,
-        metrics_port=metrics_port,
-        loglevel="INFO" if verbose else "WARNING",
-        pool=pool,
-    )
+    served, own_large = split_large(served, large_concurrency)
+    large = None
+    if own_large:
+        large = start_large_worker(
+            queue_url=cluster.queue_url, home=home, concurrency=large_concurrency,
+            config=config, incoming=incoming, verbose=verbose,
+        )  # fmt: skip
+    try:
+        run_worker(
+            WorkerState(core, cluster),
+            queues=served,
+            concurrency=concurrency,
+            metrics_port=metrics_port,
+            loglevel="INFO" if verbose else "WARNING",
+            pool=pool,
+        )
+    finally:
+        if large is not None:
+            stop_large_worker(large)
 
 
 def register(app: typer.Typer) -> None:

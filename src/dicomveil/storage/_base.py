@@ -221,6 +221,21 @@ class BaseBlobStore(ABC):
         """
         return self._read(check_key(key))
 
+    def get_file(self, key: str, path: Path) -> None:
+        """Write the object's content to the local file ``path``, streamed: an object of any
+        size needs a buffer's worth of memory, not its size (:meth:`get_bytes` holds it all).
+
+        ``path`` is created or replaced; when the call raises, what it holds is undefined.
+
+        Raises
+        ------
+        ObjectNotFound
+            When there is no object under ``key``.
+        OSError
+            When ``path`` cannot be written.
+        """
+        self._read_into(check_key(key), path)
+
     def head(self, key: str) -> BlobInfo | None:
         """Return the object's info, or ``None`` when it does not exist."""
         return self._head(check_key(key))
@@ -313,6 +328,13 @@ class BaseBlobStore(ABC):
     @abstractmethod
     def _read(self, key: str) -> bytes:
         """Return the content, or raise ObjectNotFound."""
+
+    def _read_into(self, key: str, path: Path) -> None:
+        """Write the content to ``path``; by default through :meth:`_read` (stores that hold
+        their objects in memory). Stores of large objects stream instead."""
+        data = self._read(key)
+        with open(path, "wb") as handle:
+            handle.write(data)
 
     @abstractmethod
     def _head(self, key: str) -> BlobInfo | None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager
+from pathlib import Path
 from typing import Any
 
 from dicomveil._optional import require
@@ -190,6 +191,12 @@ class AzureBlobStore(CloudBlobStore):
             )
             data: bytes = downloader.readall()
             return data
+
+    def _read_into(self, key: str, path: Path) -> None:
+        with map_azure_errors(self._what("get", key)), open(path, "wb") as handle:
+            downloader = self._container.download_blob(self._full(key))
+            for chunk in downloader.chunks():  # one part at a time (max_chunk_get_size)
+                handle.write(chunk)
 
     def _head(self, key: str) -> BlobInfo | None:
         try:

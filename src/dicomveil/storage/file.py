@@ -316,6 +316,16 @@ class FileBlobStore(BaseBlobStore):
             except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
                 raise ObjectNotFound(f"{self.url}: no object {key!r}") from None
 
+    def _read_into(self, key: str, path: Path) -> None:
+        source = self._path(key)
+        with map_os_errors(f"get {key!r}"):
+            try:
+                shutil.copyfile(source, path)  # copy_file_range/sendfile: nothing in memory
+            except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+                if source.is_file():  # the destination failed: the caller's OSError
+                    raise
+                raise ObjectNotFound(f"{self.url}: no object {key!r}") from None
+
     def _head(self, key: str) -> BlobInfo | None:
         path = self._path(key)
         with map_os_errors(f"head {key!r}"):

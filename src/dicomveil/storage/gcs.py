@@ -21,6 +21,7 @@ import importlib
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager
+from pathlib import Path
 from typing import Any
 
 from dicomveil._optional import require
@@ -220,6 +221,12 @@ class GcsBlobStore(CloudBlobStore):
                 **self._call_options()
             )
             return data
+
+    def _read_into(self, key: str, path: Path) -> None:
+        with map_gcs_errors(self._what("get", key)):
+            self._bucket.blob(self._full(key)).download_to_filename(
+                str(path), **self._call_options()
+            )
 
     def _head(self, key: str) -> BlobInfo | None:
         with map_gcs_errors(self._what("head", key)):

@@ -25,6 +25,7 @@ import importlib
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from dicomveil._optional import require
@@ -37,7 +38,7 @@ from dicomveil.errors import (
 )
 from dicomveil.ports import BlobInfo
 from dicomveil.storage._base import CloudBlobStore, invalid_settings, translating
-from dicomveil.storage._values import Payload, Transfer, info_from_metadata
+from dicomveil.storage._values import MiB, Payload, Transfer, info_from_metadata
 
 __all__ = ["S3BlobStore", "map_s3_errors"]
 
@@ -203,6 +204,12 @@ class S3BlobStore(CloudBlobStore):
             response = self._client.get_object(Bucket=self.bucket, Key=self._full(key))
             data: bytes = response["Body"].read()
             return data
+
+    def _read_into(self, key: str, path: Path) -> None:
+        with map_s3_errors(self._what("get", key)), open(path, "wb") as handle:
+            response = self._client.get_object(Bucket=self.bucket, Key=self._full(key))
+            for chunk in response["Body"].iter_chunks(MiB):
+                handle.write(chunk)
 
     def _head(self, key: str) -> BlobInfo | None:
         options = {"ChecksumMode": "ENABLED"} if self._native_checksum else {}

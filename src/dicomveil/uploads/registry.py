@@ -41,7 +41,7 @@ uploads = Table(
     Column("priority", String(16), nullable=False),
     Column("created_at", Float, nullable=False),
     Column("expires_at", Float, nullable=False),
-    Column("state", String(16), nullable=False),  # open, completing, done
+    Column("state", String(16), nullable=False),  # open, completing, done, expiring, expired
     Column("completed_at", Float),
 )
 
@@ -64,6 +64,10 @@ QUEUED: Final = "queued"
 STORED: Final = "stored"
 FAILED: Final = "failed"
 QUARANTINED: Final = "quarantined"
+EXPIRED: Final = "expired"
+"""Upload state (and the state of its objects never handed on): URLs expired, never
+completed, its objects deleted. ``expiring``: marked, objects being deleted."""
+EXPIRING: Final = "expiring"
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +197,43 @@ class UploadRegistry:
                 update(uploads)
                 .where(uploads.c.id == upload_id)
                 .values(state="done", completed_at=time.time())
+            )
+
+    def stale(self, cutoff: float) -> list[str]:
+        """Ids of uploads to expire: open ones whose URLs expired before ``cutoff``, and
+        ones left ``expiring`` (their objects not all deleted yet)."""
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                select(uploads.c.id).where(
+                    ((uploads.c.state == "open") & (uploads.c.expires_at < cutoff))
+                    | (uploads.c.state == EXPIRING)
+                )
+            )
+            return [row[0] for row in rows]
+
+    def start_expiring(self, upload_id: str) -> bool:
+        """Move an open upload (or one left expiring) to ``expiring``; ``False`` when it
+        is neither (completed meanwhile: ``complete`` takes only open uploads)."""
+        with write_transaction(self._engine) as conn:
+            changed = conn.execute(
+                update(uploads)
+                .where(uploads.c.id == upload_id, uploads.c.state.in_(("open", EXPIRING)))
+                .values(state=EXPIRING)
+            )
+            return bool(changed.rowcount)
+
+    def expired(self, upload_id: str) -> None:
+        """Mark the upload and its pending objects expired (its objects are deleted)."""
+        with write_transaction(self._engine) as conn:
+            conn.execute(
+                update(upload_objects)
+                .where(upload_objects.c.upload_id == upload_id, upload_objects.c.state == PENDING)
+                .values(state=EXPIRED)
+            )
+            conn.execute(
+                update(uploads)
+                .where(uploads.c.id == upload_id)
+                .values(state=EXPIRED, completed_at=time.time())
             )
 
     def unfinished(self) -> list[str]:

@@ -20,6 +20,10 @@
      as ``dicomveil deid`` keeps failures) with the PS3.4 status and the failure kind. An
      upload left half-done by a restart is resumed when the service opens again.
 
+An upload never completed expires: ``stale_after_seconds`` after its URLs did, a sweep (at
+start, then every ``sweep_seconds``) deletes its objects and marks it ``expired``
+(:meth:`UploadService.expire_stale`).
+
 Only the token (actor) that created an upload may complete it or read its progress.
 """
 
@@ -29,6 +33,7 @@ import logging
 import secrets
 import shutil
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -127,6 +132,11 @@ class UploadService:
         self._lock = threading.Lock()
         for upload_id in self.registry.unfinished():
             self._jobs.submit(self._run_logged, upload_id)
+        self._stop = threading.Event()
+        self._sweeper = threading.Thread(
+            target=self._sweep, name="dicomveil-upload-sweep", daemon=True
+        )
+        self._sweeper.start()
 
     # -- the three calls -------------------------------------------------------------
 
@@ -179,6 +189,8 @@ class UploadService:
             No object was uploaded (the upload stays open), or its URLs expired.
         """
         row = self.status(upload_id, actor)
+        if row.state in (reg.EXPIRING, reg.EXPIRED):
+            raise UploadConflict("the upload expired: its objects were deleted")
         if row.state != "open":
             return None
         folder = object_key(upload_id, "")
@@ -189,8 +201,45 @@ class UploadService:
             return None
         return self._jobs.submit(self._run_logged, upload_id)
 
+    def expire_stale(self, now: float | None = None) -> int:
+        """Expire the uploads never completed whose URLs expired more than
+        ``stale_after_seconds`` ago: delete their objects from the incoming store, mark them
+        ``expired`` (``complete`` then answers 409). Return how many were expired.
+
+        Marked ``expiring`` first (``complete`` takes only open uploads, so none is handed
+        on while its objects go); one whose objects could not all be deleted stays
+        ``expiring`` and is taken again at the next sweep.
+        """
+        cutoff = (time.time() if now is None else now) - self.settings.stale_after_seconds
+        count = 0
+        for upload_id in self.registry.stale(cutoff):
+            if not self.registry.start_expiring(upload_id):
+                continue  # completed meanwhile
+            try:
+                for info in list(self.incoming.list(object_key(upload_id, ""))):
+                    self.incoming.delete(info.key)
+            except DicomveilError as exc:
+                log.warning("upload %s: objects not deleted (%s)", upload_id, type(exc).__name__)
+                continue
+            self.registry.expired(upload_id)
+            log.info("upload %s expired: never completed, its objects deleted", upload_id)
+            count += 1
+        return count
+
+    def _sweep(self) -> None:
+        """At start, then every ``sweep_seconds``: :meth:`expire_stale`."""
+        while True:
+            try:
+                self.expire_stale()
+            except Exception as exc:  # noqa: BLE001 - a database hiccup: next sweep
+                log.warning("the upload sweep failed (%s)", type(exc).__name__)
+            if self._stop.wait(self.settings.sweep_seconds):
+                return
+
     def close(self) -> None:
         """Wait for the running job, then release the database (and the store, if ours)."""
+        self._stop.set()
+        self._sweeper.join(timeout=30)
         self._jobs.shutdown(wait=True, cancel_futures=True)
         self.registry.close()
         if self._owns_incoming:
@@ -255,7 +304,7 @@ class UploadService:
             files = []
             for name, _ in items:  # our names: nothing of the client's reaches a path
                 path = folder / name
-                path.write_bytes(self.incoming.get_bytes(object_key(upload_id, name)))
+                self.incoming.get_file(object_key(upload_id, name), path)  # streamed
                 files.append(path)
             results = self._ingest.ingest(files, origin)
             failed = [(p, r) for p, r in zip(files, results, strict=True) if not r.ok]

@@ -6,6 +6,8 @@ Example TOML::
     max_objects = 2000            # objects per upload
     max_object_bytes = 4294967296 # checked at complete (a PUT URL cannot cap its size)
     expires_seconds = 3600        # how long the upload URLs are valid
+    stale_after_seconds = 3600    # then, never completed: objects deleted, upload expired
+    sweep_seconds = 600           # how often the gateway looks for such uploads
     # default: the shared database (--database, DICOMVEIL_DATABASE_URL), else SQLite in home
     database_url = "postgresql+psycopg://dicomveil@db/dicomveil"
 
@@ -38,6 +40,9 @@ class UploadSettings:
     max_objects: int = 2000
     max_object_bytes: int = 4 << 30
     expires_seconds: int = 3600
+    stale_after_seconds: int = 3600
+    """Grace after the URLs expired (a PUT started in time may still be running)."""
+    sweep_seconds: int = 600
 
     @classmethod
     def load(cls, config: Path | None, *, home: Path, shared: str | None = None) -> UploadSettings:
@@ -52,6 +57,7 @@ class UploadSettings:
 
         table: dict[str, Any] = dict(read_section(config, "uploads")) if config else {}
         known = {"database_url", "max_objects", "max_object_bytes", "expires_seconds"}
+        known |= {"stale_after_seconds", "sweep_seconds"}
         unknown = sorted(set(table) - known)
         if unknown:
             raise ConfigError(f"unknown [uploads] settings: {', '.join(unknown)}")
@@ -60,7 +66,8 @@ class UploadSettings:
             settings = cls(**table)
         except TypeError:
             raise ConfigError("malformed [uploads] settings") from None
-        numbers = (settings.max_objects, settings.max_object_bytes, settings.expires_seconds)
+        numbers = (settings.max_objects, settings.max_object_bytes, settings.expires_seconds,
+                   settings.stale_after_seconds, settings.sweep_seconds)  # fmt: skip
         if any(not isinstance(n, int) or isinstance(n, bool) or n <= 0 for n in numbers):
             raise ConfigError("[uploads] limits must be positive integers")
         if settings.expires_seconds > 7 * 24 * 3600:

@@ -47,9 +47,8 @@ def archived_file(services: Services, instance: StoredInstance) -> Iterator[Path
         return
     copy = services.staging / f"read-{secrets.token_hex(8)}"
     try:
-        fd = os.open(copy, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(store.get_bytes(key))
+        os.close(os.open(copy, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+        store.get_file(key, copy)  # streamed into the private file: any size
         yield copy
     finally:
         copy.unlink(missing_ok=True)

@@ -148,7 +148,7 @@ def _sha256(path: Path) -> str:
 def _fetch(incoming: BaseBlobStore, payload: TaskPayload, folder: Path) -> Path:
     name = payload.sha256 or hashlib.sha256(payload.key.encode()).hexdigest()
     local = folder / f"{name}.dcm"
-    local.write_bytes(incoming.get_bytes(payload.key))
+    incoming.get_file(payload.key, local)  # streamed: a 2 GB instance is not held in memory
     return local
 
 
