@@ -117,6 +117,7 @@ def scp(
     use_queue(queue)
     from dicomveil.cluster.submit import attach_cluster
     from dicomveil.dimse.server import run_node
+    from dicomveil.events import attach_events
     from dicomveil.forward.service import attach_forwarding
     from dicomveil.runtime import Runtime
 
@@ -128,7 +129,12 @@ def scp(
             forwarding = attach_forwarding(runtime)  # [routing] of --config, if any rules
             attach_cluster(runtime)  # --queue / [cluster]: store, queue, answer
             try:
-                run_node(runtime, settings)
+                events = attach_events(runtime, forwarding)  # [events] of --config
+                try:
+                    run_node(runtime, settings)
+                finally:
+                    if events is not None:
+                        events.stop()
             finally:
                 if forwarding is not None:
                     forwarding.stop()
@@ -156,28 +162,28 @@ def start_beside(
     """Start the DICOM node in this process beside the gateway (``serve --dimse-port``).
 
     The node gets a runtime of its own on the same settings (same archive, index, vault and
-    audit log), so it outlives the gateway's shutdown: the returned function stops the
-    node (associations in progress finish first), then closes that runtime.
+    audit log: an instance answered success is visible to QIDO-RS at once; its routing and
+    its events read the same ``[routing]`` and ``[events]`` tables and queues), so it
+    outlives the gateway's shutdown: the returned function stops the node (associations in
+    progress finish first), then its event delivery and routing, then closes that runtime.
     """
     _require_dimse_stack()
     settings = dimse_settings(config, port=port, ae_title=ae_title, host=host)
     from dicomveil.cluster.submit import attach_cluster
     from dicomveil.dimse.server import start_node
+    from dicomveil.events import attach_events
     from dicomveil.forward.service import attach_forwarding
     from dicomveil.runtime import Runtime
 
     runtime = Runtime.open(core)
+    forwarding = events = None
     try:
         forwarding = attach_forwarding(runtime)  # [routing] of --config, if any rules
         attach_cluster(runtime)  # --queue / [cluster]: store, queue, answer
-    except BaseException:
-        runtime.close()
-        raise
-    try:
+        events = attach_events(runtime, forwarding)  # [events]: C-STORE'd instances too
         node = start_node(runtime, settings)
     except BaseException:
-        if forwarding is not None:
-            forwarding.stop()
+        _stop_services(events, forwarding)
         runtime.close()
         raise
     err_console.print(f"dicomveil DICOM node {settings.ae_title} on {host}:{port}")
@@ -185,12 +191,22 @@ def start_beside(
     def stop() -> None:
         try:
             node.stop()
-            if forwarding is not None:
-                forwarding.stop()
+            _stop_services(events, forwarding)
         finally:
             runtime.close()
 
     return stop
+
+
+def _stop_services(events: Any, forwarding: Any) -> None:
+    """Stop the event delivery, then the routing, of a node's runtime (either may be
+    ``None``)."""
+    try:
+        if events is not None:
+            events.stop()
+    finally:
+        if forwarding is not None:
+            forwarding.stop()
 
 
 def register(app: typer.Typer) -> None:
