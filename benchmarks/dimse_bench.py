@@ -10,7 +10,9 @@ Three receivers run on this machine, on loopback, fed the same synthetic CT corp
   the files each); instances/s from the first process started to the last one done.
   ``dicomveil scp`` de-identifies, archives, records the way back and indexes every
   instance before answering success; Orthanc's C-STORE SCP stores (and indexes) only;
-  DCMTK ``storescp`` writes files only: the limit of the protocol on this machine.
+  DCMTK ``storescp`` writes files only: the limit of the protocol on this machine; a
+  pynetdicom SCP that writes files only (``benchmarks/pynetdicom_storescp.py``) is the
+  ceiling of any receiver built on pynetdicom, as the node is.
 - **C-FIND study search**: dicomveil and Orthanc hold the same instances (``--find``: filled
   up to that many), then ``--queries`` Study Root searches of each kind (PatientID exact,
   PatientName wild card, ModalitiesInStudy, all studies) are timed one by one on one
@@ -160,10 +162,19 @@ def receivers(work: Path, fsync: bool) -> Iterator[Receivers]:
         )  # fmt: skip
         stack.callback(stop, scp)
         wait_tcp(files_port, proc=scp)
+        py_port = free_port()
+        py_scp = start(
+            [sys.executable, str(REPO / "benchmarks" / "pynetdicom_storescp.py"), str(py_port),
+             str(work / "pynetdicom-scp")],
+            work / "pynetdicom-scp.log",
+        )  # fmt: skip
+        stack.callback(stop, py_scp)
+        wait_tcp(py_port, proc=py_scp)
         peers = {
             "dicomveil": ("DICOMVEIL", node.port),
             "Orthanc": (str(_get_json(url + "/system")["DicomAet"]), orthanc_port),
             "DCMTK storescp": ("STORESCP", files_port),
+            "pynetdicom SCP": ("PYSCP", py_port),
         }
         fillers: dict[str, Callable[[int, int], float]] = {
             "dicomveil": lambda count, seed: fill_dicomveil(node.home, KEY, count, seed),
@@ -262,6 +273,8 @@ def _run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                 rate = running.fillers[name](fill_studies, 4)
                 results["fill"][name] = (rate, time.perf_counter() - started)
                 print(f"  {rate:.0f} instances/s")
+            if not args.queries:
+                continue
             latencies = cfind(ae, port, args.queries, args.broad_queries)
             results["find"][name] = latencies
             for kind, (p50, p95) in latencies.items():
@@ -272,7 +285,9 @@ def _run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
 
 def report(results: dict[str, Any], args: argparse.Namespace, command: str) -> str:
     store, find = results["store"], results["find"]
-    ours, theirs, limit = (store.get(n) for n in ("dicomveil", "Orthanc", "DCMTK storescp"))
+    ours, theirs, limit, bare = (
+        store.get(n) for n in ("dicomveil", "Orthanc", "DCMTK storescp", "pynetdicom SCP")
+    )
     lines = [
         f"Command: `{command}`",
         "",
@@ -281,21 +296,21 @@ def report(results: dict[str, Any], args: argparse.Namespace, command: str) -> s
         f"{'' if args.fsync else ' without fsync'}, vault + audit recorded), Orthanc (Debian "
         "package, default settings) and DCMTK `storescp` (files only); DCMTK `storescu` sends.",
         "",
-        "| | dicomveil | Orthanc | DCMTK storescp | dicomveil / Orthanc |",
-        "|---|---|---|---|---|",
+        "| | dicomveil | Orthanc | DCMTK storescp | pynetdicom SCP | dicomveil / Orthanc |",
+        "|---|---|---|---|---|---|",
     ]
     for i, label in enumerate(("1 association", "4 associations at once")):
         if not store:
             break
         lines.append(
             f"| C-STORE {args.store} CT instances, {label} (instances/s) | {ours[i]:.1f} | "
-            f"{theirs[i]:.1f} | {limit[i]:.1f} | {ours[i] / theirs[i]:.2f} |"
+            f"{theirs[i]:.1f} | {limit[i]:.1f} | {bare[i]:.1f} | {ours[i] / theirs[i]:.2f} |"
         )
-    for kind in find["dicomveil"]:
+    for kind in find.get("dicomveil", {}):
         a, b = find["dicomveil"][kind][1], find["Orthanc"][kind][1]
         lines.append(
             f"| C-FIND studies, {kind}, p95 ms at {results['instances']} instances | "
-            f"{a:.1f} | {b:.1f} | | {a / b:.2f} |"
+            f"{a:.1f} | {b:.1f} | | | {a / b:.2f} |"
         )
     fill = results["fill"]
     if fill:
@@ -312,7 +327,9 @@ def report(results: dict[str, Any], args: argparse.Namespace, command: str) -> s
     lines += [
         "",
         "dicomveil answers each C-STORE only once the instance is de-identified, archived, "
-        "its way back recorded and indexed; Orthanc only stores; storescp only writes files. "
+        "its way back recorded and indexed; Orthanc only stores; storescp and the pynetdicom "
+        "SCP (`benchmarks/pynetdicom_storescp.py`, the ceiling of a pynetdicom receiver) "
+        "only write files. "
         "Ratio: higher is better for ingest, lower for latency.",
         "",
     ]
