@@ -246,10 +246,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def _run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     by_store = args.fill == "cstore"
-    extra = max(args.find - 2 * args.store, 0)
-    print(f"writing corpus (2 x {args.store}{f' + {extra}' if by_store else ''}) ...")
+    print(f"writing corpus (2 x {args.store}) ...")
     one = corpus(work / "one", args.store, seed=1)
     four = corpus(work / "four", args.store, seed=2)
+    extra = max(args.find - len(one) - len(four), 0)  # whole studies: may exceed --store
     fill = corpus(work / "fill", extra, seed=3) if by_store else []
     results: dict[str, Any] = {"store": {}, "find": {}, "fill": {}}
     results["instances"] = len(one) + len(four)
