@@ -139,9 +139,9 @@ def report(args: argparse.Namespace, latencies: dict[str, list[float]]) -> str:
     )
     if args.via == "storescu":
         where = (
-            "`dicomveil scp` on loopback (in-process de-identification, SQLite index and "
-            "queue, file archive, vault and audit recorded; routes in the node), fed by DCMTK "
-            "`storescu` over 1 association"
+            "`dicomveil scp` on loopback (default settings: SQLite index and queue, file "
+            "archive, vault and audit recorded; routes in the node), fed by DCMTK `storescu` "
+            "over 1 association"
         )
         entry = (
             "Each study is pushed by `storescu`; latency counts from `storescu`'s exit (the "
