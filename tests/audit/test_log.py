@@ -237,6 +237,20 @@ class TestHeadWrite:
         log.append(AuditEvent("test.order", "alice"))
         assert steps == ["log flushed", "replaced audit.head"]
 
+    def test_head_is_written_in_turn_when_no_thread_can_start(
+        self, log: AuditLog, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """At interpreter shutdown no new future may be scheduled: appends still work."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        import dicomveil.audit.log as audit_log
+
+        closed = ThreadPoolExecutor(1)
+        closed.shutdown()
+        monkeypatch.setattr(audit_log, "_head_writer", lambda: closed)
+        log.append(AuditEvent("test.at-exit", "alice"))
+        assert log.verify().ok and json.loads(log.head_path.read_bytes())["seq"] == 11
+
     def test_failed_log_flush_leaves_the_head_behind(
         self, log: AuditLog, monkeypatch: pytest.MonkeyPatch
     ) -> None:

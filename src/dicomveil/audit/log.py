@@ -56,7 +56,7 @@ import hmac
 import json
 import os
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
@@ -98,6 +98,15 @@ def _head_writer() -> ThreadPoolExecutor:
         _head_writers.clear()
         pool = _head_writers[pid] = ThreadPoolExecutor(2, thread_name_prefix="dicomveil-audit")
     return pool
+
+
+def _stage_beside(path: Path, data: bytes) -> Future[Path] | None:
+    """Start :func:`stage_file` on a head-writer thread; ``None`` once the interpreter is
+    shutting down (no new threads then: the caller stages the head itself, after the log)."""
+    try:
+        return _head_writer().submit(stage_file, path, data)
+    except RuntimeError:
+        return None
 
 
 def _derive(secret: bytes, info: bytes) -> bytes:
@@ -273,11 +282,14 @@ class AuditLog:
                 written.append(entry)
                 lines.append(line + b"\n")
             write_all(fd, b"".join(lines))
-            head = _head_writer().submit(stage_file, self.head_path, self._head_bytes(seq, prev))
+            data = self._head_bytes(seq, prev)
+            head = _stage_beside(self.head_path, data)
             try:
                 os.fsync(fd)
             finally:
-                staged = head.result()  # durable too; it waited for no lock of ours
+                staged = None if head is None else head.result()  # durable too
+            if staged is None:  # no thread to do it beside: in turn
+                staged = stage_file(self.head_path, data)
             os.replace(staged, self.head_path)  # only now: the log holds what it names
             if self.forwarder is not None:
                 self.forwarder.send(written)
