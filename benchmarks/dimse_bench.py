@@ -10,7 +10,9 @@ Three receivers run on this machine, on loopback, fed the same synthetic CT corp
   the files each); instances/s from the first process started to the last one done.
   ``dicomveil scp`` de-identifies, archives, records the way back and indexes every
   instance before answering success; Orthanc's C-STORE SCP stores (and indexes) only;
-  DCMTK ``storescp`` writes files only: the limit of the protocol on this machine.
+  DCMTK ``storescp`` writes files only: the limit of the protocol on this machine; a
+  pynetdicom SCP that writes files only (``benchmarks/pynetdicom_storescp.py``) is the
+  ceiling of any receiver built on pynetdicom, as the node is.
 - **C-FIND study search**: dicomveil and Orthanc hold the same instances (``--find``: filled
   up to that many), then ``--queries`` Study Root searches of each kind (PatientID exact,
   PatientName wild card, ModalitiesInStudy, all studies) are timed one by one on one
@@ -40,8 +42,9 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -122,12 +125,22 @@ def _get_json(url: str) -> Any:
         return json.loads(answer.read())
 
 
+@dataclass(frozen=True)
+class Receivers:
+    """The running receivers: name -> (AE title, port); how to fill the two archives."""
+
+    peers: dict[str, tuple[str, int]]
+    fillers: dict[str, Callable[[int, int], float]]
+
+
 @contextmanager
-def receivers(work: Path, fsync: bool) -> Iterator[dict[str, tuple[str, int]]]:
-    """Run dicomveil scp, Orthanc and DCMTK storescp; give name -> (AE title, port)."""
+def receivers(work: Path, fsync: bool) -> Iterator[Receivers]:
+    """Run dicomveil scp, Orthanc and DCMTK storescp."""
     from tests.dimse.scp_server import running_scp
     from tests.support.servers import free_port, start, stop, wait_tcp
     from tests.web.orthanc_server import running_orthanc
+
+    from benchmarks.archive_fill import fill_dicomveil, fill_orthanc
 
     with ExitStack() as stack:
         config = work / "dicomveil.toml"
@@ -149,11 +162,25 @@ def receivers(work: Path, fsync: bool) -> Iterator[dict[str, tuple[str, int]]]:
         )  # fmt: skip
         stack.callback(stop, scp)
         wait_tcp(files_port, proc=scp)
-        yield {
+        py_port = free_port()
+        py_scp = start(
+            [sys.executable, str(REPO / "benchmarks" / "pynetdicom_storescp.py"), str(py_port),
+             str(work / "pynetdicom-scp")],
+            work / "pynetdicom-scp.log",
+        )  # fmt: skip
+        stack.callback(stop, py_scp)
+        wait_tcp(py_port, proc=py_scp)
+        peers = {
             "dicomveil": ("DICOMVEIL", node.port),
             "Orthanc": (str(_get_json(url + "/system")["DicomAet"]), orthanc_port),
             "DCMTK storescp": ("STORESCP", files_port),
+            "pynetdicom SCP": ("PYSCP", py_port),
         }
+        fillers: dict[str, Callable[[int, int], float]] = {
+            "dicomveil": lambda count, seed: fill_dicomveil(node.home, KEY, count, seed),
+            "Orthanc": lambda count, seed: fill_orthanc(url + "/dicom-web", count, seed),
+        }
+        yield Receivers(peers, fillers)
 
 
 def _find_client(ae: str, port: int) -> Any:
@@ -182,8 +209,9 @@ def _search(assoc: Any, **keys: str) -> tuple[float, list[Any]]:
     return (time.perf_counter() - started) * 1000, answers
 
 
-def cfind(ae: str, port: int, repeat: int) -> dict[str, tuple[float, float]]:
-    """Time ``repeat`` searches of each kind; give kind -> (p50 ms, p95 ms)."""
+def cfind(ae: str, port: int, repeat: int, broad: int) -> dict[str, tuple[float, float]]:
+    """Time ``repeat`` searches of each kind (``broad`` of those answering every study);
+    give kind -> (p50 ms, p95 ms)."""
     assoc = _find_client(ae, port)
     try:
         _, studies = _search(assoc, PatientID="*")
@@ -198,7 +226,8 @@ def cfind(ae: str, port: int, repeat: int) -> dict[str, tuple[float, float]]:
         }
         results = {}
         for kind, variants in kinds.items():
-            times = [_search(assoc, **variants[i % len(variants)])[0] for i in range(repeat)]
+            count = repeat if len(variants) > 1 else broad
+            times = [_search(assoc, **variants[i % len(variants)])[0] for i in range(count)]
             times.sort()
             p95 = times[min(len(times) - 1, int(round(0.95 * (len(times) - 1))))]
             results[kind] = (statistics.median(times), p95)
@@ -216,33 +245,49 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
-    print(f"writing corpus (2 x {args.store} + fill up to {args.find}) ...")
+    by_store = args.fill == "cstore"
+    print(f"writing corpus (2 x {args.store}) ...")
     one = corpus(work / "one", args.store, seed=1)
     four = corpus(work / "four", args.store, seed=2)
-    fill = corpus(work / "fill", max(args.find - 2 * args.store, 0), seed=3)
-    results: dict[str, Any] = {"store": {}, "find": {}, "instances": len(one) + len(four)}
+    extra = max(args.find - len(one) - len(four), 0)  # whole studies: may exceed --store
+    fill = corpus(work / "fill", extra, seed=3) if by_store else []
+    results: dict[str, Any] = {"store": {}, "find": {}, "fill": {}}
+    results["instances"] = len(one) + len(four)
     with receivers(work, args.fsync) as running:
-        for name, (ae, port) in running.items():
+        for name, (ae, port) in running.peers.items():
+            if not args.store:
+                continue
             rate1 = storescu(ae, port, one, 1, work / "send")
             rate4 = storescu(ae, port, four, 4, work / "send")
             results["store"][name] = (rate1, rate4)
             print(f"{name}: C-STORE {rate1:.1f}/s (1 association), {rate4:.1f}/s (4)")
+        fill_studies = extra // PER_STUDY
         for name in ("dicomveil", "Orthanc"):
-            ae, port = running[name]
+            ae, port = running.peers[name]
             if fill:
                 print(f"{name}: filling to {results['instances'] + len(fill)} instances ...")
                 storescu(ae, port, fill, 4, work / "send")
-            latencies = cfind(ae, port, args.queries)
+            elif fill_studies:
+                print(f"{name}: filling {fill_studies * PER_STUDY} instances directly ...")
+                started = time.perf_counter()
+                rate = running.fillers[name](fill_studies, 4)
+                results["fill"][name] = (rate, time.perf_counter() - started)
+                print(f"  {rate:.0f} instances/s")
+            if not args.queries:
+                continue
+            latencies = cfind(ae, port, args.queries, args.broad_queries)
             results["find"][name] = latencies
             for kind, (p50, p95) in latencies.items():
                 print(f"  {name} C-FIND {kind:<22} p50 {p50:7.1f} ms  p95 {p95:7.1f} ms")
-    results["instances"] += len(fill)
+    results["instances"] += len(fill) if by_store else fill_studies * PER_STUDY
     return results
 
 
 def report(results: dict[str, Any], args: argparse.Namespace, command: str) -> str:
     store, find = results["store"], results["find"]
-    ours, theirs, limit = store["dicomveil"], store["Orthanc"], store["DCMTK storescp"]
+    ours, theirs, limit, bare = (
+        store.get(n) for n in ("dicomveil", "Orthanc", "DCMTK storescp", "pynetdicom SCP")
+    )
     lines = [
         f"Command: `{command}`",
         "",
@@ -251,24 +296,40 @@ def report(results: dict[str, Any], args: argparse.Namespace, command: str) -> s
         f"{'' if args.fsync else ' without fsync'}, vault + audit recorded), Orthanc (Debian "
         "package, default settings) and DCMTK `storescp` (files only); DCMTK `storescu` sends.",
         "",
-        "| | dicomveil | Orthanc | DCMTK storescp | dicomveil / Orthanc |",
-        "|---|---|---|---|---|",
+        "| | dicomveil | Orthanc | DCMTK storescp | pynetdicom SCP | dicomveil / Orthanc |",
+        "|---|---|---|---|---|---|",
     ]
     for i, label in enumerate(("1 association", "4 associations at once")):
+        if not store:
+            break
         lines.append(
             f"| C-STORE {args.store} CT instances, {label} (instances/s) | {ours[i]:.1f} | "
-            f"{theirs[i]:.1f} | {limit[i]:.1f} | {ours[i] / theirs[i]:.2f} |"
+            f"{theirs[i]:.1f} | {limit[i]:.1f} | {bare[i]:.1f} | {ours[i] / theirs[i]:.2f} |"
         )
-    for kind in find["dicomveil"]:
+    for kind in find.get("dicomveil", {}):
         a, b = find["dicomveil"][kind][1], find["Orthanc"][kind][1]
         lines.append(
             f"| C-FIND studies, {kind}, p95 ms at {results['instances']} instances | "
-            f"{a:.1f} | {b:.1f} | | {a / b:.2f} |"
+            f"{a:.1f} | {b:.1f} | | | {a / b:.2f} |"
         )
+    fill = results["fill"]
+    if fill:
+        lines += [
+            "",
+            "Archives filled beyond the C-STORE runs directly (not timed as part of the "
+            "comparison): dicomveil through its ingest service in process (de-identified, "
+            "archived, recorded, indexed), "
+            f"{fill['dicomveil'][0]:.0f} instances/s; Orthanc by STOW-RS, "
+            f"{fill['Orthanc'][0]:.0f} instances/s ({PER_STUDY} instances a study, "
+            "`benchmarks/archive_fill.py`). Searches answering every study were timed "
+            f"{args.broad_queries} times each, the others {args.queries} times.",
+        ]
     lines += [
         "",
         "dicomveil answers each C-STORE only once the instance is de-identified, archived, "
-        "its way back recorded and indexed; Orthanc only stores; storescp only writes files. "
+        "its way back recorded and indexed; Orthanc only stores; storescp and the pynetdicom "
+        "SCP (`benchmarks/pynetdicom_storescp.py`, the ceiling of a pynetdicom receiver) "
+        "only write files. "
         "Ratio: higher is better for ingest, lower for latency.",
         "",
     ]
@@ -280,6 +341,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--store", type=int, default=2000, help="Instances per C-STORE run.")
     parser.add_argument("--find", type=int, default=100_000, help="Instances for C-FIND.")
     parser.add_argument("--queries", type=int, default=50, help="Searches timed per kind.")
+    parser.add_argument(
+        "--broad-queries",
+        type=int,
+        default=10,
+        help="Searches timed of the kinds answering every study (all, ModalitiesInStudy).",
+    )
+    parser.add_argument(
+        "--fill",
+        choices=("direct", "cstore"),
+        default="direct",
+        help="How the C-FIND archives are filled beyond the C-STORE runs: in process "
+        "(dicomveil: the ingest service; Orthanc: STOW-RS) or by storescu (slow).",
+    )
     parser.add_argument(
         "--no-fsync", dest="fsync", action="store_false", help="archive_fsync = false."
     )

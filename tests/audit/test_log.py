@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
 import re
+import threading
+import time
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -183,6 +187,87 @@ class TestCrashRecovery:
         _rewrite(log, [*_lines(log)[:-1], b"garbage\n", b"x\n"])
         with pytest.raises(AuditError, match="line 10 of the audit log"):
             list(log.entries())
+
+
+class TestHeadWrite:
+    """The head file is flushed while the log is, and published only after the log is."""
+
+    @staticmethod
+    def _name(fd: int) -> str:
+        return Path(os.readlink(f"/proc/self/fd/{fd}")).name
+
+    def test_head_is_flushed_while_the_log_is_flushed(
+        self, log: AuditLog, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        real_fsync = os.fsync
+        head_flushed = threading.Event()
+        seen_while_flushing_log: list[bool] = []
+
+        def fsync(fd: int) -> None:
+            name = self._name(fd)
+            if name == "audit.head.tmp":
+                head_flushed.set()
+            elif name == "audit.jsonl":  # the log's flush waits for the head's to start
+                seen_while_flushing_log.append(head_flushed.wait(timeout=2))
+            real_fsync(fd)
+
+        monkeypatch.setattr(os, "fsync", fsync)
+        log.append(AuditEvent("test.concurrent", "alice"))
+        assert seen_while_flushing_log == [True]
+        assert log.verify().ok and json.loads(log.head_path.read_bytes())["seq"] == 11
+
+    def test_head_is_replaced_only_after_the_log_is_flushed(
+        self, log: AuditLog, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        real_fsync, real_replace = os.fsync, os.replace
+        steps: list[str] = []
+
+        def fsync(fd: int) -> None:
+            if self._name(fd) == "audit.jsonl":
+                time.sleep(0.05)  # a slow disk: the head's thread finishes first
+                steps.append("log flushed")
+            real_fsync(fd)
+
+        def replace(source: Any, target: Any) -> None:
+            steps.append(f"replaced {Path(target).name}")
+            real_replace(source, target)
+
+        monkeypatch.setattr(os, "fsync", fsync)
+        monkeypatch.setattr(os, "replace", replace)
+        log.append(AuditEvent("test.order", "alice"))
+        assert steps == ["log flushed", "replaced audit.head"]
+
+    def test_head_is_written_in_turn_when_no_thread_can_start(
+        self, log: AuditLog, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """At interpreter shutdown no new future may be scheduled: appends still work."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        import dicomveil.audit.log as audit_log
+
+        closed = ThreadPoolExecutor(1)
+        closed.shutdown()
+        monkeypatch.setattr(audit_log, "_head_writer", lambda: closed)
+        log.append(AuditEvent("test.at-exit", "alice"))
+        assert log.verify().ok and json.loads(log.head_path.read_bytes())["seq"] == 11
+
+    def test_failed_log_flush_leaves_the_head_behind(
+        self, log: AuditLog, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        real_fsync = os.fsync
+        before = log.head_path.read_bytes()
+
+        def fsync(fd: int) -> None:
+            if self._name(fd) == "audit.jsonl":
+                raise OSError(5, "Input/output error")
+            real_fsync(fd)
+
+        monkeypatch.setattr(os, "fsync", fsync)
+        with pytest.raises(AuditError, match="cannot write"):
+            log.append(AuditEvent("test.lost", "alice"))
+        assert log.head_path.read_bytes() == before  # never ahead of what the log holds
+        monkeypatch.undo()
+        assert log.verify().ok  # a head behind the log is accepted
 
 
 def test_event_builders_carry_only_what_they_are_given(tmp_path: Path) -> None:

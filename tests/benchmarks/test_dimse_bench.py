@@ -24,10 +24,12 @@ def test_runs_and_reports(
     monkeypatch.setattr(
         dimse_bench, "write_section", lambda heading, body: write(heading, body, docs)
     )
-    argv = ["--store", "8", "--find", "0", "--queries", "2", "--write-docs"]
-    assert dimse_bench.main(argv) == 0
+    # 2 x 1 study of 20 instances by C-STORE, then 2 studies filled directly into each archive
+    argv = ["--store", "8", "--find", "80", "--queries", "2", "--broad-queries", "1"]
+    assert dimse_bench.main([*argv, "--write-docs"]) == 0
     text = docs.read_text()
     assert dimse_bench.SECTION in text
-    for name in ("dicomveil", "Orthanc", "DCMTK storescp", "C-FIND studies, PatientID exact"):
+    for name in ("dicomveil", "Orthanc", "DCMTK storescp", "pynetdicom SCP", "filled beyond"):
         assert name in text
+    assert "C-FIND studies, PatientID exact, p95 ms at 80 instances" in text
     assert "C-STORE" in capsys.readouterr().out

@@ -9,6 +9,7 @@ import signal
 import threading
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +27,12 @@ from tests.dimse.support import (
     dcmtk,
     phi_study,
 )
+from tests.events.conftest import Receiver, serve
 from tests.support.servers import free_port
 from tests.web.gateway_server import running_gateway
 
 CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2"
+EVENTS_SECRET = "events-secret-for-the-node-tests-0123456789"
 FAST = "[server]\ndeid_processes = 1\n"
 """De-identify in the node's process: no worker processes to start (the test is faster)."""
 
@@ -148,12 +151,51 @@ def test_kill_9_mid_association_loses_nothing_acknowledged(tmp_path: Path) -> No
     assert len(stored) >= len(acknowledged)
 
 
+def _events_config(folder: Path, hook: str, extra: str = "") -> Path:
+    return _config(folder, f'{extra}[events]\nendpoints = ["{hook}"]\nbackoff_seconds = 0.05\n')
+
+
+@pytest.fixture
+def webhooks() -> Iterator[Receiver]:
+    """A webhook receiver on loopback (what the node's `[events]` deliver to)."""
+    state = Receiver()
+    server = serve(state)
+    try:
+        yield state
+    finally:
+        server.shutdown()
+
+
+def _stored_events(webhooks: Receiver, count: int) -> list[bytes]:
+    webhooks.wait_for(count)
+    return [body for _, _, body in webhooks.requests if b"instance.stored" in body]
+
+
+def test_scp_emits_instance_events_for_cstored_instances(
+    tmp_path: Path, webhooks: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`dicomveil scp` delivers `[events]` too (it attached none: C-STORE was silent)."""
+    monkeypatch.setenv("DICOMVEIL_EVENTS_SECRET", EVENTS_SECRET)
+    config = _events_config(tmp_path, webhooks.url, FAST)
+    files = phi_study(tmp_path / "study", images=2)
+    with running_scp(tmp_path / "home", TEST_KEY, args=("--config", str(config))) as node:
+        sent = dcmtk("storescu", "-aet", SENDER_AE, "-aec", NODE_AE, "127.0.0.1", node.port, *files)
+        assert sent.returncode == 0, sent.stderr
+        bodies = _stored_events(webhooks, 2)
+    assert [json.loads(b)["data"]["entry"] for b in bodies] == ["dimse", "dimse"]
+    assert_no_phi(b"".join(bodies), "an event sent for a C-STORE")
+
+
 @pytest.mark.slow
 @pytest.mark.server
-def test_serve_with_dimse_port_shares_the_archive(tmp_path: Path) -> None:
+def test_serve_with_dimse_port_shares_the_archive(
+    tmp_path: Path, webhooks: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DICOMVEIL_EVENTS_SECRET", EVENTS_SECRET)
     dimse = free_port()
     files = phi_study(tmp_path / "study", images=2)
-    args = ("--dimse-port", str(dimse), "--deid-processes", "1")
+    config = _events_config(tmp_path, webhooks.url)
+    args = ("--dimse-port", str(dimse), "--deid-processes", "1", "--config", str(config))
     with running_gateway(tmp_path / "home", TEST_KEY, args=args) as gateway:
         sent = dcmtk("storescu", "-aet", SENDER_AE, "-aec", NODE_AE, "127.0.0.1", dimse, *files)
         request = urllib.request.Request(
@@ -162,8 +204,10 @@ def test_serve_with_dimse_port_shares_the_archive(tmp_path: Path) -> None:
         )
         with urllib.request.urlopen(request, timeout=30) as answer:
             studies = json.loads(answer.read())
+        bodies = _stored_events(webhooks, 2)  # from the node's runtime, as STOW-RS's would be
     assert sent.returncode == 0, sent.stderr
     assert len(studies) == 1
     assert studies[0]["00201208"]["Value"] == [2]
     assert_no_phi(json.dumps(studies), "a QIDO-RS answer")
     assert "DICOM node DICOMVEIL" in gateway.log.read_text()
+    assert [json.loads(b)["data"]["entry"] for b in bodies] == ["dimse", "dimse"]

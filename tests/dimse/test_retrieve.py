@@ -110,6 +110,34 @@ class TestFind:
         assert [status.Status for status, _ in answers] == [0xA900]
         assert "QueryRetrieveLevel" in answers[0][0].ErrorComment
 
+    def test_identifiers_are_not_formatted_for_the_log(
+        self, filled: Any, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """pynetdicom formats every request identifier and pending response line by line for
+        its log (which the node keeps at WARNING): work for nothing, and values in memory
+        as text. The node turns that off."""
+        import pynetdicom.association
+        import pynetdicom.service_class
+        from pynetdicom import _config
+
+        from dicomveil.dimse.logs import quiet_pynetdicom
+
+        formatted: list[str] = []
+        for module in (pynetdicom.service_class, pynetdicom.association):
+            monkeypatch.setattr(module, "pretty_dataset", lambda ds, **_: formatted.append("x"))
+        for switch in ("LOG_REQUEST_IDENTIFIERS", "LOG_RESPONSE_IDENTIFIERS"):
+            monkeypatch.setattr(_config, switch, True)  # pynetdicom's default; restored after
+        quiet_pynetdicom()  # what the node does when it starts
+        _, port, _ = filled
+        identifier = pydicom.Dataset()
+        identifier.QueryRetrieveLevel = "STUDY"
+        identifier.PatientID = ""
+        assoc = client_ae(STUDY_FIND).associate("127.0.0.1", port, ae_title=NODE_AE)
+        answers = list(assoc.send_c_find(identifier, STUDY_FIND))
+        assoc.release()
+        assert [status.Status for status, _ in answers] == [0xFF00, 0x0000]
+        assert formatted == []
+
 
 class TestRetrieve:
     def test_getscu_receives_the_study(self, filled: Any, runtime: Any, tmp_path: Path) -> None:

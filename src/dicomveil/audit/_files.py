@@ -6,7 +6,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["line_start", "lines_backwards", "write_all", "write_file"]
+__all__ = ["line_start", "lines_backwards", "stage_file", "write_all", "write_file"]
 
 _TAIL_CHUNK = 1 << 16
 
@@ -29,17 +29,29 @@ def write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
+def stage_file(path: Path, data: bytes) -> Path:
+    """Write ``data`` durably (mode 0600) beside ``path``, as ``path`` + ``.tmp``; return
+    that file (``os.replace`` it onto ``path`` to publish it atomically)."""
+    target = path.with_name(path.name + ".tmp")
+    _write_durably(target, data)
+    return target
+
+
 def write_file(path: Path, data: bytes, *, replace: bool = False) -> None:
     """Write ``data`` to ``path`` (mode 0600) durably; atomically when ``replace``."""
-    target = path.with_name(path.name + ".tmp") if replace else path
+    if replace:
+        os.replace(stage_file(path, data), path)
+    else:
+        _write_durably(path, data)
+
+
+def _write_durably(target: Path, data: bytes) -> None:
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         write_all(fd, data)
         os.fsync(fd)
     finally:
         os.close(fd)
-    if replace:
-        os.replace(target, path)
 
 
 def lines_backwards(path: Path, block: int = 1 << 16) -> Iterator[bytes]:

@@ -11,12 +11,17 @@ first), and ``mac`` authenticates the entry (canonical JSON, sorted keys, withou
 under a key derived from the ``audit`` secret. Editing, deleting, inserting or reordering
 lines therefore breaks a MAC, a ``seq`` or a ``prev`` at the first affected entry, which
 :meth:`AuditLog.verify` names. Removing entries from the *end* is caught by a small
-authenticated head file (``audit.head``: last ``seq`` and its hash), rewritten after every
+authenticated head file (``audit.head``: last ``seq`` and its hash), rewritten by every
 append.
 
 Writers append under an exclusive ``fcntl.flock`` on the log file, read the last entry
 under that lock to chain to it, write with ``O_APPEND`` and ``fsync`` before unlocking, so
-entries from several processes never interleave or get lost.
+entries from several processes never interleave or get lost. The new head is written to
+``audit.head.tmp`` and ``fsync``'d on another thread *while* the log is ``fsync``'d (the two
+flushes overlap instead of following each other), and renamed onto ``audit.head`` only once
+the log's ``fsync`` has returned: the head on disk never names an entry the log on disk may
+not hold, so a power loss cannot make ``verify`` report a truncation that did not happen
+(it may leave the head one append behind, which ``verify`` accepts, as before).
 
 A crash in the middle of a write leaves a *torn* last line (no newline). ``verify`` reports
 it (earlier entries still verify). The next append repairs the log: it moves the torn bytes
@@ -51,6 +56,7 @@ import hmac
 import json
 import os
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
@@ -59,7 +65,13 @@ from typing import Any
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from dicomveil.audit._files import line_start, lines_backwards, write_all, write_file
+from dicomveil.audit._files import (
+    line_start,
+    lines_backwards,
+    stage_file,
+    write_all,
+    write_file,
+)
 from dicomveil.audit.entry import GENESIS, AuditEntry, AuditEvent, VerifyResult, canonical, sha256
 from dicomveil.audit.events import AUDIT_REPAIR
 from dicomveil.audit.syslog import SyslogForwarder, forwarder_from_env
@@ -74,6 +86,27 @@ LOG_FILE = "audit.jsonl"
 HEAD_FILE = "audit.head"
 CHECKPOINT_FILE = "audit.checkpoint"
 _BAD_HEAD = (-1, "")
+_head_writers: dict[int, ThreadPoolExecutor] = {}
+
+
+def _head_writer() -> ThreadPoolExecutor:
+    """The threads writing and flushing new head files while appending threads flush the
+    log: one pool per process (a pool inherited through ``fork`` has no threads left)."""
+    pid = os.getpid()
+    pool = _head_writers.get(pid)
+    if pool is None:
+        _head_writers.clear()
+        pool = _head_writers[pid] = ThreadPoolExecutor(2, thread_name_prefix="dicomveil-audit")
+    return pool
+
+
+def _stage_beside(path: Path, data: bytes) -> Future[Path] | None:
+    """Start :func:`stage_file` on a head-writer thread; ``None`` once the interpreter is
+    shutting down (no new threads then: the caller stages the head itself, after the log)."""
+    try:
+        return _head_writer().submit(stage_file, path, data)
+    except RuntimeError:
+        return None
 
 
 def _derive(secret: bytes, info: bytes) -> bytes:
@@ -249,8 +282,15 @@ class AuditLog:
                 written.append(entry)
                 lines.append(line + b"\n")
             write_all(fd, b"".join(lines))
-            os.fsync(fd)
-            self._write_head(seq, prev)
+            data = self._head_bytes(seq, prev)
+            head = _stage_beside(self.head_path, data)
+            try:
+                os.fsync(fd)
+            finally:
+                staged = None if head is None else head.result()  # durable too
+            if staged is None:  # no thread to do it beside: in turn
+                staged = stage_file(self.head_path, data)
+            os.replace(staged, self.head_path)  # only now: the log holds what it names
             if self.forwarder is not None:
                 self.forwarder.send(written)
             return written
@@ -365,10 +405,10 @@ class AuditLog:
             return _BAD_HEAD
         return seq, digest
 
-    def _write_head(self, seq: int, digest: str) -> None:
+    def _head_bytes(self, seq: int, digest: str) -> bytes:
         head = {"seq": seq, "hash": digest, "key_id": self.key_id}
         head["mac"] = self._head_mac(seq, digest)
-        write_file(self.head_path, canonical(head) + b"\n", replace=True)
+        return canonical(head) + b"\n"
 
     # -- reading -----------------------------------------------------------------------------
 

@@ -4,8 +4,12 @@ pynetdicom logs at INFO and DEBUG what it sends and receives (identifiers, UIDs 
 instances: original, identifying values), and logs the text and traceback of exceptions raised
 while decoding what a peer sent (which may quote it). The node keeps pynetdicom at WARNING and
 passes its records through :class:`ValueFree`, which drops tracebacks and the text of exception
-records, keeping only their type. The node's own log (``dicomveil.dimse``) names AE titles,
-addresses, statuses and counts, never a value from a dataset.
+records, keeping only their type. It also turns off pynetdicom's identifier dumps
+(``_config.LOG_REQUEST_IDENTIFIERS`` and ``LOG_RESPONSE_IDENTIFIERS``, its documented
+switches): they format every C-FIND/C-GET/C-MOVE identifier line by line before the logger
+drops the lines, on every request and every pending response. The node's own log
+(``dicomveil.dimse``) names AE titles, addresses, statuses and counts, never a value from a
+dataset.
 """
 
 from __future__ import annotations
@@ -32,7 +36,12 @@ class ValueFree(logging.Filter):
 
 
 def quiet_pynetdicom(level: int = logging.WARNING) -> None:
-    """Set pynetdicom's logger to ``level`` (at least WARNING) behind :class:`ValueFree`."""
+    """Set pynetdicom's logger to ``level`` (at least WARNING) behind :class:`ValueFree`,
+    and stop pynetdicom from formatting identifiers for its log."""
+    from pynetdicom import _config
+
+    _config.LOG_REQUEST_IDENTIFIERS = False
+    _config.LOG_RESPONSE_IDENTIFIERS = False
     logger = logging.getLogger("pynetdicom")
     logger.setLevel(max(level, logging.WARNING))
     if not any(isinstance(f, ValueFree) for f in logger.filters):
