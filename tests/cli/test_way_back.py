@@ -166,7 +166,9 @@ def test_four_processes_share_one_vault_and_audit_log(
         jobs.append((str(source), str(tmp_path / f"out{index}"), str(key_file)))
     # create the keys first so the four processes do not race to create them
     assert main(["keys", "init"]) == 0
-    with multiprocessing.get_context("fork").Pool(4) as pool:
+    # spawn, not fork: a fork copies whatever threads earlier tests in this process left
+    # (recording and audit threads) in whatever lock state they held: the children hung
+    with multiprocessing.get_context("spawn").Pool(4) as pool:
         assert pool.map(_deid_worker, jobs) == [0, 0, 0, 0]
     assert main(["audit", "verify"]) == 0
     capsys.readouterr()
