@@ -394,20 +394,31 @@ def _counts(text: str) -> str:
     return text if len(numbers) == 2 and all(n.isascii() and n.isdigit() for n in numbers) else ""
 
 
-@router.post("/quarantine/{run_id}/release")
-async def release_quarantine(
-    request: Request, run_id: str, visitor: Session, services: ServicesDep, csrf: Csrf = ""
-) -> Response:
-    """Submit one run's quarantined originals again under the current policy (audited)."""
-    need(visitor, "ingest")
+def _quarantined_run(
+    request: Request, visitor: Visitor, services: Services, run_id: str, csrf: str, role: Role
+) -> Path | Response:
+    """The folder of quarantined run ``run_id`` once ``visitor`` may act on it (``role``,
+    no organisation, CSRF checked); a 404 page when there is no such run."""
+    need(visitor, role)
     need_unbound(visitor)
     console_auth_of(request).check_csrf(visitor, csrf)
     try:
         folder = data.quarantine_folder(services, run_id)
     except ConfigError:
+        folder = None
+    if folder is None or not folder.is_dir():
         return render(request, "error.html", visitor, {"message": "no such run"}, 404)
-    if not folder.is_dir():
-        return render(request, "error.html", visitor, {"message": "no such run"}, 404)
+    return folder
+
+
+@router.post("/quarantine/{run_id}/release")
+async def release_quarantine(
+    request: Request, run_id: str, visitor: Session, services: ServicesDep, csrf: Csrf = ""
+) -> Response:
+    """Submit one run's quarantined originals again under the current policy (audited)."""
+    folder = _quarantined_run(request, visitor, services, run_id, csrf, "ingest")
+    if isinstance(folder, Response):
+        return folder
     done = await run_in_threadpool(data.release_quarantine, services, folder, visitor)
     query = urlencode({"released": f"{done.released}/{done.submitted}"})
     return RedirectResponse(f"/console/quarantine?{query}", status_code=303)
@@ -418,15 +429,9 @@ async def delete_quarantine(
     request: Request, run_id: str, visitor: Session, services: ServicesDep, csrf: Csrf = ""
 ) -> Response:
     """Delete one run's quarantined inputs (audited)."""
-    need(visitor, "admin")
-    need_unbound(visitor)
-    console_auth_of(request).check_csrf(visitor, csrf)
-    try:
-        folder = data.quarantine_folder(services, run_id)
-    except ConfigError:
-        return render(request, "error.html", visitor, {"message": "no such run"}, 404)
-    if not folder.is_dir():
-        return render(request, "error.html", visitor, {"message": "no such run"}, 404)
+    folder = _quarantined_run(request, visitor, services, run_id, csrf, "admin")
+    if isinstance(folder, Response):
+        return folder
     files = sum(1 for path in folder.iterdir() if path.is_file())
     await run_in_threadpool(shutil.rmtree, folder)
     services.audit.append(
