@@ -54,12 +54,14 @@ def _date(seconds: float) -> str:
 
 @quarantine_app.command("list")
 def list_(as_json: bool = _JSON) -> None:
-    """List the quarantined runs, oldest first: id, date, inputs, copies and their size."""
+    """List the quarantined runs, oldest first: id, organisation (tenant; "-": none), date,
+    inputs, copies and their size."""
     runs = list_quarantine(_root())
     if as_json:
         data = [
             {
                 "run_id": r.run_id,
+                "organisation": r.organisation,
                 "created": _date(r.created),
                 "inputs": r.inputs,
                 "copies": r.copies,
@@ -72,10 +74,17 @@ def list_(as_json: bool = _JSON) -> None:
     if not runs:
         err_console.print("the quarantine is empty")
         return
+    width = max(len("ORG"), *(len(r.organisation or "-") for r in runs))
+    out_console.print(
+        f"{'RUN':{max(len(r.run_id) for r in runs)}}  {'ORG':{width}}  {'CREATED':20}  "
+        f"{'INPUTS':>15}  {'COPIES':>13}  {'SIZE':>13}",
+        highlight=False,
+    )
     for run in runs:
         out_console.print(
-            f"{show(run.run_id)}  {_date(run.created)}  {run.inputs:>6} input(s)  "
-            f"{run.copies:>6} copied  {run.bytes / 1e6:10.1f} MB"
+            f"{show(run.run_id)}  {show(run.organisation or '-'):{width}}  {_date(run.created)}  "
+            f"{run.inputs:>6} input(s)  {run.copies:>6} copied  {run.bytes / 1e6:10.1f} MB",
+            highlight=False,
         )
     total = sum(r.bytes for r in runs)
     err_console.print(f"{len(runs)} run(s), {total / 1e6:.1f} MB in {show(_root())}")
@@ -97,7 +106,8 @@ def show_run(
     keys = ("file", "sha256", "size", "reason", "not_copied") + (("source",) if paths else ())
     rows = [{k: e.get(k, "") for k in keys} for e in entries]
     if as_json:
-        out_console.print_json(data={"run_id": run_id, "inputs": rows})
+        whose = found[run_id].organisation
+        out_console.print_json(data={"run_id": run_id, "organisation": whose, "inputs": rows})
         return
     for row in rows:
         copy = row["file"] or f"(not copied: {row['not_copied']})"
@@ -105,7 +115,11 @@ def show_run(
         out_console.print(f"{line}  {show(row['reason'])}")
         if paths:
             out_console.print(f"    source: {show(row['source'])}")
-    err_console.print(f"{len(rows)} input(s) in {show(_root() / run_id)}")
+    whose = f" of organisation {show(found[run_id].organisation)}"
+    err_console.print(
+        f"{len(rows)} input(s){whose if found[run_id].organisation else ''} in "
+        f"{show(_root() / run_id)}"
+    )
 
 
 @quarantine_app.command("purge")
@@ -138,12 +152,13 @@ def release(
 ) -> None:
     """Submit a run's quarantined originals again, under the current policy, to the archive.
 
-    Copies now archived leave the quarantine; the others stay with this attempt's reason.
-    Audited (quarantine.release) with counts and pseudonymous study UIDs only.
+    A run recorded as an organisation's (tenant's) is released for it: its pseudonym prefix
+    and own key, as --config's [organisations] table declares them. Copies now archived
+    leave the quarantine; the others stay with this attempt's reason. Audited
+    (quarantine.release) with counts and pseudonymous study UIDs only.
     """
-    from dicomveil.errors import DicomveilError
-    from dicomveil.pipeline.ingest import Origin
-    from dicomveil.pipeline.quarantine_release import release_run
+    from dicomveil.errors import ConfigError, DicomveilError
+    from dicomveil.pipeline.quarantine_release import release_origin, release_run
     from dicomveil.reid import default_actor
     from dicomveil.runtime import Runtime
     from dicomveil.settings import CoreSettings
@@ -152,15 +167,16 @@ def release(
         fail(f"no quarantined run {run_id} (see: dicomveil quarantine list)")
     who = f"cli:{actor if actor is not None else default_actor()}"
     try:
+        origin = release_origin(_root() / run_id, "release", who)
         with Runtime.open(CoreSettings.load(config=config)) as runtime:
             workspace = runtime.workspace()
             try:
-                done = release_run(
-                    runtime.ingest, _root() / run_id, workspace, Origin("release", who)
-                )
+                done = release_run(runtime.ingest, _root() / run_id, workspace, origin)
             finally:
                 shutil.rmtree(workspace, ignore_errors=True)
             runtime.audit.append(done.event(who))
+    except ConfigError as exc:  # the settings (an undeclared organisation, a bad file)
+        fail(str(exc))
     except DicomveilError as exc:
         fail(str(exc), EXIT_FAILED)
     if as_json:

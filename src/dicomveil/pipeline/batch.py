@@ -81,6 +81,7 @@ def create_batch(
     local_dest: Path | None = None,
     clock: Clock | None = None,
     on_skip: Callable[[Skipped], None] | None = None,
+    tenant: str | None = None,
 ) -> BatchInfo:
     """Record a new batch and its inputs; nothing is de-identified or uploaded yet.
 
@@ -107,6 +108,9 @@ def create_batch(
     on_skip
         Called with each path under ``source`` that is not read (see
         :mod:`dicomveil.pipeline.sources`: only regular files are inputs).
+    tenant
+        The organisation (tenant code) the batch is made for, if any: recorded, and on its
+        quarantine (``policy`` and the key are the caller's: the organisation's own).
 
     Raises
     ------
@@ -132,6 +136,7 @@ def create_batch(
         key_id=key_id,
         policy=policy,
         folder=folder,
+        tenant=tenant,
     )
     with Journal.create(folder, {**info.to_meta(), "state": "created"}) as journal:
         found = journal.add_inputs(discover(source, on_skip))

@@ -209,7 +209,7 @@ class BatchRunner:
         folder = quarantine_folder(self.home, self.info.batch_id)
         if failed and len(_listed(folder / REASONS_NAME)) != len(failed):
             outcomes = [FileOutcome(row.source, "failed", reason=row.reason) for row in failed]
-            quarantine_failures(outcomes, folder)
+            quarantine_failures(outcomes, folder, organisation=self.info.tenant)
 
     # -- manifest -----------------------------------------------------------------------
 

@@ -149,6 +149,9 @@ class BatchInfo:
     key_id: str
     policy: Policy
     folder: Path
+    tenant: str | None = None
+    """The organisation (tenant code) the batch was made for, when it was bound to one
+    (its quarantine records it); ``organization`` is the pseudonym prefix it carries."""
 
     def to_meta(self) -> dict[str, str]:
         """Return the journal's ``meta`` values."""
@@ -156,6 +159,7 @@ class BatchInfo:
             "batch_id": self.batch_id,
             "priority": self.priority.value,
             "organization": self.organization,
+            **({"tenant": self.tenant} if self.tenant else {}),
             "created_at": self.created_at,
             "source": str(self.source),
             "dest_url": self.dest_url,
@@ -178,6 +182,7 @@ class BatchInfo:
             key_id=meta["key_id"],
             policy=policy_from_mapping(json.loads(meta["policy"])),
             folder=folder,
+            tenant=meta.get("tenant") or None,
         )
 
     @property

@@ -16,6 +16,11 @@ listing every failed input with its source path, its SHA-256 and a PHI-free reas
   folder): an input that would exceed it is listed but not copied.
 - **A retention period**: :func:`sweep_quarantine` removes runs older than it (``deid``
   does at the start of each run; ``dicomveil quarantine purge`` on demand).
+- **The organisation** (tenant) whose inputs a run holds, when it has one, is recorded in
+  ``run.json`` beside ``reasons.json`` (``{"organisation": "CODE"}``): the console shows an
+  organisation's session its own runs only, and a release de-identifies them under that
+  organisation's prefix and key. A run without the file (older runs, runs of no
+  organisation) belongs to none.
 
 Reports that travel (``--json``, batch summaries) name failed inputs by the SHA-256 of their
 content only.
@@ -40,6 +45,8 @@ from dicomveil.pipeline.sources import open_regular
 __all__ = [
     "DEFAULT_LIMITS",
     "REASONS_NAME",
+    "RUN_NAME",
+    "UNREADABLE",
     "QuarantineLimits",
     "QuarantineResult",
     "QuarantineRun",
@@ -48,11 +55,16 @@ __all__ = [
     "quarantine_failures",
     "quarantine_run",
     "read_reasons",
+    "run_organisation",
     "sweep_quarantine",
     "would_copy",
 ]
 
 REASONS_NAME: Final = "reasons.json"
+RUN_NAME: Final = "run.json"
+"""The run's own record beside its reasons: ``{"organisation": CODE}`` (absent: none)."""
+UNREADABLE: Final = "?"
+"""The organisation of a run whose ``run.json`` is unreadable (never a valid code)."""
 _CHUNK: Final = 1 << 20
 _RUN_NAME: Final = re.compile(r"[0-9A-Za-z_-]{8,64}")
 """What a quarantine run's folder is called (a run id or a batch id): nothing else is swept."""
@@ -95,9 +107,11 @@ def quarantine_failures(
     *,
     limits: QuarantineLimits = DEFAULT_LIMITS,
     root: Path | None = None,
+    organisation: str | None = None,
 ) -> int:
     """Quarantine ``failures`` (see :func:`quarantine_run`); return how many were copied."""
-    return quarantine_run(failures, folder, limits=limits, root=root).copied
+    result = quarantine_run(failures, folder, limits=limits, root=root, organisation=organisation)
+    return result.copied
 
 
 def quarantine_run(
@@ -107,6 +121,7 @@ def quarantine_run(
     limits: QuarantineLimits = DEFAULT_LIMITS,
     root: Path | None = None,
     not_read: Sequence[tuple[Path, str]] = (),
+    organisation: str | None = None,
 ) -> QuarantineResult:
     """Copy each failed DICOM input into ``folder`` and write ``reasons.json``.
 
@@ -127,6 +142,9 @@ def quarantine_run(
     not_read
         Paths under SOURCE that were not read at all (``(path, reason)``): listed, never
         opened.
+    organisation
+        The organisation (tenant code) the inputs were sent for, recorded in ``run.json``
+        (written before ``reasons.json``, which makes the folder a run); ``None``: none.
 
     Raises
     ------
@@ -134,6 +152,7 @@ def quarantine_run(
         The folder or ``reasons.json`` cannot be written.
     """
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    _write_run(folder, organisation)
     used_bytes, used_files = _usage(root or folder, skip=folder)
     result = QuarantineResult()
     entries: list[dict[str, Any]] = []
@@ -162,10 +181,48 @@ def quarantine_run(
             {"file": "", "source": str(path), "sha256": "", "size": 0, "reason": reason}
             | {"not_copied": "not read"}
         )
-    temporary = folder / f".{REASONS_NAME}.tmp"
-    temporary.write_text(json.dumps(entries, indent=2), encoding="utf-8")
-    os.replace(temporary, folder / REASONS_NAME)
+    _replace(folder / REASONS_NAME, entries)
     return result
+
+
+def _replace(path: Path, data: Any) -> None:
+    """Write ``data`` as JSON to ``path`` atomically (a temporary file, then a rename)."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(json.dumps(data, indent=2), encoding="utf-8")
+    os.replace(temporary, path)
+
+
+def _write_run(folder: Path, organisation: str | None) -> None:
+    """Record the run's organisation (``None``: none, and no ``run.json``)."""
+    if organisation:
+        _replace(folder / RUN_NAME, {"organisation": organisation})
+    else:
+        (folder / RUN_NAME).unlink(missing_ok=True)
+
+
+def run_organisation(folder: Path) -> str | None:
+    """The organisation (tenant code) a quarantined run belongs to; ``None``: none (no
+    ``run.json``: a run of no organisation, or one quarantined before it was recorded).
+
+    A ``run.json`` that cannot be read or holds no valid code names no organisation the
+    console could scope by, so it is reported as :data:`UNREADABLE`: only a session bound
+    to no organisation sees such a run, and a release refuses it.
+    """
+    from dicomveil.tenants import CODE_PATTERN
+
+    path = folder / RUN_NAME
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return UNREADABLE
+    code = data.get("organisation") if isinstance(data, dict) else None
+    if code is None:
+        return None
+    if not isinstance(code, str) or not CODE_PATTERN.fullmatch(code):
+        return UNREADABLE
+    return code
 
 
 def _copy(
@@ -301,6 +358,8 @@ class QuarantineRun:
     inputs: int
     copies: int
     bytes: int
+    organisation: str | None = None
+    """Whose inputs (tenant code, :func:`run_organisation`); ``None``: no organisation."""
 
 
 def _is_run(folder: Path) -> bool:
@@ -337,6 +396,7 @@ def list_quarantine(root: Path) -> list[QuarantineRun]:
                 inputs=len(read_reasons(folder)),
                 copies=copies,
                 bytes=size,
+                organisation=run_organisation(folder),
             )
         )
     return sorted(runs, key=lambda run: (run.created, run.run_id))

@@ -8,10 +8,11 @@ is now archived leaves the quarantine; the others stay, with the reason of this 
 left with no entry is removed.
 
 Who may release: the ``ingest`` role (it submits originals already; ``admin`` has no data
-access, ``docs/security.md``), and on the command line whoever owns the state folder. The
-quarantine does not record which organisation (tenant) its inputs came from, so a release has
-none (the server's pseudonym key and prefix), and the console refuses the quarantine to a
-session of a token bound to an organisation.
+access, ``docs/security.md``), and on the command line whoever owns the state folder. A run
+records the organisation (tenant) its inputs were sent for
+(:func:`~dicomveil.pipeline.quarantine.run_organisation`); the release is that
+organisation's, whoever asks for it: its pseudonym prefix and own key, its index rows. A
+console session bound to an organisation releases its own organisation's runs only.
 
 What is returned (and audited as ``quarantine.release``) is value-free: the run id, counts,
 reasons, the pseudonymous Study Instance UIDs the released instances went to.
@@ -28,10 +29,11 @@ from pathlib import Path
 from typing import Any, Final
 
 from dicomveil.audit.entry import AuditEvent, Outcome
+from dicomveil.errors import ConfigError
 from dicomveil.pipeline.ingest import IngestService, Origin
-from dicomveil.pipeline.quarantine import REASONS_NAME, read_reasons
+from dicomveil.pipeline.quarantine import REASONS_NAME, UNREADABLE, read_reasons, run_organisation
 
-__all__ = ["QUARANTINE_RELEASE", "Released", "release_run"]
+__all__ = ["QUARANTINE_RELEASE", "Released", "release_origin", "release_run"]
 
 QUARANTINE_RELEASE: Final = "quarantine.release"
 
@@ -50,11 +52,14 @@ class Released:
     pseudo_study_uids: list[str] = field(default_factory=list)
     removed: bool = False
     """Whether the run's quarantine folder is gone (nothing left in it)."""
+    organisation: str | None = None
+    """The organisation the run was released for (its recorded one)."""
 
     def details(self) -> dict[str, Any]:
         """The audit entry's details."""
         return {
             "run_id": self.run_id,
+            "organisation": self.organisation,
             "submitted": self.submitted,
             "released": self.released,
             "still_failing": self.still_failing,
@@ -69,14 +74,44 @@ class Released:
         return AuditEvent(QUARANTINE_RELEASE, actor, outcome, self.details())
 
 
+def release_origin(folder: Path, entry: str, actor: str) -> Origin:
+    """The origin a release of ``folder`` submits with: ``entry`` and ``actor`` (who asks),
+    the organisation the run recorded.
+
+    Raises
+    ------
+    ConfigError
+        The run's ``run.json`` is unreadable: whose the inputs are is unknown, and releasing
+        them under another organisation's key would file them wrongly.
+    """
+    organisation = run_organisation(folder)
+    if organisation == UNREADABLE:
+        raise ConfigError(f"quarantined run {folder.name}: its organisation record is unreadable")
+    return Origin(entry, actor, organisation=organisation)
+
+
 def release_run(ingest: IngestService, folder: Path, workspace: Path, origin: Origin) -> Released:
     """Submit the quarantined copies of ``folder`` to ``ingest`` (archived); keep the rest.
 
-    The copies are submitted from ``workspace`` (copied there first: the quarantine keeps
-    its originals until they are archived); the caller removes ``workspace``.
+    ``origin`` is the run's (:func:`release_origin`): its organisation chooses the prefix,
+    the key and the index rows. The copies are submitted from ``workspace`` (copied there
+    first: the quarantine keeps its originals until they are archived); the caller removes
+    ``workspace``.
+
+    Raises
+    ------
+    ConfigError
+        The run is an organisation's that ``ingest`` does not declare: its prefix and key are
+        unknown here, and the server's would file its patients under the wrong pseudonyms
+        (nothing is released; fail closed).
     """
+    if origin.organisation and origin.organisation not in ingest.tenants:
+        raise ConfigError(
+            f"quarantined run {folder.name} is organisation {origin.organisation}'s, which "
+            "the settings do not declare ([organisations]): not released"
+        )
     entries = read_reasons(folder)
-    result = Released(folder.name)
+    result = Released(folder.name, organisation=origin.organisation)
     copies = [e for e in entries if e.get("file") and (folder / str(e["file"])).is_file()]
     result.not_copied = len(entries) - len(copies)
     result.submitted = len(copies)

@@ -308,7 +308,7 @@ class UploadService:
                 files.append(path)
             results = self._ingest.ingest(files, origin)
             failed = [(p, r) for p, r in zip(files, results, strict=True) if not r.ok]
-            kept = self._quarantined(upload_id, failed)
+            kept = self._quarantined(upload_id, failed, origin.organisation)
         finally:
             shutil.rmtree(folder, ignore_errors=True)
         for (name, size), result in zip(items, results, strict=True):
@@ -320,8 +320,14 @@ class UploadService:
                 upload_id, name, state, size=size, status=result.status, failure=failure
             )
 
-    def _quarantined(self, upload_id: str, failed: list[tuple[Path, IngestResult]]) -> bool:
-        """Keep the failed originals in the quarantine; ``False`` when there is none."""
+    def _quarantined(
+        self,
+        upload_id: str,
+        failed: list[tuple[Path, IngestResult]],
+        organisation: str | None = None,
+    ) -> bool:
+        """Keep the failed originals in the quarantine, recorded as ``organisation``'s (the
+        upload's tenant); ``False`` when there is none."""
         if not failed or self._quarantine is None:
             return False
         from dicomveil.pipeline.outcome import FileOutcome
@@ -336,7 +342,7 @@ class UploadService:
             for path, result in failed
         ]
         folder = self._quarantine / f"upload-{upload_id}"
-        quarantine_run(outcomes, folder, root=self._quarantine)
+        quarantine_run(outcomes, folder, root=self._quarantine, organisation=organisation)
         if self._on_quarantined is not None:
             self._on_quarantined(
                 [

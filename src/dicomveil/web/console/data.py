@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from dicomveil.audit.entry import AuditEntry, AuditEvent
 from dicomveil.errors import ConfigError, DicomveilError
-from dicomveil.pipeline.quarantine import REASONS_NAME
+from dicomveil.pipeline.quarantine import REASONS_NAME, run_organisation
 from dicomveil.storage import parse_store_url
 from dicomveil.web.services import Services
 
@@ -36,6 +36,7 @@ __all__ = [
     "quarantine_runs",
     "release_quarantine",
     "request_counts",
+    "visible",
 ]
 
 _RUN_ID: Final = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
@@ -106,6 +107,15 @@ class QuarantineRun:
     inputs: int
     copies: int
     reasons: dict[str, int]
+    organisation: str | None = None
+    """Whose inputs (tenant code); ``None``: no organisation."""
+
+
+def visible(organisation: str | None, scope: str | None) -> bool:
+    """Whether a quarantined run of ``organisation`` is shown to a session of ``scope``
+    (the token's organisation): every run to a session bound to none, an organisation's own
+    runs to its sessions (a run of no organisation, or another's: as absent)."""
+    return scope is None or organisation == scope
 
 
 def quarantine_root(services: Services) -> Path:
@@ -126,12 +136,16 @@ def quarantine_folder(services: Services, run_id: str) -> Path:
     return quarantine_root(services) / run_id
 
 
-def quarantine_runs(services: Services) -> list[QuarantineRun]:
-    """Every quarantine folder, newest run id first (reasons counted, no file names)."""
+def quarantine_runs(services: Services, scope: str | None = None) -> list[QuarantineRun]:
+    """The quarantine folders a session of ``scope`` sees (:func:`visible`), newest run id
+    first (reasons counted, no file names)."""
     root = quarantine_root(services)
     runs = []
     for folder in sorted(root.iterdir(), reverse=True) if root.is_dir() else []:
         if not folder.is_dir() or not set(folder.name) <= _RUN_ID:
+            continue
+        organisation = run_organisation(folder)
+        if not visible(organisation, scope):
             continue
         try:
             listed = json.loads((folder / REASONS_NAME).read_text(encoding="utf-8"))
@@ -139,7 +153,7 @@ def quarantine_runs(services: Services) -> list[QuarantineRun]:
             listed = []
         reasons = Counter(str(item.get("reason", "")) for item in listed if isinstance(item, dict))
         copies = sum(1 for item in listed if isinstance(item, dict) and item.get("file"))
-        runs.append(QuarantineRun(folder.name, len(listed), copies, dict(reasons)))
+        runs.append(QuarantineRun(folder.name, len(listed), copies, dict(reasons), organisation))
     return runs
 
 
@@ -187,16 +201,21 @@ def release_quarantine(services: Services, folder: Path, visitor: Visitor) -> Re
     """Release the quarantined run ``folder`` through the gateway's ingest service, audited
     as ``quarantine.release`` (see :mod:`dicomveil.pipeline.quarantine_release`).
 
-    The release has no organisation: the quarantine does not record whose inputs it holds,
-    so only sessions bound to none release (:func:`~dicomveil.web.console.pages.need_unbound`).
+    The release is the run's organisation's (its prefix, its own key, its index rows), as
+    the run recorded it; the page checked that the session may act on it.
+
+    Raises
+    ------
+    ConfigError
+        The run's organisation record is unreadable (nothing released).
     """
-    from dicomveil.pipeline.ingest import Origin
-    from dicomveil.pipeline.quarantine_release import release_run
+    from dicomveil.pipeline.quarantine_release import release_origin, release_run
 
     actor = visitor.token.actor
+    origin = release_origin(folder, "console", actor)
     workspace = services.workspace()
     try:
-        done = release_run(services.ingest, folder, workspace, Origin("console", actor))
+        done = release_run(services.ingest, folder, workspace, origin)
     finally:
         shutil.rmtree(workspace, ignore_errors=True)
     details = done.event(actor)

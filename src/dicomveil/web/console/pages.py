@@ -4,6 +4,8 @@ Every page needs a live session (else the login page) and checks the session's r
 studies need ``read``, batches ``ingest``, quarantine ``admin`` (delete) or ``ingest``
 (release: it submits the originals again), audit and tokens ``admin``,
 re-identification ``reidentify``; the dashboard and the policy are open to every session.
+A session of a token bound to an organisation (tenant) sees and acts on its organisation's
+studies, batches and quarantined runs only; another organisation's are answered as absent.
 Forms that change something carry the session's CSRF token. Every answer is ``no-store``
 and carries a CSP that allows no script.
 """
@@ -26,6 +28,7 @@ from dicomveil.audit.events import archive_access
 from dicomveil.errors import AccessDenied, ConfigError, QueryError
 from dicomveil.index import Level, matchable_at, parse_condition
 from dicomveil.index import Query as IndexQuery
+from dicomveil.pipeline.quarantine import run_organisation
 from dicomveil.profile.resolved import resolved_rows
 from dicomveil.reid import reidentify
 from dicomveil.tokens import ROLES, Role, Token
@@ -85,9 +88,6 @@ _NAV: Final[tuple[tuple[str, str, Role | tuple[Role, ...] | None], ...]] = (
     ("/console/policy", "Policy", None),
     ("/console/reidentify", "Re-identify", "reidentify"),
 )
-_SERVER_WIDE: Final = frozenset({"/console/quarantine"})
-"""Pages of what every organisation shares and no record attributes to one (the quarantine
-keeps no organisation): closed to sessions of a token bound to an organisation."""
 
 
 def console_auth_of(request: Request) -> ConsoleAuth:
@@ -116,17 +116,6 @@ def need(visitor: Visitor, role: Role | tuple[Role, ...]) -> None:
         )
 
 
-def need_unbound(visitor: Visitor) -> None:
-    """Refuse a session of a token bound to an organisation (tenant): the page holds every
-    organisation's inputs and records none (release would also de-identify them under no
-    organisation's key and prefix)."""
-    if visitor.token.org:
-        raise PageForbidden(
-            "the quarantine holds every organisation's inputs and does not record whose they"
-            " are: a session bound to an organisation cannot open or release it"
-        )
-
-
 def _allowed(visitor: Visitor, role: Role | tuple[Role, ...] | None) -> bool:
     """Whether the session has ``role`` (one of them, for a tuple; ``None``: any session)."""
     if role is None:
@@ -145,9 +134,7 @@ def render(
     nav = [
         (href, label, href == request.url.path)
         for href, label, role in _NAV
-        if visitor is not None
-        and _allowed(visitor, role)
-        and not (visitor.token.org and href in _SERVER_WIDE)
+        if visitor is not None and _allowed(visitor, role)
     ]
     page = templates.get_template(name).render(
         visitor=visitor,
@@ -377,10 +364,11 @@ def _manifest(services: Services, batch_id: str, token: Token) -> str:
 async def quarantine(request: Request, visitor: Session, services: ServicesDep) -> HTMLResponse:
     """Each run's quarantined inputs: counts and reasons (never names or paths)."""
     need(visitor, ("admin", "ingest"))
-    need_unbound(visitor)
-    runs = await run_in_threadpool(data.quarantine_runs, services)
+    scope = reader_scope(visitor.token)
+    runs = await run_in_threadpool(data.quarantine_runs, services, scope)
     context = {
         "runs": runs,
+        "organisation": scope,
         "can_delete": visitor.allows("admin"),
         "can_release": visitor.allows("ingest"),
         "released": _counts(request.query_params.get("released", "")),
@@ -398,15 +386,19 @@ def _quarantined_run(
     request: Request, visitor: Visitor, services: Services, run_id: str, csrf: str, role: Role
 ) -> Path | Response:
     """The folder of quarantined run ``run_id`` once ``visitor`` may act on it (``role``,
-    no organisation, CSRF checked); a 404 page when there is no such run."""
+    CSRF checked); a 404 page when there is no such run, or when it is not one the session
+    sees (another organisation's: as absent, see :func:`data.visible`)."""
     need(visitor, role)
-    need_unbound(visitor)
     console_auth_of(request).check_csrf(visitor, csrf)
     try:
         folder = data.quarantine_folder(services, run_id)
     except ConfigError:
         folder = None
-    if folder is None or not folder.is_dir():
+    if (
+        folder is None
+        or not folder.is_dir()
+        or not data.visible(run_organisation(folder), reader_scope(visitor.token))
+    ):
         return render(request, "error.html", visitor, {"message": "no such run"}, 404)
     return folder
 
@@ -419,7 +411,10 @@ async def release_quarantine(
     folder = _quarantined_run(request, visitor, services, run_id, csrf, "ingest")
     if isinstance(folder, Response):
         return folder
-    done = await run_in_threadpool(data.release_quarantine, services, folder, visitor)
+    try:
+        done = await run_in_threadpool(data.release_quarantine, services, folder, visitor)
+    except ConfigError as exc:  # value-free: the run's organisation record is unreadable
+        return render(request, "error.html", visitor, {"message": str(exc)}, 409)
     query = urlencode({"released": f"{done.released}/{done.submitted}"})
     return RedirectResponse(f"/console/quarantine?{query}", status_code=303)
 
@@ -432,14 +427,20 @@ async def delete_quarantine(
     folder = _quarantined_run(request, visitor, services, run_id, csrf, "admin")
     if isinstance(folder, Response):
         return folder
-    files = sum(1 for path in folder.iterdir() if path.is_file())
+    files = sum(1 for path in folder.iterdir() if path.suffix == ".dcm")
+    organisation = run_organisation(folder)
     await run_in_threadpool(shutil.rmtree, folder)
     services.audit.append(
         AuditEvent(
             "quarantine.delete",
             visitor.token.actor,
             "success",
-            {"run_id": run_id, "files": files, "session": visitor.session.id},
+            {
+                "run_id": run_id,
+                "organisation": organisation,
+                "files": files,
+                "session": visitor.session.id,
+            },
         )
     )
     return RedirectResponse("/console/quarantine", status_code=303)

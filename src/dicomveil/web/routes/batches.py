@@ -192,6 +192,7 @@ def _start(
             priority=chosen,
             home=settings.home,
             local_dest=local_root(destination),
+            tenant=token.org or None,
         )
     except ConfigError as exc:  # its message may name the folder: not for the client
         no_files = "no files found" in str(exc)
