@@ -29,11 +29,12 @@ from dicomveil.cli.main import main
 from dicomveil.demo import write_demo_study
 from dicomveil.engine.deidentify import deidentify
 from dicomveil.engine.keys import PseudonymKeys
-from dicomveil.keystore import create_key_file, load_key
+from dicomveil.keystore import load_key
 from dicomveil.profile.policy import load_policy
 from dicomveil.tokens import token_store
 from dicomveil.web.app import create_app
 from dicomveil.web.settings import Settings
+from tests.tenant_config import write_organisations
 from tests.web.conftest import auth
 from tests.web.support import first
 from tests.web.test_batches import finished
@@ -44,18 +45,7 @@ _PREFIX = {"NORTH": "NRT", "SOUTH": "STH"}
 
 
 def _config(tmp_path: Path) -> Path:
-    for org in _PREFIX:
-        create_key_file(tmp_path / f"{org.lower()}.key")
-    config = tmp_path / "dicomveil.toml"
-    config.write_text(
-        "".join(
-            f'[organisations.{org}]\npseudonym_prefix = "{prefix}"\n'
-            f'key_file = "{org.lower()}.key"\n\n'
-            for org, prefix in _PREFIX.items()
-        ),
-        encoding="utf-8",
-    )
-    return config
+    return write_organisations(tmp_path, _PREFIX, tuple(_PREFIX))
 
 
 def _policy(tmp_path: Path, allow: bool) -> Path:

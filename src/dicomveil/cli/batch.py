@@ -21,10 +21,18 @@ from dicomveil.cli.common import (
 )
 from dicomveil.cli.runs import build_policy, open_records
 from dicomveil.errors import ConfigError
+from dicomveil.keystore import key_id
 from dicomveil.pipeline.batch import BatchResult, create_batch, load_batch, resume_batch
-from dicomveil.pipeline.batch_state import BatchStatus, Priority, batch_status, list_batches
+from dicomveil.pipeline.batch_state import (
+    BatchInfo,
+    BatchStatus,
+    Priority,
+    batch_status,
+    list_batches,
+)
 from dicomveil.pipeline.batch_upload import RetryPolicy
 from dicomveil.pipeline.destination import local_root, open_destination
+from dicomveil.tenants import TenantKey
 
 __all__ = ["batch_app", "register"]
 
@@ -42,6 +50,12 @@ Destinations: file:///path (or a path), s3://bucket/prefix (AWS credentials the 
 --endpoint-url or AWS_ENDPOINT_URL for MinIO and other S3-compatible stores),
 az://container/prefix (AZURE_STORAGE_CONNECTION_STRING), gs://bucket/prefix (application
 default credentials; STORAGE_EMULATOR_HOST for an emulator).
+
+Organisations (tenants): with --org CODE and a --config file declaring
+\\[organisations.CODE], the batch takes that organisation's pseudonym prefix and its own key,
+as the gateway does for a token of CODE (resume it with the same --config); a code no
+--config declares is only the pseudonym prefix (a warning says so), and one missing from a
+--config that declares others is refused.
 
 A batch interrupted for any reason (kill -9, power cut, destination down) is finished with
 `dicomveil batch resume ID`: every input ends up exactly once at the destination.
@@ -105,6 +119,13 @@ _RETRIES = typer.Option(
 )
 _TIMEOUT = typer.Option(60.0, "--timeout", min=0.1, help="Seconds per network request.")
 _JSON = typer.Option(False, "--json", help="Print the result as JSON on stdout.")
+_CONFIG = typer.Option(
+    None,
+    "--config",
+    exists=True,
+    dir_okay=False,
+    help="Settings TOML whose \\[organisations] table declares the --org organisations.",
+)
 
 
 @batch_app.command("start", help="Create a batch from SOURCE and run it (same as `batch SOURCE`).")
@@ -115,8 +136,14 @@ def start(
     dest: str = typer.Option(..., "--dest", help="Destination URL (file://, s3://, az://, gs://)."),
     priority: str = typer.Option("ROUTINE", "--priority", help="STAT, URGENT or ROUTINE."),
     organization: str | None = typer.Option(
-        None, "--org", help="Organization code: in the manifest and the patient pseudonyms."
+        None,
+        "--org",
+        metavar="CODE",
+        help="Organization: in the manifest and the patient pseudonyms. An organisation "
+        "--config declares (\\[organisations.CODE]) brings its pseudonym prefix and its own key; "
+        "a code no configuration declares is only the prefix (with a warning).",
     ),
+    config: Path | None = _CONFIG,
     option: list[str] = typer.Option(
         [], "--option", "-o", help="A PS3.15 option, repeatable (see `dicomveil deid --help`)."
     ),
@@ -131,8 +158,11 @@ def start(
 ) -> None:
     if not source.exists():
         fail(f"{source}: no such file or folder")
-    policy = build_policy(option, policy_file, organization)
     key = get_key("pseudonym", key_file)
+    tenant = _tenant(organization, config) if organization is not None else None
+    prefix = tenant[1].prefix if tenant is not None else organization
+    policy = build_policy(option, policy_file, prefix)
+    secret = tenant[1].secret if tenant is not None and tenant[1].secret else key.secret
     home = state_folder()
     try:
         level = Priority.parse(priority)
@@ -142,7 +172,7 @@ def start(
             source,
             store.url,  # canonical: a relative path becomes an absolute file:// URL
             policy=policy,
-            key_id=key.id,
+            key_id=key_id(secret),
             priority=level,
             endpoint_url=endpoint_url,
             home=home,
@@ -150,6 +180,7 @@ def start(
             on_skip=lambda s: err_console.print(
                 f"[yellow]not read:[/] {show(s.path)}: {show(s.reason)}"
             ),
+            tenant=tenant[0] if tenant is not None else None,
         )
     except ConfigError as exc:
         fail(str(exc))
@@ -158,8 +189,50 @@ def start(
         f"if interrupted: dicomveil batch resume {info.batch_id}"
     )
     with store:
-        result = _drive(info.batch_id, store, key.secret, home, workers, transfers, retries)
+        result = _drive(info.batch_id, store, secret, home, workers, transfers, retries)
     _report(result, as_json)
+
+
+def _tenant(code: str, config: Path | None) -> tuple[str, TenantKey] | None:
+    """The organisation ``--org CODE`` names: ``(CODE, its prefix and own key)`` when the
+    settings (``--config``) declare it; ``None`` when they declare no organisation at all
+    (``CODE`` is then only the pseudonym prefix, as before tenants: a one-line warning).
+
+    Exits 2 when the settings declare organisations but not ``CODE`` (a mistyped code
+    would otherwise de-identify under the server's key), or a key cannot be read.
+    """
+    from dicomveil.tenants import load_tenant_keys, organisations_from_file
+
+    try:
+        declared = organisations_from_file(config)
+        if code in declared:
+            return code, load_tenant_keys({code: declared[code]})[code]
+    except ConfigError as exc:
+        fail(str(exc))
+    if declared:
+        fail(
+            f"--org {code}: not an organisation of {config} "
+            f"(it declares {', '.join(sorted(declared))})"
+        )
+    err_console.print(
+        f"[yellow]warning:[/] --org {show(code)} is no declared organisation (--config "
+        "\\[organisations]): it is only the pseudonym prefix, under the server's key"
+    )
+    return None
+
+
+def _resume_secret(info: BatchInfo, key: bytes, config: Path | None) -> bytes:
+    """The pseudonym secret batch ``info`` resumes with: its organisation's own key when it
+    was made for one that has it (``--config`` must declare it), else ``key``."""
+    if info.tenant is None:
+        return key
+    found = _tenant(info.tenant, config) if config is not None else None
+    if found is None:
+        fail(
+            f"batch {info.batch_id} is organisation {info.tenant}'s: resume it with the "
+            "--config that declares it"
+        )
+    return found[1].secret or key
 
 
 @batch_app.command("resume", help="Finish an interrupted or stopped batch.")
@@ -172,6 +245,7 @@ def resume(
     retries: int = _RETRIES,
     timeout: float = _TIMEOUT,
     as_json: bool = _JSON,
+    config: Path | None = _CONFIG,
 ) -> None:
     home = state_folder()
     try:
@@ -182,14 +256,14 @@ def resume(
             )
             _report(BatchResult(status), as_json)
         info = load_batch(batch_id, home)
-        key = get_key("pseudonym", key_file)
+        secret = _resume_secret(info, get_key("pseudonym", key_file).secret, config)
         store = open_destination(
             info.dest_url, endpoint_url=endpoint_url or info.endpoint_url, timeout=timeout
         )
     except ConfigError as exc:
         fail(str(exc))
     with store:
-        result = _drive(info.batch_id, store, key.secret, home, workers, transfers, retries)
+        result = _drive(info.batch_id, store, secret, home, workers, transfers, retries)
     _report(result, as_json)
 
 

@@ -13,9 +13,9 @@ import httpx
 import pytest
 
 from dicomveil.demo import write_demo_study
-from dicomveil.keystore import create_key_file
 from dicomveil.tokens import token_store
 from dicomveil.web import Settings
+from tests.tenant_config import write_organisations
 from tests.web.conftest import auth
 from tests.web.console.test_console import browser, login  # noqa: F401 - browser: fixture
 from tests.web.support import first, related_body
@@ -30,13 +30,7 @@ _PAGES = ("/console/", "/console/studies", "/console/batches", "/console/policy"
 @pytest.fixture
 def settings(home: Path, key_file: Path, tmp_path: Path) -> Settings:
     """The gateway's (its app: the gateway fixtures): two organisations, batches."""
-    create_key_file(tmp_path / "south.key")
-    config = tmp_path / "dicomveil.toml"
-    config.write_text(
-        '[organisations.NORTH]\npseudonym_prefix = "NRT"\n\n'
-        '[organisations.SOUTH]\npseudonym_prefix = "STH"\nkey_file = "south.key"\n',
-        encoding="utf-8",
-    )
+    config = write_organisations(tmp_path, {"NORTH": "NRT", "SOUTH": "STH"}, ("SOUTH",))
     return Settings(
         home=home,
         key_file=key_file,
