@@ -20,14 +20,14 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Final
 
-from sqlalchemy import create_engine, event
+from sqlalchemy import MetaData, Table, create_engine, event, insert, select
 from sqlalchemy.engine import Connection, Engine, make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, SQLAlchemyError
 
 from dicomveil.errors import ConfigError
 from dicomveil.home import ENV_DATABASE_URL, shared_database_url
@@ -36,7 +36,9 @@ __all__ = [
     "ENV_DATABASE_URL",
     "STATE_STORE",
     "STORES",
+    "database_errors",
     "make_engine",
+    "open_state_tables",
     "public_url",
     "shared_database_url",
     "sqlite_path",
@@ -225,3 +227,47 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
         connection.execution_options(**{_WRITE: True})
         with connection.begin():
             yield connection
+
+
+@contextmanager
+def database_errors(error: Callable[[str], Exception]) -> Iterator[None]:
+    """Turn a database error inside the block into ``error(reason)``, where ``reason`` is
+    the type name of the driver's error only (never a statement or its parameters, which
+    may hold values)."""
+    try:
+        yield
+    except SQLAlchemyError as exc:
+        raise error(type(getattr(exc, "orig", None) or exc).__name__) from None
+
+
+def open_state_tables(
+    url: str,
+    *,
+    what: str,
+    metadata: MetaData,
+    head: Table,
+    first_row: Mapping[str, Any],
+    error: Callable[[str], Exception],
+) -> Engine:
+    """Open a state-store module's database (``synchronous = FULL``: a lost commit matters),
+    creating its tables on first use, and the one row (``id`` 1, ``first_row``) of its
+    ``head`` table that writers lock to queue.
+
+    Several processes opening at once is harmless (the head row's loser is ignored).
+    Database errors become ``error(reason)`` (:func:`database_errors`).
+
+    Raises
+    ------
+    ConfigError
+        Bad URL or no driver.
+    """
+    engine = make_engine(url, what=what, synchronous="FULL")
+    with database_errors(error):
+        metadata.create_all(engine)
+        try:
+            with write_transaction(engine) as conn:
+                if conn.execute(select(head.c.id)).first() is None:
+                    conn.execute(insert(head).values(id=1, **first_row))
+        except IntegrityError:
+            pass  # another process created the head row first
+    return engine

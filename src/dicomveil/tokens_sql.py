@@ -22,8 +22,8 @@ the error's type only (never statement parameters).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Final
 
@@ -41,9 +41,8 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from dicomveil.database import make_engine, write_transaction
+from dicomveil.database import database_errors, open_state_tables, write_transaction
 from dicomveil.errors import ConfigError
 from dicomveil.tokens import TokenStore
 
@@ -92,15 +91,14 @@ class SqlTokenStore(TokenStore):
         ConfigError
             Bad URL, no driver, or the database cannot be reached.
         """
-        engine = make_engine(url, what="token database", synchronous="FULL")
-        with _failing("opening"):
-            metadata.create_all(engine)
-            try:
-                with write_transaction(engine) as conn:
-                    if conn.execute(select(version_table.c.id)).first() is None:
-                        conn.execute(insert(version_table).values(id=1, generation=0))
-            except IntegrityError:
-                pass  # another process created the row first
+        engine = open_state_tables(
+            url,
+            what="token database",
+            metadata=metadata,
+            head=version_table,
+            first_row={"generation": 0},
+            error=_error("opening"),
+        )
         return cls(engine, path)
 
     def close(self) -> None:
@@ -160,11 +158,11 @@ def _entries(conn: Connection) -> list[dict[str, str]]:
     return entries
 
 
-@contextmanager
-def _failing(operation: str) -> Iterator[None]:
+def _error(operation: str) -> Callable[[str], ConfigError]:
+    """The :class:`ConfigError` of a database error while ``operation``, by its reason."""
+    return lambda reason: ConfigError(f"token database error while {operation} ({reason})")
+
+
+def _failing(operation: str) -> AbstractContextManager[None]:
     """Turn database errors into a :class:`ConfigError` naming ``operation`` only."""
-    try:
-        yield
-    except SQLAlchemyError as exc:
-        reason = type(getattr(exc, "orig", None) or exc).__name__
-        raise ConfigError(f"token database error while {operation} ({reason})") from None
+    return database_errors(_error(operation))

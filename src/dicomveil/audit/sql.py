@@ -26,19 +26,19 @@ is back reconnects and chains to the last committed entry.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Generator, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Generator, Iterable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Final
 
 from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, Text, insert, select
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 
 from dicomveil.audit.entry import GENESIS, AuditEntry, AuditEvent, sha256
 from dicomveil.audit.log import _BAD_HEAD, AuditLog
 from dicomveil.audit.syslog import SyslogForwarder
-from dicomveil.database import make_engine, write_transaction
+from dicomveil.database import database_errors, open_state_tables, write_transaction
 from dicomveil.errors import AuditError
 from dicomveil.ports import Clock
 
@@ -107,15 +107,14 @@ class SqlAuditLog(AuditLog):
         AuditError
             The database cannot be reached.
         """
-        engine = make_engine(url, what="audit database", synchronous="FULL")
-        with _failing("opening"):
-            metadata.create_all(engine)
-            try:
-                with write_transaction(engine) as conn:
-                    if conn.execute(select(head_table.c.id)).first() is None:
-                        conn.execute(insert(head_table).values(id=1, seq=0, hash=GENESIS, mac=""))
-            except IntegrityError:
-                pass  # another process created the head row first
+        engine = open_state_tables(
+            url,
+            what="audit database",
+            metadata=metadata,
+            head=head_table,
+            first_row={"seq": 0, "hash": GENESIS, "mac": ""},
+            error=_error("opening"),
+        )
         return cls(engine, directory, secret, clock=clock, forwarder=forwarder)
 
     def close(self) -> None:
@@ -209,15 +208,12 @@ class SqlAuditLog(AuditLog):
         return bool(seq)
 
 
-@contextmanager
-def _failing(operation: str) -> Iterator[None]:
+def _error(operation: str) -> Callable[[str], AuditError]:
+    """The :class:`AuditError` of a database error while ``operation``, by its reason."""
+    closing = "; nothing was recorded" if operation == "appending" else ""
+    return lambda reason: AuditError(f"audit database error while {operation} ({reason}){closing}")
+
+
+def _failing(operation: str) -> AbstractContextManager[None]:
     """Turn database errors into an :class:`AuditError` naming ``operation`` only."""
-    try:
-        yield
-    except SQLAlchemyError as exc:
-        reason = type(getattr(exc, "orig", None) or exc).__name__
-        raise AuditError(
-            f"audit database error while {operation} ({reason}); nothing was recorded"
-            if operation == "appending"
-            else f"audit database error while {operation} ({reason})"
-        ) from None
+    return database_errors(_error(operation))

@@ -149,7 +149,7 @@ def export_parquet(
     run = f"{window.until}-{secrets.token_hex(4)}"
     writer = _Writer(pa, store, run, exported_at=window.until)
     engine = make_engine(index_url)
-    touched: dict[str, set[int]] = {"series_pk": set(), "study_pk": set(), "patient_pk": set()}
+    touched: dict[str, set[int]] = {level: set() for level in rows.PARENTS}
     count = 0
     try:
         total = rows.count_instances(engine, window) if progress is not None else 0
@@ -157,17 +157,13 @@ def export_parquet(
             progress(0, total)
         for found in rows.instance_batches(engine, window, batch):
             for row in found:
-                for key, keys in touched.items():
-                    keys.add(int(row[key]))
+                for level, keys in touched.items():
+                    keys.add(int(row[rows.PARENTS[level].key]))
             writer.write("instances", found, _INSTANCES)
             count += len(found)
             if progress is not None:
                 progress(count, max(total, count))
-        parents = {
-            "series": rows.series_rows(engine, touched["series_pk"]),
-            "studies": rows.study_rows(engine, touched["study_pk"]),
-            "patients": rows.patient_rows(engine, touched["patient_pk"]),
-        }
+        parents = {level: rows.parent_rows(engine, level, keys) for level, keys in touched.items()}
     finally:
         engine.dispose()
     writer.write("series", parents["series"], _SERIES)

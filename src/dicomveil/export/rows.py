@@ -18,12 +18,12 @@ from dicomveil.index.db import map_index_errors
 from dicomveil.index.schema import instances, patients, series, studies
 
 __all__ = [
+    "PARENTS",
+    "Parent",
     "Window",
     "count_instances",
     "instance_batches",
-    "patient_rows",
-    "series_rows",
-    "study_rows",
+    "parent_rows",
 ]
 
 _IN_CHUNK: Final = 500
@@ -132,54 +132,82 @@ def instance_batches(engine: Engine, window: Window, batch: int) -> Iterator[lis
             return
 
 
-def _by_keys(
-    engine: Engine, statement: Any, column: Any, keys: Iterable[int], what: str
-) -> list[dict[str, Any]]:
+@dataclass(frozen=True, slots=True)
+class Parent:
+    """How to read one level of the instances' parents (series, studies, patients).
+
+    Attributes
+    ----------
+    key:
+        The instance row's column holding the parent's primary key (``series_pk``).
+    columns:
+        What the export keeps of the parent.
+    source:
+        Where the columns come from (the level's table, joined to its own parent).
+    pk:
+        The level's primary key column.
+    """
+
+    key: str
+    columns: tuple[Any, ...]
+    source: Any
+    pk: Any
+
+
+PARENTS: Final = {
+    "series": Parent(
+        "series_pk",
+        (
+            series.c.series_instance_uid,
+            studies.c.study_instance_uid,
+            studies.c.study_date,
+            series.c.modality,
+            series.c.series_number,
+            series.c.series_description,
+            series.c.num_instances,
+        ),
+        series.join(studies, studies.c.pk == series.c.study_pk),
+        series.c.pk,
+    ),
+    "studies": Parent(
+        "study_pk",
+        (
+            studies.c.study_instance_uid,
+            patients.c.patient_id,
+            studies.c.study_date,
+            studies.c.study_time,
+            studies.c.accession_number,
+            studies.c.study_id,
+            studies.c.referring_physician_name,
+            studies.c.study_description,
+            studies.c.modalities,
+            studies.c.num_series,
+            studies.c.num_instances,
+        ),
+        studies.join(patients, patients.c.pk == studies.c.patient_pk),
+        studies.c.pk,
+    ),
+    "patients": Parent(
+        "patient_pk",
+        (patients.c.patient_id, patients.c.patient_name, patients.c.birth_date, patients.c.sex),
+        patients,
+        patients.c.pk,
+    ),
+}
+"""The parents an export writes beside the instances, by level: series (with their study's
+UID and date), studies (current values and counts), patients (pseudonymous id, name, birth
+date)."""
+
+
+def parent_rows(engine: Engine, level: str, keys: Iterable[int]) -> list[dict[str, Any]]:
+    """Return the rows of ``level`` (a key of :data:`PARENTS`) with primary keys ``keys``,
+    read ``IN`` chunks at a time in one connection."""
+    parent = PARENTS[level]
+    statement = select(*parent.columns).select_from(parent.source)
     ordered = sorted(keys)
     found: list[dict[str, Any]] = []
-    with map_index_errors(what), engine.connect() as connection:
+    with map_index_errors(f"exporting {level}"), engine.connect() as connection:
         for start in range(0, len(ordered), _IN_CHUNK):
-            chunk = ordered[start : start + _IN_CHUNK]
-            selected = statement.where(column.in_(chunk))
+            selected = statement.where(parent.pk.in_(ordered[start : start + _IN_CHUNK]))
             found += [dict(row) for row in connection.execute(selected).mappings()]
     return found
-
-
-def study_rows(engine: Engine, keys: Iterable[int]) -> list[dict[str, Any]]:
-    """Return the studies with primary keys ``keys`` (current values and counts)."""
-    statement = select(
-        studies.c.study_instance_uid,
-        patients.c.patient_id,
-        studies.c.study_date,
-        studies.c.study_time,
-        studies.c.accession_number,
-        studies.c.study_id,
-        studies.c.referring_physician_name,
-        studies.c.study_description,
-        studies.c.modalities,
-        studies.c.num_series,
-        studies.c.num_instances,
-    ).select_from(studies.join(patients, patients.c.pk == studies.c.patient_pk))
-    return _by_keys(engine, statement, studies.c.pk, keys, "exporting studies")
-
-
-def series_rows(engine: Engine, keys: Iterable[int]) -> list[dict[str, Any]]:
-    """Return the series with primary keys ``keys`` (with their study's UID and date)."""
-    statement = select(
-        series.c.series_instance_uid,
-        studies.c.study_instance_uid,
-        studies.c.study_date,
-        series.c.modality,
-        series.c.series_number,
-        series.c.series_description,
-        series.c.num_instances,
-    ).select_from(series.join(studies, studies.c.pk == series.c.study_pk))
-    return _by_keys(engine, statement, series.c.pk, keys, "exporting series")
-
-
-def patient_rows(engine: Engine, keys: Iterable[int]) -> list[dict[str, Any]]:
-    """Return the patients with primary keys ``keys`` (pseudonymous id, name, birth date)."""
-    statement = select(
-        patients.c.patient_id, patients.c.patient_name, patients.c.birth_date, patients.c.sex
-    )
-    return _by_keys(engine, statement, patients.c.pk, keys, "exporting patients")
