@@ -6,6 +6,7 @@ The client side is plain ``requests``: the signed URL and its headers are all it
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 import uuid
@@ -242,6 +243,7 @@ async def test_failed_originals_move_to_the_quarantine(
     folder = home / "quarantine" / f"upload-{upload_id}"
     reasons = (folder / "reasons.json").read_text(encoding="utf-8")
     assert len(list(folder.glob("*.dcm"))) == 1
+    assert not (folder / "run.json").exists()  # an unbound token's: no organisation
     for value in _phi(demo_files[:1]):
         assert value.decode() not in reasons
 
@@ -251,7 +253,8 @@ async def test_an_organisations_upload_is_filed_under_it_with_its_prefix(
     s3_env: str, home: Path, key_file: Path, tmp_path: Path, demo_files: list[Path]
 ) -> None:
     """An upload by a token bound to an organisation is de-identified with that
-    organisation's pseudonym prefix and read only by that organisation (and the unscoped)."""
+    organisation's pseudonym prefix and read only by that organisation (and the unscoped);
+    what it sends that cannot be made safe is quarantined as that organisation's."""
     from dicomveil.tokens import token_store
 
     prefix = f"in-{uuid.uuid4().hex[:10]}"
@@ -266,11 +269,13 @@ async def test_an_organisations_upload_is_filed_under_it_with_its_prefix(
     for app in _app(home, key_file, config):
         async with await _client(app) as client:
             answer = await client.post(
-                "/api/v1/uploads", json={"count": len(demo_files)}, headers=auth(ingest)
+                "/api/v1/uploads", json={"count": len(demo_files) + 1}, headers=auth(ingest)
             )
             assert answer.status_code == 201, answer.text
             upload_id = answer.json()["upload_id"]
-            await asyncio.to_thread(_put_all, answer.json()["urls"], _planted(demo_files))
+            broken = demo_files[0].read_bytes()[:600]  # cut short: quarantined
+            objects = [*_planted(demo_files), broken]
+            await asyncio.to_thread(_put_all, answer.json()["urls"], objects)
             done = await client.post(f"/api/v1/uploads/{upload_id}/complete", headers=auth(ingest))
             assert done.status_code == 202, done.text
             await _wait_done(client, ingest, upload_id)
@@ -283,3 +288,5 @@ async def test_an_organisations_upload_is_filed_under_it_with_its_prefix(
     assert seen["SOUTH"] == []
     patient_ids = {str(study["00100020"]["Value"][0]) for study in seen["NORTH"]}
     assert all(pid.startswith("NRT") for pid in patient_ids), patient_ids
+    run = home / "quarantine" / f"upload-{upload_id}"
+    assert json.loads((run / "run.json").read_text()) == {"organisation": "NORTH"}
