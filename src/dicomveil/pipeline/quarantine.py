@@ -55,6 +55,7 @@ __all__ = [
     "quarantine_failures",
     "quarantine_run",
     "read_reasons",
+    "remove_runs",
     "run_organisation",
     "sweep_quarantine",
     "would_copy",
@@ -410,9 +411,14 @@ def sweep_quarantine(root: Path, older_than_days: float, *, now: float | None = 
     removes every run). Returns the ids of the removed runs.
     """
     limit = (time.time() if now is None else now) - older_than_days * _DAY
-    removed = []
-    for run in list_quarantine(root):
-        if run.created < limit:
-            shutil.rmtree(root / run.run_id, ignore_errors=True)
-            removed.append(run.run_id)
+    return remove_runs(root, [run.run_id for run in list_quarantine(root) if run.created < limit])
+
+
+def remove_runs(root: Path, run_ids: Sequence[str]) -> list[str]:
+    """Remove the runs ``run_ids`` of the quarantine ``root``; return those removed (a name
+    that is not a run of ``root``, a path or ``..`` say, is left alone)."""
+    runs = {run.run_id for run in list_quarantine(root)}
+    removed = [run_id for run_id in run_ids if run_id in runs]
+    for run_id in removed:
+        shutil.rmtree(root / run_id, ignore_errors=True)
     return removed

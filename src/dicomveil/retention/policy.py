@@ -12,10 +12,12 @@ From the ``[retention]`` table of the configuration file::
 
     [retention.organisations.ACME]
     archive_days = 365         # ACME's studies go sooner
+    quarantine_days = 7        # and its quarantined runs
 
 A missing or ``0`` period keeps everything of that store. Per-organisation periods apply to
-archived studies (the only store whose rows carry an organisation); the other stores are
-the server's.
+the stores whose records carry an organisation: archived studies and quarantined runs; a
+period an organisation's table leaves out is the default one. The spool and the audit log
+are the server's.
 """
 
 from __future__ import annotations
@@ -36,9 +38,10 @@ _PERIODS: Final = {"archive_days": _DAY, "quarantine_days": _DAY, "audit_days": 
 
 @dataclass(frozen=True, slots=True)
 class StorePolicy:
-    """The archive's period for one organisation (seconds; ``0``: kept forever)."""
+    """One organisation's periods (seconds; ``0``: kept forever; ``None``: the default)."""
 
-    archive: float = 0.0
+    archive: float | None = None
+    quarantine: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,13 +60,22 @@ class RetentionPolicy:
     def archive_period(self, organisation: str) -> float:
         """The archive period of ``organisation`` (``""``: the default one)."""
         found = self.organisations.get(organisation)
-        return found.archive if found is not None else self.archive
+        own = found.archive if found is not None else None
+        return self.archive if own is None else own
+
+    def quarantine_period(self, organisation: str | None) -> float:
+        """The quarantine period of ``organisation``'s runs (``None``: the default one)."""
+        found = self.organisations.get(organisation or "")
+        own = found.quarantine if found is not None else None
+        return self.quarantine if own is None else own
 
     @property
     def empty(self) -> bool:
         """Whether nothing is ever removed."""
-        periods = (self.archive, self.quarantine, self.spool, self.audit)
-        return not any(periods) and not any(o.archive for o in self.organisations.values())
+        periods = [self.archive, self.quarantine, self.spool, self.audit]
+        for own in self.organisations.values():
+            periods += [own.archive or 0.0, own.quarantine or 0.0]
+        return not any(periods)
 
 
 def _seconds(table: Mapping[str, Any], name: str, unit: float, where: str) -> float:
@@ -91,9 +103,13 @@ def from_table(table: Mapping[str, Any]) -> RetentionPolicy:
     organisations: dict[str, StorePolicy] = {}
     for code, values in orgs.items():
         where = f"[retention.organisations.{code}]"
-        if not isinstance(values, dict) or set(values) - {"archive_days"}:
-            raise ConfigError(f"{where} takes archive_days only")
-        organisations[str(code)] = StorePolicy(_seconds(values, "archive_days", _DAY, where))
+        if not isinstance(values, dict) or set(values) - {"archive_days", "quarantine_days"}:
+            raise ConfigError(f"{where} takes archive_days and quarantine_days only")
+        periods = {
+            name: _seconds(values, name, _DAY, where) if name in values else None
+            for name in ("archive_days", "quarantine_days")
+        }
+        organisations[str(code)] = StorePolicy(periods["archive_days"], periods["quarantine_days"])
     vault = table.get("vault", False)
     if not isinstance(vault, bool):
         raise ConfigError("[retention].vault must be true or false")

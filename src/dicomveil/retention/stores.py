@@ -12,7 +12,8 @@ never an original value.
   :func:`dicomveil.vault.erasure.erase_studies` when the policy says so. A study indexed
   before the received table existed has no time: the first (non-dry) run stamps it with
   ``now``, so it ages from then (``unstamped`` counts them).
-- **quarantine**: a run's age is its ``reasons.json``'s; removed as ``quarantine purge`` does.
+- **quarantine**: a run's age is its ``reasons.json``'s, its period its organisation's (else
+  the default); removed as ``quarantine purge`` does.
 - **spool**: upload folders no live server holds, by their last change.
 - **audit**: entries sealed into a segment (:mod:`dicomveil.audit.seal`).
 """
@@ -34,7 +35,7 @@ from dicomveil.audit.seal import count_older_than, seal_older_than
 from dicomveil.index.db import make_engine, map_index_errors, write_transaction
 from dicomveil.index.erasure import erase_archive
 from dicomveil.index.schema import received, studies
-from dicomveil.pipeline.quarantine import list_quarantine, sweep_quarantine
+from dicomveil.pipeline.quarantine import list_quarantine, remove_runs
 from dicomveil.pipeline.staging import stale_spool
 from dicomveil.retention.policy import RetentionPolicy
 
@@ -152,16 +153,19 @@ def _erase_vault(vault_url: str | None, study_uids: list[str], dry_run: bool) ->
 def quarantine_store(
     policy: RetentionPolicy, root: Path, now: float, *, dry_run: bool
 ) -> StoreReport:
-    """Remove the quarantined runs older than the period."""
+    """Remove the quarantined runs older than their period: their organisation's
+    (``[retention.organisations.CODE] quarantine_days``), else the default one."""
     report = StoreReport("quarantine", policy.quarantine / _DAY)
-    if not policy.quarantine:
-        return report
-    runs = [r for r in list_quarantine(root) if now - r.created > policy.quarantine]
+    runs = []
+    for run in list_quarantine(root):
+        period = policy.quarantine_period(run.organisation)
+        if period and now - run.created > period:
+            runs.append(run)
     report.add_ages([now - r.created for r in runs])
     report.ids = [r.run_id for r in runs]
     report.extra["files"] = sum(r.copies for r in runs)
     if not dry_run and runs:
-        sweep_quarantine(root, policy.quarantine / _DAY, now=now)
+        remove_runs(root, report.ids)
     return report
 
 
