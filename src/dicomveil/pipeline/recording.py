@@ -9,10 +9,19 @@ waits for its own ``fsync``): they run at once, the vault's on a recording threa
 waits for the slower of the two, not for both in turn (one DICOM association is served one
 instance at a time: this wait is most of its answer time). :meth:`RunRecorder.flush` returns
 only once both are on disk, and raises if either failed (the vault's error first).
+
+The recording threads are started on the first write that needs them, per process: a child
+forked after a recording (a test's worker, ``multiprocessing`` with ``fork``) inherits the
+parent's executor but not its threads, so work handed to it would never run and the write
+would wait for ever. :func:`_recorders` therefore makes a new executor in each process (the
+fork hook forgets the inherited one, and the process id is checked as well), and
+:func:`shutdown_recorders` stops this process's threads.
 """
 
 from __future__ import annotations
 
+import os
+import threading
 import time
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -29,11 +38,43 @@ if TYPE_CHECKING:  # neither the engine nor SQLAlchemy is needed to record a run
     from dicomveil.profile.policy import Policy
     from dicomveil.vault import Vault
 
-__all__ = ["RunRecorder"]
+__all__ = ["RunRecorder", "shutdown_recorders"]
 
 _RECORDING_THREADS: Final = 4
-_recorders = ThreadPoolExecutor(_RECORDING_THREADS, thread_name_prefix="dicomveil-record")
-"""Where vault transactions run while the audit log is written (shared by every run)."""
+_pool: tuple[int, ThreadPoolExecutor] | None = None
+"""Where vault transactions run while the audit log is written (shared by every run of the
+process whose id it holds)."""
+_pool_lock = threading.Lock()
+
+
+def _recorders() -> ThreadPoolExecutor:
+    """This process's recording threads (started on first use, again after a fork)."""
+    global _pool
+    with _pool_lock:
+        if _pool is None or _pool[0] != os.getpid():
+            executor = ThreadPoolExecutor(_RECORDING_THREADS, thread_name_prefix="dicomveil-record")
+            _pool = (os.getpid(), executor)
+        return _pool[1]
+
+
+def shutdown_recorders() -> None:
+    """Stop this process's recording threads once their work is done (a later recording
+    starts new ones)."""
+    global _pool
+    with _pool_lock:
+        pool, _pool = _pool, None
+    if pool is not None and pool[0] == os.getpid():
+        pool[1].shutdown(wait=True)
+
+
+def _forget_after_fork() -> None:
+    """In a forked child: drop the parent's executor (its threads did not come along) and
+    its lock (another thread may have held it at the fork)."""
+    global _pool, _pool_lock
+    _pool, _pool_lock = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
 
 _OUTCOMES: dict[str, Outcome] = {
     "ok": "success",
@@ -146,7 +187,7 @@ class RunRecorder:
         vault_write: Future[object] | None = None
         if records and self.vault is not None:
             if events:
-                vault_write = _recorders.submit(self.vault.record, records, self.run_id)
+                vault_write = _recorders().submit(self.vault.record, records, self.run_id)
             else:
                 self.vault.record(records, self.run_id)
         try:
