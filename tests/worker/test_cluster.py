@@ -189,7 +189,7 @@ def test_a_postgresql_restart_mid_stream_is_retried_and_doubles_nothing(
     cluster.env["DICOMVEIL_VAULT_URL"] = create_postgres_database(own_postgres.url, "vault")
     files = _instances(tmp_path / "received", 20)
     _submit(cluster, queue, files)
-    cluster.start_worker("a")
+    cluster.start_worker("a", "--concurrency", "4")  # shared ingest calls meet the outage
     cluster.wait(lambda: _index_count(cluster) >= 3)
     own_postgres.stop()  # vault and index go away under a running worker
     time.sleep(1.5)
