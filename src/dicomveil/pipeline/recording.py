@@ -13,9 +13,9 @@ only once both are on disk, and raises if either failed (the vault's error first
 The recording threads are started on the first write that needs them, per process: a child
 forked after a recording (a test's worker, ``multiprocessing`` with ``fork``) inherits the
 parent's executor but not its threads, so work handed to it would never run and the write
-would wait for ever. :class:`_RecordingThreads` therefore makes a new executor in each process (the
-fork hook forgets the inherited one, and the process id is checked as well), and
-:func:`shutdown_recorders` stops this process's threads.
+would wait for ever. :class:`_RecordingThreads` therefore makes a new executor in each
+process (the fork hook forgets the inherited one, and the process id is checked as well),
+and :func:`shutdown_recorders` stops this process's threads.
 """
 
 from __future__ import annotations
