@@ -38,7 +38,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO))
 
-from benchmarks.reporting import cpu_model, write_section  # noqa: E402
+from benchmarks.bench_run import publish, workdir  # noqa: E402
+from benchmarks.reporting import cpu_model  # noqa: E402
 
 SECTION = "## Shared state per instance (issue 15)"
 COMMAND = ".venv/bin/python benchmarks/capacity_bench.py --instances 2000 --write-docs"
@@ -189,16 +190,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--per-call", type=int, default=20)
     parser.add_argument("--write-docs", action="store_true")
     args = parser.parse_args(argv)
-    work = Path(tempfile.mkdtemp(prefix="dicomveil-capacity-"))
-    try:
-        with postgres() as base:
-            found = measure(args, work, base)
-        text = report(args, found)
-        print(text)
-        if args.write_docs:
-            print(f"wrote {write_section(SECTION, text)}")
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    with workdir("dicomveil-capacity-") as work, postgres() as base:
+        publish(SECTION, [report(args, measure(args, work, base))], write_docs=args.write_docs)
     return 0
 
 

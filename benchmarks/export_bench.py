@@ -21,11 +21,9 @@ from __future__ import annotations
 
 import argparse
 import platform
-import shutil
 import sqlite3
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -34,7 +32,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO))
 
-from benchmarks.reporting import cpu_model, write_section  # noqa: E402
+from benchmarks.bench_run import publish, workdir  # noqa: E402
+from benchmarks.reporting import cpu_model  # noqa: E402
 
 SECTION = "## Analytics export (issue 15)"
 PER_STUDY = 100  # 2 series x 50 instances
@@ -138,8 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--write-docs", action="store_true")
     args = parser.parse_args(argv)
-    work = Path(tempfile.mkdtemp(prefix="dicomveil-export-bench-"))
-    try:
+    with workdir("dicomveil-export-bench-") as work:
         path = work / "index.sqlite"
         url = f"sqlite:///{path}"
         built = build_index(url, args.instances)
@@ -158,11 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         incremental, added = ours(url, work / "ours-0")
         assert added.instances == extra
         text = report(args, times, result, parquet, (extra, incremental))
-        print(text)
-        if args.write_docs:
-            print(f"wrote {write_section(SECTION, text)}")
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+        publish(SECTION, [text], write_docs=args.write_docs)
     return 0
 
 

@@ -126,7 +126,7 @@ def test_two_workers_ingest_a_backlog_exactly_once_and_the_broker_holds_no_phi(
     _assert_no_phi(broker)
     assert b"sha256/" in broker  # the payload names the incoming object, by digest
     cluster.start_worker("a")
-    cluster.start_worker("b")
+    cluster.start_worker("b", "--concurrency", "4")  # threads: tasks share ingest calls
     cluster.wait(lambda: _done(cluster, 16))
     _assert_exactly_once(cluster, 16)
     _submit(cluster, queue, files[:4])  # the same instances again: idempotent
@@ -155,7 +155,7 @@ def test_a_worker_killed_mid_task_and_a_broker_restart_lose_and_double_nothing(
     redis_server.stop()  # the broker goes away and comes back, messages kept
     redis_server.start()
     cluster.start_worker("b")
-    cluster.start_worker("c")
+    cluster.start_worker("c", "--concurrency", "4")
     cluster.wait(lambda: _done(cluster, 25), timeout=90)
     _assert_exactly_once(cluster, 25)
     _assert_no_phi(cluster.logs() + redis_server.values())
@@ -189,7 +189,7 @@ def test_a_postgresql_restart_mid_stream_is_retried_and_doubles_nothing(
     cluster.env["DICOMVEIL_VAULT_URL"] = create_postgres_database(own_postgres.url, "vault")
     files = _instances(tmp_path / "received", 20)
     _submit(cluster, queue, files)
-    cluster.start_worker("a")
+    cluster.start_worker("a", "--concurrency", "4")  # shared ingest calls meet the outage
     cluster.wait(lambda: _index_count(cluster) >= 3)
     own_postgres.stop()  # vault and index go away under a running worker
     time.sleep(1.5)

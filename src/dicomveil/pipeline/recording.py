@@ -9,10 +9,19 @@ waits for its own ``fsync``): they run at once, the vault's on a recording threa
 waits for the slower of the two, not for both in turn (one DICOM association is served one
 instance at a time: this wait is most of its answer time). :meth:`RunRecorder.flush` returns
 only once both are on disk, and raises if either failed (the vault's error first).
+
+The recording threads are started on the first write that needs them, per process: a child
+forked after a recording (a test's worker, ``multiprocessing`` with ``fork``) inherits the
+parent's executor but not its threads, so work handed to it would never run and the write
+would wait for ever. :class:`_RecordingThreads` therefore makes a new executor in each
+process (the fork hook forgets the inherited one, and the process id is checked as well),
+and :func:`shutdown_recorders` stops this process's threads.
 """
 
 from __future__ import annotations
 
+import os
+import threading
 import time
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -29,11 +38,51 @@ if TYPE_CHECKING:  # neither the engine nor SQLAlchemy is needed to record a run
     from dicomveil.profile.policy import Policy
     from dicomveil.vault import Vault
 
-__all__ = ["RunRecorder"]
+__all__ = ["RunRecorder", "shutdown_recorders"]
 
 _RECORDING_THREADS: Final = 4
-_recorders = ThreadPoolExecutor(_RECORDING_THREADS, thread_name_prefix="dicomveil-record")
-"""Where vault transactions run while the audit log is written (shared by every run)."""
+
+
+class _RecordingThreads:
+    """Where vault transactions run while the audit log is written: one executor per process
+    (shared by every run of the process that made it)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._made: tuple[int, ThreadPoolExecutor] | None = None
+
+    def get(self) -> ThreadPoolExecutor:
+        """This process's executor (started on first use, again after a fork)."""
+        with self._lock:
+            if self._made is None or self._made[0] != os.getpid():
+                executor = ThreadPoolExecutor(
+                    _RECORDING_THREADS, thread_name_prefix="dicomveil-record"
+                )
+                self._made = (os.getpid(), executor)
+            return self._made[1]
+
+    def shutdown(self) -> None:
+        """Stop this process's threads once their work is done."""
+        with self._lock:
+            made, self._made = self._made, None
+        if made is not None and made[0] == os.getpid():
+            made[1].shutdown(wait=True)
+
+    def forget(self) -> None:
+        """In a forked child: drop the parent's executor (its threads did not come along)
+        and its lock (another thread may have held it at the fork)."""
+        self._lock, self._made = threading.Lock(), None
+
+
+_threads = _RecordingThreads()
+os.register_at_fork(after_in_child=_threads.forget)
+
+
+def shutdown_recorders() -> None:
+    """Stop this process's recording threads once their work is done (a later recording
+    starts new ones)."""
+    _threads.shutdown()
+
 
 _OUTCOMES: dict[str, Outcome] = {
     "ok": "success",
@@ -146,7 +195,7 @@ class RunRecorder:
         vault_write: Future[object] | None = None
         if records and self.vault is not None:
             if events:
-                vault_write = _recorders.submit(self.vault.record, records, self.run_id)
+                vault_write = _threads.get().submit(self.vault.record, records, self.run_id)
             else:
                 self.vault.record(records, self.run_id)
         try:

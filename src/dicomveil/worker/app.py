@@ -37,7 +37,11 @@ def build_app(state: WorkerState, metrics: WorkerMetrics | None = None) -> Celer
     @app.task(bind=True, name=TASK_NAME, max_retries=max_retries)  # type: ignore[untyped-decorator]
     def ingest_object(self: Any, body: object) -> str:
         retries = int(self.request.retries or 0)
-        verdict = handle(body, state, last_attempt=retries >= max_retries)
+        try:
+            verdict = handle(body, state, last_attempt=retries >= max_retries)
+        except Exception as exc:  # noqa: BLE001 - a task that raises is acknowledged: lost
+            log.error("task failed unexpectedly (%s): retrying", type(exc).__name__)
+            verdict = Verdict.RETRY
         if metrics is not None:
             metrics.observe(body, verdict)
         if verdict is Verdict.RETRY:

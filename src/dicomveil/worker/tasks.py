@@ -32,6 +32,8 @@ from dicomveil.cluster.payload import TaskPayload
 from dicomveil.errors import DicomveilError, ObjectNotFound, StorageError
 from dicomveil.pipeline.failures import FailureKind
 from dicomveil.pipeline.ingest import Origin
+from dicomveil.pipeline.recording import shutdown_recorders
+from dicomveil.worker.batching import IngestBatcher
 from dicomveil.worker.deadletter import dead_letter
 
 if TYPE_CHECKING:
@@ -85,6 +87,8 @@ class WorkerState:
     cluster: ClusterSettings
     _runtime: Runtime | None = None
     _incoming: BaseBlobStore | None = None
+    batcher: IngestBatcher = field(default_factory=IngestBatcher)
+    """Where the tasks running at once meet to share ingest calls (:mod:`.batching`)."""
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def runtime(self) -> Runtime:
@@ -118,9 +122,16 @@ class WorkerState:
                 self._incoming = open_store(self.cluster.incoming(self.core.home))
             return self._incoming
 
-    def reset(self) -> None:
-        """Close the runtime (after a failure that may have broken its connections)."""
+    def reset(self, broken: Runtime | None = None) -> None:
+        """Close the runtime (after a failure that may have broken its connections).
+
+        ``broken``: close it only if it is still the one in use (a task that saw a runtime
+        fail must not close the new one another task opened since). ``None``: whatever is
+        open.
+        """
         with self._lock:
+            if broken is not None and self._runtime is not broken:
+                return
             runtime, self._runtime = self._runtime, None
         if runtime is not None:
             try:
@@ -135,6 +146,7 @@ class WorkerState:
             incoming, self._incoming = self._incoming, None
         if incoming is not None:
             incoming.close()
+        shutdown_recorders()  # the recording threads the runtime's ingest calls started
 
 
 def _sha256(path: Path) -> str:
@@ -166,11 +178,14 @@ def handle(body: object, state: WorkerState, *, last_attempt: bool = False) -> V
     try:
         runtime = state.runtime()
         incoming = state.incoming()
-    except (DicomveilError, OSError) as exc:
+    except (DicomveilError, OSError) as exc:  # nothing opened to reset: Runtime.open closed it
         log.error("the worker cannot open its runtime (%s)", type(exc).__name__)
-        state.reset()
         return Verdict.RETRY
-    folder = runtime.workspace()
+    try:
+        folder = runtime.workspace()
+    except OSError as exc:  # its runtime was closed under it (another task reset it)
+        log.warning("no workspace (%s): retrying", type(exc).__name__)
+        return Verdict.RETRY
     log.info("task %s started", payload.key[-16:])
     try:
         return _ingest(payload, state, runtime, incoming, folder, last_attempt=last_attempt)
@@ -208,10 +223,10 @@ def _ingest(
         organisation=payload.organisation,
     )
     try:
-        (result,) = runtime.ingest.ingest([local], origin)
+        result = state.batcher.ingest(runtime.ingest.ingest, local, origin)
     except Exception as exc:  # noqa: BLE001 - vault, audit, index: a database went away
         log.warning("ingest failed (%s): %s", type(exc).__name__, _retrying(last_attempt))
-        state.reset()  # reconnect next time (a restarted database)
+        state.reset(runtime)  # reconnect next time (a restarted database)
         if last_attempt:
             reason = f"the instance could not be recorded ({type(exc).__name__})"
             return _dead(state, incoming, home, local, payload, reason)
