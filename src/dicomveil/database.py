@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Final
 
-from sqlalchemy import MetaData, Table, create_engine, event, insert, select
+from sqlalchemy import MetaData, Table, create_engine, event, insert, select, text
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, SQLAlchemyError
 
@@ -229,6 +229,31 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
             yield connection
 
 
+_SCHEMA_LOCK: Final = 0x64636D76
+"""PostgreSQL advisory lock key (``dcmv``) held while a schema is created."""
+
+
+@contextmanager
+def schema_transaction(engine: Engine) -> Iterator[Connection]:
+    """A :func:`write_transaction` for creating tables.
+
+    On PostgreSQL it first takes a transaction-level advisory lock: ``CREATE TABLE IF NOT
+    EXISTS`` run by two processes at once can collide in the catalogue (a unique violation on
+    ``pg_type``), so processes starting together (workers of a cluster) queue here instead.
+    SQLite's ``BEGIN IMMEDIATE`` already serialises them.
+    """
+    with write_transaction(engine) as connection:
+        if engine.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK})
+        yield connection
+
+
+def create_tables(engine: Engine, metadata: MetaData) -> None:
+    """Create ``metadata``'s missing tables, safely when several processes start at once."""
+    with schema_transaction(engine) as connection:
+        metadata.create_all(connection)
+
+
 @contextmanager
 def database_errors(error: Callable[[str], Exception]) -> Iterator[None]:
     """Turn a database error inside the block into ``error(reason)``, where ``reason`` is
@@ -263,9 +288,9 @@ def open_state_tables(
     """
     engine = make_engine(url, what=what, synchronous="FULL")
     with database_errors(error):
-        metadata.create_all(engine)
         try:
-            with write_transaction(engine) as conn:
+            with schema_transaction(engine) as conn:
+                metadata.create_all(conn)
                 if conn.execute(select(head.c.id)).first() is None:
                     conn.execute(insert(head).values(id=1, **first_row))
         except IntegrityError:

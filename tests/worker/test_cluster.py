@@ -7,6 +7,7 @@ no value of an instance may reach the broker, the logs or a dead letter.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import time
@@ -20,7 +21,7 @@ from pydicom.uid import generate_uid
 from dicomveil.cluster.submit import Queue
 from dicomveil.index import open_index
 from dicomveil.pipeline.ingest import Origin
-from dicomveil.pipeline.quarantine import REASONS_NAME
+from dicomveil.pipeline.quarantine import REASONS_NAME, run_organisation
 from dicomveil.storage import open_store
 from tests.conftest import create_postgres_database
 from tests.worker.conftest import Cluster, PostgresServer, RedisServer
@@ -169,11 +170,14 @@ def test_an_instance_that_cannot_be_made_safe_is_dead_lettered_without_values(
     bad.parent.mkdir(parents=True)
     bad.write_bytes(b"\0" * 128 + b"DICM" + f"{CANARY} not really DICOM".encode())
     good = _instances(tmp_path / "good", 1)
-    cluster.submitter(queue).ingest([bad, *good], ORIGIN)
+    tenant = dataclasses.replace(ORIGIN, organisation="NORTH")
+    cluster.submitter(queue).ingest([bad], tenant)
+    cluster.submitter(queue).ingest(good, ORIGIN)
     cluster.start_worker("a")
     cluster.wait(lambda: _done(cluster, 1))
     (home,) = cluster.homes()
     (folder,) = (home / "quarantine").glob("deadletter-*")
+    assert run_organisation(folder) == "NORTH"  # the sender's console sees it
     reasons = json.loads((folder / REASONS_NAME).read_text())
     assert len(reasons) == 1 and reasons[0]["reason"]
     assert CANARY not in json.dumps(reasons)

@@ -30,7 +30,7 @@ from sqlalchemy import (
 )
 from sqlalchemy import Table as SqlTable
 
-from dicomveil.database import make_engine, write_transaction
+from dicomveil.database import create_tables, make_engine, write_transaction
 
 __all__ = ["DEAD", "DELIVERED", "PENDING", "Outbox", "Pending"]
 
@@ -73,7 +73,7 @@ class Outbox:
 
     def __init__(self, url: str) -> None:
         self._engine = make_engine(url, what="events outbox")
-        metadata.create_all(self._engine)
+        create_tables(self._engine, metadata)
 
     def close(self) -> None:
         """Release connections."""

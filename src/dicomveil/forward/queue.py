@@ -31,7 +31,7 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.engine import Connection, Engine, RowMapping
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from dicomveil.database import make_engine, public_url, write_transaction
+from dicomveil.database import create_tables, make_engine, public_url, write_transaction
 from dicomveil.errors import QueueError
 from dicomveil.forward import schema
 from dicomveil.forward.settings import Rank
@@ -156,7 +156,7 @@ class ForwardQueue:
         engine = make_engine(url, what="routing queue")
         queue = cls(engine, url)
         with queue._failing("create"):
-            schema.metadata.create_all(engine)
+            create_tables(engine, schema.metadata)
         return queue
 
     def close(self) -> None:

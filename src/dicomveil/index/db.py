@@ -61,6 +61,7 @@ def make_engine(url: str) -> Engine:
 
 
 write_transaction = database.write_transaction
+schema_transaction = database.schema_transaction
 
 
 @contextmanager

@@ -29,7 +29,13 @@ from dicomveil.index.base import (
     SearchResult,
     StoredInstance,
 )
-from dicomveil.index.db import make_engine, map_index_errors, public_url, write_transaction
+from dicomveil.index.db import (
+    make_engine,
+    map_index_errors,
+    public_url,
+    schema_transaction,
+    write_transaction,
+)
 from dicomveil.index.matching import QueryError
 from dicomveil.index.migrations import migrate
 from dicomveil.index.records import InstanceRecord
@@ -77,7 +83,7 @@ class SqlStudyIndex:
         self.url = public_url(url)
         self._engine: Engine = make_engine(url)
         with map_index_errors("creating the schema"):
-            with write_transaction(self._engine) as connection:
+            with schema_transaction(self._engine) as connection:
                 metadata.create_all(connection)
                 upgrade(connection)
                 version = connection.execute(

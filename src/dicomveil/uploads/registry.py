@@ -26,7 +26,7 @@ from sqlalchemy import (
     update,
 )
 
-from dicomveil.database import make_engine, write_transaction
+from dicomveil.database import create_tables, make_engine, write_transaction
 
 __all__ = ["ObjectRow", "UploadRegistry", "UploadRow"]
 
@@ -101,7 +101,7 @@ class UploadRegistry:
 
     def __init__(self, url: str) -> None:
         self._engine = make_engine(url, what="uploads database")
-        metadata.create_all(self._engine)
+        create_tables(self._engine, metadata)
 
     def close(self) -> None:
         """Release connections."""

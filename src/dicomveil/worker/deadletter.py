@@ -17,12 +17,21 @@ from dicomveil.pipeline.quarantine import quarantine_run
 __all__ = ["dead_letter"]
 
 
-def dead_letter(home: Path, original: Path | None, key: str, reason: str) -> Path:
+def dead_letter(
+    home: Path,
+    original: Path | None,
+    key: str,
+    reason: str,
+    *,
+    organisation: str | None = None,
+) -> Path:
     """Quarantine ``original`` (``None``: nothing could be read) with ``reason``; return
-    the quarantine folder. ``key`` names the incoming object (a digest, never a value)."""
+    the quarantine folder. ``key`` names the incoming object (a digest, never a value).
+    ``organisation`` (the sender's) makes the run that organisation's: its console sees it
+    and a release de-identifies it with its prefix and key."""
     tag = hashlib.sha256(key.encode()).hexdigest()[:24]
     folder = home / "quarantine" / f"deadletter-{tag}"
     source = original if original is not None else Path("/dev/null") / key  # never a file
     outcome = FileOutcome(source, "failed", reason=reason, error_kind="DeadLetter")
-    quarantine_run([outcome], folder, root=home / "quarantine")
+    quarantine_run([outcome], folder, root=home / "quarantine", organisation=organisation)
     return folder

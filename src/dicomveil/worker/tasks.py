@@ -210,7 +210,13 @@ def _ingest(
         return Verdict.GONE
     except (StorageError, OSError) as exc:
         if last_attempt:
-            dead_letter(home, None, payload.key, "the incoming object could not be read")
+            dead_letter(
+                home,
+                None,
+                payload.key,
+                "the incoming object could not be read",
+                organisation=payload.organisation,
+            )
             return Verdict.DEAD
         log.warning("the incoming store failed (%s): retrying", type(exc).__name__)
         return Verdict.RETRY
@@ -253,7 +259,7 @@ def _dead(
     reason: str,
 ) -> Verdict:
     del state
-    folder = dead_letter(home, local, payload.key, reason)
+    folder = dead_letter(home, local, payload.key, reason, organisation=payload.organisation)
     incoming.delete(payload.key)
     log.error("dead-lettered a queued instance into %s", folder.name)
     return Verdict.DEAD
