@@ -133,15 +133,17 @@ class Receivers:
     fillers: dict[str, Callable[[int, int], float]]
     homes: dict[str, Path]
     config: Path
+    pids: dict[str, int]
+    """Process ids of the dicomveil nodes (their CPU time per search is measured)."""
 
 
 BASE = "dicomveil (base)"
 
 
 @contextmanager
-def base_scp(home: Path, source: Path, config: Path) -> Iterator[int]:
+def base_scp(home: Path, source: Path, config: Path) -> Iterator[tuple[int, int]]:
     """Run ``dicomveil scp`` from the checkout ``source`` (an earlier commit) on ``home``;
-    yield its port. Compares before/after in one run, under the same load."""
+    yield its port and process id. Compares before/after in one run, under the same load."""
     from tests.support.servers import free_port, start, stop, wait_tcp
     from tests.web.gateway_server import environment
 
@@ -153,7 +155,7 @@ def base_scp(home: Path, source: Path, config: Path) -> Iterator[int]:
     proc = start([*command, "--config", str(config)], home.parent / f"base-{port}.log", env)
     try:
         wait_tcp(port, timeout=60, proc=proc)
-        yield port
+        yield port, proc.pid
     finally:
         stop(proc)
 
@@ -202,15 +204,16 @@ def receivers(work: Path, fsync: bool, baseline: Path | None) -> Iterator[Receiv
             "pynetdicom SCP": ("PYSCP", py_port),
         }
         homes = {"dicomveil": node.home}
+        pids = {"dicomveil": node.proc.pid}
         if baseline is not None:
             homes[BASE] = work / "base" / "home"
-            base_port = stack.enter_context(base_scp(homes[BASE], baseline, config))
+            base_port, pids[BASE] = stack.enter_context(base_scp(homes[BASE], baseline, config))
             peers[BASE] = ("DICOMVEIL", base_port)
         fillers: dict[str, Callable[[int, int], float]] = {
             "dicomveil": lambda count, seed: fill_dicomveil(node.home, KEY, count, seed),
             "Orthanc": lambda count, seed: fill_orthanc(url + "/dicom-web", count, seed),
         }
-        yield Receivers(peers, fillers, homes, config)
+        yield Receivers(peers, fillers, homes, config, pids)
 
 
 def _find_client(ae: str, port: int) -> Any:
@@ -239,9 +242,19 @@ def _search(assoc: Any, **keys: str) -> tuple[float, list[Any]]:
     return (time.perf_counter() - started) * 1000, answers
 
 
-def cfind(ae: str, port: int, repeat: int, broad: int) -> dict[str, tuple[float, float]]:
+def cpu_ms(pid: int | None) -> float:
+    """CPU time (user + system) the process ``pid`` used so far, in ms (0 without one)."""
+    if pid is None:
+        return 0.0
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
+
+
+def cfind(
+    ae: str, port: int, repeat: int, broad: int, pid: int | None = None
+) -> dict[str, tuple[float, float, float]]:
     """Time ``repeat`` searches of each kind (``broad`` of those answering every study);
-    give kind -> (p50 ms, p95 ms)."""
+    give kind -> (p50 ms, p95 ms, the server's CPU ms per search: ``pid``'s, else 0)."""
     assoc = _find_client(ae, port)
     try:
         _, studies = _search(assoc, PatientID="*")
@@ -257,10 +270,12 @@ def cfind(ae: str, port: int, repeat: int, broad: int) -> dict[str, tuple[float,
         results = {}
         for kind, variants in kinds.items():
             count = repeat if len(variants) > 1 else broad
+            used = cpu_ms(pid)
             times = [_search(assoc, **variants[i % len(variants)])[0] for i in range(count)]
+            used = (cpu_ms(pid) - used) / count
             times.sort()
             p95 = times[min(len(times) - 1, int(round(0.95 * (len(times) - 1))))]
-            results[kind] = (statistics.median(times), p95)
+            results[kind] = (statistics.median(times), p95, used)
         return results
     finally:
         assoc.release()
@@ -305,26 +320,34 @@ def _run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                 print(f"  {rate:.0f} instances/s")
             if not args.queries:
                 continue
-            _find_all(results, name, ae, port, args)
+            _find_all(results, name, ae, port, args, running.pids.get(name))
             if name == "dicomveil" and args.baseline is not None:
                 # the earlier commit's node on a copy of this index (not of the archive)
                 copy = work / "base-find" / "home"
                 shutil.copytree(
                     running.homes[name], copy, ignore=shutil.ignore_patterns("archive", "spool")
                 )
-                with base_scp(copy, args.baseline, running.config) as base_port:
-                    _find_all(results, BASE, ae, base_port, args)
+                with base_scp(copy, args.baseline, running.config) as (base_port, pid):
+                    _find_all(results, BASE, ae, base_port, args, pid)
     results["instances"] += len(fill) if by_store else fill_studies * PER_STUDY
     return results
 
 
 def _find_all(
-    results: dict[str, Any], name: str, ae: str, port: int, args: argparse.Namespace
+    results: dict[str, Any],
+    name: str,
+    ae: str,
+    port: int,
+    args: argparse.Namespace,
+    pid: int | None = None,
 ) -> None:
-    latencies = cfind(ae, port, args.queries, args.broad_queries)
+    latencies = cfind(ae, port, args.queries, args.broad_queries, pid)
     results["find"][name] = latencies
-    for kind, (p50, p95) in latencies.items():
-        print(f"  {name} C-FIND {kind:<22} p50 {p50:7.1f} ms  p95 {p95:7.1f} ms")
+    for kind, (p50, p95, cpu) in latencies.items():
+        print(
+            f"  {name} C-FIND {kind:<22} p50 {p50:7.1f} ms  p95 {p95:7.1f} ms"
+            + (f"  server CPU {cpu:7.1f} ms/search" if pid else "")
+        )
 
 
 def report(results: dict[str, Any], args: argparse.Namespace, command: str) -> str:
@@ -363,15 +386,16 @@ def report(results: dict[str, Any], args: argparse.Namespace, command: str) -> s
             "",
             f"| C-FIND studies at {results['instances']} instances, p50 / p95 ms | "
             + " | ".join(names)
-            + " | p95 / Orthanc's |",
-            "|---" * (len(names) + 2) + "|",
+            + " | p95 / Orthanc's | node CPU ms per search |",
+            "|---" * (len(names) + 3) + "|",
         ]
         for kind in find.get("dicomveil", {}):
             cells = [f"{find[n][kind][0]:.1f} / {find[n][kind][1]:.1f}" for n in names]
             ratios = ", ".join(
                 f"{find[n][kind][1] / find['Orthanc'][kind][1]:.2f}" for n in names[:-1]
             )
-            lines.append(f"| {kind} | " + " | ".join(cells) + f" | {ratios} |")
+            cpu = ", ".join(f"{find[n][kind][2]:.0f}" for n in names[:-1])
+            lines.append(f"| {kind} | " + " | ".join(cells) + f" | {ratios} | {cpu} |")
     fill = results["fill"]
     if fill:
         lines += [
