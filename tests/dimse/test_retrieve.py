@@ -127,7 +127,9 @@ class TestFind:
             monkeypatch.setattr(module, "pretty_dataset", lambda ds, **_: formatted.append("x"))
         for switch in ("LOG_REQUEST_IDENTIFIERS", "LOG_RESPONSE_IDENTIFIERS"):
             monkeypatch.setattr(_config, switch, True)  # pynetdicom's default; restored after
+        monkeypatch.setattr(_config, "LOG_HANDLER_LEVEL", "standard")
         quiet_pynetdicom()  # what the node does when it starts
+        assert _config.LOG_HANDLER_LEVEL == "none"  # no logging handler per message or PDU
         _, port, _ = filled
         identifier = pydicom.Dataset()
         identifier.QueryRetrieveLevel = "STUDY"
