@@ -131,10 +131,37 @@ class Receivers:
 
     peers: dict[str, tuple[str, int]]
     fillers: dict[str, Callable[[int, int], float]]
+    homes: dict[str, Path]
+    config: Path
+    pids: dict[str, int]
+    """Process ids of the dicomveil nodes (their CPU time per search is measured)."""
+
+
+BASE = "dicomveil (base)"
 
 
 @contextmanager
-def receivers(work: Path, fsync: bool) -> Iterator[Receivers]:
+def base_scp(home: Path, source: Path, config: Path) -> Iterator[tuple[int, int]]:
+    """Run ``dicomveil scp`` from the checkout ``source`` (an earlier commit) on ``home``;
+    yield its port and process id. Compares before/after in one run, under the same load."""
+    from tests.support.servers import free_port, start, stop, wait_tcp
+    from tests.web.gateway_server import environment
+
+    home.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    env = environment(home, KEY)
+    env["PYTHONPATH"] = f"{source / 'src'}{os.pathsep}{source}"
+    command = [sys.executable, "-m", "dicomveil", "scp", "--port", str(port)]
+    proc = start([*command, "--config", str(config)], home.parent / f"base-{port}.log", env)
+    try:
+        wait_tcp(port, timeout=60, proc=proc)
+        yield port, proc.pid
+    finally:
+        stop(proc)
+
+
+@contextmanager
+def receivers(work: Path, fsync: bool, baseline: Path | None) -> Iterator[Receivers]:
     """Run dicomveil scp, Orthanc and DCMTK storescp."""
     from tests.dimse.scp_server import running_scp
     from tests.support.servers import free_port, start, stop, wait_tcp
@@ -176,11 +203,17 @@ def receivers(work: Path, fsync: bool) -> Iterator[Receivers]:
             "DCMTK storescp": ("STORESCP", files_port),
             "pynetdicom SCP": ("PYSCP", py_port),
         }
+        homes = {"dicomveil": node.home}
+        pids = {"dicomveil": node.proc.pid}
+        if baseline is not None:
+            homes[BASE] = work / "base" / "home"
+            base_port, pids[BASE] = stack.enter_context(base_scp(homes[BASE], baseline, config))
+            peers[BASE] = ("DICOMVEIL", base_port)
         fillers: dict[str, Callable[[int, int], float]] = {
             "dicomveil": lambda count, seed: fill_dicomveil(node.home, KEY, count, seed),
             "Orthanc": lambda count, seed: fill_orthanc(url + "/dicom-web", count, seed),
         }
-        yield Receivers(peers, fillers)
+        yield Receivers(peers, fillers, homes, config, pids)
 
 
 def _find_client(ae: str, port: int) -> Any:
@@ -209,9 +242,19 @@ def _search(assoc: Any, **keys: str) -> tuple[float, list[Any]]:
     return (time.perf_counter() - started) * 1000, answers
 
 
-def cfind(ae: str, port: int, repeat: int, broad: int) -> dict[str, tuple[float, float]]:
+def cpu_ms(pid: int | None) -> float:
+    """CPU time (user + system) the process ``pid`` used so far, in ms (0 without one)."""
+    if pid is None:
+        return 0.0
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
+
+
+def cfind(
+    ae: str, port: int, repeat: int, broad: int, pid: int | None = None
+) -> dict[str, tuple[float, float, float]]:
     """Time ``repeat`` searches of each kind (``broad`` of those answering every study);
-    give kind -> (p50 ms, p95 ms)."""
+    give kind -> (p50 ms, p95 ms, the server's CPU ms per search: ``pid``'s, else 0)."""
     assoc = _find_client(ae, port)
     try:
         _, studies = _search(assoc, PatientID="*")
@@ -227,10 +270,12 @@ def cfind(ae: str, port: int, repeat: int, broad: int) -> dict[str, tuple[float,
         results = {}
         for kind, variants in kinds.items():
             count = repeat if len(variants) > 1 else broad
+            used = cpu_ms(pid)
             times = [_search(assoc, **variants[i % len(variants)])[0] for i in range(count)]
+            used = (cpu_ms(pid) - used) / count
             times.sort()
             p95 = times[min(len(times) - 1, int(round(0.95 * (len(times) - 1))))]
-            results[kind] = (statistics.median(times), p95)
+            results[kind] = (statistics.median(times), p95, used)
         return results
     finally:
         assoc.release()
@@ -253,7 +298,7 @@ def _run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     fill = corpus(work / "fill", extra, seed=3) if by_store else []
     results: dict[str, Any] = {"store": {}, "find": {}, "fill": {}}
     results["instances"] = len(one) + len(four)
-    with receivers(work, args.fsync) as running:
+    with receivers(work, args.fsync, args.baseline) as running:
         for name, (ae, port) in running.peers.items():
             if not args.store:
                 continue
@@ -275,12 +320,34 @@ def _run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                 print(f"  {rate:.0f} instances/s")
             if not args.queries:
                 continue
-            latencies = cfind(ae, port, args.queries, args.broad_queries)
-            results["find"][name] = latencies
-            for kind, (p50, p95) in latencies.items():
-                print(f"  {name} C-FIND {kind:<22} p50 {p50:7.1f} ms  p95 {p95:7.1f} ms")
+            _find_all(results, name, ae, port, args, running.pids.get(name))
+            if name == "dicomveil" and args.baseline is not None:
+                # the earlier commit's node on a copy of this index (not of the archive)
+                copy = work / "base-find" / "home"
+                shutil.copytree(
+                    running.homes[name], copy, ignore=shutil.ignore_patterns("archive", "spool")
+                )
+                with base_scp(copy, args.baseline, running.config) as (base_port, pid):
+                    _find_all(results, BASE, ae, base_port, args, pid)
     results["instances"] += len(fill) if by_store else fill_studies * PER_STUDY
     return results
+
+
+def _find_all(
+    results: dict[str, Any],
+    name: str,
+    ae: str,
+    port: int,
+    args: argparse.Namespace,
+    pid: int | None = None,
+) -> None:
+    latencies = cfind(ae, port, args.queries, args.broad_queries, pid)
+    results["find"][name] = latencies
+    for kind, (p50, p95, cpu) in latencies.items():
+        print(
+            f"  {name} C-FIND {kind:<22} p50 {p50:7.1f} ms  p95 {p95:7.1f} ms"
+            + (f"  server CPU {cpu:7.1f} ms/search" if pid else "")
+        )
 
 
 def report(results: dict[str, Any], args: argparse.Namespace, command: str) -> str:
@@ -306,12 +373,29 @@ def report(results: dict[str, Any], args: argparse.Namespace, command: str) -> s
             f"| C-STORE {args.store} CT instances, {label} (instances/s) | {ours[i]:.1f} | "
             f"{theirs[i]:.1f} | {limit[i]:.1f} | {bare[i]:.1f} | {ours[i] / theirs[i]:.2f} |"
         )
-    for kind in find.get("dicomveil", {}):
-        a, b = find["dicomveil"][kind][1], find["Orthanc"][kind][1]
+    if BASE in store:
+        base = store[BASE]
         lines.append(
-            f"| C-FIND studies, {kind}, p95 ms at {results['instances']} instances | "
-            f"{a:.1f} | {b:.1f} | | | {a / b:.2f} |"
+            f"| C-STORE, `dicomveil (base)` (the `--baseline` checkout), 1 / 4 associations | "
+            f"{base[0]:.1f} / {base[1]:.1f} | | | | {base[0] / theirs[0]:.2f} / "
+            f"{base[1] / theirs[1]:.2f} |"
         )
+    if find:
+        names = [n for n in ("dicomveil", BASE, "Orthanc") if n in find]
+        lines += [
+            "",
+            f"| C-FIND studies at {results['instances']} instances, p50 / p95 ms | "
+            + " | ".join(names)
+            + " | p95 / Orthanc's | node CPU ms per search |",
+            "|---" * (len(names) + 3) + "|",
+        ]
+        for kind in find.get("dicomveil", {}):
+            cells = [f"{find[n][kind][0]:.1f} / {find[n][kind][1]:.1f}" for n in names]
+            ratios = ", ".join(
+                f"{find[n][kind][1] / find['Orthanc'][kind][1]:.2f}" for n in names[:-1]
+            )
+            cpu = ", ".join(f"{find[n][kind][2]:.0f}" for n in names[:-1])
+            lines.append(f"| {kind} | " + " | ".join(cells) + f" | {ratios} | {cpu} |")
     fill = results["fill"]
     if fill:
         lines += [
@@ -356,6 +440,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--no-fsync", dest="fsync", action="store_false", help="archive_fsync = false."
+    )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        help="A checkout of an earlier commit (git worktree): its `dicomveil scp` is measured "
+        "too, as 'dicomveil (base)' (C-STORE on its own home; C-FIND on a copy of the index).",
     )
     parser.add_argument("--write-docs", action="store_true", help="Update docs/benchmarks.md.")
     args = parser.parse_args(argv)

@@ -127,7 +127,9 @@ class TestFind:
             monkeypatch.setattr(module, "pretty_dataset", lambda ds, **_: formatted.append("x"))
         for switch in ("LOG_REQUEST_IDENTIFIERS", "LOG_RESPONSE_IDENTIFIERS"):
             monkeypatch.setattr(_config, switch, True)  # pynetdicom's default; restored after
+        monkeypatch.setattr(_config, "LOG_HANDLER_LEVEL", "standard")
         quiet_pynetdicom()  # what the node does when it starts
+        assert _config.LOG_HANDLER_LEVEL == "none"  # no logging handler per message or PDU
         _, port, _ = filled
         identifier = pydicom.Dataset()
         identifier.QueryRetrieveLevel = "STUDY"
@@ -137,6 +139,54 @@ class TestFind:
         assoc.release()
         assert [status.Status for status, _ in answers] == [0xFF00, 0x0000]
         assert formatted == []
+
+    @pytest.mark.parametrize("syntax", ["1.2.840.10008.1.2", "1.2.840.10008.1.2.1"])
+    def test_fast_answers_equal_the_pydicom_answers(
+        self, filled: Any, syntax: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Over a real association, the pre-encoded answers (and fast command sets) decode to
+        the answers the node gave before them (datasets written by pydicom)."""
+        import pynetdicom.dimse_messages
+        import pynetdicom.service_class
+        from pynetdicom import AE, dsutils
+
+        from dicomveil.dimse import encoding, fastpath, handlers, query
+
+        _, port, _ = filled
+        identifier = pydicom.Dataset()
+        identifier.QueryRetrieveLevel = "SERIES"
+        for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "Modality", "SeriesNumber",
+                        "PatientName", "PatientID", "StudyDate", "SeriesDescription",
+                        "NumberOfSeriesRelatedInstances", "BodyPartExamined"):  # fmt: skip
+            setattr(identifier, keyword, "")
+        encoded: list[bool] = []
+        real_identifier = encoding.identifier
+
+        def counting(*args: Any, **kwargs: Any) -> Any:
+            made = real_identifier(*args, **kwargs)
+            encoded.append(made is not None)
+            return made
+
+        def find() -> list[tuple[int, pydicom.Dataset | None]]:
+            ae = AE(ae_title=SENDER_AE)
+            ae.add_requested_context(STUDY_FIND, [syntax])
+            assoc = ae.associate("127.0.0.1", port, ae_title=NODE_AE)
+            assert assoc.accepted_contexts[0].transfer_syntax[0] == syntax
+            found = [(st.Status, ds) for st, ds in assoc.send_c_find(identifier, STUDY_FIND)]
+            assoc.release()
+            return found
+
+        monkeypatch.setattr(query.encoding, "identifier", counting)
+        assert fastpath.installed()
+        fast = find()
+        assert encoded == [True, True]
+        for module in (pynetdicom.service_class, pynetdicom.dimse_messages):
+            monkeypatch.setattr(module, "encode", dsutils.encode)
+        monkeypatch.setattr(handlers, "_implicit", lambda event: None)
+        before = find()
+        assert encoded == [True, True]  # the second search built datasets
+        assert [status for status, _ in fast] == [0xFF00, 0xFF00, 0x0000]
+        assert fast == before
 
 
 class TestRetrieve:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import struct
+import time
 from pathlib import Path
 from typing import Any
 
@@ -131,3 +132,64 @@ def test_phi_stays_out_of_logs(runtime: Any, tmp_path: Path, caplog: Any) -> Non
     assert_no_phi(caplog.text, "the log")
     assert_no_phi("\n".join(str(e.details) for e in runtime.audit.entries()), "the audit log")
     assert "association from MODALITY" in caplog.text
+
+
+def _archive_flushes(
+    runtime: Any, monkeypatch: pytest.MonkeyPatch, *, delay: float = 0.0, error: str | None = None
+) -> list[float]:
+    """Make the archive's file flushes (not its folders') slow or failing; the list of the
+    times they returned."""
+    from dicomveil.storage import file as file_store
+
+    real = file_store._fsync_path
+    archive = str(runtime.settings.home / "archive")
+    done: list[float] = []
+
+    def flush(path: Path, *, directory: bool = False) -> str | None:
+        if directory or not str(path).startswith(archive):
+            return real(path, directory=directory)
+        time.sleep(delay)
+        outcome = error if error is not None else real(path)
+        done.append(time.perf_counter())
+        return outcome
+
+    monkeypatch.setattr(file_store, "_fsync_path", flush)
+    return done
+
+
+def test_success_is_answered_after_the_archive_flush(
+    runtime: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The archive's flush runs beside the vault and audit writes; the answer still waits
+    for it (a slow flush delays the answer, never the other way round)."""
+    files = phi_study(tmp_path, images=2)
+    flushed = _archive_flushes(runtime, monkeypatch, delay=0.4)
+    answered = []
+    with running_node(runtime, node_settings()) as node:
+        assoc = client_ae(CT_IMAGE).associate("127.0.0.1", node.address[1], ae_title=NODE_AE)
+        for path in files:
+            status = assoc.send_c_store(pydicom.dcmread(path)).Status
+            answered.append((status, time.perf_counter()))
+        assoc.release()
+    assert [status for status, _ in answered] == [0x0000, 0x0000]
+    assert len(flushed) == 2
+    for (_, at), flushed_at in zip(answered, flushed, strict=True):
+        assert at > flushed_at
+    assert runtime.index.counts().instances == 2
+
+
+def test_a_failed_archive_flush_is_a_failure(
+    runtime: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An instance whose archive file cannot be made durable is refused, not indexed, and
+    its last audit entry says failure (recorded while the flush ran, then corrected)."""
+    (path,) = phi_study(tmp_path, images=1)
+    _archive_flushes(runtime, monkeypatch, error="Input/output error")
+    with running_node(runtime, node_settings()) as node:
+        assoc = client_ae(CT_IMAGE).associate("127.0.0.1", node.address[1], ae_title=NODE_AE)
+        answer = assoc.send_c_store(pydicom.dcmread(path))
+        assoc.release()
+    assert answer.Status == 0xA700  # refused: out of resources (the archive)
+    assert runtime.index.counts().instances == 0
+    outcomes = [entry.outcome for entry in audit_entries(runtime, "deid.file")]
+    assert outcomes and outcomes[-1] == "failure"

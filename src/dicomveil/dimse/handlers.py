@@ -260,6 +260,7 @@ class Handlers:
                     ae_title=self.settings.ae_title,
                     most=self.settings.max_find_results,
                     organisation=session.organisation,
+                    implicit=_implicit(event),
                 )
             )
         except QueryError as exc:
@@ -404,3 +405,14 @@ def _client_tls(settings: DimseSettings) -> Any:
 
     assert settings.tls is not None
     return client_context(settings.tls)
+
+
+def _implicit(event: Any) -> bool | None:
+    """Whether the request's context is Implicit (``True``) or Explicit (``False``) VR Little
+    Endian; ``None`` for any other transfer syntax (answers are then plain datasets)."""
+    syntax = str(event.context.transfer_syntax)
+    if syntax == "1.2.840.10008.1.2":
+        return True
+    if syntax == "1.2.840.10008.1.2.1":
+        return False
+    return None

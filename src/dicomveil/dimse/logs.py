@@ -7,7 +7,9 @@ passes its records through :class:`ValueFree`, which drops tracebacks and the te
 records, keeping only their type. It also turns off pynetdicom's identifier dumps
 (``_config.LOG_REQUEST_IDENTIFIERS`` and ``LOG_RESPONSE_IDENTIFIERS``, its documented
 switches): they format every C-FIND/C-GET/C-MOVE identifier line by line before the logger
-drops the lines, on every request and every pending response. The node's own log
+drops the lines, on every request and every pending response; and its standard event
+handlers (``_config.LOG_HANDLER_LEVEL = "none"``, documented too), which run on every DIMSE
+message and PDU sent or received only to log them at DEBUG/INFO. The node's own log
 (``dicomveil.dimse``) names AE titles, addresses, statuses and counts, never a value from a
 dataset.
 """
@@ -42,6 +44,7 @@ def quiet_pynetdicom(level: int = logging.WARNING) -> None:
 
     _config.LOG_REQUEST_IDENTIFIERS = False
     _config.LOG_RESPONSE_IDENTIFIERS = False
+    _config.LOG_HANDLER_LEVEL = "none"  # bound by associations and servers started after
     logger = logging.getLogger("pynetdicom")
     logger.setLevel(max(level, logging.WARNING))
     if not any(isinstance(f, ValueFree) for f in logger.filters):

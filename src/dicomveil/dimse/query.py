@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Final
 
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
@@ -23,6 +24,7 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence as DicomSequence
 
+from dicomveil.dimse import encoding
 from dicomveil.index import Condition, Level, Query, QueryError, Row, StudyIndex, matchable_at
 from dicomveil.index import parse_condition as index_condition
 
@@ -141,7 +143,7 @@ def _patients(rows: Iterator[Row]) -> Iterator[dict[str, object]]:
     yield from patients.values()
 
 
-def _element_value(keyword: str, value: object) -> object:
+def _element_value(value: object) -> object:
     if value is None:
         return None
     if isinstance(value, list):
@@ -149,18 +151,46 @@ def _element_value(keyword: str, value: object) -> object:
     return str(value)
 
 
-def _answer(request: FindRequest, values: dict[str, object], ae_title: str) -> Dataset:
-    answer = Dataset()
-    answer.QueryRetrieveLevel = request.level
+@lru_cache(maxsize=512)
+def _tag_vr(keyword: str) -> tuple[int, str] | None:
+    tag = tag_for_keyword(keyword)
+    return None if tag is None else (tag, str(dictionary_VR(tag)))
+
+
+_LEVEL_TAG: Final = 0x00080052
+_RETRIEVE_AE_TAG: Final = 0x00080054
+_CHARSET_TAG: Final = 0x00080005
+
+
+def _answer_elements(
+    request: FindRequest, values: dict[str, object], ae_title: str
+) -> dict[int, tuple[int, str, object]]:
+    """The answer's elements by tag: the returned keys, the level, the retrieve AE title, and
+    ``ISO_IR 192`` when a value is not ASCII."""
+    elements: dict[int, tuple[int, str, object]] = {_LEVEL_TAG: (_LEVEL_TAG, "CS", request.level)}
     for keyword in request.returned:
-        tag = tag_for_keyword(keyword)
-        if tag is None:
+        tag_vr = _tag_vr(keyword)
+        if tag_vr is None:
             continue
-        value = _element_value(keyword, values.get(keyword))
-        answer.add_new(tag, dictionary_VR(tag), value)
-    answer.RetrieveAETitle = ae_title
+        tag, vr = tag_vr
+        elements[tag] = (tag, vr, _element_value(values.get(keyword)))
+    elements[_RETRIEVE_AE_TAG] = (_RETRIEVE_AE_TAG, "AE", ae_title)
     if any(not str(v).isascii() for v in values.values() if v is not None):
-        answer.SpecificCharacterSet = "ISO_IR 192"
+        elements[_CHARSET_TAG] = (_CHARSET_TAG, "CS", "ISO_IR 192")
+    return elements
+
+
+def _answer(
+    request: FindRequest, values: dict[str, object], ae_title: str, implicit: bool | None
+) -> Dataset:
+    elements = _answer_elements(request, values, ae_title)
+    if implicit is not None:
+        encoded = encoding.identifier(elements.values(), implicit=implicit)
+        if encoded is not None:
+            return encoded
+    answer = Dataset()
+    for tag, vr, value in elements.values():
+        answer.add_new(tag, vr, value)
     return answer
 
 
@@ -171,13 +201,20 @@ def answers(
     ae_title: str,
     most: int,
     organisation: str | None = None,
+    implicit: bool | None = None,
 ) -> Iterator[Dataset]:
     """Yield the response identifiers for ``request`` (at most ``most``), from the studies
-    of ``organisation`` only when the caller is bound to one."""
+    of ``organisation`` only when the caller is bound to one.
+
+    With ``implicit`` (the negotiated transfer syntax: Implicit or Explicit VR Little
+    Endian), flat answers come pre-encoded (:func:`dicomveil.dimse.encoding.identifier`);
+    answers with a sequence or an ambiguous VR, and all answers without ``implicit``, are
+    plain datasets.
+    """
     rows = _rows(index, request, most, organisation)
     if request.level == "PATIENT":
         for values in _patients(rows):
-            yield _answer(request, values, ae_title)
+            yield _answer(request, values, ae_title, implicit)
         return
     for row in rows:
-        yield _answer(request, dict(row.values), ae_title)
+        yield _answer(request, dict(row.values), ae_title, implicit)

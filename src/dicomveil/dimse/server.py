@@ -22,6 +22,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Final
 
+from dicomveil.dimse import fastpath
 from dicomveil.dimse.contexts import add_supported
 from dicomveil.dimse.handlers import Handlers
 from dicomveil.dimse.logs import quiet_pynetdicom
@@ -96,6 +97,7 @@ class DimseNode:
         ae.dimse_timeout = settings.dimse_timeout
         ae.network_timeout = settings.network_timeout
         add_supported(ae)
+        fastpath.install()  # pre-encoded C-FIND answers, cheap command sets (when safe)
         self.ae = ae
         self._server: Any = None
 

@@ -24,6 +24,7 @@ import threading
 import uuid
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from dicomveil.audit.entry import AuditEvent
 from dicomveil.pipeline.events import IngestListener, InstanceStored
 from dicomveil.pipeline.failures import Failure, failure_of
-from dicomveil.pipeline.ingest_work import CONFLICT_KIND, Ingested
+from dicomveil.pipeline.ingest_work import CONFLICT_KIND, Ingested, put_results
 from dicomveil.pipeline.recording import RunRecorder
 from dicomveil.pipeline.request_plan import (
     plan_uploads,
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
     from dicomveil.engine.keys import PseudonymKeys
     from dicomveil.engine.rules import CompiledPolicy
     from dicomveil.index import StudyIndex
+    from dicomveil.pipeline.files import FileOutcome
     from dicomveil.pipeline.ingest_pool import IngestPool
     from dicomveil.profile.policy import Policy
     from dicomveil.storage import BaseBlobStore
@@ -54,6 +56,9 @@ if TYPE_CHECKING:
 __all__ = ["IngestResult", "IngestService", "Origin"]
 
 log = logging.getLogger(__name__)
+
+_archivers = ThreadPoolExecutor(4, thread_name_prefix="dicomveil-archive")
+"""Where an instance's archive write and flush run while its call is recorded."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,14 +257,29 @@ class IngestService:
             origin=_audited(origin),
         )
         with recorder:
-            results = plan.results(self.pool.run(plan.work), self)
+            if archive:
+                done, to_put = self.pool.run_unstored(plan.work)
+            else:
+                done, to_put = self.pool.run(plan.work), []
+            results = plan.results(done, self)
             if archive:
                 refuse_foreign_studies(self, results, origin.organisation)
                 settle_existing(self, results)
-            for result in results:
-                recorder.add(result.outcome)
-            counts = Counter(r.outcome.status for r in results)
-            recorder.finish(dict(counts), failed=bool(counts["failed"]))
+            outcomes = [result.outcome for result in results]
+            # The archive's write and flush of an instance worked on in this thread run while
+            # the call is recorded (vault + audit): the call returns once all are durable.
+            storing = _archivers.submit(put_results, self.store, to_put) if to_put else None
+            try:
+                for outcome in outcomes:
+                    recorder.add(outcome)
+                counts = Counter(outcome.status for outcome in outcomes)
+                recorder.finish(dict(counts), failed=bool(counts["failed"]))
+            finally:
+                if storing is not None:
+                    wait([storing])
+            if storing is not None:
+                storing.result()  # an unexpected error of the archive (not a failed put)
+                _record_lost(recorder, results, outcomes)
             self._audit_conflicts(results, actor=origin.actor, run_id=run_id)
         if archive:
             stored = [r for r in results if r.record is not None and not r.unchanged]
@@ -301,6 +321,20 @@ class IngestService:
         ]
         if events:
             self.audit.append_many(events)
+
+
+def _record_lost(
+    recorder: RunRecorder, results: Sequence[Ingested], recorded: Sequence[FileOutcome]
+) -> None:
+    """Audit the instances the archive failed to store after they were recorded as
+    de-identified (their failure follows their entry in the run); they are not indexed and
+    their callers are answered with the failure."""
+    pairs = zip(results, recorded, strict=True)
+    lost = [result.outcome for result, outcome in pairs if result.outcome is not outcome]
+    if lost:
+        for outcome in lost:
+            recorder.add(outcome)
+        recorder.flush()
 
 
 def _audited(origin: Origin) -> dict[str, str]:

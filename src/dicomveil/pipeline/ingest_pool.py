@@ -40,6 +40,8 @@ from dicomveil.pipeline.ingest_work import (
     Upload,
     failed,
     ingest_chunk,
+    ingest_many,
+    mark_existing,
     store_results,
 )
 
@@ -159,6 +161,21 @@ class IngestPool:
             assert store is not None
             store_results(store, [r for r, u in zip(results, uploads, strict=True) if u.archive])
         return results
+
+    def run_unstored(self, uploads: Sequence[Upload]) -> tuple[list[Ingested], list[Ingested]]:
+        """:meth:`run`, leaving the archive write of what is worked on in this thread (one
+        small instance, or everything without worker processes) to the caller: the results,
+        and those it is to store with :func:`put_results` once it has decided on them
+        (empty: stored already). The caller can then flush the archive while it records
+        the call (:mod:`dicomveil.pipeline.ingest`)."""
+        if not self.executor.in_process and not self._runs_inline(uploads):
+            return self.run(uploads), []
+        local = self.executor.local_state()
+        results = ingest_many(uploads, local.compiled, local.keys, None, local.tenants)
+        if local.store is None:
+            return results, []
+        archived = [r for r, u in zip(results, uploads, strict=True) if u.archive]
+        return results, mark_existing(local.store, archived)
 
     def _runs_inline(self, uploads: Sequence[Upload]) -> bool:
         if not self.inline or len(uploads) != 1:

@@ -44,7 +44,9 @@ __all__ = [
     "ingest_chunk",
     "ingest_one",
     "ingest_many",
+    "mark_existing",
     "pseudonymous_uid",
+    "put_results",
     "scan_sop_instance_uid",
     "sop_instance_uid_of",
     "store_results",
@@ -335,23 +337,39 @@ def store_results(
     An instance whose key the archive holds already is not stored (``exists``) unless
     ``overwrite``: the server compares it with the archived one first.
     """
-    uploads: list[FileUpload] = []
+    put_results(store, mark_existing(store, results, overwrite=overwrite))
+
+
+def mark_existing(
+    store: BaseBlobStore, results: Sequence[Ingested], *, overwrite: bool = False
+) -> list[Ingested]:
+    """The first step of :func:`store_results`: mark the results whose key the archive
+    holds (``exists``, unless ``overwrite``); return those :func:`put_results` is to store."""
     taken: list[Ingested] = []
     for result in results:
-        outcome, staged = result.outcome, result.staged
-        if not result.ok or result.record is None or staged is None or result.unchanged:
+        if not result.ok or result.record is None or result.staged is None or result.unchanged:
             continue
-        if not overwrite and store.head(outcome.output) is not None:
+        if not overwrite and store.head(result.outcome.output) is not None:
             result.exists = True
             continue
-        assert outcome.identity is not None
+        taken.append(result)
+    return taken
+
+
+def put_results(store: BaseBlobStore, taken: Sequence[Ingested]) -> None:
+    """The second step of :func:`store_results`: store ``taken`` (durably, as the archive
+    does: one group, its flushes at once); one that cannot be stored becomes a failure."""
+    taken = [r for r in taken if r.record is not None and r.staged is not None]  # not refused
+    if not taken:
+        return
+    uploads: list[FileUpload] = []
+    for result in taken:
+        outcome, staged = result.outcome, result.staged
+        assert outcome.identity is not None and staged is not None
         pseudo = outcome.identity.pseudonymous
         labels = {"study_uid": pseudo.study_instance_uid, "patient_id": pseudo.patient_id}
         metadata = {name: value for name, value in labels.items() if value}
         uploads.append(FileUpload(outcome.output, staged, DICOM, metadata, outcome.sha256 or None))
-        taken.append(result)
-    if not uploads:
-        return
     for result, info in zip(taken, store.put_files(uploads, consume=True), strict=True):
         record, result.staged = result.record, None
         assert record is not None
