@@ -9,7 +9,7 @@ a value): every failure becomes a DIMSE status and a value-free log line naming 
 - C-ECHO: success.
 - C-STORE: the dataset (written to the private spool as received, never decoded) goes through
   :meth:`IngestService.ingest` (instances arriving on several associations at once share one
-  call: :mod:`~dicomveil.dimse.batcher`); the response is its PS3.4 status: success only
+  call: :mod:`~dicomveil.pipeline.group_commit`); the response is its PS3.4 status: success only
   once the de-identified instance is stored and its way back recorded.
 - C-FIND / C-GET / C-MOVE: on the index and the archive (pseudonymous values only); every
   retrieve is audited with the studies it read.
@@ -33,7 +33,6 @@ from pydicom.dataset import Dataset
 
 from dicomveil.dimse import query, retrieve
 from dicomveil.dimse.access import NOT_AUTHORIZED, Admission, Refusal, admit
-from dicomveil.dimse.batcher import IngestBatcher
 from dicomveil.dimse.contexts import QUERY_RETRIEVE, requested_for
 from dicomveil.dimse.session import (
     Session,
@@ -43,6 +42,7 @@ from dicomveil.dimse.session import (
 )
 from dicomveil.dimse.settings import DimseSettings, Role
 from dicomveil.index import QueryError
+from dicomveil.pipeline.group_commit import GroupCommit
 
 if TYPE_CHECKING:
     from dicomveil.runtime import Runtime
@@ -84,13 +84,12 @@ class Handlers:
         self.spool = Path(runtime.staging) / "dimse"
         self.spool.mkdir(mode=0o700, parents=True, exist_ok=True)
         submitter = runtime.submitter  # cluster mode: stored and queued, workers ingest
-        self.batcher = IngestBatcher(
-            runtime.ingest.ingest if submitter is None else submitter.ingest
-        )
+        self._ingest = runtime.ingest.ingest if submitter is None else submitter.ingest
+        self.batcher = GroupCommit()
 
     def close(self) -> None:
         """Finish the ingest calls in progress (call once no association is left)."""
-        self.batcher.stop()
+        self.batcher.close()
 
     def bindings(self) -> list[Any]:
         """The ``evt_handlers`` list for ``AE.make_server``."""
@@ -222,7 +221,7 @@ class Handlers:
                 peer=session.peer,
                 organisation=session.organisation,
             )
-            result = self.batcher.submit(path, origin)
+            result = self.batcher.ingest(self._ingest, path, origin)
         except Exception as exc:
             log.error("C-STORE from %s failed (%s)", session.calling_ae, type(exc).__name__)
             session.count("store.failed")

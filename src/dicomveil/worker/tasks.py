@@ -31,9 +31,9 @@ from typing import TYPE_CHECKING, Final
 from dicomveil.cluster.payload import TaskPayload
 from dicomveil.errors import DicomveilError, ObjectNotFound, StorageError
 from dicomveil.pipeline.failures import FailureKind
+from dicomveil.pipeline.group_commit import GroupCommit
 from dicomveil.pipeline.ingest import Origin
 from dicomveil.pipeline.recording import shutdown_recorders
-from dicomveil.worker.batching import IngestBatcher
 from dicomveil.worker.deadletter import dead_letter
 
 if TYPE_CHECKING:
@@ -87,8 +87,8 @@ class WorkerState:
     cluster: ClusterSettings
     _runtime: Runtime | None = None
     _incoming: BaseBlobStore | None = None
-    batcher: IngestBatcher = field(default_factory=IngestBatcher)
-    """Where the tasks running at once meet to share ingest calls (:mod:`.batching`)."""
+    batcher: GroupCommit = field(default_factory=GroupCommit)
+    """Where the tasks running at once meet to share ingest calls (group commit)."""
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def runtime(self) -> Runtime:

@@ -1,24 +1,23 @@
-"""Group commit: the tasks a worker runs at once share one ingest call.
+"""Group commit: instances arriving at once (tasks of a worker, C-STOREs on several
+associations) share one ingest call.
 
-One ingest call has a fixed cost that does not depend on how many instances it carries: a
-run opened and closed in the audit log (on a shared database, under the chain head's row
-lock, which every node waits for in turn), one vault transaction, one index transaction with
-its parent rows, an ``fsync`` of the archive folder, the look-ups of existing instances.
-Paid once per instance, it was most of a worker's CPU and database time (19 ms of worker CPU
-per 64x64 instance called one by one, 2 ms in calls of 10), and the audit head lock
-serialised the workers of every host.
+One ingest call has a fixed cost that hardly depends on how many instances it carries: a run
+opened and closed in the audit log (on a shared database, under the chain head's row lock,
+which every node waits for in turn), one vault transaction, one index transaction with its
+parent rows, an ``fsync`` of the archive folder, the look-ups of existing instances. Paid
+once per instance it was most of a worker's CPU and database time (19 ms of worker CPU per
+64x64 instance called one by one, 2 ms in calls of 10).
 
-:class:`IngestBatcher` lets the tasks of a ``--pool threads`` worker meet: the first task to
-arrive runs the ingest call for itself and every task that is waiting (up to ``limit``, same
-:class:`~dicomveil.pipeline.ingest.Origin` only); tasks arriving meanwhile wait and go
-together in the next call, run by the first of them. No task waits for a timer: a batch is
-whatever queued up while the previous call ran (one task alone runs alone, at once).
+:class:`GroupCommit` lets concurrent callers meet: the first to arrive runs the ingest call
+for itself and every caller waiting with the same origin (up to ``limit``); callers arriving
+meanwhile wait and go together in the next call, run by the first of them. No caller waits
+for a timer: a batch is whatever queued up while the previous call ran, and one caller alone
+runs alone, at once, in its own thread.
 
-Delivery guarantees are those of one task per call: each task still returns (and its
-message is acknowledged) only after the call that carried its instance returned; one bad
-file fails alone (its own result); an exception of the call (a database gone) is raised in
-every task of the batch, and each retries its own message (idempotent, see
-:mod:`dicomveil.worker.tasks`).
+Each caller keeps the guarantees of a call of its own: it returns only after the call that
+carried its instance returned (so a C-STORE answer or a message acknowledgement still
+follows the instance being stored and recorded), with its own result (one bad file fails
+alone); an exception of the call (a database gone) is raised in every caller of that call.
 """
 
 from __future__ import annotations
@@ -32,30 +31,31 @@ from typing import TYPE_CHECKING, Final
 if TYPE_CHECKING:
     from dicomveil.pipeline.ingest import IngestResult, Origin
 
-__all__ = ["BATCH_LIMIT", "IngestBatcher"]
+__all__ = ["BATCH_LIMIT", "GroupCommit", "IngestCall"]
 
 BATCH_LIMIT: Final = 32
 """Most instances in one ingest call (bounds the transaction and the audit run)."""
 
-IngestCall = Callable[["Sequence[Path]", "Origin"], "list[IngestResult]"]
-"""``IngestService.ingest`` (or a test's stand-in): files and their origin → results."""
+IngestCall = Callable[[Sequence[Path], "Origin"], "Sequence[IngestResult]"]
+"""``IngestService.ingest`` (or the cluster submitter's): files and their origin → results,
+one per file, in order."""
 
 
 @dataclass(eq=False)
 class _Waiting:
-    """One task's instance, waiting for a call to carry it."""
+    """One caller's instance, waiting for a call to carry it."""
 
     path: Path
     origin: Origin
     woken: threading.Event = field(default_factory=threading.Event)
     lead: bool = False
-    """Set when this task is to run the next call (the previous leader handed over)."""
+    """Set when this caller is to run the next call (the previous leader handed over)."""
     result: IngestResult | None = None
     error: BaseException | None = None
 
 
-class IngestBatcher:
-    """Runs the instances of concurrent tasks in shared ingest calls (thread-safe).
+class GroupCommit:
+    """Runs the instances of concurrent callers in shared ingest calls (thread-safe).
 
     Parameters
     ----------
@@ -67,19 +67,29 @@ class IngestBatcher:
         if limit < 1:
             raise ValueError("limit must be 1 or more")
         self.limit = limit
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
         self._waiting: list[_Waiting] = []
         self._running = False
+        self._closed = False
         self.calls = 0
         """Ingest calls made (the tests and the benchmark read it)."""
 
     def ingest(self, call: IngestCall, path: Path, origin: Origin) -> IngestResult:
         """Ingest ``path`` with ``call``, in one call with whatever else is waiting.
 
-        Returns this instance's result; raises what the call raised.
+        Returns this instance's result.
+
+        Raises
+        ------
+        Exception
+            What the call raised (for every instance of that call).
+        RuntimeError
+            :meth:`close` was called.
         """
         me = _Waiting(path, origin)
         with self._lock:
+            if self._closed:
+                raise RuntimeError("the ingest service is stopping")
             self._waiting.append(me)
             leads = not self._running
             self._running = True
@@ -90,8 +100,14 @@ class IngestBatcher:
         self._lead(call, me)
         return self._outcome(me)
 
+    def close(self) -> None:
+        """Refuse new instances and wait until the calls in progress and queued are done."""
+        with self._lock:
+            self._closed = True
+            self._lock.wait_for(lambda: not self._running)
+
     def _lead(self, call: IngestCall, me: _Waiting) -> None:
-        """Run one call for ``me`` and the tasks waiting with its origin; hand over."""
+        """Run one call for ``me`` and the callers waiting with its origin; hand over."""
         with self._lock:
             batch = [w for w in self._waiting if w.origin == me.origin][: self.limit]
             if me not in batch:  # more than `limit` of its origin queued ahead of it
@@ -101,7 +117,7 @@ class IngestBatcher:
             self.calls += 1
         try:
             results = call([w.path for w in batch], me.origin)
-        except BaseException as exc:  # every task of the batch sees the call's failure
+        except BaseException as exc:  # every caller of the batch sees the call's failure
             for waiting in batch:
                 waiting.error = exc
         else:
@@ -111,6 +127,7 @@ class IngestBatcher:
             following = self._waiting[0] if self._waiting else None
             if following is None:
                 self._running = False
+                self._lock.notify_all()
             else:
                 following.lead = True
         for waiting in batch:
