@@ -35,7 +35,7 @@ class Scripted(TextFinder):
     def __init__(self, boxes: list[Box] | None) -> None:  # no model
         self.boxes = boxes
 
-    def find(self, image: Any, wanted: Any = None, side: int = 0) -> list[Box]:
+    def find(self, image: Any, wanted: Any = None, side: int = 0, lines: bool = False) -> list[Box]:
         assert self.boxes is not None, "the OCR was run"
         return list(self.boxes)
 

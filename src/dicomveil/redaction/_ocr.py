@@ -26,7 +26,7 @@ import numpy.typing as npt
 
 from dicomveil._optional import require
 
-__all__ = ["Box", "TextFinder", "text_finder", "verdict"]
+__all__ = ["Box", "TextFinder", "is_line", "text_finder", "verdict"]
 
 UInt8Image = npt.NDArray[np.uint8]
 
@@ -51,6 +51,17 @@ UNSURE_SCORE: Final = 0.3
 """From this confidence up to MIN_SCORE a region with two or more characters is unsure."""
 UNSURE_SCORE_SINGLE: Final = 0.6
 """From this confidence up to MIN_SCORE_SINGLE a one-character region is unsure."""
+LINE_SCORE: Final = 0.6
+"""Detector score (mean text probability inside the region) from which a line-shaped region
+may be taken for text without being read (see :func:`is_line`)."""
+LINE_RATIO: Final = 2.5
+"""A line-shaped region is at least this many times as long as it is high."""
+LINE_MAX_HEIGHT: Final = 64
+"""... and at most this high (original pixels)."""
+LINE_MIN_GLYPHS: Final = 4
+"""... and its ink is at least this many separate glyphs (see :func:`is_line`)."""
+LINE_MIN_CONTRAST: Final = 32
+"""... with at least this contrast (8-bit levels); a fainter region is read."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +115,7 @@ class TextFinder:
             "EngineConfig.onnxruntime.intra_op_num_threads": threads,
             "EngineConfig.onnxruntime.inter_op_num_threads": 1,
             "Rec.rec_img_shape": [3, 48, REC_MIN_WIDTH],
+            "Rec.rec_batch_num": 1,
         }
         engine = rapidocr.RapidOCR(params=params)
         self._detector = engine._load_det_model()  # noqa: SLF001 - the stages, not the pipeline
@@ -116,13 +128,16 @@ class TextFinder:
         image: UInt8Image,
         wanted: Callable[[str], bool] | None = None,
         side: int = TARGET_SIDE,
+        lines: bool = False,
     ) -> list[Box]:
         """Return the text regions of ``image`` (2-D gray or ``(rows, columns, 3)`` RGB),
         and the unsure ones (``sure`` false). An image whose longer side is shorter than
         ``side`` is enlarged to about that (at most MAX_SCALE).
 
         With ``wanted``, a region read as text is kept only when ``wanted`` says yes to
-        its text, and an unsure one it says yes to counts as text (``sensitive`` mode)."""
+        its text, and an unsure one it says yes to counts as text (``sensitive`` mode).
+        With ``lines`` (and no ``wanted``), a region that :func:`is_line` takes for a line
+        of characters is text without being read (its ``score`` is then the detector's)."""
         rows, columns = image.shape[:2]
         scale = min(MAX_SCALE, max(1.0, side / max(rows, columns)))
         rgb = image if image.ndim == 3 else np.repeat(image[:, :, None], 3, axis=2)
@@ -132,7 +147,7 @@ class TextFinder:
         boxes: list[Box] = []
         with self._lock:  # onnxruntime sessions are thread-safe, the pre-processing is not
             for top, left, tile in _tiles(rgb):
-                boxes.extend(self._read(tile, (top, left, scale), (rows, columns), wanted))
+                boxes.extend(self._read(tile, (top, left, scale), (rows, columns), wanted, lines))
             _give_back()
         return boxes
 
@@ -142,25 +157,32 @@ class TextFinder:
         place: tuple[int, int, float],
         size: tuple[int, int],
         wanted: Callable[[str], bool] | None,
+        lines: bool,
     ) -> list[Box]:
         top, left, scale = place
         rows, columns = size
-        quads = [np.asarray(q, dtype=np.float32) for q in self._detect(tile)]
-        if not quads:
+        found = self._detect(tile)
+        if not found:
             return []
+        quads = [np.asarray(q, dtype=np.float32) for q, _ in found]
         crops = [self._crop.get_rotate_crop_image(tile, quad.copy()) for quad in quads]
-        readings = self.read(crops)
-        tall = [i for i, crop in enumerate(crops) if _was_turned(crop, quads[i])]
+        scores = [score for _, score in found]
+        plain = [lines and is_line(c, s, scale) for c, s in zip(crops, scores, strict=True)]
+        readings = [("", score) for score in scores]  # a plain line keeps the detector's score
+        unread = [i for i, skip in enumerate(plain) if not skip]
+        for i, reading in zip(unread, self.read([crops[i] for i in unread]), strict=True):
+            readings[i] = reading
+        tall = [i for i in unread if _was_turned(crops[i], quads[i])]
         if tall:  # read turned the other way too: vertical text runs either way
             again = self.read([np.rot90(crops[i], 2) for i in tall])
             for i, reading in zip(tall, again, strict=True):
                 if reading[1] > readings[i][1]:
                     readings[i] = reading
         boxes = []
-        for quad, (text, score) in zip(quads, readings, strict=True):
+        for quad, skip, (text, score) in zip(quads, plain, readings, strict=True):
             ys = (quad[:, 1] + top) / scale
             xs = (quad[:, 0] + left) / scale
-            said = verdict(text, score, float(ys.max() - ys.min()))
+            said = True if skip else verdict(text, score, float(ys.max() - ys.min()))
             if said is False:
                 continue
             if wanted is not None:
@@ -180,8 +202,9 @@ class TextFinder:
             )
         return boxes
 
-    def _detect(self, tile: UInt8Image) -> list[npt.NDArray[np.float32]]:
-        """The detector's quadrilaterals in ``tile`` (at most TILE + OVERLAP a side).
+    def _detect(self, tile: UInt8Image) -> list[tuple[npt.NDArray[np.float32], float]]:
+        """The detector's quadrilaterals in ``tile`` (at most TILE + OVERLAP a side), each
+        with its score (the mean text probability inside it).
 
         RapidOCR's own pre-processing is done here in single precision (its normalisation
         works in double precision and cost a tenth of the detector's time): the tile is
@@ -196,8 +219,8 @@ class TextFinder:
         blob -= np.float32(1)
         batch = np.ascontiguousarray(blob.transpose(2, 0, 1)[None])
         predictions = self._detector.session(batch)
-        boxes, _ = self._detector.postprocess_op(predictions, (rows, columns))
-        return list(boxes)
+        boxes, scores = self._detector.postprocess_op(predictions, (rows, columns))
+        return [(box, float(score)) for box, score in zip(boxes, scores, strict=True)]
 
     def read(self, crops: list[UInt8Image]) -> list[tuple[str, float]]:
         """The recogniser's reading of each crop (RGB, any size): ``(text, confidence)``.
@@ -208,6 +231,37 @@ class TextFinder:
         texts = result.txts or ("",) * len(crops)
         scores = result.scores or (0.0,) * len(crops)
         return [(str(t), float(s)) for t, s in zip(texts, scores, strict=True)]
+
+
+def is_line(crop: UInt8Image, score: float, scale: float) -> bool:
+    """Whether a detected region is plainly a line of characters, so that reading it (the
+    recogniser: about a third of the time) could not change the verdict. ``crop`` is the
+    region as the recogniser gets it (turned when the text runs vertically), ``score`` the
+    detector's, ``scale`` the enlargement of the image read.
+
+    All of: the detector is confident (LINE_SCORE); the region is long and low (LINE_RATIO,
+    at most LINE_MAX_HEIGHT original pixels high); its ink (what differs from the crop's
+    median by more than a third of the largest difference, bright or dark) is LINE_MIN_GLYPHS or
+    more separate glyphs, each at least a third of the region's height, all crossing one
+    common row, with next to no other ink. A needle, a catheter or an edge is one
+    glyph; speckle and texture are many small specks (and text on them is read); a faint
+    region is read too."""
+    rows, columns = crop.shape[:2]
+    if score < LINE_SCORE or columns < LINE_RATIO * rows or rows > LINE_MAX_HEIGHT * scale:
+        return False
+    gray = crop.astype(np.float32).mean(axis=2) if crop.ndim == 3 else crop.astype(np.float32)
+    away = np.abs(gray - np.median(gray))
+    peak = float(away.max())
+    if peak < LINE_MIN_CONTRAST:
+        return False
+    ink = (away > peak / 3).astype(np.uint8)
+    cv2 = require("cv2", "clean-pixel-data", "redaction", distribution="opencv-python")
+    count, _, stats, _ = cv2.connectedComponentsWithStats(ink, connectivity=8)
+    tops, heights, areas = stats[1:, 1], stats[1:, 3], stats[1:, 4]
+    glyph = heights >= rows / 3
+    if int(glyph.sum()) < LINE_MIN_GLYPHS or areas[~glyph].sum() > areas[glyph].sum() / 2:
+        return False
+    return bool((tops[glyph]).max() < (tops[glyph] + heights[glyph]).min())
 
 
 def _malloc_trim() -> Callable[[int], int] | None:

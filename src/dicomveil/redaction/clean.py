@@ -121,9 +121,10 @@ def _read(
     parts = [np.ascontiguousarray(view[top:bottom, left:right]) for view in images]
     # the full-range view is read through its local contrast (see the module's docstring);
     # a narrow declared window's view as it is (its text is faint in the full-range view)
-    found.extend(finder.find(local_contrast(parts[0]), wanted))
+    lines = wanted is None  # all-text: a plain line of characters need not be read
+    found.extend(finder.find(local_contrast(parts[0]), wanted, lines=lines))
     for part in parts[1:]:
-        found.extend(finder.find(part, wanted))
+        found.extend(finder.find(part, wanted, lines=lines))
     return [
         Box(b.top + top, b.left + left, b.bottom + top, b.right + left, b.score, b.sure)
         for b in found
