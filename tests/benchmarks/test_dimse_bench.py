@@ -31,5 +31,8 @@ def test_runs_and_reports(
     assert dimse_bench.SECTION in text
     for name in ("dicomveil", "Orthanc", "DCMTK storescp", "pynetdicom SCP", "filled beyond"):
         assert name in text
-    assert "C-FIND studies, PatientID exact, p95 ms at 80 instances" in text
+    assert "| C-FIND studies at 80 instances, p50 / p95 ms |" in text
+    for kind in ("PatientID exact", "PatientName wild card", "ModalitiesInStudy", "all studies"):
+        row = next(line for line in text.splitlines() if line.startswith(f"| {kind} |"))
+        assert len(row.split("|")) == 7  # both servers measured, ratio and node CPU given
     assert "C-STORE" in capsys.readouterr().out
