@@ -24,7 +24,7 @@ import threading
 import uuid
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import wait
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,6 +33,7 @@ from dicomveil.audit.entry import AuditEvent
 from dicomveil.pipeline.events import IngestListener, InstanceStored
 from dicomveil.pipeline.failures import Failure, failure_of
 from dicomveil.pipeline.ingest_work import CONFLICT_KIND, Ingested, put_results
+from dicomveil.pipeline.process_threads import ProcessThreads
 from dicomveil.pipeline.recording import RunRecorder
 from dicomveil.pipeline.request_plan import (
     plan_uploads,
@@ -53,12 +54,19 @@ if TYPE_CHECKING:
     from dicomveil.storage import BaseBlobStore
     from dicomveil.vault import Vault
 
-__all__ = ["IngestResult", "IngestService", "Origin"]
+__all__ = ["IngestResult", "IngestService", "Origin", "shutdown_archivers"]
 
 log = logging.getLogger(__name__)
 
-_archivers = ThreadPoolExecutor(4, thread_name_prefix="dicomveil-archive")
-"""Where an instance's archive write and flush run while its call is recorded."""
+_archivers = ProcessThreads("dicomveil-archive", 4)
+"""Where an instance's archive write and flush run while its call is recorded (one executor
+per process: safe across ``fork``)."""
+
+
+def shutdown_archivers() -> None:
+    """Stop this process's archive threads once their work is done (a later call starts new
+    ones)."""
+    _archivers.shutdown()
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,7 +276,7 @@ class IngestService:
             outcomes = [result.outcome for result in results]
             # The archive's write and flush of an instance worked on in this thread run while
             # the call is recorded (vault + audit): the call returns once all are durable.
-            storing = _archivers.submit(put_results, self.store, to_put) if to_put else None
+            storing = _archivers.get().submit(put_results, self.store, to_put) if to_put else None
             try:
                 for outcome in outcomes:
                     recorder.add(outcome)

@@ -13,24 +13,23 @@ only once both are on disk, and raises if either failed (the vault's error first
 The recording threads are started on the first write that needs them, per process: a child
 forked after a recording (a test's worker, ``multiprocessing`` with ``fork``) inherits the
 parent's executor but not its threads, so work handed to it would never run and the write
-would wait for ever. :class:`_RecordingThreads` therefore makes a new executor in each
-process (the fork hook forgets the inherited one, and the process id is checked as well),
-and :func:`shutdown_recorders` stops this process's threads.
+would wait for ever. They are therefore
+:class:`~dicomveil.pipeline.process_threads.ProcessThreads` (a new executor in each
+process), and :func:`shutdown_recorders` stops this process's threads.
 """
 
 from __future__ import annotations
 
-import os
-import threading
 import time
 from collections.abc import Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from types import TracebackType
 from typing import TYPE_CHECKING, Final
 
 from dicomveil.audit.entry import AuditEvent, Outcome
 from dicomveil.audit.events import file_outcome, run_finished, run_started
 from dicomveil.engine.identity import IdentityRecord
+from dicomveil.pipeline.process_threads import ProcessThreads
 
 if TYPE_CHECKING:  # neither the engine nor SQLAlchemy is needed to record a run
     from dicomveil.audit import AuditLog
@@ -43,39 +42,9 @@ __all__ = ["RunRecorder", "shutdown_recorders"]
 _RECORDING_THREADS: Final = 4
 
 
-class _RecordingThreads:
-    """Where vault transactions run while the audit log is written: one executor per process
-    (shared by every run of the process that made it)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._made: tuple[int, ThreadPoolExecutor] | None = None
-
-    def get(self) -> ThreadPoolExecutor:
-        """This process's executor (started on first use, again after a fork)."""
-        with self._lock:
-            if self._made is None or self._made[0] != os.getpid():
-                executor = ThreadPoolExecutor(
-                    _RECORDING_THREADS, thread_name_prefix="dicomveil-record"
-                )
-                self._made = (os.getpid(), executor)
-            return self._made[1]
-
-    def shutdown(self) -> None:
-        """Stop this process's threads once their work is done."""
-        with self._lock:
-            made, self._made = self._made, None
-        if made is not None and made[0] == os.getpid():
-            made[1].shutdown(wait=True)
-
-    def forget(self) -> None:
-        """In a forked child: drop the parent's executor (its threads did not come along)
-        and its lock (another thread may have held it at the fork)."""
-        self._lock, self._made = threading.Lock(), None
-
-
-_threads = _RecordingThreads()
-os.register_at_fork(after_in_child=_threads.forget)
+_threads = ProcessThreads("dicomveil-record", _RECORDING_THREADS)
+"""Where vault transactions run while the audit log is written (shared by every run of the
+process)."""
 
 
 def shutdown_recorders() -> None:

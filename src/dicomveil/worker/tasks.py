@@ -32,7 +32,7 @@ from dicomveil.cluster.payload import TaskPayload
 from dicomveil.errors import DicomveilError, ObjectNotFound, StorageError
 from dicomveil.pipeline.failures import FailureKind
 from dicomveil.pipeline.group_commit import GroupCommit
-from dicomveil.pipeline.ingest import Origin
+from dicomveil.pipeline.ingest import Origin, shutdown_archivers
 from dicomveil.pipeline.recording import shutdown_recorders
 from dicomveil.worker.deadletter import dead_letter
 
@@ -146,7 +146,8 @@ class WorkerState:
             incoming, self._incoming = self._incoming, None
         if incoming is not None:
             incoming.close()
-        shutdown_recorders()  # the recording threads the runtime's ingest calls started
+        shutdown_recorders()  # the recording and archive threads its ingest calls started
+        shutdown_archivers()
 
 
 def _sha256(path: Path) -> str:

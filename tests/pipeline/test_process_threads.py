@@ -1,0 +1,52 @@
+"""Thread pools that survive ``fork`` (pipeline/process_threads.py): a child forked after
+its parent used the pool gets threads of its own; with a plain executor it would wait for
+ever (the inherited executor believes it has an idle thread that did not come along)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+
+from dicomveil.pipeline import ingest, recording
+from dicomveil.pipeline.process_threads import ProcessThreads
+
+POOL = ProcessThreads("test-fork", 2)
+
+
+def _wait(pid: int, seconds: float) -> int | None:
+    """The child's exit status, or ``None`` (and the child killed) after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    return None
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX only")
+def test_a_child_forked_after_use_runs_work_in_threads_of_its_own() -> None:
+    assert POOL.get().submit(os.getpid).result(10) == os.getpid()  # parent's threads run
+    pid = os.fork()
+    if pid == 0:  # the child: leave without running the parent's cleanup
+        code = 1
+        try:
+            code = 0 if POOL.get().submit(os.getpid).result(10) == os.getpid() else 2
+        finally:
+            os._exit(code)
+    assert _wait(pid, 30) == 0, "the forked child's work never ran"
+    assert POOL.get().submit(lambda: 7).result(10) == 7  # the parent's pool still works
+    POOL.shutdown()
+    assert POOL.get().submit(lambda: 8).result(10) == 8  # a use after shutdown starts anew
+    POOL.shutdown()
+
+
+def test_the_pipelines_background_threads_are_per_process() -> None:
+    """The archive writes of an ingest call and the vault writes of a recording use them."""
+    assert isinstance(ingest._archivers, ProcessThreads)
+    assert isinstance(recording._threads, ProcessThreads)
