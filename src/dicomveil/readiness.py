@@ -11,10 +11,9 @@ answer can be served without a token (``GET /readyz``).
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Any, Final
@@ -23,14 +22,16 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from dicomveil._optional import require
+from dicomveil.threads import ProcessThreads
 
 __all__ = ["DEFAULT_TIMEOUT", "Check", "broker_check", "engine_check", "run_checks"]
 
 DEFAULT_TIMEOUT: Final = 2.0
 """Seconds a probe may take before its service counts as not ready."""
 
-_POOL_LOCK = threading.Lock()
-_POOL: list[ThreadPoolExecutor] = []
+_probes = ProcessThreads("dicomveil-ready", 8)
+"""The probes' threads (a few: a probe stuck past its timeout keeps one until it ends; per
+process, so a forked server's probes still run)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,14 +42,6 @@ class Check:
     probe: Callable[[], object]
 
 
-def _pool() -> ThreadPoolExecutor:
-    """The probes' threads (a few: a probe stuck past its timeout keeps one until it ends)."""
-    with _POOL_LOCK:
-        if not _POOL:
-            _POOL.append(ThreadPoolExecutor(max_workers=8, thread_name_prefix="dicomveil-ready"))
-        return _POOL[0]
-
-
 def run_checks(checks: Sequence[Check], timeout: float = DEFAULT_TIMEOUT) -> dict[str, bool]:
     """Run every probe at once; return ``{name: passed}`` within about ``timeout`` seconds.
 
@@ -56,7 +49,7 @@ def run_checks(checks: Sequence[Check], timeout: float = DEFAULT_TIMEOUT) -> dic
     """
     deadline = time.monotonic() + timeout
     futures: list[tuple[str, Future[object]]] = [
-        (check.name, _pool().submit(check.probe)) for check in checks
+        (check.name, _probes.get().submit(check.probe)) for check in checks
     ]
     results: dict[str, bool] = {}
     for name, future in futures:

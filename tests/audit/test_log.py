@@ -247,7 +247,7 @@ class TestHeadWrite:
 
         closed = ThreadPoolExecutor(1)
         closed.shutdown()
-        monkeypatch.setattr(audit_log, "_head_writer", lambda: closed)
+        monkeypatch.setattr(audit_log._head_writers, "get", lambda: closed)
         log.append(AuditEvent("test.at-exit", "alice"))
         assert log.verify().ok and json.loads(log.head_path.read_bytes())["seq"] == 11
 

@@ -1,4 +1,4 @@
-"""Thread pools that survive ``fork`` (pipeline/process_threads.py): a child forked after
+"""Thread pools that survive ``fork`` (dicomveil/threads.py): a child forked after
 its parent used the pool gets threads of its own; with a plain executor it would wait for
 ever (the inherited executor believes it has an idle thread that did not come along)."""
 
@@ -10,8 +10,11 @@ import time
 
 import pytest
 
+from dicomveil import readiness
+from dicomveil.audit import log as audit_log
 from dicomveil.pipeline import ingest, recording
-from dicomveil.pipeline.process_threads import ProcessThreads
+from dicomveil.storage import file as file_store
+from dicomveil.threads import ProcessThreads
 
 POOL = ProcessThreads("test-fork", 2)
 
@@ -46,7 +49,14 @@ def test_a_child_forked_after_use_runs_work_in_threads_of_its_own() -> None:
     POOL.shutdown()
 
 
-def test_the_pipelines_background_threads_are_per_process() -> None:
-    """The archive writes of an ingest call and the vault writes of a recording use them."""
-    assert isinstance(ingest._archivers, ProcessThreads)
-    assert isinstance(recording._threads, ProcessThreads)
+def test_every_background_pool_is_per_process() -> None:
+    """The archive writes of an ingest call, the vault writes of a recording, the audit
+    log's head writers, the file store's flushers and the readiness probes use them."""
+    for pool in (
+        ingest._archivers,
+        recording._threads,
+        audit_log._head_writers,
+        file_store._flushers,
+        readiness._probes,
+    ):
+        assert isinstance(pool, ProcessThreads)

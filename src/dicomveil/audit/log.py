@@ -56,7 +56,7 @@ import hmac
 import json
 import os
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
@@ -79,6 +79,7 @@ from dicomveil.errors import AuditError
 from dicomveil.home import shared_database_url, state_home
 from dicomveil.keystore import key_id, load_key
 from dicomveil.ports import Clock
+from dicomveil.threads import ProcessThreads
 
 __all__ = ["AuditLog"]
 
@@ -86,25 +87,16 @@ LOG_FILE = "audit.jsonl"
 HEAD_FILE = "audit.head"
 CHECKPOINT_FILE = "audit.checkpoint"
 _BAD_HEAD = (-1, "")
-_head_writers: dict[int, ThreadPoolExecutor] = {}
-
-
-def _head_writer() -> ThreadPoolExecutor:
-    """The threads writing and flushing new head files while appending threads flush the
-    log: one pool per process (a pool inherited through ``fork`` has no threads left)."""
-    pid = os.getpid()
-    pool = _head_writers.get(pid)
-    if pool is None:
-        _head_writers.clear()
-        pool = _head_writers[pid] = ThreadPoolExecutor(2, thread_name_prefix="dicomveil-audit")
-    return pool
+_head_writers = ProcessThreads("dicomveil-audit", 2)
+"""The threads writing and flushing new head files while appending threads flush the log
+(one pool per process: a pool inherited through ``fork`` has no threads left)."""
 
 
 def _stage_beside(path: Path, data: bytes) -> Future[Path] | None:
     """Start :func:`stage_file` on a head-writer thread; ``None`` once the interpreter is
     shutting down (no new threads then: the caller stages the head itself, after the log)."""
     try:
-        return _head_writer().submit(stage_file, path, data)
+        return _head_writers.get().submit(stage_file, path, data)
     except RuntimeError:
         return None
 

@@ -33,7 +33,6 @@ from dicomveil.audit.entry import AuditEvent
 from dicomveil.pipeline.events import IngestListener, InstanceStored
 from dicomveil.pipeline.failures import Failure, failure_of
 from dicomveil.pipeline.ingest_work import CONFLICT_KIND, Ingested, put_results
-from dicomveil.pipeline.process_threads import ProcessThreads
 from dicomveil.pipeline.recording import RunRecorder
 from dicomveil.pipeline.request_plan import (
     plan_uploads,
@@ -42,6 +41,7 @@ from dicomveil.pipeline.request_plan import (
 )
 from dicomveil.pipeline.statuses import is_ok, status_of
 from dicomveil.pipeline.tenancy import TenantEngines, engine_for
+from dicomveil.threads import ProcessThreads
 
 if TYPE_CHECKING:
     from dicomveil.audit import AuditLog

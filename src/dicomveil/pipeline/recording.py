@@ -14,7 +14,7 @@ The recording threads are started on the first write that needs them, per proces
 forked after a recording (a test's worker, ``multiprocessing`` with ``fork``) inherits the
 parent's executor but not its threads, so work handed to it would never run and the write
 would wait for ever. They are therefore
-:class:`~dicomveil.pipeline.process_threads.ProcessThreads` (a new executor in each
+:class:`~dicomveil.threads.ProcessThreads` (a new executor in each
 process), and :func:`shutdown_recorders` stops this process's threads.
 """
 
@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Final
 from dicomveil.audit.entry import AuditEvent, Outcome
 from dicomveil.audit.events import file_outcome, run_finished, run_started
 from dicomveil.engine.identity import IdentityRecord
-from dicomveil.pipeline.process_threads import ProcessThreads
+from dicomveil.threads import ProcessThreads
 
 if TYPE_CHECKING:  # neither the engine nor SQLAlchemy is needed to record a run
     from dicomveil.audit import AuditLog

@@ -32,7 +32,6 @@ import shutil
 import tempfile
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, suppress
 from dataclasses import replace
 from pathlib import Path
@@ -52,6 +51,7 @@ from dicomveil.storage._base import BaseBlobStore, translating
 from dicomveil.storage._keys import RESERVED_PREFIX, is_valid_key
 from dicomveil.storage._values import MiB, Payload, info_from_metadata
 from dicomveil.storage.url import parse_store_url
+from dicomveil.threads import ProcessThreads
 
 __all__ = ["META_DIR", "FileBlobStore", "map_os_errors"]
 
@@ -415,9 +415,8 @@ def _could_match(folder: str, prefix: str) -> bool:
 _FLUSHERS = 16
 """Threads flushing one group's files at once: the file system commits concurrent flushes
 together (one journal commit for many files rather than one each)."""
-_flushers: dict[int, ThreadPoolExecutor] = {}
-"""The flushing threads, by process id (a forked child cannot use its parent's threads)."""
-_flushers_lock = threading.Lock()
+_flushers = ProcessThreads("dicomveil-fsync", _FLUSHERS)
+"""The flushing threads (per process: a forked child cannot use its parent's threads)."""
 
 
 def _fsync_path(path: Path, *, directory: bool = False) -> str | None:
@@ -448,9 +447,4 @@ def _flush_all(groups: list[list[Path]], *, directories: bool = False) -> list[s
     """Flush every group of paths, the groups concurrently; per group, why it failed."""
     if len(groups) <= 1:
         return [_flush_group(group, directories) for group in groups]
-    with _flushers_lock:
-        pool = _flushers.get(os.getpid())
-        if pool is None:
-            pool = ThreadPoolExecutor(_FLUSHERS, thread_name_prefix="dicomveil-fsync")
-            _flushers[os.getpid()] = pool
-    return list(pool.map(_flush_group, groups, [directories] * len(groups)))
+    return list(_flushers.get().map(_flush_group, groups, [directories] * len(groups)))
