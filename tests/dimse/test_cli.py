@@ -27,7 +27,7 @@ from tests.dimse.support import (
     dcmtk,
     phi_study,
 )
-from tests.events.conftest import Receiver, serve
+from tests.events.conftest import Receiver, running_receiver
 from tests.support.servers import free_port
 from tests.web.gateway_server import running_gateway
 
@@ -158,12 +158,8 @@ def _events_config(folder: Path, hook: str, extra: str = "") -> Path:
 @pytest.fixture
 def webhooks() -> Iterator[Receiver]:
     """A webhook receiver on loopback (what the node's `[events]` deliver to)."""
-    state = Receiver()
-    server = serve(state)
-    try:
+    with running_receiver() as state:
         yield state
-    finally:
-        server.shutdown()
 
 
 def _stored_events(webhooks: Receiver, count: int) -> list[bytes]:

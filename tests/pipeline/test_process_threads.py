@@ -5,8 +5,6 @@ ever (the inherited executor believes it has an idle thread that did not come al
 from __future__ import annotations
 
 import os
-import signal
-import time
 
 import pytest
 
@@ -15,21 +13,9 @@ from dicomveil.audit import log as audit_log
 from dicomveil.pipeline import ingest, recording
 from dicomveil.storage import file as file_store
 from dicomveil.threads import ProcessThreads
+from tests.support.processes import wait_child
 
 POOL = ProcessThreads("test-fork", 2)
-
-
-def _wait(pid: int, seconds: float) -> int | None:
-    """The child's exit status, or ``None`` (and the child killed) after ``seconds``."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return os.waitstatus_to_exitcode(status)
-        time.sleep(0.05)
-    os.kill(pid, signal.SIGKILL)
-    os.waitpid(pid, 0)
-    return None
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX only")
@@ -42,7 +28,7 @@ def test_a_child_forked_after_use_runs_work_in_threads_of_its_own() -> None:
             code = 0 if POOL.get().submit(os.getpid).result(10) == os.getpid() else 2
         finally:
             os._exit(code)
-    assert _wait(pid, 30) == 0, "the forked child's work never ran"
+    assert wait_child(pid, 30) == 0, "the forked child's work never ran"
     assert POOL.get().submit(lambda: 7).result(10) == 7  # the parent's pool still works
     POOL.shutdown()
     assert POOL.get().submit(lambda: 8).result(10) == 8  # a use after shutdown starts anew

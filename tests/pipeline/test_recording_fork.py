@@ -9,8 +9,6 @@ and waited for ever (it hung a test run). The child now starts its own threads.
 from __future__ import annotations
 
 import os
-import signal
-import time
 from pathlib import Path
 
 import pytest
@@ -23,6 +21,7 @@ from dicomveil.pipeline.files import deidentify_file
 from dicomveil.pipeline.recording import RunRecorder, shutdown_recorders
 from dicomveil.profile.policy import Policy
 from dicomveil.vault import open_vault
+from tests.support.processes import wait_child
 
 KEYS = PseudonymKeys(b"fork-test-key-0123456789abcdef0123")
 
@@ -48,19 +47,6 @@ def _record(home: Path, name: str) -> int:
     return recorder.recorded
 
 
-def _wait(pid: int, seconds: float) -> int | None:
-    """The child's exit status, or ``None`` (and the child killed) after ``seconds``."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return os.waitstatus_to_exitcode(status)
-        time.sleep(0.05)
-    os.kill(pid, signal.SIGKILL)
-    os.waitpid(pid, 0)
-    return None
-
-
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX only")
 def test_a_child_forked_after_a_recording_records_again_without_hanging(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -75,7 +61,7 @@ def test_a_child_forked_after_a_recording_records_again_without_hanging(
             shutdown_recorders()
         finally:
             os._exit(code)
-    assert _wait(pid, 30) == 0, "the forked child hung (or failed) recording"
+    assert wait_child(pid, 30) == 0, "the forked child hung (or failed) recording"
     assert _record(tmp_path, "parent-again") == 1  # the parent's own threads still work
     shutdown_recorders()
     assert _record(tmp_path, "after-shutdown") == 1  # new threads on the next write
