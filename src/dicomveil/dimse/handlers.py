@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from pydicom.dataset import Dataset
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from dicomveil.dimse import query, retrieve
 from dicomveil.dimse.access import NOT_AUTHORIZED, Admission, Refusal, admit
@@ -410,8 +411,8 @@ def _implicit(event: Any) -> bool | None:
     """Whether the request's context is Implicit (``True``) or Explicit (``False``) VR Little
     Endian; ``None`` for any other transfer syntax (answers are then plain datasets)."""
     syntax = str(event.context.transfer_syntax)
-    if syntax == "1.2.840.10008.1.2":
+    if syntax == ImplicitVRLittleEndian:
         return True
-    if syntax == "1.2.840.10008.1.2.1":
+    if syntax == ExplicitVRLittleEndian:
         return False
     return None
