@@ -209,3 +209,35 @@ def test_a_vault_failure_fails_the_call_and_indexes_nothing(
     assert runtime.index.counts().instances == 0  # nothing of the call is visible
     runs = [e for e in runtime.audit.entries() if e.event == "deid.run.end"]
     assert runs and runs[-1].outcome == "failure"
+
+
+def test_an_archive_fault_fails_each_instance_and_is_audited_without_values(
+    runtime: Runtime,
+    files: list[Path],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An unexpected error of the archive (not one failed put: the whole group raises) fails
+    every instance of the call with a storage status: each is audited as a failure after its
+    de-identified entry, nothing is indexed, and the error's text (which may quote a value)
+    reaches neither the results, the audit log nor the log."""
+    from dicomveil.audit.events import DEID_FILE
+    from dicomveil.pipeline.statuses import OUT_OF_RESOURCES
+
+    def broken(*_args: Any, **_kwargs: Any) -> Any:
+        raise RuntimeError(f"archive exploded on {PHI}")
+
+    monkeypatch.setattr(runtime.ingest.store, "put_files", broken)
+    # One instance at a time: a small one is worked on (and archived) in the calling thread.
+    results = [r for path in files[:2] for r in runtime.ingest.ingest([path], ORIGIN)]
+    assert [r.ok for r in results] == [False, False]
+    assert {r.status for r in results} == {OUT_OF_RESOURCES}
+    assert all(PHI not in repr(r) for r in results)
+    assert runtime.index.counts().instances == 0
+    entries = list(runtime.audit.entries())
+    per_file = [e for e in entries if e.event == DEID_FILE]
+    # Each instance: recorded de-identified, then its archive failure.
+    assert [e.outcome for e in per_file] == ["success", "failure"] * 2
+    assert {e.details.get("error") for e in per_file[1::2]} == {"StorageError"}
+    assert PHI not in repr(entries) and PHI not in caplog.text
+    assert "RuntimeError" in caplog.text

@@ -286,7 +286,7 @@ class IngestService:
                 if storing is not None:
                     wait([storing])
             if storing is not None:
-                storing.result()  # an unexpected error of the archive (not a failed put)
+                storing.result()  # a fault of the archive fails its instances, not this
                 _record_lost(recorder, results, outcomes)
             self._audit_conflicts(results, actor=origin.actor, run_id=run_id)
         if archive:

@@ -13,6 +13,7 @@ storage backends), so that the workers forked from it start in milliseconds.
 
 from __future__ import annotations
 
+import logging
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from dicomveil.pipeline.executor import WorkerState
 from dicomveil.pipeline.failures import Failure, FailureKind
 from dicomveil.pipeline.files import FileOutcome, deidentify_file
 from dicomveil.pipeline.tenancy import TenantEngines, engine_for
+from dicomveil.ports import BlobInfo
 from dicomveil.profile.options import Option
 from dicomveil.storage import BaseBlobStore, FileUpload
 
@@ -60,6 +62,7 @@ CONFLICT_KIND: Final = FailureKind.CONFLICT
 pseudonymous SOP Instance UID (or another part of the request does)."""
 HEAD_BYTES: Final = 64 * 1024
 """Bytes of an upload read to find its UIDs without parsing it (they come early)."""
+_log = logging.getLogger(__name__)
 _LAST_HEAD_TAG: Final = 0x0020000D  # StudyInstanceUID: the last UID looked for
 _SOP_INSTANCE_UID: Final = 0x00080018
 _LONG_VRS: Final = frozenset(
@@ -370,7 +373,14 @@ def put_results(store: BaseBlobStore, taken: Sequence[Ingested]) -> None:
         labels = {"study_uid": pseudo.study_instance_uid, "patient_id": pseudo.patient_id}
         metadata = {name: value for name, value in labels.items() if value}
         uploads.append(FileUpload(outcome.output, staged, DICOM, metadata, outcome.sha256 or None))
-    for result, info in zip(taken, store.put_files(uploads, consume=True), strict=True):
+    try:
+        infos: Sequence[BlobInfo | BaseException] = store.put_files(uploads, consume=True)
+    except Exception as exc:  # noqa: BLE001 - an archive fault fails the group, never the call
+        # Its text may quote a value (a key, a path): only its type is logged.
+        _log.error("the archive failed to store %d instances (%s)", len(taken), type(exc).__name__)
+        lost = StorageError("the archive did not store the instance")
+        infos = [lost] * len(taken)
+    for result, info in zip(taken, infos, strict=True):
         record, result.staged = result.record, None
         assert record is not None
         if isinstance(info, BaseException):
