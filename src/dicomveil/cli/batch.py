@@ -19,6 +19,7 @@ from dicomveil.cli.common import (
     show,
     state_folder,
 )
+from dicomveil.cli.organisations import CONFIG_OPTION, declared_organisation, organisation_of
 from dicomveil.cli.runs import build_policy, open_records
 from dicomveil.errors import ConfigError
 from dicomveil.keystore import key_id
@@ -32,7 +33,6 @@ from dicomveil.pipeline.batch_state import (
 )
 from dicomveil.pipeline.batch_upload import RetryPolicy
 from dicomveil.pipeline.destination import local_root, open_destination
-from dicomveil.tenants import TenantKey
 
 __all__ = ["batch_app", "register"]
 
@@ -119,13 +119,6 @@ _RETRIES = typer.Option(
 )
 _TIMEOUT = typer.Option(60.0, "--timeout", min=0.1, help="Seconds per network request.")
 _JSON = typer.Option(False, "--json", help="Print the result as JSON on stdout.")
-_CONFIG = typer.Option(
-    None,
-    "--config",
-    exists=True,
-    dir_okay=False,
-    help="Settings TOML whose \\[organisations] table declares the --org organisations.",
-)
 
 
 @batch_app.command("start", help="Create a batch from SOURCE and run it (same as `batch SOURCE`).")
@@ -143,7 +136,7 @@ def start(
         "--config declares (\\[organisations.CODE]) brings its pseudonym prefix and its own key; "
         "a code no configuration declares is only the prefix (with a warning).",
     ),
-    config: Path | None = _CONFIG,
+    config: Path | None = CONFIG_OPTION,
     option: list[str] = typer.Option(
         [], "--option", "-o", help="A PS3.15 option, repeatable (see `dicomveil deid --help`)."
     ),
@@ -159,10 +152,9 @@ def start(
     if not source.exists():
         fail(f"{source}: no such file or folder")
     key = get_key("pseudonym", key_file)
-    tenant = _tenant(organization, config) if organization is not None else None
-    prefix = tenant[1].prefix if tenant is not None else organization
-    policy = build_policy(option, policy_file, prefix)
-    secret = tenant[1].secret if tenant is not None and tenant[1].secret else key.secret
+    org = organisation_of(organization, config) if organization is not None else None
+    policy = build_policy(option, policy_file, org.prefix if org is not None else None)
+    secret = org.secret(key.secret) if org is not None else key.secret
     home = state_folder()
     try:
         level = Priority.parse(priority)
@@ -180,7 +172,7 @@ def start(
             on_skip=lambda s: err_console.print(
                 f"[yellow]not read:[/] {show(s.path)}: {show(s.reason)}"
             ),
-            tenant=tenant[0] if tenant is not None else None,
+            tenant=org.code if org is not None else None,
         )
     except ConfigError as exc:
         fail(str(exc))
@@ -193,40 +185,12 @@ def start(
     _report(result, as_json)
 
 
-def _tenant(code: str, config: Path | None) -> tuple[str, TenantKey] | None:
-    """The organisation ``--org CODE`` names: ``(CODE, its prefix and own key)`` when the
-    settings (``--config``) declare it; ``None`` when they declare no organisation at all
-    (``CODE`` is then only the pseudonym prefix, as before tenants: a one-line warning).
-
-    Exits 2 when the settings declare organisations but not ``CODE`` (a mistyped code
-    would otherwise de-identify under the server's key), or a key cannot be read.
-    """
-    from dicomveil.tenants import load_tenant_keys, organisations_from_file
-
-    try:
-        declared = organisations_from_file(config)
-        if code in declared:
-            return code, load_tenant_keys({code: declared[code]})[code]
-    except ConfigError as exc:
-        fail(str(exc))
-    if declared:
-        fail(
-            f"--org {code}: not an organisation of {config} "
-            f"(it declares {', '.join(sorted(declared))})"
-        )
-    err_console.print(
-        f"[yellow]warning:[/] --org {show(code)} is no declared organisation (--config "
-        "\\[organisations]): it is only the pseudonym prefix, under the server's key"
-    )
-    return None
-
-
 def _resume_secret(info: BatchInfo, key: bytes, config: Path | None) -> bytes:
     """The pseudonym secret batch ``info`` resumes with: its organisation's own key when it
     was made for one that has it (``--config`` must declare it), else ``key``."""
     if info.tenant is None:
         return key
-    found = _tenant(info.tenant, config) if config is not None else None
+    found = declared_organisation(info.tenant, config) if config is not None else None
     if found is None:
         fail(
             f"batch {info.batch_id} is organisation {info.tenant}'s: resume it with the "
@@ -245,7 +209,7 @@ def resume(
     retries: int = _RETRIES,
     timeout: float = _TIMEOUT,
     as_json: bool = _JSON,
-    config: Path | None = _CONFIG,
+    config: Path | None = CONFIG_OPTION,
 ) -> None:
     home = state_folder()
     try:

@@ -23,6 +23,7 @@ from dicomveil.cli.common import (
     show,
     state_folder,
 )
+from dicomveil.cli.organisations import CONFIG_OPTION, organisation_of
 from dicomveil.cli.runs import build_policy, check_folder, inside, open_recorder
 from dicomveil.pipeline.quarantine import DEFAULT_LIMITS, QuarantineLimits, sweep_quarantine
 from dicomveil.pipeline.run import RunSummary, default_workers, run_deidentification
@@ -146,8 +147,14 @@ def deid(
         "Quarantined runs older than this are removed when a run starts (0 = keep).",
     ),
     organization: str | None = typer.Option(
-        None, "--org", help="Prefix of patient pseudonyms, e.g. an organisation code."
+        None,
+        "--org",
+        metavar="CODE",
+        help="Organisation: an organisation --config declares (\\[organisations.CODE]) brings "
+        "its pseudonym prefix and its own key, and its quarantined inputs are its own; a code "
+        "no configuration declares is only the patient pseudonym prefix (with a warning).",
     ),
+    config: Path | None = CONFIG_OPTION,
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
     fsync: bool = typer.Option(False, "--fsync", help="fsync every output file (slower)."),
     no_vault: bool = typer.Option(
@@ -184,13 +191,16 @@ def deid(
         check_folder(dest, "DEST")
     else:
         check_folder(dest, "DEST", create=False)
-    policy = build_policy(option, policy_file, organization)
+    org = organisation_of(organization, config) if organization is not None else None
+    policy = build_policy(option, policy_file, org.prefix if org is not None else None)
     if dry_run:
         from dicomveil.cli.deid_dry import dry_run_key
 
         key = dry_run_key(key_file, home)
     else:
         key = get_key("pseudonym", key_file)
+    if org is not None:
+        key = org.key(key)
     if quarantine is None and retention_days > 0 and not dry_run:
         swept = sweep_quarantine(root, retention_days)
         if swept:
@@ -204,6 +214,7 @@ def deid(
 
         run_dry(inputs, policy, key, workers or default_workers(), as_json=as_json)
     run = _Run(inputs, policy, key.id, verbose, use_vault=not no_vault)
+    run.organisation = org.code if org is not None else None
     summary = run.process(dest, key.secret, workers or default_workers(), fsync)
     outcome = run.quarantine(summary, quarantine or root / summary.run_id, limits, root)
     info = summary_dict(summary, policy, key.id, run.seconds)
@@ -249,6 +260,8 @@ class _Run:
         self.verbose, self.use_vault = verbose, use_vault
         self.flagged: list[FileOutcome] = []
         self.seconds = 0.0
+        self.organisation: str | None = None
+        """The declared organisation the run is for (its start entry, its quarantine)."""
 
     def process(self, dest: Path, secret: bytes, workers: int, fsync: bool) -> RunSummary:
         """De-identify every input into ``dest``, recording and showing each outcome."""
@@ -262,7 +275,12 @@ class _Run:
         def open_records() -> None:  # runs while the workers start (nothing is processed yet)
             nonlocal recorder
             recorder = open_recorder(
-                run_id, self.policy, self.key_id, len(paths), use_vault=self.use_vault
+                run_id,
+                self.policy,
+                self.key_id,
+                len(paths),
+                use_vault=self.use_vault,
+                organisation=self.organisation,
             )
             shown.enter_context(progress)  # its refresh thread starts after the workers fork
 
@@ -335,6 +353,7 @@ class _Run:
                 limits=limits,
                 root=root if folder.parent == root else folder,
                 not_read=not_read,
+                organisation=self.organisation,
             )
         except OSError as exc:
             done["error"] = f"the quarantine could not be written ({exc.strerror})"

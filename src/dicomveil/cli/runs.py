@@ -111,7 +111,13 @@ def open_records(*, use_vault: bool = True) -> tuple[Vault | None, AuditLog]:
 
 
 def open_recorder(
-    run_id: str, policy: Policy, key_id: str, files: int, *, use_vault: bool = True
+    run_id: str,
+    policy: Policy,
+    key_id: str,
+    files: int,
+    *,
+    use_vault: bool = True,
+    organisation: str | None = None,
 ) -> RunRecorder:
     """Open the vault and the audit log of the state folder and return a run's recorder.
 
@@ -129,4 +135,5 @@ def open_recorder(
         policy=policy,
         pseudonym_key_id=key_id,
         files=files,
+        organisation=organisation,
     )

@@ -1,9 +1,10 @@
-"""``dicomveil batch --org CODE`` (issue #14): an organisation the settings declare
-(``--config``, ``[organisations.CODE]``) brings its prefix *and its own key*, so the batch's
-patient pseudonym is the one the gateway gives that organisation's uploads, not the server
-key's; a code the settings do not declare is refused (exit 2, no traceback) when they
-declare organisations, and is a prefix only, with a warning, when they declare none. A batch
-made for an organisation resumes with its key only."""
+"""``dicomveil batch|deid --org CODE`` (issue #14): an organisation the settings declare
+(``--config``, ``[organisations.CODE]``) brings its prefix *and its own key*, so the patient
+pseudonym is the one the gateway gives that organisation's uploads, not the server key's; a
+code the settings do not declare is refused (exit 2, no traceback) when they declare
+organisations, and is a prefix only, with a warning, when they declare none. A batch made for
+an organisation resumes with its key only; a ``deid`` run's audit entry and quarantined inputs
+are its organisation's."""
 
 from __future__ import annotations
 
@@ -129,3 +130,57 @@ def test_a_batch_of_an_organisation_resumes_with_its_key(
     assert main([*argv, "--config", str(setup.config)]) == 0
     (pseudonym,) = _batch_pseudonyms(setup.tmp / "d")
     assert pseudonym == _gateway_pseudonym(setup, "NORTH")
+
+
+def _deid(setup: Setup, dest: Path, *more: str) -> list[str]:
+    return ["deid", str(setup.originals), str(dest), "--key-file", str(setup.key_file), *more]
+
+
+def test_deid_org_with_its_own_key_records_and_quarantines_for_it(
+    setup: Setup, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``deid --org NORTH --config F``: NORTH's pseudonyms (the gateway's), its run's audit
+    start entry names NORTH, and its failed inputs are NORTH's quarantined run (so only
+    NORTH's console sessions see them, and a release uses NORTH's key)."""
+    import json
+
+    from dicomveil.audit.log import AuditLog
+    from dicomveil.cli.runs import open_records
+
+    expected = _gateway_pseudonym(setup, "NORTH")
+    good = sorted(setup.originals.rglob("*.dcm"))[0]
+    (setup.originals / "cut.dcm").write_bytes(good.read_bytes()[:300])  # fails: quarantined
+    dest = setup.tmp / "out"
+    argv = _deid(setup, dest, "-j", "1", "--org", "NORTH", "--config", str(setup.config))
+    assert main(argv) == 1  # one input failed
+    assert "warning" not in capsys.readouterr().err
+    assert _batch_pseudonyms(dest) == {expected}
+
+    assert main(["quarantine", "list", "--json"]) == 0
+    (run,) = json.loads(capsys.readouterr().out)
+    assert run["organisation"] == "NORTH"
+    _, audit = open_records(use_vault=False)
+    assert isinstance(audit, AuditLog)
+    starts = [e for e in audit.entries() if e.event == "deid.run.start"]
+    assert starts[-1].details["organisation"] == "NORTH"
+    assert (
+        starts[-1].details["pseudonym_key_id"]
+        == load_key("pseudonym", key_file=setup.tmp / "north.key").id
+    )
+
+
+def test_deid_org_refuses_an_undeclared_code_and_warns_without_settings(
+    setup: Setup, capsys: pytest.CaptureFixture[str]
+) -> None:
+    refused = setup.tmp / "refused"
+    argv = _deid(setup, refused, "-j", "1", "--org", "WEST", "--config", str(setup.config))
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "WEST" in err and "Traceback" not in err
+    assert not any(refused.rglob("*.dcm"))
+
+    prefix_only = setup.tmp / "prefix-only"
+    assert main(_deid(setup, prefix_only, "-j", "1", "--org", "NRT")) == 0
+    assert "only the pseudonym prefix" in capsys.readouterr().err
+    (pseudonym,) = _batch_pseudonyms(prefix_only)
+    assert pseudonym.startswith("NRT-") and pseudonym != _gateway_pseudonym(setup, "NORTH")
