@@ -27,7 +27,7 @@ from dicomveil.uploads.registry import UploadRegistry
 from dicomveil.uploads.service import object_key
 from dicomveil.uploads.settings import UploadSettings
 from tests.support.cloud import AWS_OPTIONS
-from tests.worker.conftest import RedisServer
+from tests.worker.conftest import Cluster, RedisServer
 
 pytestmark = pytest.mark.cloud
 PHI = b"Smith^Johanna-PHI-0451"
@@ -196,3 +196,57 @@ def test_the_worker_option_needs_the_shared_uploads_database(tmp_path: Path) -> 
     )
     assert answer.returncode != 0
     assert b"uploads database the gateways use" in answer.stderr + answer.stdout
+
+
+@pytest.mark.slow
+def test_a_worker_ingests_uploads_its_notifications_name(
+    cluster: Cluster,
+    bucket_events: tuple[str, str, Any, Any],
+    aws_env: str,
+    tmp_path: Path,
+) -> None:
+    """``dicomveil worker --upload-events``: objects PUT to an upload are de-identified and
+    indexed without a ``complete`` call; the upload ends ``done``."""
+    from dicomveil.demo import write_demo_study
+    from dicomveil.index import open_index
+
+    bucket, queue_url, s3, sqs = bucket_events
+    uploads_url = f"sqlite:///{tmp_path / 'shared-uploads.sqlite'}"  # the gateways' too
+    with cluster.config.open("a", encoding="utf-8") as config:
+        config.write(f'\n[uploads]\ndatabase_url = "{uploads_url}"\n')
+    cluster.env.update(
+        DICOMVEIL_INCOMING_URL=f"s3://{bucket}/in",
+        AWS_ENDPOINT_URL=aws_env,
+        AWS_ACCESS_KEY_ID=AWS_OPTIONS["aws_access_key_id"],
+        AWS_SECRET_ACCESS_KEY=AWS_OPTIONS["aws_secret_access_key"],
+        AWS_DEFAULT_REGION=AWS_OPTIONS["region_name"],
+    )
+    files = write_demo_study(tmp_path / "originals", patients=1, images_per_series=2)
+    registry = UploadRegistry(uploads_url)
+    try:
+        upload = uuid.uuid4().hex
+        names = [f"{n:05d}.dcm" for n in range(1, len(files) + 1)]
+        registry.create(upload, "token:up", "ROUTINE", names, 3600, None)
+        cluster.start_worker("w1", "--upload-events", queue_url, "--queues", "stat,routine")
+        for name, path in zip(names, files, strict=True):
+            key = "in/" + object_key(upload, name)
+            s3.put_object(Bucket=bucket, Key=key, Body=path.read_bytes())
+
+        def indexed() -> int:
+            index = open_index(cluster.env["DICOMVEIL_INDEX_URL"])
+            try:
+                return index.counts().instances
+            finally:
+                index.close()
+
+        cluster.wait(lambda: indexed() == len(files), timeout=90)
+        row = registry.get(upload)
+        assert row is not None and row.state == "done"
+        assert {o.state for o in row.objects} == {reg.QUEUED}
+        cluster.wait(lambda: _left(sqs, queue_url) == 0, timeout=30)
+        incoming = s3.list_objects_v2(Bucket=bucket, Prefix="in/").get("KeyCount", 0)
+        assert incoming == 0  # the workers deleted every original
+        for path in files:  # nothing of the originals' names in the log
+            assert path.stem.encode() not in cluster.logs()
+    finally:
+        registry.close()
