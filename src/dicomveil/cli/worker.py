@@ -31,6 +31,9 @@ A worker that serves large and other queues (the default) runs the large queue i
 process of its own (--large-concurrency tasks at once), so a 2 GB instance never takes a
 slot a STAT study needs; or give large instances their own hosts (--queues large).
 
+Direct uploads can be handed on without their complete call: --upload-events reads the
+incoming bucket's S3 event notifications from an SQS queue (docs/uploads.md).
+
 Examples:
 
   dicomveil worker --queue redis://127.0.0.1:6379/0
