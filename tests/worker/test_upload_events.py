@@ -27,7 +27,7 @@ from dicomveil.uploads.registry import UploadRegistry
 from dicomveil.uploads.service import object_key
 from dicomveil.uploads.settings import UploadSettings
 from tests.support.cloud import AWS_OPTIONS
-from tests.worker.conftest import Cluster, RedisServer
+from tests.worker.conftest import Cluster, RedisServer, aws_environment
 
 pytestmark = pytest.mark.cloud
 PHI = b"Smith^Johanna-PHI-0451"
@@ -36,11 +36,8 @@ PHI = b"Smith^Johanna-PHI-0451"
 @pytest.fixture
 def aws_env(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
     """The S3 store and boto3's SQS client of the code under test find moto."""
-    names = ("aws_access_key_id", "aws_secret_access_key")
-    for name in names:
-        monkeypatch.setenv(name.upper(), AWS_OPTIONS[name])
-    monkeypatch.setenv("AWS_DEFAULT_REGION", AWS_OPTIONS["region_name"])
-    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)
+    for name, value in aws_environment(s3_endpoint).items():
+        monkeypatch.setenv(name, value)
     return s3_endpoint
 
 
@@ -214,13 +211,7 @@ def test_a_worker_ingests_uploads_its_notifications_name(
     uploads_url = f"sqlite:///{tmp_path / 'shared-uploads.sqlite'}"  # the gateways' too
     with cluster.config.open("a", encoding="utf-8") as config:
         config.write(f'\n[uploads]\ndatabase_url = "{uploads_url}"\n')
-    cluster.env.update(
-        DICOMVEIL_INCOMING_URL=f"s3://{bucket}/in",
-        AWS_ENDPOINT_URL=aws_env,
-        AWS_ACCESS_KEY_ID=AWS_OPTIONS["aws_access_key_id"],
-        AWS_SECRET_ACCESS_KEY=AWS_OPTIONS["aws_secret_access_key"],
-        AWS_DEFAULT_REGION=AWS_OPTIONS["region_name"],
-    )
+    cluster.env.update(aws_environment(aws_env), DICOMVEIL_INCOMING_URL=f"s3://{bucket}/in")
     files = write_demo_study(tmp_path / "originals", patients=1, images_per_series=2)
     registry = UploadRegistry(uploads_url)
     try:
