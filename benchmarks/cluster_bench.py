@@ -50,10 +50,13 @@ LARGE_SECTION = "## Cluster mode: a large instance in flight (issue 15)"
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 KEY = "benchmark-pseudonym-key-0123456789abcdef"
 THREADS = 8
+"""Tasks at once per worker process (``--concurrency``; threads sharing one runtime)."""
 INCOMING = {"s3": "moto S3 server (incoming store)", "folder": "incoming store in a folder"}
 STALL_SECONDS = 120.0
 """A drain with no instance indexed for this long failed (the logs stay for a look)."""
-"""Tasks at once per worker process (``--concurrency``; threads sharing one runtime)."""
+CODE = REPO
+"""The tree whose ``src`` the workers run (``--code``: compare another checkout's workers
+on the same harness)."""
 
 
 def _as_postgres(cmd: list[str]) -> list[str]:
@@ -132,7 +135,7 @@ def _env(
         "DICOMVEIL_STORAGE_URL": f"file://{root / f'archive-{tag}'}",
         "DICOMVEIL_KEY": KEY,
         "DICOMVEIL_VAULT_KEY": KEY + "-vault",
-        "PYTHONPATH": f"{REPO / 'src'}{os.pathsep}{REPO}",
+        "PYTHONPATH": f"{CODE / 'src'}{os.pathsep}{REPO}",
     }
     if services.s3_endpoint is not None:
         from benchmarks.batch_bench import BUCKET, CREDENTIALS
@@ -517,7 +520,17 @@ def main() -> None:
     parser.add_argument("--large-mb", type=int, default=2048)
     parser.add_argument("--stat-rounds", type=int, default=3)
     parser.add_argument("--stat-images", type=int, default=20)
+    parser.add_argument(
+        "--code", type=Path, default=REPO,
+        help="checkout whose src/ the workers run (compare old and new code on one harness)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--drains-only", action="store_true",
+        help="only the 1- and 2-worker drains (no queue overhead, no gateway ingest call)",
+    )  # fmt: skip
     args = parser.parse_args()
+    global CODE  # noqa: PLW0603 - one setting for the whole run
+    CODE = args.code.resolve()
     if args.e2e:
         end_to_end(args)
         return
@@ -537,11 +550,14 @@ def scaling(args: argparse.Namespace) -> None:
     try:
         services.start(object_store=args.incoming == "s3")
         per_series = max(1, args.images // 4)
-        files = write_demo_study(root / "corpus", patients=2, images_per_series=per_series)
-        files = files[: args.images]
+        files = write_demo_study(
+            root / "corpus", patients=2, images_per_series=per_series, rows=args.matrix,
+            columns=args.matrix,
+        )[: args.images]  # fmt: skip
         drains = [drain(services, root, files, workers) for workers in (1, 2)]
-        send_ms, accept_ms = queue_overhead(services, root, files)
-        single, cluster = ingest_calls(services, root, files)
+        if not args.drains_only:
+            send_ms, accept_ms = queue_overhead(services, root, files)
+            single, cluster = ingest_calls(services, root, files)
     finally:
         services.stop()
     one, two = drains
@@ -563,14 +579,18 @@ def scaling(args: argparse.Namespace) -> None:
         f"{one.ideal(cores):.1f} | {two.ideal(cores):.1f} | |",
         f"| ideal 2 workers / 1 worker on this machine | | "
         f"{two.ideal(cores) / one.ideal(cores):.2f}x | |",
-        f"| queue send, CPU ms/instance | {send_ms:.2f} | | ≤ 2 ms |",
-        f"| cluster accept (hash + store + send), CPU ms/instance | {accept_ms:.2f} | | |",
-        f"| gateway ingest call, single-process / cluster mode, instances/s | {single:.1f} "
-        f"| {cluster:.1f} | |",
-        f"| cluster / single-process | | {cluster / single:.2f}x | ≥ 0.70x |",
     ]
+    if not args.drains_only:
+        rows += [
+            f"| queue send, CPU ms/instance | {send_ms:.2f} | | ≤ 2 ms |",
+            f"| cluster accept (hash + store + send), CPU ms/instance | {accept_ms:.2f} | | |",
+            f"| gateway ingest call, single-process / cluster mode, instances/s | {single:.1f} "
+            f"| {cluster:.1f} | |",
+            f"| cluster / single-process | | {cluster / single:.2f}x | ≥ 0.70x |",
+        ]
     intro = (
-        f"Corpus: {len(files)} CT images, 64x64 16-bit (`write_demo_study`), queued before "
+        f"Corpus: {len(files)} CT images, {args.matrix}x{args.matrix} 16-bit "
+        "(`write_demo_study`), queued before "
         "the workers start (the gateway does not compete). Redis (AOF everysec), "
         "PostgreSQL 15 (every shared table: index, vault, audit chain; "
         f"`DICOMVEIL_DATABASE_URL`), {INCOMING[args.incoming]}, file archive, all on "
@@ -587,7 +607,8 @@ def scaling(args: argparse.Namespace) -> None:
         write_docs=args.write_docs,
         command=(
             ".venv/bin/python benchmarks/cluster_bench.py --images "
-            f"{args.images} --incoming {args.incoming}"
+            f"{args.images} --incoming {args.incoming} --matrix {args.matrix}"
+            + (" --drains-only" if args.drains_only else "")
         ),
         machine=_machine(load),
     )

@@ -14,7 +14,7 @@ import requests
 
 from dicomveil.pipeline.ingest import IngestResult, Origin
 from dicomveil.storage import BaseBlobStore, open_store
-from dicomveil.uploads.registry import EXPIRED
+from dicomveil.uploads.registry import EXPIRED, QUEUED
 from dicomveil.uploads.service import UploadConflict, UploadService, object_key
 from dicomveil.uploads.settings import UploadSettings
 from tests.support.cloud import AWS_OPTIONS, BUCKET
@@ -96,3 +96,21 @@ def test_the_service_sweeps_when_it_starts(incoming: BaseBlobStore, tmp_path: Pa
         assert _keys(incoming, upload_id) == []
     finally:
         second.close()
+
+
+def test_objects_a_notification_queued_stay_when_their_upload_expires(
+    incoming: BaseBlobStore, tmp_path: Path
+) -> None:
+    """An upload partly handed on by bucket notifications (docs/uploads.md) stays open; when
+    it expires, only its pending objects go: a worker still needs the queued ones."""
+    service = _service(incoming, tmp_path, expires_seconds=60, stale_after_seconds=60)
+    try:
+        upload_id = _upload(service)
+        service.registry.set_object(upload_id, "00001.dcm", QUEUED, size=len(PLANTED))
+        assert service.expire_stale(now=time.time() + 121) == 1
+        assert _keys(incoming, upload_id) == [object_key(upload_id, "00001.dcm")]
+        row = service.registry.get(upload_id)
+        assert row is not None
+        assert [item.state for item in row.objects] == [QUEUED, EXPIRED]
+    finally:
+        service.close()

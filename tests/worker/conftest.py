@@ -34,6 +34,18 @@ VISIBILITY_TIMEOUT = 3
 """Seconds before a vanished worker's message is handed out again (tests only: short)."""
 
 
+def aws_environment(endpoint: str) -> dict[str, str]:
+    """The environment that points boto3 (S3, SQS) of a node at the moto server."""
+    from tests.support.cloud import AWS_OPTIONS
+
+    return {
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": AWS_OPTIONS["aws_access_key_id"],
+        "AWS_SECRET_ACCESS_KEY": AWS_OPTIONS["aws_secret_access_key"],
+        "AWS_DEFAULT_REGION": AWS_OPTIONS["region_name"],
+    }
+
+
 @dataclass
 class RedisServer:
     """A redis-server that can be stopped and started again on the same port and data."""

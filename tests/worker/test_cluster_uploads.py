@@ -22,8 +22,8 @@ from dicomveil.events import SIGNATURE_HEADER, verify
 from dicomveil.tokens import token_store
 from dicomveil.web import Settings, create_app
 from tests.events.conftest import Receiver, serve
-from tests.support.cloud import AWS_OPTIONS, BUCKET
-from tests.worker.conftest import Cluster
+from tests.support.cloud import BUCKET
+from tests.worker.conftest import Cluster, aws_environment
 
 pytestmark = pytest.mark.anyio
 SECRET = "cluster-events-secret-0123"
@@ -39,13 +39,8 @@ def anyio_backend() -> str:
 async def test_upload_complete_enqueues_and_a_worker_ingests(
     cluster: Cluster, s3_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    cluster.env.update(
-        DICOMVEIL_INCOMING_URL=f"s3://{BUCKET}/cl-{uuid.uuid4().hex[:10]}",
-        AWS_ENDPOINT_URL=s3_endpoint,
-        AWS_ACCESS_KEY_ID=AWS_OPTIONS["aws_access_key_id"],
-        AWS_SECRET_ACCESS_KEY=AWS_OPTIONS["aws_secret_access_key"],
-        AWS_DEFAULT_REGION=AWS_OPTIONS["region_name"],
-    )
+    cluster.env.update(aws_environment(s3_endpoint))
+    cluster.env["DICOMVEIL_INCOMING_URL"] = f"s3://{BUCKET}/cl-{uuid.uuid4().hex[:10]}"
     receiver = Receiver()
     server = serve(receiver)
     with cluster.config.open("a", encoding="utf-8") as config:

@@ -31,6 +31,9 @@ A worker that serves large and other queues (the default) runs the large queue i
 process of its own (--large-concurrency tasks at once), so a 2 GB instance never takes a
 slot a STAT study needs; or give large instances their own hosts (--queues large).
 
+Direct uploads can be handed on without their complete call: --upload-events reads the
+incoming bucket's S3 event notifications from an SQS queue (docs/uploads.md).
+
 Examples:
 
   dicomveil worker --queue redis://127.0.0.1:6379/0
@@ -84,6 +87,15 @@ def worker(
         "their own, this many at once, so none takes a slot a STAT study needs (0: one pool "
         "for all queues).",
     ),
+    upload_events: str | None = typer.Option(
+        None,
+        "--upload-events",
+        envvar="DICOMVEIL_UPLOAD_EVENTS_QUEUE",
+        show_envvar=True,
+        help="SQS queue URL of the incoming bucket's s3:ObjectCreated notifications: hand "
+        "direct uploads on as their objects arrive, without the complete call "
+        "(docs/uploads.md).",
+    ),
     with_parent: int | None = typer.Option(None, "--with-parent", hidden=True),
 ) -> None:
     """Run a queue worker: de-identify the instances cluster mode queued."""
@@ -114,14 +126,21 @@ def worker(
         die_with_parent(with_parent)
     level = logging.INFO if verbose else logging.WARNING
     logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    close_watcher = None
+    if upload_events and with_parent is None:  # the parent reads them, not its large child
+        from dicomveil.uploads.notifications import open_watcher
+
+        close_watcher = open_watcher(
+            upload_events, config=config, home=home, shared=core.database_url, cluster=cluster
+        )[1]
     served, own_large = split_large(served, large_concurrency)
     large = None
-    if own_large:
-        large = start_large_worker(
-            queue_url=cluster.queue_url, home=home, concurrency=large_concurrency,
-            config=config, incoming=incoming, verbose=verbose,
-        )  # fmt: skip
     try:
+        if own_large:
+            large = start_large_worker(
+                queue_url=cluster.queue_url, home=home, concurrency=large_concurrency,
+                config=config, incoming=incoming, verbose=verbose,
+            )  # fmt: skip
         run_worker(
             WorkerState(core, cluster),
             queues=served,
@@ -133,6 +152,8 @@ def worker(
     finally:
         if large is not None:
             stop_large_worker(large)
+        if close_watcher is not None:
+            close_watcher()
 
 
 def register(app: typer.Typer) -> None:

@@ -215,9 +215,16 @@ class UploadService:
         for upload_id in self.registry.stale(cutoff):
             if not self.registry.start_expiring(upload_id):
                 continue  # completed meanwhile
+            row = self.registry.get(upload_id)
+            handed_on = {  # queued by a bucket notification: a worker still needs it
+                object_key(upload_id, item.name)
+                for item in (row.objects if row is not None else ())
+                if item.state == reg.QUEUED
+            }
             try:
                 for info in list(self.incoming.list(object_key(upload_id, ""))):
-                    self.incoming.delete(info.key)
+                    if info.key not in handed_on:
+                        self.incoming.delete(info.key)
             except DicomveilError as exc:
                 log.warning("upload %s: objects not deleted (%s)", upload_id, type(exc).__name__)
                 continue
