@@ -21,6 +21,11 @@ One command:
    frames (in-process, model already loaded);
 6. prints a table; ``--write-docs`` replaces the "Burned-in text (issue 13)" section of
    ``docs/benchmarks.md``.
+
+``--in-process`` cleans the corpus in this process instead of running ``deid`` (for
+comparing variants of the cleaner: no de-identification, vault, audit or process start in
+the time; the peak RSS also holds the corpus); ``--det-model PATH`` then reads with another
+PP-OCR DB text detector (an ONNX file) instead of the one RapidOCR ships.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import shutil
 import subprocess
 import sys
@@ -134,6 +140,44 @@ def run_dicomveil(corpus: Corpus, out: Path, home: Path) -> dict[str, Any]:
     return {**_run(command, env), "outputs": _outputs(out.rglob("*.dcm"))}
 
 
+def run_in_process(corpus: Corpus, det_model: Path | None = None) -> dict[str, Any]:
+    """Clean every image of ``corpus`` with ``clean_instance`` in this process, the model
+    loaded first: CPU seconds of reading and cleaning only, this process's peak RSS,
+    images refused (``exit`` 1 when any was)."""
+    from dicomveil.dicomio import read_instance
+    from dicomveil.errors import UnsupportedInputError
+    from dicomveil.redaction import TextFinder, clean_instance
+
+    finder = TextFinder(det_model=det_model)
+    finder.find(np.zeros((64, 64), np.uint8))  # onnxruntime's first run sets itself up
+    outputs: dict[int, Any] = {}
+    refused = 0
+    seconds = cpu = 0.0
+    for path in sorted(corpus.folder.glob("*.dcm")):
+        start, start_cpu = time.perf_counter(), time.process_time()
+        instance = read_instance(path)
+        try:
+            result = clean_instance(instance, finder)
+        except UnsupportedInputError:
+            refused += 1
+            continue
+        finally:
+            seconds += time.perf_counter() - start
+            cpu += time.process_time() - start_cpu
+        index = int(instance.dataset.InstanceNumber) - 1
+        # an image without text keeps its pixel data byte for byte (read it from the file)
+        cleaned = result.instance.dataset if result.regions else pydicom.dcmread(path)
+        outputs[index] = cleaned.pixel_array
+    return {
+        "seconds": seconds,
+        "cpu_seconds": cpu,
+        "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "exit": 1 if refused else 0,
+        "refused": refused,
+        "outputs": outputs,
+    }
+
+
 PRESIDIO_SCRIPT = """
 import sys, pathlib, pydicom
 from presidio_analyzer import AnalyzerEngine
@@ -208,13 +252,13 @@ def score(corpus: Corpus, outputs: dict[int, Any]) -> dict[str, Any]:
     }
 
 
-def cine_ratio(folder: Path) -> dict[str, float]:
+def cine_ratio(folder: Path, det_model: Path | None = None) -> dict[str, float]:
     """CPU seconds to clean a 30-frame loop (static overlay, per-frame clock) and one of its
     frames (in this process, model loaded; CPU time, as the machine may be shared)."""
     from dicomveil.dicomio import read_instance
-    from dicomveil.redaction import clean_instance, text_finder
+    from dicomveil.redaction import TextFinder, clean_instance, text_finder
 
-    text_finder()
+    finder = text_finder() if det_model is None else TextFinder(det_model=det_model)
     folder.mkdir(parents=True, exist_ok=True)
     times = {}
     for frames in (1, 30):
@@ -223,7 +267,7 @@ def cine_ratio(folder: Path) -> dict[str, float]:
         path = folder / f"cine{frames}.dcm"
         to_dataset(sample).save_as(path, enforce_file_format=True)
         start = time.process_time()
-        clean_instance(read_instance(path))
+        clean_instance(read_instance(path), finder)
         times[frames] = time.process_time() - start
     return {"one_frame_s": times[1], "cine30_s": times[30], "ratio": times[30] / times[1]}
 
@@ -235,14 +279,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--presidio", action="store_true", help="also run Presidio")
     parser.add_argument("--write-docs", action="store_true")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--in-process", action="store_true", help="clean in this process instead of deid"
+    )
+    parser.add_argument(
+        "--det-model", type=Path, help="with --in-process: another DB text detector (ONNX)"
+    )
     args = parser.parse_args(argv)
+    if args.det_model is not None and not args.in_process:
+        parser.error("--det-model needs --in-process")
     WORK.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=WORK) as tmp:
         root = Path(tmp)
         corpus = build(root / "corpus", args.images, args.seed)
         megapixels = sum(s.pixels[0].shape[0] * s.pixels[0].shape[1] for s in corpus.samples) / 1e6
         results: dict[str, dict[str, Any]] = {}
-        runs = {"dicomveil": run_dicomveil(corpus, root / "dicomveil", root / "home")}
+        runs = (
+            {"dicomveil-in-process": run_in_process(corpus, args.det_model)}
+            if args.in_process
+            else {"dicomveil": run_dicomveil(corpus, root / "dicomveil", root / "home")}
+        )
         if args.presidio:
             presidio = run_presidio(corpus, root / "presidio")
             if presidio is not None:
@@ -256,8 +312,9 @@ def main(argv: list[str] | None = None) -> int:
                 "cpu_s_per_megapixel": run["cpu_seconds"] / megapixels,
                 "rss_mb": run["rss_mb"],
                 "exit": run["exit"],
+                **({"refused": run["refused"]} if "refused" in run else {}),
             }
-        cine = cine_ratio(root / "cine")
+        cine = cine_ratio(root / "cine", args.det_model)
     if args.json:
         print(json.dumps({"results": results, "cine": cine}, indent=2))
     table = _table(results, cine, len(corpus.samples))

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
+import pytest
 from benchmarks.pixel_corpus import make_sample, removed
 
 from benchmarks import pixel_bench
+from tests.support.cloud import require_module
 
 
 def test_scoring_tells_filled_from_untouched(tmp_path: Path) -> None:
@@ -38,3 +41,23 @@ def test_only_the_value_is_phi() -> None:
         assert not removed(box, sample.mask, sample.pixels[0], frame) or not np.any(
             sample.mask[box.top : box.bottom, box.left : box.right]
         )
+
+
+def test_in_process_run_with_the_shipped_detector_named(tmp_path: Path) -> None:
+    """``--in-process --det-model`` (how detector variants are compared, docs/benchmarks.md):
+    the shipped detector named by its path removes every box of a small corpus."""
+    require_module("rapidocr", "dicomveil[redaction]")
+    shipped = Path(str(resources.files("rapidocr") / "models" / "PP-OCRv6_det_small.onnx"))
+    corpus = pixel_bench.build(tmp_path / "corpus", 2)
+    run = pixel_bench.run_in_process(corpus, shipped)
+    assert run["refused"] == 0 and run["exit"] == 0 and run["cpu_seconds"] > 0
+    score = pixel_bench.score(corpus, run["outputs"])
+    assert score["boxes"] >= 6 and score["removed_pct"] == 100.0 and score["missing"] == 0
+
+
+def test_a_missing_detector_model_is_an_error(tmp_path: Path) -> None:
+    require_module("rapidocr", "dicomveil[redaction]")
+    from dicomveil.redaction import TextFinder
+
+    with pytest.raises(FileNotFoundError):
+        TextFinder(det_model=tmp_path / "absent.onnx")

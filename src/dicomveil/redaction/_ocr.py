@@ -19,6 +19,7 @@ import ctypes
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
@@ -103,7 +104,11 @@ def verdict(text: str, score: float, height: float) -> bool | None:
 class TextFinder:
     """The detector and recogniser of one process (use :func:`text_finder`)."""
 
-    def __init__(self, threads: int = 1) -> None:
+    def __init__(self, threads: int = 1, det_model: Path | None = None) -> None:
+        """``det_model``: another ONNX text detector instead of the one RapidOCR ships, for
+        measurements (``benchmarks/pixel_bench.py --det-model``). It must be a PP-OCR DB
+        network (3-channel input in [-1, 1], one probability map out), as RapidOCR's
+        post-processing reads its output; none but the shipped one is used by default."""
         rapidocr = require("rapidocr", "clean-pixel-data", "redaction")
         self._crop = require("rapidocr.utils.process_img", "clean-pixel-data", "redaction")
         self._cv2 = require("cv2", "clean-pixel-data", "redaction", distribution="opencv-python")
@@ -117,6 +122,8 @@ class TextFinder:
             "Rec.rec_img_shape": [3, 48, REC_MIN_WIDTH],
             "Rec.rec_batch_num": 1,
         }
+        if det_model is not None:
+            params["Det.model_path"] = str(det_model)
         engine = rapidocr.RapidOCR(params=params)
         self._detector = engine._load_det_model()  # noqa: SLF001 - the stages, not the pipeline
         self._recogniser = engine._load_rec_model()  # noqa: SLF001
