@@ -491,7 +491,8 @@ class ForwardQueue:
             return
         j = schema.jobs
         with self._failing("record sent instances"), write_transaction(self._engine) as conn:
-            added = conn.execute(_insert_ignore(conn, s).values(rows)).rowcount
+            insert = _insert_ignore(conn, s).values(rows).returning(s.c.sop_instance_uid)
+            added = len(conn.execute(insert).all())  # (rowcount: -1 on some drivers)
             if added > 0:
                 conn.execute(j.update().where(j.c.id == job_id).values(sent=j.c.sent + added))
 
