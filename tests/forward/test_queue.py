@@ -405,3 +405,35 @@ def test_concurrent_first_arrivals_of_a_study_are_all_recorded(
     assert sorted((due.study_uid, due.instances) for due in queue.open_rounds()) == [
         ("7.1", 16), ("7.2", 16), ("7.3", 16)
     ]  # fmt: skip
+
+
+def test_a_queue_written_before_on_arrival_forwards_is_upgraded(
+    settings: RoutingSettings,
+) -> None:
+    """Opening a queue whose ``forward_jobs`` lacks ``complete`` and ``parked`` (and the new
+    indexes) adds them; the jobs there were all created at completion."""
+    from sqlalchemy import create_engine, inspect
+
+    clock = Clock()
+    old = ForwardQueue.open(settings.queue_url)
+    complete_studies(CompletionTracker(old, settings, clock), clock, ("6.1",), 2, 11)
+    old.close()
+    engine = create_engine(settings.queue_url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP INDEX forward_jobs_round")
+        conn.exec_driver_sql("DROP INDEX forward_sent_job")
+        conn.exec_driver_sql("ALTER TABLE forward_jobs DROP COLUMN complete")
+        conn.exec_driver_sql("ALTER TABLE forward_jobs DROP COLUMN parked")
+    upgraded = ForwardQueue.open(settings.queue_url)
+    try:
+        jobs = upgraded.jobs()
+        assert len(jobs) == 2 and all(job.complete and not job.parked for job in jobs)
+        assert upgraded.claim("w", clock(), 60) is not None
+    finally:
+        upgraded.close()
+    columns = {c["name"] for c in inspect(engine).get_columns("forward_jobs")}
+    indexes = {i["name"] for i in inspect(engine).get_indexes("forward_jobs")}
+    indexes |= {i["name"] for i in inspect(engine).get_indexes("forward_sent")}
+    engine.dispose()
+    assert {"complete", "parked"} <= columns
+    assert {"forward_jobs_round", "forward_sent_job"} <= indexes
