@@ -252,8 +252,9 @@ class ForwardWorker:
             progress = self._queue.progress(job.id, self.owner)
             if not progress.held:
                 return "lost", covered
-            if progress.total != seen or not stream.busy():
-                if stream.busy():  # let more arrive: one read of the pending list per step
+            busy = stream.busy()  # before the read: if idle, every answer is recorded in it
+            if progress.total != seen or not busy:
+                if busy:  # let more arrive: one read of the pending list per step
                     time.sleep(max(0.0, looked + _STEP - time.monotonic()))
                 looked = time.monotonic()
                 pending, everything = self._queue.pending(job, scope)
@@ -264,9 +265,13 @@ class ForwardWorker:
                     stream.submit(fresh)
                     quiet_since = time.monotonic()
                     continue
-                if not stream.busy():
+                if not busy:
                     if pending:  # every one submitted and answered, not all stored
-                        raise stream.rejected() or ForwardFailed("instances not acknowledged")
+                        raise (
+                            stream.fatal()
+                            or stream.rejected()
+                            or ForwardFailed("instances not acknowledged")
+                        )
                     if progress.complete:
                         return "done", covered
                     if time.monotonic() - quiet_since >= self.linger:
