@@ -135,7 +135,8 @@ class CStoreStream:
             return self._in_flight > 0 and self._fatal is None
 
     def fatal(self) -> ForwardFailed | None:
-        """No association (refused, rejected), or one lost more than twice in a row."""
+        """No association (refused, rejected), one lost more than twice in a row, or an
+        instance the archive could not give."""
         with self._lock:
             return self._fatal
 
@@ -157,9 +158,9 @@ class CStoreStream:
             lane.join()
         self._lanes = []
 
-    def _done(self, count: int = 1) -> None:
+    def _done(self) -> None:
         with self._lock:
-            self._in_flight -= count
+            self._in_flight -= 1
             idle = self._in_flight == 0
         if idle:
             self._changed()
