@@ -1,8 +1,9 @@
 """A routing process for the kill -9 test: ``python -m tests.forward.forward_proc ...``.
 
-Arguments: HOME TOML FILES PAUSE_AT PAUSE_FILE. With a FILES list (JSON list of original
-paths) the files are ingested first through the runtime's ingest service, one per call, with
-routing subscribed (as ``dicomveil scp`` would). The archive is read
+Arguments: HOME TOML FILES PAUSE_AT PAUSE_FILE. Routing starts, then, with a FILES list
+(JSON list of original paths), the files are ingested through the runtime's ingest service,
+one per call, with routing subscribed (as ``dicomveil scp`` would): on-arrival forwards send
+while they arrive. The archive is read
 through a store that, at its PAUSE_AT-th read (0: never), creates PAUSE_FILE and sleeps: the
 test kills the process there, mid-forward. The process exits 0 when no job is left to run.
 """
@@ -47,10 +48,10 @@ def main(argv: list[str]) -> int:
     reader = Reader(runtime, PausingStore(runtime.store, int(pause_at), Path(pause_file)))
     forwarding = Forwarding.open(Path(toml), reader)
     runtime.ingest.subscribe(forwarding.listener)
-    if files != "-":
-        ingest(runtime, [Path(p) for p in json.loads(Path(files).read_text())])
     forwarding.start()
     try:
+        if files != "-":
+            ingest(runtime, [Path(p) for p in json.loads(Path(files).read_text())])
         while True:
             counts = forwarding.queue.counts()
             if counts["done"] + counts["dead"] and not counts["queued"] + counts["running"]:

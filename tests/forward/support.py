@@ -63,12 +63,14 @@ class Clock:
         return self.now
 
 
-def events(study: str, count: int, ae: str = "FASTCT", start: int = 0) -> list[InstanceStored]:
+def events(
+    study: str, count: int, ae: str = "FASTCT", start: int = 0, modality: str = "CT"
+) -> list[InstanceStored]:
     """Synthetic events (queue tests: no archive behind them)."""
     origin = Origin(entry="dimse", actor=f"ae:{ae}", calling_ae=ae)
     return [
         InstanceStored(study, f"{study}.1", f"{study}.1.{i}", "1.2.840.10008.5.1.4.1.1.2",
-                       "CT", f"{study}/{i}.dcm", origin, {"Modality": "CT"})
+                       modality, f"{study}/{i}.dcm", origin, {"Modality": modality})
         for i in range(start, start + count)
     ]  # fmt: skip
 

@@ -73,7 +73,7 @@ def test_status_json_lists_every_state(
     assert sorted(rows[0]) == sorted(
         ["id", "state", "rule", "action", "destination", "study_uid", "source", "round",
          "priority", "attempts", "instances", "sent", "error", "next_attempt_at",
-         "created_at", "updated_at"]
+         "study_complete", "created_at", "updated_at"]
     )  # fmt: skip
 
 

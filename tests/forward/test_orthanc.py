@@ -20,10 +20,11 @@ import pydicom
 import pytest
 
 from dicomveil.forward.queue import ForwardQueue
+from dicomveil.forward.report import describe
 from dicomveil.forward.service import Forwarding
 from dicomveil.forward.settings import RoutingSettings
 from tests.forward.orthanc import AET, Orthanc, running_receiver
-from tests.forward.support import SENTINELS, ingest, open_runtime, originals
+from tests.forward.support import KEY, SENTINELS, ingest, open_runtime, originals
 from tests.support.servers import free_port
 
 pytestmark = pytest.mark.server
@@ -130,6 +131,63 @@ url = "{web.dicomweb}"
         assert not [value for value in phi if value in blob]
 
 
+def test_on_arrival_forwards_while_storescu_sends_and_on_complete_waits(
+    receivers: tuple[Orthanc, Orthanc], tmp_path: Path
+) -> None:
+    """DCMTK ``storescu`` pushes a study to ``dicomveil scp``: the C-STORE route (on
+    arrival, the default) has delivered it to Orthanc while the study is still open; the
+    STOW-RS route (``send = "on-complete"``) sends nothing before the completion; both are
+    done, the study complete in each Orthanc, once it completed."""
+    from tests.dimse.scp_server import running_scp
+    from tests.dimse.support import dcmtk
+
+    dimse, web = receivers
+    before = (dimse.count(), web.count(), dimse.stores_received())
+    files = originals(tmp_path / "originals", 30, seed=11)
+    toml = tmp_path / "node.toml"
+    toml.write_text(
+        f"""
+[routing]
+completion_timeout = 5
+[[routing.rules]]
+name = "pacs"
+action = "cstore"
+host = "127.0.0.1"
+port = {dimse.dicom_port}
+ae_title = "{AET}"
+associations = 2
+[[routing.rules]]
+name = "cloud"
+action = "stow"
+url = "{web.dicomweb}"
+send = "on-complete"
+"""
+    )
+    home = tmp_path / "home"
+    with running_scp(home, KEY, args=("--config", str(toml))) as node:
+        queue = ForwardQueue.open(RoutingSettings.load(toml, home=home).queue_url)
+        try:
+            pushed = dcmtk("storescu", "-aet", "MODALITY", "-aec", "DICOMVEIL", "127.0.0.1",
+                           node.port, *files, timeout=120)  # fmt: skip
+            assert pushed.returncode == 0, pushed.stderr[-300:]
+            wait_until(lambda: dimse.count() - before[0] == 30, 30, "the on-arrival forward")
+            assert queue.open_rounds(), "the study completed before it was forwarded"
+            assert web.count() == before[1]  # the on-complete route waits
+            (streaming,) = [describe(job) for job in queue.jobs()]
+            assert streaming["rule"] == "pacs" and streaming["study_complete"] is False
+            assert streaming["sent"] == streaming["instances"] == 30
+            wait_until(lambda: queue.counts()["done"] == 2, 60, "both forwards done")
+            jobs = {job.rule: job for job in queue.jobs()}
+        finally:
+            queue.close()
+        log = node.log.read_bytes()
+    assert dimse.count() - before[0] == 30 and web.count() - before[1] == 30
+    assert dimse.stores_received() - before[2] == 30  # each instance sent once
+    assert jobs["pacs"].complete and (jobs["pacs"].sent, jobs["pacs"].total) == (30, 30)
+    assert (jobs["cloud"].sent, jobs["cloud"].total) == (30, 30)
+    assert not [value for value in phi_of(files) if value in log]
+
+
 def forwarding_db(home: Path) -> bytes:
     return b"".join(p.read_bytes() for p in home.glob("routing.sqlite*"))
 
@@ -171,19 +229,23 @@ ae_title = "NOBODY"
 
 
 @pytest.mark.slow
-def test_kill_9_mid_forward_loses_nothing_and_sends_nothing_twice(
+def test_kill_9_mid_stream_resumes_and_sends_nothing_twice(
     receivers: tuple[Orthanc, Orthanc], tmp_path: Path
 ) -> None:
+    """The node dies while the study is still arriving and being forwarded; after the
+    restart the sender delivers the rest, and only what Orthanc never acknowledged goes."""
     dimse, _ = receivers
     before_count, before_stores = dimse.count(), dimse.stores_received()
     home = tmp_path / "home"
-    files_list = tmp_path / "files.json"
-    files_list.write_text(json.dumps([str(p) for p in originals(tmp_path / "o", 150, seed=7)]))
+    files = originals(tmp_path / "o", 60, seed=7)
+    first_files, rest_files = tmp_path / "first.json", tmp_path / "rest.json"
+    first_files.write_text(json.dumps([str(p) for p in files[:40]]))
+    rest_files.write_text(json.dumps([str(p) for p in files[40:]]))
     toml = tmp_path / "routing.toml"
     toml.write_text(
         f"""
 [routing]
-completion_timeout = 0.2
+completion_timeout = 4
 lease = 2
 [[routing.rules]]
 name = "pacs"
@@ -198,7 +260,7 @@ associations = 1
     env = {**os.environ, "PYTHONPATH": f"{REPO / 'src'}:{REPO}"}
     command = [sys.executable, "-m", "tests.forward.forward_proc", str(home), str(toml)]
     first = subprocess.Popen(
-        [*command, str(files_list), "130", str(pause)], env=env, cwd=REPO,
+        [*command, str(first_files), "25", str(pause)], env=env, cwd=REPO,
         start_new_session=True,
     )  # fmt: skip
     try:
@@ -209,18 +271,27 @@ associations = 1
     finally:
         if first.poll() is None:
             os.killpg(first.pid, signal.SIGKILL)
-    assert dimse.count() - before_count == 100  # the first association's 100, then the kill
-    second = subprocess.run(
-        [*command, "-", "0", str(pause)], check=False, env=env, cwd=REPO, timeout=120
-    )
-    assert second.returncode == 0
-    assert dimse.count() - before_count == 150
-    assert dimse.stores_received() - before_stores == 150  # nothing sent twice
+    assert dimse.count() - before_count == 24  # streamed one by one, then the kill
     settings = RoutingSettings.load(toml, home=home)
     queue = ForwardQueue.open(settings.queue_url)
     try:
         (job,) = queue.jobs()
-        assert job.state == "done" and job.sent == 150 and job.total == 150
-        assert queue.sent_count(f"cstore:{job.target}") == 150
+        assert [due.instances for due in queue.open_rounds()] != []  # still arriving
+        assert job.state == "running" and not job.complete and job.sent == 24
+    finally:
+        queue.close()
+    second = subprocess.run(
+        [*command, str(rest_files), "0", str(pause)], check=False, env=env, cwd=REPO,
+        timeout=120,
+    )  # fmt: skip
+    assert second.returncode == 0
+    assert dimse.count() - before_count == 60
+    assert dimse.stores_received() - before_stores == 60  # nothing sent twice
+    queue = ForwardQueue.open(settings.queue_url)
+    try:
+        jobs = queue.jobs()
+        assert {job.state for job in jobs} == {"done"} and all(job.complete for job in jobs)
+        assert sum(job.sent for job in jobs) == 60  # each acknowledgement recorded once
+        assert queue.sent_count(f"cstore:{jobs[0].target}") == 60
     finally:
         queue.close()

@@ -8,15 +8,15 @@ survives a restart.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
 
 from dicomveil.audit import AuditLog
 from dicomveil.forward.completion import CompletionTracker
-from dicomveil.forward.queue import ForwardQueue, Job
-from dicomveil.forward.sender import Delivery, ForwardFailed
+from dicomveil.forward.queue import ForwardQueue, Job, QueuedInstance
+from dicomveil.forward.sender import Acknowledge, Delivery, ForwardFailed
 from dicomveil.forward.settings import RoutingSettings
 from dicomveil.forward.worker import ForwardWorker
 from tests.forward.support import Clock, complete_studies, events
@@ -67,6 +67,45 @@ class Recorder:
         uids = [x.sop_instance_uid for x in delivery.pending]
         self.calls.append(uids)
         delivery.sent(uids)
+
+
+class StreamRecorder:
+    """A streaming sender whose streams acknowledge what they are given, at once."""
+
+    def __init__(self) -> None:
+        self.submits: list[list[str]] = []
+        self.opened = 0
+
+    def scope(self, job: Job) -> str:
+        return "rec:stream"
+
+    def open(
+        self, job: Job, read: Callable[[str], bytes], acknowledge: Acknowledge,
+        changed: Callable[[], None],
+    ) -> StreamRecorder.Stream:  # fmt: skip
+        self.opened += 1
+        return StreamRecorder.Stream(self, acknowledge)
+
+    class Stream:
+        def __init__(self, owner: StreamRecorder, acknowledge: Acknowledge) -> None:
+            self.owner, self.acknowledge = owner, acknowledge
+
+        def submit(self, items: Sequence[QueuedInstance]) -> None:
+            uids = [x.sop_instance_uid for x in items]
+            self.owner.submits.append(uids)
+            self.acknowledge(uids)
+
+        def busy(self) -> bool:
+            return False
+
+        def fatal(self) -> ForwardFailed | None:
+            return None
+
+        def rejected(self) -> ForwardFailed | None:
+            return None
+
+        def close(self) -> None:
+            pass
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.server)])
@@ -242,6 +281,99 @@ class TestJobs:
         assert queue.counts()["done"] == 1 and queue.counts()["dead"] == 1
 
 
+class TestOnArrival:
+    """``cstore`` and ``stow`` rules send while the study arrives (``send = "on-arrival"``,
+    their default); completion is the commit point; on-complete rules still wait."""
+
+    def test_the_forward_exists_from_the_first_matching_instance(
+        self, queue: ForwardQueue, settings: RoutingSettings
+    ) -> None:
+        clock = Clock()
+        tracker = CompletionTracker(queue, settings, clock)
+        assert tracker.record(events("5.1", 2, modality="SR"))  # "stat" takes any study
+        assert [job.rule for job in queue.jobs()] == ["stat"]
+        assert not tracker.record(events("5.1", 1, start=2, modality="SR"))  # nothing new
+        assert tracker.record(events("5.1", 1, start=3))  # the first CT: "ct" matches now
+        jobs = {job.rule: job for job in queue.jobs()}
+        assert sorted(jobs) == ["ct", "stat"]  # not the on-complete "mr-only"
+        assert not any(job.complete for job in jobs.values())
+        assert (jobs["stat"].total, jobs["ct"].total) == (4, 4)  # the earlier SRs too
+        clock.now += 3
+        assert sorted(tracker.sweep()) == sorted(job.id for job in jobs.values())
+        assert all(job.complete for job in queue.jobs()) and len(queue.jobs()) == 2
+
+    def test_a_parked_forward_is_woken_by_an_arrival_and_by_the_completion(
+        self, queue: ForwardQueue, settings: RoutingSettings
+    ) -> None:
+        clock = Clock()
+        tracker = CompletionTracker(queue, settings, clock)
+        tracker.record(events("5.2", 2, ae="MR"))  # "stat" only (no "*CT" caller)
+        job = queue.claim("w", clock(), 60)
+        assert job is not None and not job.complete
+        assert not queue.park(job, "w", 1, clock())  # it has seen 1: one arrived since
+        assert queue.park(job, "w", 2, clock())
+        assert queue.claim("w", clock(), 60) is None  # parked: not due
+        assert queue.jobs()[0].parked
+        assert tracker.record(events("5.2", 1, start=2, ae="MR"))  # woken
+        again = queue.claim("w", clock(), 60)
+        assert again is not None and again.id == job.id and again.total == 3
+        assert queue.park(again, "w", 3, clock())
+        clock.now += 11
+        assert tracker.sweep() == [job.id]
+        done = queue.claim("w", clock(), 60)
+        assert done is not None and done.complete and not done.parked
+        assert not queue.park(done, "w", 3, clock())  # complete: it may end now
+
+    def test_the_worker_streams_parks_resumes_and_ends_at_completion(
+        self, queue: ForwardQueue, settings: RoutingSettings, tmp_path: Path
+    ) -> None:
+        clock = Clock()
+        audit = AuditLog.open(tmp_path, environ={"DICOMVEIL_HOME": str(tmp_path)})
+        tracker = CompletionTracker(queue, settings, clock)
+        sender = StreamRecorder()
+        work = ForwardWorker(queue, {"stat": sender}, lambda key: b"", settings, audit, clock)
+        work.linger = 0.05
+        tracker.record(events("5.3", 3, ae="MR"))
+        job = work.run_once()  # sends what is there, lingers, parks
+        assert job is not None and sender.submits == [["5.3.1.0", "5.3.1.1", "5.3.1.2"]]
+        assert work.run_once() is None  # parked
+        tracker.record(events("5.3", 3, start=2, ae="MR"))  # one again, two new
+        assert work.run_once() is not None
+        assert sender.submits[1:] == [["5.3.1.3", "5.3.1.4"]]
+        (streaming,) = queue.jobs()
+        assert (streaming.state, streaming.sent, streaming.total) == ("queued", 5, 5)
+        assert list(audit.entries()) == []  # parking ends no attempt
+        clock.now += 11
+        tracker.sweep()
+        assert work.run_once() is not None and work.run_once() is None
+        assert len(sender.submits) == 2 and sender.opened == 3  # nothing left to send
+        (done,) = queue.jobs()
+        assert (done.state, done.sent, done.total, done.attempts) == ("done", 5, 5, 0)
+        (entry,) = [e for e in audit.entries() if e.event == "forward.study"]
+        assert entry.outcome == "success" and (
+            entry.details["sent"],
+            entry.details["instances"],
+        ) == (5, 5)
+
+    def test_a_late_arrival_streams_in_a_new_round(
+        self, queue: ForwardQueue, settings: RoutingSettings
+    ) -> None:
+        clock = Clock()
+        tracker = CompletionTracker(queue, settings, clock)
+        sender = StreamRecorder()
+        work = ForwardWorker(queue, {"stat": sender}, lambda key: b"", settings, None, clock)
+        tracker.record(events("5.4", 2, ae="MR"))
+        clock.now += 11
+        tracker.sweep()
+        assert work.run_once() is not None
+        assert tracker.record(events("5.4", 2, start=1, ae="MR"))  # round 2 starts streaming
+        work.linger = 0.05
+        assert work.run_once() is not None
+        assert sender.submits == [["5.4.1.0", "5.4.1.1"], ["5.4.1.2"]]
+        rounds = sorted((job.round, job.state, job.complete) for job in queue.jobs())
+        assert rounds == [(1, "done", True), (2, "queued", False)]
+
+
 def test_the_listener_never_raises(tmp_path: Path) -> None:
     """A broken event (or database) is logged, never raised into the ingest call."""
     from dicomveil.forward.service import Forwarding
@@ -273,3 +405,35 @@ def test_concurrent_first_arrivals_of_a_study_are_all_recorded(
     assert sorted((due.study_uid, due.instances) for due in queue.open_rounds()) == [
         ("7.1", 16), ("7.2", 16), ("7.3", 16)
     ]  # fmt: skip
+
+
+def test_a_queue_written_before_on_arrival_forwards_is_upgraded(
+    settings: RoutingSettings,
+) -> None:
+    """Opening a queue whose ``forward_jobs`` lacks ``complete`` and ``parked`` (and the new
+    indexes) adds them; the jobs there were all created at completion."""
+    from sqlalchemy import create_engine, inspect
+
+    clock = Clock()
+    old = ForwardQueue.open(settings.queue_url)
+    complete_studies(CompletionTracker(old, settings, clock), clock, ("6.1",), 2, 11)
+    old.close()
+    engine = create_engine(settings.queue_url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP INDEX forward_jobs_round")
+        conn.exec_driver_sql("DROP INDEX forward_sent_job")
+        conn.exec_driver_sql("ALTER TABLE forward_jobs DROP COLUMN complete")
+        conn.exec_driver_sql("ALTER TABLE forward_jobs DROP COLUMN parked")
+    upgraded = ForwardQueue.open(settings.queue_url)
+    try:
+        jobs = upgraded.jobs()
+        assert len(jobs) == 2 and all(job.complete and not job.parked for job in jobs)
+        assert upgraded.claim("w", clock(), 60) is not None
+    finally:
+        upgraded.close()
+    columns = {c["name"] for c in inspect(engine).get_columns("forward_jobs")}
+    indexes = {i["name"] for i in inspect(engine).get_indexes("forward_jobs")}
+    indexes |= {i["name"] for i in inspect(engine).get_indexes("forward_sent")}
+    engine.dispose()
+    assert {"complete", "parked"} <= columns
+    assert {"forward_jobs_round", "forward_sent_job"} <= indexes

@@ -240,3 +240,54 @@ def test_cstore_goes_on_over_a_new_association_when_one_is_lost(
         server.shutdown()
     assert job.state == "done" and job.attempts == 0 and job.sent == 5
     assert len(received) == 6 and len(set(received)) == 5  # the unanswered one, sent again
+
+
+def test_cstore_streams_a_study_over_associations_it_reuses(
+    tmp_path: Path, runtime: Runtime
+) -> None:
+    """Instances stored one per ingest call (as a modality sends them) go out as they
+    arrive, over at most ``associations`` associations for the whole study, not one per
+    instance; the forward is done once the study completed."""
+    from pynetdicom import AE, AllStoragePresentationContexts, evt
+
+    from tests.support.servers import free_port
+
+    received: list[str] = []
+    associations: list[str] = []
+    ae = AE(ae_title="PEER")
+    ae.supported_contexts = AllStoragePresentationContexts
+    port = free_port()
+    handlers = [
+        (evt.EVT_C_STORE, lambda event: received.append(event.request.AffectedSOPInstanceUID)
+         or 0x0000),
+        (evt.EVT_ACCEPTED, lambda event: associations.append(event.assoc.name)),
+    ]  # fmt: skip
+    server = ae.start_server(("127.0.0.1", port), block=False, evt_handlers=handlers)
+    toml = tmp_path / "routing.toml"
+    toml.write_text(
+        f'[routing]\ncompletion_timeout = 1.5\n[[routing.rules]]\nname = "peer"\n'
+        f'action = "cstore"\nhost = "127.0.0.1"\nport = {port}\nae_title = "PEER"\n'
+        "associations = 2\n"
+    )
+    forwarding = Forwarding.open(toml, runtime)
+    try:
+        runtime.ingest.subscribe(forwarding.listener)
+        forwarding.start()
+        files = originals(tmp_path / "o", 30)
+        events = ingest(runtime, files[:20])
+        deadline = time.monotonic() + 10
+        while len(received) < 20 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        (job,) = forwarding.queue.jobs()
+        assert len(received) == 20 and not job.complete  # sent before the completion
+        events = [*events, *ingest(runtime, files[20:])]
+        while forwarding.queue.counts()["done"] == 0 and time.monotonic() < deadline + 20:
+            time.sleep(0.05)
+        (job,) = forwarding.queue.jobs()
+    finally:
+        forwarding.stop()
+        server.shutdown()
+    assert job.state == "done" and job.complete and (job.sent, job.total) == (30, 30)
+    stored = {e.sop_instance_uid for e in events}
+    assert len(stored) == 30 and sorted(received) == sorted(stored)  # each once
+    assert len(associations) <= 2

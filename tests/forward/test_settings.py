@@ -87,11 +87,43 @@ def test_defaults_without_a_file(tmp_path: Path) -> None:
          "[[routing.rules]]\nname='a'\naction='batch'\nurl='file:///y'", "same name"),
         ("[[routing.rules]]\naction = 'batch'\nurl = 'file:///x'\ntoken = 's3cr3t'",
          "unknown key.*token"),
+        ("[[routing.rules]]\nname = 'w'\naction = 'stow'\nurl = 'https://x/'\n"
+         "send = 'streaming'", "'w': send must be \"on-arrival\" or \"on-complete\""),
+        ("[[routing.rules]]\nname = 't'\naction = 'batch'\nurl = 'file:///x'\n"
+         "send = 'on-arrival'", "'t': send = \"on-arrival\" is for cstore and stow only"),
+        ("[[routing.rules]]\naction = 'webhook'\nurl = 'https://x/'\nsend = 'on-arrival'",
+         "is for cstore and stow only \\(a webhook goes once the study is complete\\)"),
     ],
 )  # fmt: skip
 def test_errors_name_the_problem(text: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         parse(text)
+
+
+def test_send_is_on_arrival_where_the_action_can_stream() -> None:
+    cstore, stow, waiting, batch, hook = parse(
+        "[[routing.rules]]\nname='c'\naction='cstore'\nhost='h'\nport=1\nae_title='A'\n"
+        "[[routing.rules]]\nname='s'\naction='stow'\nurl='https://x/'\n"
+        "[[routing.rules]]\nname='w'\naction='stow'\nurl='https://x/'\nsend='on-complete'\n"
+        "[[routing.rules]]\nname='b'\naction='batch'\nurl='file:///x'\n"
+        "[[routing.rules]]\nname='h'\naction='webhook'\nurl='https://x/'\n"
+        "send='on-complete'\n"
+    ).rules
+    assert [rule.send for rule in (cstore, stow, waiting, batch, hook)] == [
+        "on-arrival", "on-arrival", "on-complete", "on-complete", "on-complete"
+    ]  # fmt: skip
+    assert cstore.on_arrival and not waiting.on_arrival
+
+
+def test_matching_is_monotone() -> None:
+    """What lets an on-arrival rule be decided early: more instances never unmatch it."""
+    (rule,) = parse(FULL).rules[:1]
+    seen = {"calling_ae": {"CT01"}, "Modality": {"SR"}}
+    assert not rule.matches(seen)
+    seen["Modality"].add("CT")
+    assert rule.matches(seen)
+    seen["Modality"].update({"PR", "KO"})
+    assert rule.matches(seen)
 
 
 def test_a_token_comes_from_the_environment_only(monkeypatch: pytest.MonkeyPatch) -> None:

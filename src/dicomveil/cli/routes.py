@@ -107,7 +107,8 @@ def status(
     table = Table(*columns, title=f"forwards: {summary}")
     for row in rows:
         table.add_row(
-            str(row["id"]), row["state"], row["priority"], show(row["rule"]), row["action"],
+            str(row["id"]), row["state"] + ("" if row["study_complete"] else " (streaming)"),
+            row["priority"], show(row["rule"]), row["action"],
             show(row["destination"]), show(row["study_uid"]),
             f"{row['sent']}/{row['instances']}", str(row["attempts"]), show(row["error"] or ""),
         )  # fmt: skip

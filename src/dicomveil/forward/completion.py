@@ -16,6 +16,13 @@ action sends in a later round:
   manifest; a reader never has to merge batches);
 - ``webhook``: one call per round, with the round number and the counts.
 
+On-arrival rules (``send = "on-arrival"``, the default of ``cstore`` and ``stow``) do not
+wait: the forward is created with the first instance that makes the rule match (matching
+is monotone, see :meth:`~.settings.Rule.matches`) and sends while the study arrives;
+completion is then only its commit point (the forward ends once the round is closed and
+every instance acknowledged). A late arrival opens a new round as above, whose on-arrival
+forward again starts at once and sends only what its destination lacks.
+
 Arrival times are written to the queue database before the ingest call that stored the
 instances returns (the listener is called after the archive write is durable), so a restart
 finds every open round and completes it on time.
@@ -108,6 +115,7 @@ class CompletionTracker:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._queue, self._settings, self._clock = queue, settings, clock
+        self._streams = any(rule.on_arrival for rule in settings.rules)
         self._observers: list[Callable[[DueStudy, list[int]], None]] = []
 
     def observe(self, observer: Callable[[DueStudy, list[int]], None]) -> None:
@@ -115,8 +123,9 @@ class CompletionTracker:
         not raise (what it raises is logged and dropped)."""
         self._observers.append(observer)
 
-    def record(self, events: Sequence[StoredLike]) -> None:
-        """Record stored instances (the ingest listener's work; raises QueueError)."""
+    def record(self, events: Sequence[StoredLike]) -> bool:
+        """Record stored instances (the ingest listener's work; raises QueueError); create
+        or wake on-arrival forwards. Returns whether a forward was created or woken."""
         arrivals = [
             Arrival(
                 study_uid=e.study_uid,
@@ -130,10 +139,12 @@ class CompletionTracker:
             )
             for e in events
         ]
-        self._queue.record_arrivals(arrivals, self._clock())
+        streaming = self.on_arrival_jobs if self._streams else None
+        return self._queue.record_arrivals(arrivals, self._clock(), streaming)
 
     def sweep(self) -> list[int]:
-        """Complete every round quiet long enough; return the ids of the jobs created."""
+        """Complete every round quiet long enough; return the ids of its jobs (created at
+        completion, or on arrival and now free to end)."""
         now = self._clock()
         created: list[int] = []
         for due in self._queue.open_rounds():
@@ -153,8 +164,17 @@ class CompletionTracker:
         return created
 
     def jobs_for(self, due: DueStudy) -> list[NewJob]:
-        """Return the forwards the rules ask for, for one completed round."""
-        attributes = due.attributes
+        """Return the forwards the rules ask for, for one completed round (on-arrival ones
+        included: the queue creates only those the round lacks)."""
+        return self._matching(due.attributes, on_arrival_only=False)
+
+    def on_arrival_jobs(self, attributes: Mapping[str, frozenset[str]]) -> list[NewJob]:
+        """Return the on-arrival forwards the rules ask for, given a study's values so far."""
+        return self._matching(attributes, on_arrival_only=True)
+
+    def _matching(
+        self, attributes: Mapping[str, frozenset[str]], *, on_arrival_only: bool
+    ) -> list[NewJob]:
         return [
             NewJob(
                 rule=rule.name,
@@ -163,7 +183,7 @@ class CompletionTracker:
                 rank=Rank.of(rule.priority),
             )
             for rule in self._settings.rules
-            if rule.matches(attributes)
+            if (rule.on_arrival or not on_arrival_only) and rule.matches(attributes)
         ]
 
     def next_due(self) -> float | None:

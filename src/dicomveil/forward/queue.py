@@ -7,7 +7,12 @@ picks up where the process stopped:
 - arrivals are written before the ingest call that stored them returns, so an instance
   acknowledged to its sender is known to routing;
 - a forward (job) is created in the same transaction that closes its study's round, and at
-  most once per (rule, study, source, round);
+  most once per (rule, study, source, round); an *on-arrival* forward is created earlier, in
+  the transaction that records the first instance its rule matches, with ``complete`` 0:
+  it may send at once, but ends (``done``) only once its round is closed (which sets
+  ``complete``) and every instance it covers is acknowledged. Between instances it may be
+  *parked* (queued, not claimable): the next arrival or the completion wakes it, in the
+  transaction that records them;
 - a worker *claims* a job with a lease (``lease_until``), renews it while sending, and a job
   whose lease ran out (its worker died) is claimable again;
 - each instance a destination acknowledged is recorded in ``forward_sent`` at once, and a
@@ -23,20 +28,29 @@ Priorities: the claim takes the lowest rank first (STAT, URGENT, ROUTINE), oldes
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.engine import Connection, Engine, RowMapping
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from dicomveil.database import create_tables, make_engine, public_url, write_transaction
+from dicomveil.database import make_engine, public_url, schema_transaction, write_transaction
 from dicomveil.errors import QueueError
 from dicomveil.forward import schema
 from dicomveil.forward.settings import Rank
 
-__all__ = ["STATES", "Arrival", "DueStudy", "ForwardQueue", "Job", "NewJob", "QueuedInstance"]
+__all__ = [
+    "STATES",
+    "Arrival",
+    "DueStudy",
+    "ForwardQueue",
+    "Job",
+    "NewJob",
+    "Progress",
+    "QueuedInstance",
+]
 
 State = Literal["queued", "running", "done", "dead"]
 STATES: Final[tuple[State, ...]] = ("queued", "running", "done", "dead")
@@ -101,6 +115,8 @@ class Job:
     sent: int
     error: str | None
     batch_id: str | None
+    complete: bool = True
+    parked: bool = False
 
     @classmethod
     def from_row(cls, row: RowMapping) -> Job:
@@ -123,7 +139,21 @@ class Job:
             sent=row["sent"],
             error=row["error"],
             batch_id=row["batch_id"],
+            complete=bool(row["complete"]),
+            parked=bool(row["parked"]),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """A running job as its worker re-reads it while streaming."""
+
+    held: bool
+    """Still leased to the asking worker."""
+    complete: bool
+    """Its round is closed: nothing more will arrive for it."""
+    total: int
+    """Instances it covers so far."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +165,10 @@ class QueuedInstance:
     sop_class_uid: str
     storage_key: str
     modality: str | None
+
+
+OnArrival = Callable[[Mapping[str, frozenset[str]]], Sequence[NewJob]]
+"""Given a study's attribute values so far, the on-arrival forwards its rules ask for."""
 
 
 class ForwardQueue:
@@ -155,8 +189,9 @@ class ForwardQueue:
         """Open (and create the tables of) the queue database at ``url``."""
         engine = make_engine(url, what="routing queue")
         queue = cls(engine, url)
-        with queue._failing("create"):
-            create_tables(engine, schema.metadata)
+        with queue._failing("create"), schema_transaction(engine) as conn:
+            schema.metadata.create_all(conn)
+            schema.upgrade(conn)
         return queue
 
     def close(self) -> None:
@@ -165,10 +200,18 @@ class ForwardQueue:
 
     # -- arrivals and completion ----------------------------------------------------------
 
-    def record_arrivals(self, arrivals: Sequence[Arrival], now: float) -> None:
-        """Record stored instances: open (or reopen) their study's round, note the time."""
+    def record_arrivals(
+        self, arrivals: Sequence[Arrival], now: float, on_arrival: OnArrival | None = None
+    ) -> bool:
+        """Record stored instances: open (or reopen) their study's round, note the time.
+
+        ``on_arrival(attributes)`` returns the on-arrival forwards the rules ask for, given
+        the attribute values the study has so far: those its round lacks are created, and
+        the round's on-arrival forwards are told (``total``; a parked one is woken).
+        Returns whether a forward was created or woken (a worker may have work).
+        """
         if not arrivals:
-            return
+            return False
         groups: dict[tuple[str, str], list[Arrival]] = {}
         for item in arrivals:
             groups.setdefault((item.study_uid, item.source), []).append(item)
@@ -176,16 +219,25 @@ class ForwardQueue:
             for attempt in range(3):
                 try:
                     with write_transaction(self._engine) as conn:
-                        for (study, source), items in groups.items():
-                            self._arrive(conn, study, source, items, now)
-                    return
+                        woken = [
+                            self._arrive(conn, study, source, items, now, on_arrival)
+                            for (study, source), items in groups.items()
+                        ]
+                    return any(woken)
                 except IntegrityError:  # another writer inserted the same rows first
                     if attempt == 2:  # (PostgreSQL; SQLite writers take turns)
                         raise
+        return False  # pragma: no cover - the loop returns or raises
 
     def _arrive(
-        self, conn: Connection, study: str, source: str, items: list[Arrival], now: float
-    ) -> None:
+        self,
+        conn: Connection,
+        study: str,
+        source: str,
+        items: list[Arrival],
+        now: float,
+        on_arrival: OnArrival | None,
+    ) -> bool:
         a = schema.arrivals
         key = and_(a.c.study_uid == study, a.c.source == source)
         row = conn.execute(select(a).where(key)).mappings().first()
@@ -233,6 +285,66 @@ class ForwardQueue:
                     for x in fresh.values()
                 ],
             )  # fmt: skip
+        if on_arrival is None:
+            return False
+        attributes = {k: frozenset(v) for k, v in json.loads(values).items()}
+        created = self._create_jobs(
+            conn, study, source, round_, on_arrival(attributes), now, complete=False
+        )
+        if not fresh:
+            return bool(created)
+        j = schema.jobs
+        streaming = and_(
+            j.c.study_uid == study, j.c.source == source, j.c.round == round_, j.c.complete == 0
+        )
+        conn.execute(
+            j.update()
+            .where(streaming, j.c.id.not_in(created or [0]))
+            .values(total=_covered(study, source))
+        )
+        woken = conn.execute(
+            j.update().where(streaming, j.c.parked == 1).values(parked=0, not_before=now)
+        ).rowcount
+        return bool(created) or woken > 0
+
+    def _create_jobs(
+        self,
+        conn: Connection,
+        study: str,
+        source: str,
+        round_: int,
+        new_jobs: Sequence[NewJob],
+        now: float,
+        *,
+        complete: bool,
+    ) -> list[int]:
+        """Create the forwards of ``new_jobs`` the round lacks; return their ids."""
+        if not new_jobs:
+            return []
+        j = schema.jobs
+        existing = set(
+            conn.execute(
+                select(j.c.rule).where(
+                    j.c.study_uid == study, j.c.source == source, j.c.round == round_
+                )
+            ).scalars()
+        )
+        created = []
+        for new in new_jobs:
+            if new.rule in existing:
+                continue
+            result = conn.execute(
+                j.insert().values(
+                    rule=new.rule, action=new.action, target=new.target, study_uid=study,
+                    source=source, round=round_, priority=int(new.rank), state="queued",
+                    attempts=0, not_before=now, created_at=now, updated_at=now,
+                    total=_covered(study, source), sent=0, complete=int(complete), parked=0,
+                )
+            )  # fmt: skip
+            key = result.inserted_primary_key
+            assert key is not None
+            created.append(int(key[0]))
+        return created
 
     def open_rounds(self) -> list[DueStudy]:
         """Return every (study, source) round still open (the caller checks quiet times)."""
@@ -252,7 +364,9 @@ class ForwardQueue:
         ]
 
     def complete(self, due: DueStudy, new_jobs: Sequence[NewJob], now: float) -> list[int]:
-        """Close ``due``'s round and create its jobs, in one transaction.
+        """Close ``due``'s round, create its missing jobs and let its on-arrival jobs end,
+        in one transaction; return the ids of every job of the round (created now or
+        before).
 
         Nothing happens (``[]``) when an instance arrived since ``due`` was read: the round
         stays open and is looked at again later.
@@ -272,30 +386,23 @@ class ForwardQueue:
             ).rowcount
             if closed != 1:
                 return []
-            created = []
-            for new in new_jobs:
-                exists = conn.execute(
-                    select(j.c.id).where(
-                        j.c.rule == new.rule,
-                        j.c.study_uid == due.study_uid,
-                        j.c.source == due.source,
-                        j.c.round == due.round,
-                    )
-                ).first()
-                if exists is not None:
-                    continue
-                result = conn.execute(
-                    j.insert().values(
-                        rule=new.rule, action=new.action, target=new.target,
-                        study_uid=due.study_uid, source=due.source, round=due.round,
-                        priority=int(new.rank), state="queued", attempts=0, not_before=now,
-                        created_at=now, updated_at=now, total=0, sent=0,
-                    )
-                )  # fmt: skip
-                key = result.inserted_primary_key
-                assert key is not None
-                created.append(int(key[0]))
-            return created
+            self._create_jobs(
+                conn, due.study_uid, due.source, due.round, new_jobs, now, complete=True
+            )
+            of_round = and_(
+                j.c.study_uid == due.study_uid, j.c.source == due.source, j.c.round == due.round
+            )
+            conn.execute(
+                j.update()
+                .where(of_round, j.c.complete == 0)
+                .values(
+                    complete=1,
+                    parked=0,
+                    not_before=case((j.c.parked == 1, now), else_=j.c.not_before),
+                )
+            )
+            ids = conn.execute(select(j.c.id).where(of_round).order_by(j.c.id)).scalars()
+            return [int(i) for i in ids]
 
     # -- jobs -----------------------------------------------------------------------------
 
@@ -307,9 +414,13 @@ class ForwardQueue:
         """
         j = schema.jobs
         due = or_(
-            and_(j.c.state == "queued", j.c.not_before <= now),
+            and_(j.c.state == "queued", j.c.parked == 0, j.c.not_before <= now),
             and_(j.c.state == "running", j.c.lease_until < now),
         )
+        with self._failing("claim a job"):  # a read first: idle workers poll often
+            with self._engine.connect() as conn:
+                if conn.execute(select(j.c.id).where(due).limit(1)).first() is None:
+                    return None
         with self._failing("claim a job"), write_transaction(self._engine) as conn:
             for _ in range(8):  # another process may take the candidate first (PostgreSQL)
                 job_id = conn.execute(
@@ -321,7 +432,7 @@ class ForwardQueue:
                     j.update()
                     .where(j.c.id == job_id, due)
                     .values(state="running", lease_owner=owner, lease_until=now + lease,
-                            updated_at=now)
+                            updated_at=now, parked=0)
                 ).rowcount  # fmt: skip
                 if taken == 1:
                     row = conn.execute(select(j).where(j.c.id == job_id)).mappings().one()
@@ -378,8 +489,12 @@ class ForwardQueue:
         ]
         if not rows:
             return
+        j = schema.jobs
         with self._failing("record sent instances"), write_transaction(self._engine) as conn:
-            conn.execute(_insert_ignore(conn, s).values(rows))
+            insert = _insert_ignore(conn, s).values(rows).returning(s.c.sop_instance_uid)
+            added = len(conn.execute(insert).all())  # (rowcount: -1 on some drivers)
+            if added > 0:
+                conn.execute(j.update().where(j.c.id == job_id).values(sent=j.c.sent + added))
 
     def renew(self, job_id: int, owner: str, until: float) -> bool:
         """Extend ``owner``'s lease on a running job; ``False`` if it lost the job."""
@@ -392,6 +507,52 @@ class ForwardQueue:
                     .values(lease_until=until)
                 ).rowcount
             )
+
+    def progress(self, job_id: int, owner: str) -> Progress:
+        """Re-read a running job: still ``owner``'s, its round closed, instances covered."""
+        j = schema.jobs
+        with self._failing("read a job"), self._engine.connect() as conn:
+            row = conn.execute(
+                select(j.c.state, j.c.lease_owner, j.c.complete, j.c.total).where(j.c.id == job_id)
+            ).first()
+        if row is None:
+            return Progress(held=False, complete=True, total=0)
+        held = row.state == "running" and row.lease_owner == owner
+        return Progress(held=held, complete=bool(row.complete), total=int(row.total))
+
+    def park(self, job: Job, owner: str, total: int, now: float) -> bool:
+        """Give a running on-arrival job back until its next arrival or its completion.
+
+        Only while nothing changed since ``owner`` last looked: the round is still open and
+        covers ``total`` instances (else ``False``: an arrival or the completion came in
+        between, and the caller goes on sending).
+        """
+        j = schema.jobs
+        with self._failing("park a job"), write_transaction(self._engine) as conn:
+            return bool(
+                conn.execute(
+                    j.update()
+                    .where(
+                        j.c.id == job.id, j.c.state == "running", j.c.lease_owner == owner,
+                        j.c.complete == 0, j.c.total == total,
+                    )
+                    .values(state="queued", parked=1, lease_owner=None, lease_until=None,
+                            not_before=now, updated_at=now)
+                ).rowcount
+            )  # fmt: skip
+
+    def release(self, job: Job, owner: str, now: float) -> bool:
+        """Give a running job back, due now (its worker stops; not a failed attempt)."""
+        j = schema.jobs
+        with self._failing("release a job"), write_transaction(self._engine) as conn:
+            return bool(
+                conn.execute(
+                    j.update()
+                    .where(j.c.id == job.id, j.c.state == "running", j.c.lease_owner == owner)
+                    .values(state="queued", lease_owner=None, lease_until=None,
+                            not_before=now, updated_at=now)
+                ).rowcount
+            )  # fmt: skip
 
     def finish(self, job: Job, owner: str, total: int, now: float) -> bool:
         """Mark a job done (``total`` instances covered); ``False`` if ``owner`` lost it."""
@@ -482,6 +643,17 @@ class _MapErrors:
             raise QueueError(
                 f"routing queue {where}: could not {self._operation} ({type(exc).__name__})"
             ) from exc
+
+
+def _covered(study: str, source: str) -> Any:
+    """How many instances a (study, source) delivered: what its newest round's jobs cover."""
+    i = schema.instances
+    return (
+        select(func.count())
+        .select_from(i)
+        .where(i.c.study_uid == study, i.c.source == source)
+        .scalar_subquery()
+    )
 
 
 def _insert_ignore(conn: Connection, table: Any) -> Any:

@@ -20,7 +20,12 @@ def utc(seconds: float | None) -> str | None:
 
 
 def describe(job: Job) -> dict[str, Any]:
-    """One forward, with stable keys (the ``routes status --json`` format, version 1)."""
+    """One forward, with stable keys (the ``routes status --json`` format, version 1).
+
+    ``study_complete`` is ``false`` while the study of an on-arrival forward is still
+    arriving: ``sent`` and ``instances`` then grow as it streams, and a ``queued`` forward
+    with no ``next_attempt_at`` is parked, waiting for more instances or the completion.
+    """
     return {
         "id": job.id,
         "state": job.state,
@@ -35,7 +40,10 @@ def describe(job: Job) -> dict[str, Any]:
         "instances": job.total,
         "sent": job.sent,
         "error": job.error,
-        "next_attempt_at": utc(job.not_before) if job.state == "queued" else None,
+        "next_attempt_at": (
+            utc(job.not_before) if job.state == "queued" and not job.parked else None
+        ),
+        "study_complete": job.complete,
         "created_at": utc(job.created_at),
         "updated_at": utc(job.updated_at),
     }

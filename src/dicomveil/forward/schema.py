@@ -7,7 +7,11 @@ Only pseudonymous values are stored: de-identified UIDs, archive keys, the calli
   is still open, the last arrival time and the attribute values seen (JSON, for the rules).
 - ``forward_instances``: each instance a source delivered, with the round it arrived in.
 - ``forward_jobs``: one forward per (rule, study, source, round): priority, state
-  (``queued``, ``running``, ``done``, ``dead``), attempts, next attempt time, lease.
+  (``queued``, ``running``, ``done``, ``dead``), attempts, next attempt time, lease;
+  ``complete`` (its round is closed: the forward may end once everything is acknowledged;
+  an on-arrival forward is created before, with 0) and ``parked`` (an on-arrival forward
+  waiting for more instances: not claimable until an arrival or the completion wakes it);
+  ``total`` and ``sent`` are kept current while it streams.
 - ``forward_sent``: (scope, SOP Instance UID) for every instance a destination acknowledged:
   nothing is sent twice to the same scope (a C-STORE or STOW-RS destination; one batch).
 """
@@ -18,6 +22,7 @@ from typing import Final
 
 from sqlalchemy import (
     Column,
+    Connection,
     Float,
     Index,
     Integer,
@@ -26,9 +31,10 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    inspect,
 )
 
-__all__ = ["arrivals", "instances", "jobs", "metadata", "sent"]
+__all__ = ["arrivals", "instances", "jobs", "metadata", "sent", "upgrade"]
 
 metadata = MetaData()
 
@@ -84,8 +90,11 @@ jobs = Table(
     Column("sent", Integer, nullable=False, default=0),
     Column("error", String(255)),
     Column("batch_id", String(32)),
+    Column("complete", Integer, nullable=False, server_default="1"),
+    Column("parked", Integer, nullable=False, server_default="0"),
     UniqueConstraint("rule", "study_uid", "source", "round", name="forward_jobs_once"),
     Index("forward_jobs_claim", "state", "priority", "id"),
+    Index("forward_jobs_round", "study_uid", "source", "round"),
 )
 
 sent = Table(
@@ -95,4 +104,32 @@ sent = Table(
     Column("sop_instance_uid", _UID, primary_key=True),
     Column("job_id", Integer, nullable=False),
     Column("sent_at", Float, nullable=False),
+    Index("forward_sent_job", "job_id"),
 )
+
+_ADDED: Final = (
+    ("complete", "INTEGER NOT NULL DEFAULT 1"),
+    ("parked", "INTEGER NOT NULL DEFAULT 0"),
+)
+"""Columns of ``forward_jobs`` newer than the table (a queue written before on-arrival
+forwards): every job there was created at completion, hence ``complete`` 1."""
+
+
+def upgrade(connection: Connection) -> None:
+    """Bring a queue database written by an older dicomveil up to these tables, in place.
+
+    Idempotent; run in the transaction that creates the tables. Only columns with defaults
+    are added, so an older dicomveil still reads and writes the upgraded queue.
+    """
+    present = {column["name"] for column in inspect(connection).get_columns(jobs.name)}
+    guard = "IF NOT EXISTS " if connection.dialect.name == "postgresql" else ""
+    for name, definition in _ADDED:
+        if name not in present:
+            connection.exec_driver_sql(
+                f"ALTER TABLE {jobs.name} ADD COLUMN {guard}{name} {definition}"
+            )
+    for index, table, columns in (
+        ("forward_jobs_round", jobs.name, "study_uid, source, round"),
+        ("forward_sent_job", sent.name, "job_id"),
+    ):
+        connection.exec_driver_sql(f"CREATE INDEX IF NOT EXISTS {index} ON {table} ({columns})")

@@ -8,9 +8,11 @@ Usage (what ``dicomveil serve`` and ``dicomveil scp`` do)::
     ...
     forwarding.stop()
 
-The listener only records arrivals (one small database write per ingest call); a sweep
-thread completes quiet studies and queues their forwards; worker threads send them. With no
-``[[routing.rules]]`` nothing is recorded and no thread runs.
+The listener records arrivals (one small database write per ingest call), creating or
+waking the forwards of on-arrival rules and telling the workers; a sweep thread completes
+quiet studies, queues the forwards of on-complete rules and lets on-arrival ones end;
+worker threads send them. With no ``[[routing.rules]]`` nothing is recorded and no thread
+runs.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from dicomveil.forward.batch import BatchSender
 from dicomveil.forward.completion import CompletionTracker, StoredLike
 from dicomveil.forward.cstore import CStoreSender
 from dicomveil.forward.queue import DueStudy, ForwardQueue
-from dicomveil.forward.sender import Sender
+from dicomveil.forward.sender import Sender, StreamingSender
 from dicomveil.forward.settings import RoutingSettings, Rule
 from dicomveil.forward.stow import StowSender
 from dicomveil.forward.webhook import WebhookSender
@@ -64,9 +66,9 @@ class IngestingRuntime(RuntimeLike, Protocol):
 
 def senders_for(
     rules: Sequence[Rule], settings: RoutingSettings, organization: str = ""
-) -> dict[str, Sender]:
+) -> dict[str, Sender | StreamingSender]:
     """Return the sender of each rule, by rule name."""
-    senders: dict[str, Sender] = {}
+    senders: dict[str, Sender | StreamingSender] = {}
     for rule in rules:
         target = rule.target
         if target.action == "cstore":
@@ -81,7 +83,7 @@ def senders_for(
 
 
 class Forwarding:
-    """Routing on study completion (see the module docstring)."""
+    """Routing of arriving and complete studies (see the module docstring)."""
 
     def __init__(
         self,
@@ -102,7 +104,7 @@ class Forwarding:
         *,
         settings: RoutingSettings | None = None,
         clock: Callable[[], float] = time.time,
-        senders: Mapping[str, Sender] | None = None,
+        senders: Mapping[str, Sender | StreamingSender] | None = None,
     ) -> Forwarding:
         """Read ``[routing]`` from ``config`` and open the queue database.
 
@@ -146,7 +148,10 @@ class Forwarding:
         if not self.enabled or not events:
             return
         try:
-            self.tracker.record(events)
+            if self.tracker.record(events):
+                self.worker.wake()  # an on-arrival forward was created or woken
+            else:
+                self.worker.nudge()  # those streaming look again
         except DicomveilError as exc:
             _log.error("routing: %d arrival(s) not recorded (%s)", len(events), type(exc).__name__)
         except Exception as exc:  # noqa: BLE001 - a listener must not raise into ingest

@@ -23,6 +23,7 @@ Example::
     # host = "10.0.0.5", port = 104, ae_title = "READING"   # ...or given here
     associations = 4                   # at once, per study (1 for peers that take one)
     priority = "STAT"
+    send = "on-arrival"                # or "on-complete" (see below)
 
 Actions: ``cstore`` (``destination`` or ``host``/``port``/``ae_title``), ``stow`` (``url``
 of the DICOMweb root, optional ``token_env``: the name of the environment variable holding a
@@ -34,6 +35,14 @@ de-identified attribute keyword the index records (``Modality``, ``StudyDescript
 ``BodyPartExamined``...). A pattern is a string or a list of strings with ``*`` and ``?``
 wildcards (case-sensitive, as DICOM matching); a study matches a keyword when any of its
 instances' values matches any pattern, and a rule when every keyword matches.
+
+When: ``send = "on-arrival"`` (the default of ``cstore`` and ``stow``) sends each instance
+as it is archived, and the forward is done once the study is complete and every instance
+acknowledged; ``send = "on-complete"`` waits for completion before sending anything (the
+only mode of ``batch`` and ``webhook``, whose unit is the complete study). Matching is
+monotone ("any instance"), so a rule that matches the instances received so far matches the
+complete study: an on-arrival forward starts with the first instance that makes its rule
+match, and covers every instance of the study, those before it included.
 """
 
 from __future__ import annotations
@@ -53,7 +62,10 @@ from dicomveil.pipeline.batch_state import Priority
 
 __all__ = [
     "ACTIONS",
+    "SEND_MODES",
+    "STREAMING_ACTIONS",
     "Action",
+    "SendMode",
     "Rank",
     "Rule",
     "RoutingSettings",
@@ -64,6 +76,11 @@ __all__ = [
 
 Action = Literal["batch", "cstore", "stow", "webhook"]
 ACTIONS: Final[tuple[Action, ...]] = ("batch", "cstore", "stow", "webhook")
+SendMode = Literal["on-arrival", "on-complete"]
+SEND_MODES: Final[tuple[SendMode, ...]] = ("on-arrival", "on-complete")
+STREAMING_ACTIONS: Final[frozenset[Action]] = frozenset({"cstore", "stow"})
+"""Actions that may send instances before the study is complete (one instance at a time has
+a meaning for a C-STORE SCP or a DICOMweb server; a batch or a webhook is about the study)."""
 QUEUE_FILE: Final = "routing.sqlite"
 _AE_CHARS: Final = frozenset(map(chr, range(0x20, 0x7F))) - {"\\"}
 
@@ -95,6 +112,7 @@ _RULE: Final = frozenset(
         "url",
         "token_env",
         "associations",
+        "send",
     }
 )
 
@@ -173,12 +191,20 @@ class Rule:
     target: Target
     priority: Priority = Priority.ROUTINE
     match: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    send: SendMode = "on-complete"
+
+    @property
+    def on_arrival(self) -> bool:
+        """Whether this rule forwards instances as they arrive (before completion)."""
+        return self.send == "on-arrival"
 
     def matches(self, attributes: Mapping[str, frozenset[str] | set[str]]) -> bool:
         """Tell whether a study with these attribute values (by keyword) matches.
 
         ``attributes`` holds, per keyword, every value seen in the study (``calling_ae``
-        and ``source`` included). A keyword the study lacks never matches.
+        and ``source`` included). A keyword the study lacks never matches. Monotone: values
+        are only ever added to a study, so once a rule matches it keeps matching (what lets
+        an on-arrival rule be decided before the study is complete).
         """
         for keyword, patterns in self.match.items():
             values = attributes.get(keyword, ())
@@ -328,7 +354,22 @@ def _rule(raw: object, position: int, destinations: Mapping[str, Any]) -> Rule:
         target=_target(table, action, where, destinations),
         priority=priority,
         match=match,
+        send=_send_mode(table, action, where),
     )
+
+
+def _send_mode(table: Mapping[str, Any], action: Action, where: str) -> SendMode:
+    """The rule's ``send``: on-arrival by default where the action can stream."""
+    default: SendMode = "on-arrival" if action in STREAMING_ACTIONS else "on-complete"
+    value = table.get("send", default)
+    if value not in SEND_MODES:
+        raise ConfigError(f'{where}: send must be "on-arrival" or "on-complete"')
+    if value == "on-arrival" and action not in STREAMING_ACTIONS:
+        raise ConfigError(
+            f'{where}: send = "on-arrival" is for cstore and stow only (a {action} '
+            "goes once the study is complete)"
+        )
+    return "on-arrival" if value == "on-arrival" else "on-complete"
 
 
 def _target(

@@ -1,15 +1,30 @@
 """The threads that drain the routing queue: claim a job, send, record, audit.
 
 Each thread claims the most urgent due job (STAT, URGENT, ROUTINE; oldest first) under a
-lease, hands its sender a :class:`~.sender.Delivery`, and ends the attempt:
+lease and sends it:
+
+- a streaming sender (C-STORE, STOW-RS) gets a :class:`~.sender.Stream`, fed with what the
+  job's scope has not acknowledged; while the job's round is still open (an on-arrival
+  forward) the thread keeps the stream, and its associations or HTTP connections, and
+  feeds it each instance archived after (it looks again at most every 0.1 s while the
+  stream is busy, at once when it is idle and told of an arrival in this process, every
+  0.25 s otherwise). When nothing has come for :attr:`ForwardWorker.linger` seconds the
+  job is *parked* and the thread is free: the next arrival or the completion makes the job
+  due again. The forward ends once its round is closed and every instance is acknowledged;
+- any other sender (batch, webhook) gets a :class:`~.sender.Delivery`, once the study is
+  complete.
+
+An attempt ends:
 
 - success: the job is ``done``; audited ``forward.study`` with outcome ``success``;
 - failure: the job is queued again after an exponential, jittered backoff
   (:class:`~dicomveil.pipeline.batch_upload.RetryPolicy`), or dead-lettered once it has
   failed ``max_attempts`` times; audited with outcome ``failure`` and the value-free reason.
 
+Parking, or giving a job back when the worker stops, ends no attempt (nothing audited).
 Audit details and log lines hold the job id, rule, action, destination label, pseudonymous
-study UID and counts: no attribute value, no response body, no exception message.
+study UID and counts (``sent``: instances acknowledged for this forward, all attempts): no
+attribute value, no response body, no exception message.
 """
 
 from __future__ import annotations
@@ -27,13 +42,19 @@ from dicomveil.audit import AuditLog
 from dicomveil.audit.entry import AuditEvent
 from dicomveil.errors import DicomveilError
 from dicomveil.forward.queue import ForwardQueue, Job
-from dicomveil.forward.sender import Delivery, ForwardFailed, Sender
+from dicomveil.forward.sender import Delivery, ForwardFailed, Sender, Stream, StreamingSender
 from dicomveil.forward.settings import RoutingSettings
 from dicomveil.pipeline.batch_upload import RetryPolicy
 
 __all__ = ["FORWARD_EVENT", "ForwardWorker"]
 
 FORWARD_EVENT: Final = "forward.study"
+LINGER: Final = 2.0
+"""Seconds a streaming job whose study is still open is held with nothing to send."""
+_STEP: Final = 0.1
+"""Shortest time between two reads of a busy streaming job's pending instances."""
+_POLL: Final = 0.25
+"""Longest wait of a streaming job between two looks at the queue (other processes)."""
 _log = logging.getLogger(__name__)
 
 
@@ -59,7 +80,7 @@ class ForwardWorker:
     def __init__(
         self,
         queue: ForwardQueue,
-        senders: Mapping[str, Sender],
+        senders: Mapping[str, Sender | StreamingSender],
         read: Callable[[str], bytes],
         settings: RoutingSettings,
         audit: AuditLog | None,
@@ -76,6 +97,9 @@ class ForwardWorker:
         self._stop = threading.Event()
         self._wake = threading.Condition()
         self._threads: list[threading.Thread] = []
+        self._signals: set[threading.Event] = set()
+        self._signals_lock = threading.Lock()
+        self.linger = LINGER
 
     def start(self) -> None:
         """Start the threads (once)."""
@@ -90,9 +114,16 @@ class ForwardWorker:
             self._threads.append(thread)
 
     def wake(self) -> None:
-        """Tell idle threads that jobs may be due."""
+        """Tell idle threads that jobs may be due, and streaming ones to look again."""
+        self.nudge()
         with self._wake:
             self._wake.notify_all()
+
+    def nudge(self) -> None:
+        """Tell the threads streaming a job that instances may have arrived."""
+        with self._signals_lock:
+            for signal in self._signals:
+                signal.set()
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stop the threads after their current job (or let its lease expire)."""
@@ -120,8 +151,19 @@ class ForwardWorker:
             return None
         sender = self._senders.get(job.rule)
         if sender is None:
-            self._failed(job, "rule no longer configured", 0, 0)
-            return job
+            self._failed(job, "rule no longer configured", job.total, job.sent)
+        elif isinstance(sender, StreamingSender):
+            self._stream(job, sender)
+        elif not job.complete:  # only sends complete studies: wait for the completion
+            total = self._queue.progress(job.id, self.owner).total
+            if not self._queue.park(job, self.owner, total, self._clock()):
+                self._queue.release(job, self.owner, self._clock())  # it changed: look again
+        else:
+            self._deliver(job, sender)
+        return job
+
+    def _deliver(self, job: Job, sender: Sender) -> None:
+        """One attempt at a job of a sender of complete studies."""
         scope = sender.scope(job)
         pending, covered = self._queue.pending(job, scope)
         count = [0]
@@ -145,20 +187,117 @@ class ForwardWorker:
         delivery = Delivery(job, pending, covered, self._read, sent, remember_batch)
         try:
             sender.send(delivery)
-        except ForwardFailed as exc:
-            self._failed(job, exc.reason, len(covered), count[0])
-        except DicomveilError as exc:
-            self._failed(job, type(exc).__name__, len(covered), count[0])
         except Exception as exc:  # noqa: BLE001 - a sender bug must not kill the thread
-            self._failed(job, f"unexpected {type(exc).__name__}", len(covered), count[0])
+            self._failed(job, _reason(exc), len(covered), job.sent + count[0])
         else:
-            if self._queue.finish(job, self.owner, len(covered), self._clock()):
-                self._record(job, "success", len(covered), count[0], None, "done")
-                _log.info(
-                    "routing: job %d (%s) sent %d of %d instance(s) of study %s to %s",
-                    job.id, job.rule, count[0], len(covered), job.study_uid, job.target,
-                )  # fmt: skip
-        return job
+            self._done(job, len(covered), job.sent + count[0])
+
+    def _stream(self, job: Job, sender: StreamingSender) -> None:
+        """One attempt (or one hold, until parked) at a job of a streaming sender."""
+        scope = sender.scope(job)
+        signal = threading.Event()
+        acked = [0]
+        renewed = [time.monotonic()]
+        lock = threading.Lock()
+
+        def acknowledge(uids: Sequence[str]) -> None:  # from the stream's threads
+            self._queue.mark_sent(job.id, scope, uids, self._clock())
+            with lock:
+                acked[0] += len(uids)
+            self._renew(job, renewed, lock)
+
+        stream = sender.open(job, self._read, acknowledge, signal.set)
+        with self._signals_lock:
+            self._signals.add(signal)
+        outcome, total, reason = "failed", job.total, ""
+        try:
+            outcome, total = self._drive(job, scope, stream, signal, renewed, lock)
+        except Exception as exc:  # noqa: BLE001 - a sender bug must not kill the thread
+            reason = _reason(exc)
+        finally:
+            stream.close()  # waits for what is in flight: every acknowledgement recorded
+            with self._signals_lock:
+                self._signals.discard(signal)
+        sent = job.sent + acked[0]
+        if outcome == "done":
+            self._done(job, total, sent)
+        elif outcome == "failed":
+            self._failed(job, reason, total, sent)
+        elif outcome == "stopped":
+            self._queue.release(job, self.owner, self._clock())
+        else:
+            _log.debug("routing: job %d %s after %d sent", job.id, outcome, sent)
+
+    def _drive(
+        self,
+        job: Job,
+        scope: str,
+        stream: Stream,
+        signal: threading.Event,
+        renewed: list[float],
+        lock: threading.Lock,
+    ) -> tuple[str, int]:
+        """Feed ``stream`` until the job is done, parked, lost or stopped; return that and
+        the instances covered. Raises ForwardFailed (and queue errors) on failure."""
+        submitted: set[str] = set()
+        seen, covered = -1, job.total
+        looked = quiet_since = time.monotonic()
+        while True:
+            signal.clear()
+            if self._stop.is_set():
+                return "stopped", covered
+            error = stream.fatal()
+            if error is not None:
+                raise error
+            progress = self._queue.progress(job.id, self.owner)
+            if not progress.held:
+                return "lost", covered
+            busy = stream.busy()  # before the read: if idle, every answer is recorded in it
+            if progress.total != seen or not busy:
+                if busy:  # let more arrive: one read of the pending list per step
+                    time.sleep(max(0.0, looked + _STEP - time.monotonic()))
+                looked = time.monotonic()
+                pending, everything = self._queue.pending(job, scope)
+                seen, covered = progress.total, len(everything)
+                fresh = [x for x in pending if x.sop_instance_uid not in submitted]
+                if fresh:
+                    submitted.update(x.sop_instance_uid for x in fresh)
+                    stream.submit(fresh)
+                    quiet_since = time.monotonic()
+                    continue
+                if not busy:
+                    if pending:  # every one submitted and answered, not all stored
+                        raise (
+                            stream.fatal()
+                            or stream.rejected()
+                            or ForwardFailed("instances not acknowledged")
+                        )
+                    if progress.complete:
+                        return "done", covered
+                    if time.monotonic() - quiet_since >= self.linger:
+                        if self._queue.park(job, self.owner, progress.total, self._clock()):
+                            return "parked", covered
+                        continue  # an arrival or the completion came in between
+            self._renew(job, renewed, lock)
+            signal.wait(_POLL)
+
+    def _renew(self, job: Job, renewed: list[float], lock: threading.Lock) -> None:
+        """Extend the job's lease when a quarter of it has passed."""
+        now = time.monotonic()
+        with lock:
+            due = now - renewed[0] > self._settings.lease / 4
+            if due:
+                renewed[0] = now
+        if due:
+            self._queue.renew(job.id, self.owner, self._clock() + self._settings.lease)
+
+    def _done(self, job: Job, total: int, sent: int) -> None:
+        if self._queue.finish(job, self.owner, total, self._clock()):
+            self._record(job, "success", total, sent, None, "done")
+            _log.info(
+                "routing: job %d (%s) done: %d of %d instance(s) of study %s sent to %s",
+                job.id, job.rule, sent, total, job.study_uid, job.target,
+            )  # fmt: skip
 
     def _failed(self, job: Job, reason: str, total: int, sent: int) -> None:
         attempts = job.attempts + 1
@@ -205,3 +344,12 @@ class ForwardWorker:
             self._audit.append(event)
         except DicomveilError as exc:
             _log.error("routing: audit entry not written (%s)", type(exc).__name__)
+
+
+def _reason(exc: BaseException) -> str:
+    """A value-free reason for a failed attempt (never an exception's message)."""
+    if isinstance(exc, ForwardFailed):
+        return exc.reason
+    if isinstance(exc, DicomveilError):
+        return type(exc).__name__
+    return f"unexpected {type(exc).__name__}"
