@@ -75,6 +75,8 @@ class StreamRecorder:
     def __init__(self) -> None:
         self.submits: list[list[str]] = []
         self.opened = 0
+        self.on_submit: Callable[[list[str]], None] | None = None
+        """Called after each submit (a test makes something happen meanwhile)."""
 
     def scope(self, job: Job) -> str:
         return "rec:stream"
@@ -94,6 +96,8 @@ class StreamRecorder:
             uids = [x.sop_instance_uid for x in items]
             self.owner.submits.append(uids)
             self.acknowledge(uids)
+            if self.owner.on_submit is not None:
+                self.owner.on_submit(uids)
 
         def busy(self) -> bool:
             return False
@@ -437,3 +441,59 @@ def test_a_queue_written_before_on_arrival_forwards_is_upgraded(
     engine.dispose()
     assert {"complete", "parked"} <= columns
     assert {"forward_jobs_round", "forward_sent_job"} <= indexes
+
+
+PRIORITY_RULES = """
+[routing]
+completion_timeout = 10
+[[routing.rules]]
+name = "routine"
+match = { calling_ae = "*CT" }
+action = "cstore"
+host = "127.0.0.1"
+port = 9
+ae_title = "PACS"
+priority = "ROUTINE"
+[[routing.rules]]
+name = "urgent"
+match = { calling_ae = "ER*" }
+action = "cstore"
+host = "127.0.0.1"
+port = 9
+ae_title = "PACS"
+priority = "STAT"
+"""
+
+
+def test_a_stat_study_does_not_wait_for_a_routine_one_still_arriving(tmp_path: Path) -> None:
+    """One thread streams a ROUTINE study that keeps arriving; a STAT study comes in: the
+    thread submits nothing more of the ROUTINE one, gives it back (due, not parked, no
+    attempt ended) and takes the STAT one next."""
+    import time
+
+    (tmp_path / "routing.toml").write_text(PRIORITY_RULES)
+    settings = RoutingSettings.load(tmp_path / "routing.toml", home=tmp_path)
+    queue = ForwardQueue.open(settings.queue_url)
+    clock = Clock()
+    tracker = CompletionTracker(queue, settings, clock)
+    routine, urgent = StreamRecorder(), StreamRecorder()
+    work = ForwardWorker(
+        queue, {"routine": routine, "urgent": urgent}, lambda key: b"", settings, None, clock
+    )
+    work.linger = 30.0  # without giving way, the ROUTINE study would hold the thread 30 s
+    tracker.record(events("6.1", 2, ae="FASTCT"))
+    # The STAT study arrives while the ROUTINE one is being sent.
+    routine.on_submit = lambda uids: tracker.record(events("6.2", 1, ae="ER1"))
+    try:
+        started = time.monotonic()
+        first = work.run_once()
+        assert time.monotonic() - started < 5
+        assert first is not None and first.rule == "routine"
+        held = {job.rule: job for job in queue.jobs()}["routine"]
+        assert (held.state, held.parked, held.attempts, held.sent) == ("queued", False, 0, 2)
+        work.linger = 0.05
+        second = work.run_once()
+        assert second is not None and second.rule == "urgent"
+        assert urgent.submits == [["6.2.1.0"]] and routine.submits == [["6.1.1.0", "6.1.1.1"]]
+    finally:
+        queue.close()

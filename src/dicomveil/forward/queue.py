@@ -413,10 +413,7 @@ class ForwardQueue:
         died). Returns ``None`` when nothing is due.
         """
         j = schema.jobs
-        due = or_(
-            and_(j.c.state == "queued", j.c.parked == 0, j.c.not_before <= now),
-            and_(j.c.state == "running", j.c.lease_until < now),
-        )
+        due = _due(now)
         with self._failing("claim a job"):  # a read first: idle workers poll often
             with self._engine.connect() as conn:
                 if conn.execute(select(j.c.id).where(due).limit(1)).first() is None:
@@ -438,6 +435,14 @@ class ForwardQueue:
                     row = conn.execute(select(j).where(j.c.id == job_id)).mappings().one()
                     return Job.from_row(row)
         return None
+
+    def more_urgent_due(self, rank: Rank, now: float) -> bool:
+        """Whether a job more urgent than ``rank`` is due: a thread holding a job that can
+        wait gives it back for it (see :mod:`.worker`)."""
+        j = schema.jobs
+        urgent = and_(_due(now), j.c.priority < int(rank))
+        with self._failing("look for urgent jobs"), self._engine.connect() as conn:
+            return conn.execute(select(j.c.id).where(urgent).limit(1)).first() is not None
 
     def set_batch_id(self, job_id: int, batch_id: str) -> None:
         """Remember the batch a job ships (a retry fills the same batch)."""
@@ -643,6 +648,16 @@ class _MapErrors:
             raise QueueError(
                 f"routing queue {where}: could not {self._operation} ({type(exc).__name__})"
             ) from exc
+
+
+def _due(now: float) -> Any:
+    """Jobs a thread may take at ``now``: queued, not parked, past their backoff; or running
+    under a lease that ran out (their worker died)."""
+    j = schema.jobs
+    return or_(
+        and_(j.c.state == "queued", j.c.parked == 0, j.c.not_before <= now),
+        and_(j.c.state == "running", j.c.lease_until < now),
+    )
 
 
 def _covered(study: str, source: str) -> Any:

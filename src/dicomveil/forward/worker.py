@@ -10,7 +10,10 @@ lease and sends it:
   stream is busy, at once when it is idle and told of an arrival in this process, every
   0.25 s otherwise). When nothing has come for :attr:`ForwardWorker.linger` seconds the
   job is *parked* and the thread is free: the next arrival or the completion makes the job
-  due again. The forward ends once its round is closed and every instance is acknowledged;
+  due again. While a more urgent job (a higher priority) is due, the thread submits
+  nothing more, waits for what is in flight, and gives the job back (due at once, behind
+  the urgent one): a STAT study never waits for a ROUTINE one still arriving. The forward
+  ends once its round is closed and every instance is acknowledged;
 - any other sender (batch, webhook) gets a :class:`~.sender.Delivery`, once the study is
   complete.
 
@@ -223,8 +226,9 @@ class ForwardWorker:
             self._done(job, total, sent)
         elif outcome == "failed":
             self._failed(job, reason, total, sent)
-        elif outcome == "stopped":
+        elif outcome in ("stopped", "yielded"):  # due again at once: no attempt ended
             self._queue.release(job, self.owner, self._clock())
+            _log.debug("routing: job %d %s after %d sent", job.id, outcome, sent)
         else:
             _log.debug("routing: job %d %s after %d sent", job.id, outcome, sent)
 
@@ -242,6 +246,7 @@ class ForwardWorker:
         submitted: set[str] = set()
         seen, covered = -1, job.total
         looked = quiet_since = time.monotonic()
+        urgent_at, urgent = 0.0, False
         while True:
             signal.clear()
             if self._stop.is_set():
@@ -253,7 +258,13 @@ class ForwardWorker:
             if not progress.held:
                 return "lost", covered
             busy = stream.busy()  # before the read: if idle, every answer is recorded in it
-            if progress.total != seen or not busy:
+            if time.monotonic() - urgent_at >= _STEP:
+                urgent_at = time.monotonic()
+                urgent = self._queue.more_urgent_due(job.rank, self._clock())
+            if urgent:  # a more urgent job waits: submit nothing more, give this one back
+                if not busy:
+                    return "yielded", covered
+            elif progress.total != seen or not busy:
                 if busy:  # let more arrive: one read of the pending list per step
                     time.sleep(max(0.0, looked + _STEP - time.monotonic()))
                 looked = time.monotonic()
