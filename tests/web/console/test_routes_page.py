@@ -8,6 +8,7 @@ and other roles are refused.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -105,3 +106,42 @@ async def test_only_admin_sessions_see_the_routes_page(
 ) -> None:
     await login(browser, tokens["read"])
     assert (await browser.get("/console/routes")).status_code == 403
+
+
+STREAMING_RULES = """
+[routing]
+completion_timeout = 120
+backoff_initial = 60
+
+[[routing.rules]]
+name = "pacs"
+action = "stow"
+url = "http://127.0.0.1:9/dicom-web"
+"""
+
+
+async def test_a_forward_of_a_study_still_arriving_is_marked_streaming(
+    home: Path, key_file: Path, tmp_path: Path, tokens: dict[str, str]
+) -> None:
+    """An on-arrival forward exists before its study is complete: the page says it streams."""
+    config = tmp_path / "streaming.toml"
+    config.write_text(STREAMING_RULES)
+    app = create_app(Settings(home=home, key_file=key_file, config_file=config))
+    try:
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="https://testserver") as c:
+            files = write_demo_study(tmp_path / "in", patients=1, series_per_study=1)
+            content_type, body = related_body([p.read_bytes() for p in files])
+            headers = {"Content-Type": content_type, **auth(tokens["ingest"])}
+            stored = await c.post("/dicomweb/studies", content=body, headers=headers)
+            assert stored.status_code == 200, stored.text
+            (job,) = app.state.forwarding.queue.jobs()
+            assert not job.complete
+            await login(c, tokens["admin"])
+            page = await c.get("/console/routes")
+            assert page.status_code == 200
+            # its state moves (running, queued after a failed attempt): the mark stays
+            assert re.search(rf"<td>{job.id}</td><td>[a-z]+ \(streaming\)</td>", page.text)
+    finally:
+        app.state.forwarding.stop()
+        app.state.services.close()
