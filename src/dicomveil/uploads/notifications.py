@@ -39,7 +39,7 @@ from urllib.parse import unquote_plus, urlsplit
 
 from dicomveil.errors import ConfigError
 from dicomveil.uploads import registry as reg
-from dicomveil.uploads.service import ENTRY, PREFIX, object_key
+from dicomveil.uploads.service import ENTRY, PREFIX, admit_object, enqueue_object
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -179,8 +179,6 @@ class UploadNotices:
 
     def object_created(self, upload_id: str, name: str) -> str:
         """Enqueue object ``name`` of ``upload_id`` if it is still pending (see the module)."""
-        from dicomveil.cluster.queues import Priority
-        from dicomveil.cluster.submit import IncomingObject, enqueue_objects
         from dicomveil.pipeline.ingest import Origin
 
         with self._lock:  # one at a time in this process: no double enqueue here
@@ -192,19 +190,18 @@ class UploadNotices:
                 return UNKNOWN
             if states[name] != reg.PENDING:
                 return ALREADY
-            key = object_key(upload_id, name)
-            info = self.incoming.head(key)
-            if info is None:
-                return NOT_THERE
-            if info.size > self.settings.max_object_bytes:
-                self.incoming.delete(key)
-                self.registry.set_object(upload_id, name, reg.TOO_LARGE, size=info.size)
+            limit = self.settings.max_object_bytes
+            admitted = admit_object(self.incoming, self.registry, limit, upload_id, name)
+            if admitted == reg.MISSING:
+                return NOT_THERE  # left pending: `complete` records it missing
+            if admitted == reg.TOO_LARGE:
                 outcome = TOO_LARGE
             else:
+                assert isinstance(admitted, int)
                 origin = Origin(entry=ENTRY, actor=row.actor, organisation=row.organisation)
-                item = IncomingObject(key, info.size)
-                enqueue_objects(self.queue, [item], origin, Priority[row.priority])
-                self.registry.set_object(upload_id, name, reg.QUEUED, size=info.size)
+                enqueue_object(
+                    self.queue, self.registry, upload_id, name, admitted, origin, row.priority
+                )
                 outcome = HANDED_ON
             if all(s != reg.PENDING for n, s in states.items() if n != name):
                 if self.registry.start_completing(upload_id):  # not taken by `complete`

@@ -51,7 +51,15 @@ if TYPE_CHECKING:
     from dicomveil.storage import BaseBlobStore
     from dicomveil.uploads.settings import UploadSettings
 
-__all__ = ["ENTRY", "UnknownUpload", "UploadConflict", "UploadService", "object_key"]
+__all__ = [
+    "ENTRY",
+    "UnknownUpload",
+    "UploadConflict",
+    "UploadService",
+    "admit_object",
+    "enqueue_object",
+    "object_key",
+]
 
 log = logging.getLogger(__name__)
 ENTRY: Final = "upload"
@@ -77,6 +85,42 @@ class Ingesting(Protocol):
 def object_key(upload_id: str, name: str) -> str:
     """The incoming store key of one object of an upload."""
     return f"{PREFIX}/{upload_id}/{name}"
+
+
+def admit_object(
+    incoming: BaseBlobStore, registry: UploadRegistry, max_bytes: int, upload_id: str, name: str
+) -> int | str:
+    """The size of object ``name`` of ``upload_id`` when it can be handed on; else why not:
+    :data:`~.registry.MISSING` (not in the incoming store; nothing recorded) or
+    :data:`~.registry.TOO_LARGE` (above ``max_bytes``: deleted and recorded)."""
+    key = object_key(upload_id, name)
+    info = incoming.head(key)
+    if info is None:
+        return reg.MISSING
+    if info.size > max_bytes:
+        incoming.delete(key)
+        registry.set_object(upload_id, name, reg.TOO_LARGE, size=info.size)
+        return reg.TOO_LARGE
+    return info.size
+
+
+def enqueue_object(
+    queue: Queue,
+    registry: UploadRegistry,
+    upload_id: str,
+    name: str,
+    size: int,
+    origin: Origin,
+    priority: str,
+) -> None:
+    """Enqueue an admitted object for the queue workers, then record it ``queued`` (a
+    failure in between enqueues it again later: the workers are idempotent)."""
+    from dicomveil.cluster.queues import Priority
+    from dicomveil.cluster.submit import IncomingObject, enqueue_objects
+
+    item = IncomingObject(object_key(upload_id, name), size)
+    enqueue_objects(queue, [item], origin, Priority[priority])
+    registry.set_object(upload_id, name, reg.QUEUED, size=size)
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,28 +326,19 @@ class UploadService:
 
     def _checked(self, upload_id: str, name: str) -> int | None:
         """The object's size when it can be ingested; else record why not."""
-        key = object_key(upload_id, name)
-        info = self.incoming.head(key)
-        if info is None:
+        admitted = admit_object(
+            self.incoming, self.registry, self.settings.max_object_bytes, upload_id, name
+        )
+        if admitted == reg.MISSING:
             self.registry.set_object(upload_id, name, reg.MISSING)
-            return None
-        if info.size > self.settings.max_object_bytes:
-            self.incoming.delete(key)
-            self.registry.set_object(upload_id, name, reg.TOO_LARGE, size=info.size)
-            return None
-        return info.size
+        return admitted if isinstance(admitted, int) else None
 
     def _enqueue(
         self, upload_id: str, ready: list[tuple[str, int]], origin: Origin, priority: str
     ) -> None:
-        from dicomveil.cluster.queues import Priority
-        from dicomveil.cluster.submit import IncomingObject, enqueue_objects
-
         assert self.queue is not None
         for name, size in ready:
-            item = IncomingObject(object_key(upload_id, name), size)
-            enqueue_objects(self.queue, [item], origin, Priority[priority])
-            self.registry.set_object(upload_id, name, reg.QUEUED, size=size)
+            enqueue_object(self.queue, self.registry, upload_id, name, size, origin, priority)
 
     def _ingest_some(self, upload_id: str, items: list[tuple[str, int]], origin: Origin) -> None:
         folder = self._workspace()
